@@ -1,0 +1,221 @@
+//! SenML JSON (RFC 8428), the native payload of medmesh devices.
+//!
+//! A SenML pack is a JSON array of records. Base fields (`bn`, `bt`, `bu`,
+//! `bv`) apply to the records that follow them until changed (section 4.1).
+//! The measurement is named by the resolved name `bn + n`; medmesh looks up
+//! the part after the last `:` or `/` (so `urn:dev:mac:0024be:heart_rate` and
+//! a bare `8867-4` both work) against the vital-sign catalogue.
+
+use crate::{DecodeError, Decoded, RecordError};
+use medmesh_model::{Observation, TimestampMs, VitalSign};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// Times below 2**28 seconds are relative to "now" (RFC 8428 section 4.5.3).
+const RELATIVE_TIME_LIMIT: f64 = 268_435_456.0;
+
+#[derive(Debug, Deserialize)]
+struct Record<'a> {
+    #[serde(borrow, default)]
+    bn: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    bt: Option<f64>,
+    #[serde(borrow, default)]
+    bu: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    bv: Option<f64>,
+    #[serde(default)]
+    bver: Option<u32>,
+    #[serde(borrow, default)]
+    n: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    u: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    v: Option<f64>,
+    #[serde(default)]
+    vs: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    vb: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    vd: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    t: Option<f64>,
+    /// Fields whose names end in `_` must be understood or the record
+    /// rejected (section 4.4); medmesh understands none of them.
+    #[serde(flatten)]
+    other: std::collections::HashMap<&'a str, serde::de::IgnoredAny>,
+}
+
+/// Base values carried from record to record.
+#[derive(Default)]
+struct Base {
+    name: String,
+    time: f64,
+    unit: Option<String>,
+    value: f64,
+}
+
+/// Decodes a SenML JSON pack. `now_ms` resolves relative and missing times.
+pub fn decode_json(payload: &[u8], now_ms: TimestampMs) -> Result<Decoded, DecodeError> {
+    let records: Vec<&RawValue> = serde_json::from_slice(payload)
+        .map_err(|e| DecodeError(format!("not a SenML JSON pack (a JSON array of records): {e}")))?;
+    if records.is_empty() {
+        return Err(DecodeError("SenML pack is empty".into()));
+    }
+    let mut out = Decoded::default();
+    let mut base = Base::default();
+    for (index, raw) in records.iter().enumerate() {
+        match decode_record(raw, &mut base, now_ms) {
+            Ok(obs) => out.observations.push(obs),
+            Err(reason) => out.rejected.push(RecordError { index, reason }),
+        }
+    }
+    Ok(out)
+}
+
+fn decode_record(raw: &RawValue, base: &mut Base, now_ms: TimestampMs) -> Result<Observation, String> {
+    let rec: Record = serde_json::from_str(raw.get()).map_err(|e| format!("malformed record: {e}"))?;
+    if let Some(field) = rec.other.keys().find(|k| k.ends_with('_')) {
+        return Err(format!("unsupported must-understand field {field:?}"));
+    }
+    if let Some(ver) = rec.bver {
+        if ver > 10 {
+            return Err(format!("unsupported SenML version {ver}"));
+        }
+    }
+    // Base fields update before this record is resolved (section 4.1).
+    if let Some(bn) = rec.bn {
+        base.name = bn.into_owned();
+    }
+    if let Some(bt) = rec.bt {
+        base.time = bt;
+    }
+    if let Some(bu) = rec.bu {
+        base.unit = Some(bu.into_owned());
+    }
+    if let Some(bv) = rec.bv {
+        base.value = bv;
+    }
+
+    let name = format!("{}{}", base.name, rec.n.as_deref().unwrap_or(""));
+    if name.is_empty() {
+        return Err("record has no name (n or bn)".into());
+    }
+    let short = name.rsplit([':', '/']).next().unwrap_or(&name);
+    let vital = VitalSign::lookup(short).or_else(|| VitalSign::lookup(&name)).ok_or_else(|| {
+        format!("unknown measurement {short:?}; use a LOINC code (e.g. \"8867-4\") or a name such as \"heart_rate\"")
+    })?;
+
+    if rec.vs.is_some() || rec.vb.is_some() || rec.vd.is_some() {
+        return Err(format!("{vital} needs a numeric value (v), not a string, boolean or data value"));
+    }
+    let value = match (rec.v, rec.bv) {
+        (Some(v), _) => base.value + v,
+        (None, Some(_)) => base.value,
+        (None, None) => return Err(format!("{vital} record has no value (v)")),
+    };
+    if !value.is_finite() {
+        return Err(format!("{vital} value is not a finite number"));
+    }
+    let unit = rec.u.as_deref().or(base.unit.as_deref()).ok_or_else(|| {
+        format!("{vital} record has no unit (u or bu); send {:?}", vital.ucum())
+    })?;
+    vital.accept_unit(unit).map_err(|e| e.to_string())?;
+    // Plausibility is judged in the canonical unit, so the unit is checked first.
+    let (lo, hi) = vital.plausible_range();
+    if !(lo..=hi).contains(&value) {
+        return Err(format!("{vital} value {value} is outside the plausible range {lo}..{hi}"));
+    }
+
+    let time_s = base.time + rec.t.unwrap_or(0.0);
+    if !time_s.is_finite() {
+        return Err("time is not a finite number".into());
+    }
+    let time_ms = if time_s.abs() < RELATIVE_TIME_LIMIT {
+        now_ms + (time_s * 1000.0).round() as i64
+    } else {
+        (time_s * 1000.0).round() as i64
+    };
+    Ok(Observation { vital, value, time_ms })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: TimestampMs = 1_700_000_000_000;
+
+    fn decode(s: &str) -> Decoded {
+        decode_json(s.as_bytes(), NOW).expect("pack decodes")
+    }
+
+    #[test]
+    fn resolves_base_name_time_and_unit() {
+        let d = decode(
+            r#"[{"bn":"urn:dev:mac:0024befffe804ff1:","bt":1.7e9,"bu":"beat/min","n":"heart_rate","v":72},
+                {"n":"heart_rate","t":1,"v":74},
+                {"n":"spo2","u":"%","v":97}]"#,
+        );
+        assert!(d.rejected.is_empty(), "{:?}", d.rejected);
+        assert_eq!(d.observations.len(), 3);
+        assert_eq!(d.observations[0].vital, VitalSign::HeartRate);
+        assert_eq!(d.observations[0].time_ms, 1_700_000_000_000);
+        assert_eq!(d.observations[1].time_ms, 1_700_000_001_000);
+        assert_eq!(d.observations[2].vital, VitalSign::OxygenSaturation);
+        assert_eq!(d.observations[2].value, 97.0);
+    }
+
+    #[test]
+    fn loinc_code_as_name_and_base_value() {
+        let d = decode(r#"[{"bv":36.0,"n":"8310-5","u":"Cel","v":0.6}]"#);
+        assert_eq!(d.observations[0].vital, VitalSign::BodyTemperature);
+        assert!((d.observations[0].value - 36.6).abs() < 1e-9);
+    }
+
+    #[test]
+    fn missing_and_relative_times_are_relative_to_now() {
+        let d = decode(r#"[{"n":"rr","u":"/min","v":16},{"n":"rr","u":"/min","v":17,"t":-5}]"#);
+        assert_eq!(d.observations[0].time_ms, NOW);
+        assert_eq!(d.observations[1].time_ms, NOW - 5000);
+    }
+
+    #[test]
+    fn one_bad_record_does_not_spoil_the_others() {
+        let d = decode(
+            r#"[{"n":"heart_rate","u":"/min","v":80},
+                {"n":"heart_rate","u":"/min","v":"eighty"},
+                {"n":"glucose","u":"mg/dL","v":90},
+                {"n":"body_temperature","u":"degF","v":98.6},
+                {"n":"spo2","u":"%","v":140},
+                {"n":"spo2","v":95},
+                {"n":"spo2","u":"%","vs":"ok"},
+                {"n":"spo2","u":"%","v":95,"x_":1},
+                {"n":"respiratory_rate","u":"/min","v":18}]"#,
+        );
+        assert_eq!(d.observations.len(), 2);
+        let reasons: Vec<_> = d.rejected.iter().map(|r| (r.index, r.reason.as_str())).collect();
+        assert_eq!(reasons.len(), 7);
+        assert!(reasons[0].1.starts_with("malformed record"), "{reasons:?}");
+        assert!(reasons[1].1.contains("unknown measurement \"glucose\""));
+        assert!(reasons[2].1.contains("degF"));
+        assert!(reasons[3].1.contains("plausible range"));
+        assert!(reasons[4].1.contains("no unit"));
+        assert!(reasons[5].1.contains("numeric value"));
+        assert!(reasons[6].1.contains("must-understand"));
+        assert_eq!(reasons.iter().map(|r| r.0).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6, 7]);
+    }
+
+    #[test]
+    fn whole_pack_errors() {
+        for bad in ["", "{}", "[", "null", "[]", "\u{0}\u{1}", "[1,2"] {
+            assert!(decode_json(bad.as_bytes(), NOW).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn non_object_records_are_rejected_individually() {
+        let d = decode(r#"[42, {"n":"hr","u":"/min","v":60}]"#);
+        assert_eq!(d.observations.len(), 1);
+        assert_eq!(d.rejected[0].index, 0);
+    }
+}
