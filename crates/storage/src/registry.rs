@@ -1,0 +1,165 @@
+//! The registry of patients and devices, kept in `registry.json`.
+//!
+//! The registry changes rarely (an admission, a device assignment), so it is
+//! simply rewritten whole on every change: written to a temporary file,
+//! fsynced, and renamed over the old one, so a crash leaves either the old or
+//! the new registry, never a mix.
+
+use medmesh_model::{Device, DeviceId, Patient, PatientId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("cannot read registry {path}: {reason}")]
+    Load { path: PathBuf, reason: String },
+    #[error("cannot save registry: {0}")]
+    Save(#[from] std::io::Error),
+    #[error("no patient with id {0:?}")]
+    UnknownPatient(String),
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct Contents {
+    patients: BTreeMap<PatientId, Patient>,
+    devices: BTreeMap<DeviceId, Device>,
+}
+
+pub struct Registry {
+    path: PathBuf,
+    contents: RwLock<Contents>,
+}
+
+impl Registry {
+    pub fn open(dir: &Path) -> Result<Registry, RegistryError> {
+        let path = dir.join("registry.json");
+        let contents = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| RegistryError::Load {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Contents::default(),
+            Err(e) => {
+                return Err(RegistryError::Load {
+                    path,
+                    reason: e.to_string(),
+                });
+            }
+        };
+        Ok(Registry {
+            path,
+            contents: RwLock::new(contents),
+        })
+    }
+
+    pub fn patients(&self) -> Vec<Patient> {
+        self.contents.read().expect("registry lock").patients.values().cloned().collect()
+    }
+
+    pub fn patient(&self, id: &PatientId) -> Option<Patient> {
+        self.contents.read().expect("registry lock").patients.get(id).cloned()
+    }
+
+    pub fn devices(&self) -> Vec<Device> {
+        self.contents.read().expect("registry lock").devices.values().cloned().collect()
+    }
+
+    pub fn device(&self, id: &DeviceId) -> Option<Device> {
+        self.contents.read().expect("registry lock").devices.get(id).cloned()
+    }
+
+    /// Devices assigned to `patient` now.
+    pub fn devices_of(&self, patient: &PatientId) -> Vec<DeviceId> {
+        let c = self.contents.read().expect("registry lock");
+        c.devices
+            .values()
+            .filter(|d| d.patient_id.as_ref() == Some(patient))
+            .map(|d| d.id.clone())
+            .collect()
+    }
+
+    /// Adds a patient or updates their details. Returns true if newly added.
+    pub fn upsert_patient(&self, patient: Patient) -> Result<bool, RegistryError> {
+        let mut c = self.contents.write().expect("registry lock");
+        if c.patients.get(&patient.id) == Some(&patient) {
+            return Ok(false);
+        }
+        let added = c.patients.insert(patient.id.clone(), patient).is_none();
+        self.save(&c)?;
+        Ok(added)
+    }
+
+    /// Registers a device (if new) and assigns it to `patient` (or unassigns it).
+    pub fn assign_device(&self, device: DeviceId, patient: Option<PatientId>) -> Result<Device, RegistryError> {
+        let mut c = self.contents.write().expect("registry lock");
+        if let Some(p) = &patient {
+            if !c.patients.contains_key(p) {
+                return Err(RegistryError::UnknownPatient(p.to_string()));
+            }
+        }
+        let d = Device {
+            id: device.clone(),
+            patient_id: patient,
+        };
+        if c.devices.get(&device) != Some(&d) {
+            c.devices.insert(device, d.clone());
+            self.save(&c)?;
+        }
+        Ok(d)
+    }
+
+    fn save(&self, c: &Contents) -> std::io::Result<()> {
+        let tmp = self.path.with_extension("json.tmp");
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&serde_json::to_vec_pretty(c).map_err(std::io::Error::other)?)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &self.path)?;
+        if let Some(dir) = self.path.parent() {
+            crate::sync_dir(dir)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn patient(id: &str) -> Patient {
+        Patient {
+            id: PatientId::new(id).unwrap(),
+            name: format!("Patient {id}"),
+            ward: "Ward A".into(),
+            bed: "1".into(),
+        }
+    }
+
+    #[test]
+    fn survives_reopen_and_rejects_assignment_to_unknown_patient() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::open(dir.path()).unwrap();
+        assert!(reg.upsert_patient(patient("p1")).unwrap());
+        assert!(!reg.upsert_patient(patient("p1")).unwrap());
+        let dev = DeviceId::new("mon-1").unwrap();
+        reg.assign_device(dev.clone(), Some(PatientId::new("p1").unwrap())).unwrap();
+        let err = reg.assign_device(dev.clone(), Some(PatientId::new("p9").unwrap()));
+        assert!(matches!(err, Err(RegistryError::UnknownPatient(_))));
+        drop(reg);
+
+        let reg = Registry::open(dir.path()).unwrap();
+        assert_eq!(reg.patients(), vec![patient("p1")]);
+        assert_eq!(reg.device(&dev).unwrap().patient_id, Some(PatientId::new("p1").unwrap()));
+        assert_eq!(reg.devices_of(&PatientId::new("p1").unwrap()), vec![dev]);
+    }
+
+    #[test]
+    fn corrupt_registry_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("registry.json"), b"{not json").unwrap();
+        let err = Registry::open(dir.path()).err().unwrap();
+        assert!(err.to_string().contains("registry.json"), "{err}");
+    }
+}
