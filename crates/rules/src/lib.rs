@@ -1,0 +1,11 @@
+//! Clinical rules, evaluated on every accepted observation.
+//!
+//! - [`news2`]: the National Early Warning Score 2 of the Royal College of
+//!   Physicians, per parameter and aggregated.
+//! - [`AlarmBoard`]: turns rule results into alarms, keeping one alarm per
+//!   condition (a repeat updates it, a return to normal resolves it).
+
+mod board;
+pub mod news2;
+
+pub use board::{AlarmBoard, AlarmChange};
