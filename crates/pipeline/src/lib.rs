@@ -1,0 +1,234 @@
+//! The ingest pipeline every source feeds: the one path from device bytes to
+//! durable, alarmed, live data.
+//!
+//! ```text
+//! payload -> decode (codecs) -> attribute to patient (registry)
+//!         -> append, await fsync (storage) -> rules (alarm board)
+//!         -> live event (dashboard stream) -> report to the source, which acks
+//! ```
+//!
+//! A source must acknowledge a message to its device only after
+//! [`Pipeline::ingest_senml_json`] returned `Ok`: by then its samples are durable.
+
+mod live;
+mod metrics;
+
+pub use live::{LiveEvent, LiveObservation};
+pub use metrics::{Metrics, SourceKind};
+
+use medmesh_codecs::{DecodeError, RecordError, senml};
+use medmesh_model::{Alarm, DeviceId, Observation, PatientId, TimestampMs, now_ms};
+use medmesh_rules::AlarmBoard;
+use medmesh_storage::{Registry, Store, StoreError};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::broadcast;
+
+/// Live events buffered per slow subscriber before it starts missing some.
+const LIVE_BUFFER: usize = 4096;
+
+/// What happened to an accepted message.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IngestReport {
+    pub accepted: usize,
+    pub rejected: Vec<RecordError>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The payload could not be read at all; nothing was stored.
+    #[error("malformed payload: {0}")]
+    Malformed(#[from] DecodeError),
+    /// Storage refused the samples; the sender should retry later.
+    #[error(transparent)]
+    Storage(#[from] StoreError),
+}
+
+/// Last contact with a device, kept in memory.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct DeviceActivity {
+    pub last_seen_ms: TimestampMs,
+    pub messages: u64,
+}
+
+pub struct Pipeline {
+    pub store: Store,
+    pub registry: Arc<Registry>,
+    pub metrics: Arc<Metrics>,
+    alarms: Mutex<AlarmBoard>,
+    activity: Mutex<HashMap<DeviceId, DeviceActivity>>,
+    live: broadcast::Sender<LiveEvent>,
+}
+
+/// Storage subject of an unassigned device's samples. `:` cannot occur in a
+/// patient id, so these never collide with a patient's series.
+pub fn unassigned_subject(device: &DeviceId) -> String {
+    format!("device:{device}")
+}
+
+impl Pipeline {
+    pub fn new(store: Store, registry: Arc<Registry>, metrics: Arc<Metrics>) -> Pipeline {
+        Pipeline {
+            store,
+            registry,
+            metrics,
+            alarms: Mutex::new(AlarmBoard::default()),
+            activity: Mutex::new(HashMap::new()),
+            live: broadcast::channel(LIVE_BUFFER).0,
+        }
+    }
+
+    /// Decodes a SenML JSON pack from `device` and stores its valid records.
+    /// Returns once they are durable; rejected records are listed in the report.
+    pub async fn ingest_senml_json(
+        &self,
+        source: SourceKind,
+        device: &DeviceId,
+        payload: &[u8],
+    ) -> Result<IngestReport, IngestError> {
+        let decoded = match senml::decode_json(payload, now_ms()) {
+            Ok(d) => d,
+            Err(e) => {
+                self.metrics.malformed_message(source);
+                tracing::warn!(%device, source = source.as_str(), error = %e, "malformed message rejected");
+                return Err(e.into());
+            }
+        };
+        if !decoded.rejected.is_empty() {
+            self.metrics.rejected_records(source, decoded.rejected.len());
+            for r in &decoded.rejected {
+                tracing::warn!(%device, source = source.as_str(), record = r.index, reason = %r.reason, "record rejected");
+            }
+        }
+        let accepted = decoded.observations.len();
+        self.accept(source, device, decoded.observations).await?;
+        Ok(IngestReport {
+            accepted,
+            rejected: decoded.rejected,
+        })
+    }
+
+    async fn accept(&self, source: SourceKind, device: &DeviceId, observations: Vec<Observation>) -> Result<(), IngestError> {
+        self.touch(device);
+        if observations.is_empty() {
+            return Ok(());
+        }
+        // Attribution happens now, at acceptance: a device later moved to
+        // another patient does not carry these samples with it.
+        let patient = self.registry.device(device).and_then(|d| d.patient_id);
+        let subject = match &patient {
+            Some(p) => p.to_string(),
+            None => unassigned_subject(device),
+        };
+        let count = observations.len();
+        if let Err(e) = self.store.append(&subject, observations.clone()).await {
+            self.metrics.storage_error();
+            tracing::error!(%device, error = %e, "samples not stored");
+            return Err(e.into());
+        }
+        self.metrics.stored(source, count);
+
+        let mut changes = Vec::new();
+        if let Some(p) = &patient {
+            let mut board = self.alarms.lock().expect("alarm board lock");
+            changes.extend(observations.iter().filter_map(|o| board.observe(p, o)));
+        }
+        // Nobody listening is fine: send only fails when there are no subscribers.
+        let _ = self.live.send(LiveEvent::observations(patient.as_ref(), device, &observations));
+        for change in changes {
+            let _ = self.live.send(LiveEvent::alarm(change));
+        }
+        Ok(())
+    }
+
+    fn touch(&self, device: &DeviceId) {
+        let mut activity = self.activity.lock().expect("activity lock");
+        let a = activity.entry(device.clone()).or_insert(DeviceActivity {
+            last_seen_ms: 0,
+            messages: 0,
+        });
+        a.last_seen_ms = now_ms();
+        a.messages += 1;
+    }
+
+    pub fn device_activity(&self) -> HashMap<DeviceId, DeviceActivity> {
+        self.activity.lock().expect("activity lock").clone()
+    }
+
+    pub fn active_alarms(&self) -> Vec<Alarm> {
+        self.alarms.lock().expect("alarm board lock").active()
+    }
+
+    pub fn active_alarms_for(&self, patient: &PatientId) -> Vec<Alarm> {
+        self.alarms.lock().expect("alarm board lock").active_for(patient)
+    }
+
+    /// A stream of everything accepted from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {
+        self.live.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use medmesh_model::{Patient, VitalSign};
+
+    fn pipeline(dir: &std::path::Path) -> Pipeline {
+        let store = Store::open(dir).unwrap();
+        let registry = Arc::new(Registry::open(dir).unwrap());
+        Pipeline::new(store, registry, Arc::new(Metrics::default()))
+    }
+
+    #[tokio::test]
+    async fn assigned_device_samples_go_to_the_patient_and_raise_alarms() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = pipeline(dir.path());
+        let patient = PatientId::new("p1").unwrap();
+        let device = DeviceId::new("mon-1").unwrap();
+        p.registry
+            .upsert_patient(Patient {
+                id: patient.clone(),
+                name: "A".into(),
+                ward: String::new(),
+                bed: String::new(),
+            })
+            .unwrap();
+        p.registry.assign_device(device.clone(), Some(patient.clone())).unwrap();
+        let mut live = p.subscribe();
+
+        let report = p
+            .ingest_senml_json(SourceKind::Mqtt, &device, br#"[{"n":"heart_rate","u":"/min","v":135}]"#)
+            .await
+            .unwrap();
+        assert_eq!(report.accepted, 1);
+        assert_eq!(p.store.latest("p1")[0].0, VitalSign::HeartRate);
+        assert!(matches!(live.recv().await.unwrap(), LiveEvent::Observations { .. }));
+        assert!(matches!(live.recv().await.unwrap(), LiveEvent::Alarm { .. }));
+        assert_eq!(p.active_alarms_for(&patient).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn unassigned_device_samples_are_kept_under_the_device() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = pipeline(dir.path());
+        let device = DeviceId::new("stray").unwrap();
+        p.ingest_senml_json(SourceKind::Http, &device, br#"[{"n":"spo2","u":"%","v":97}]"#)
+            .await
+            .unwrap();
+        assert_eq!(p.store.latest("device:stray").len(), 1);
+        assert_eq!(p.device_activity()[&device].messages, 1);
+    }
+
+    #[tokio::test]
+    async fn malformed_messages_are_counted_and_store_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = pipeline(dir.path());
+        let device = DeviceId::new("d").unwrap();
+        let err = p.ingest_senml_json(SourceKind::Mqtt, &device, b"{oops").await.unwrap_err();
+        assert!(matches!(err, IngestError::Malformed(_)));
+        assert_eq!(p.metrics.malformed_count(SourceKind::Mqtt), 1);
+        assert_eq!(p.store.stats().samples, 0);
+    }
+}

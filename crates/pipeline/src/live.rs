@@ -1,0 +1,61 @@
+//! Events pushed to live subscribers (the dashboard stream).
+
+use medmesh_model::{Alarm, DeviceId, Observation, PatientId, TimestampMs};
+use medmesh_rules::AlarmChange;
+use serde::Serialize;
+
+/// One observation as the API and dashboard show it: code, key and unit together.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LiveObservation {
+    pub key: &'static str,
+    pub code: &'static str,
+    pub value: f64,
+    pub unit: &'static str,
+    pub time_ms: TimestampMs,
+}
+
+impl From<&Observation> for LiveObservation {
+    fn from(o: &Observation) -> Self {
+        LiveObservation {
+            key: o.vital.key(),
+            code: o.vital.loinc(),
+            value: o.value,
+            unit: o.vital.ucum(),
+            time_ms: o.time_ms,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LiveEvent {
+    Observations {
+        /// `None` while the device is not assigned to a patient.
+        patient_id: Option<PatientId>,
+        device_id: DeviceId,
+        observations: Vec<LiveObservation>,
+    },
+    Alarm {
+        /// "raised", "updated" or "resolved".
+        change: &'static str,
+        alarm: Alarm,
+    },
+}
+
+impl LiveEvent {
+    pub(crate) fn observations(patient: Option<&PatientId>, device: &DeviceId, obs: &[Observation]) -> Self {
+        LiveEvent::Observations {
+            patient_id: patient.cloned(),
+            device_id: device.clone(),
+            observations: obs.iter().map(LiveObservation::from).collect(),
+        }
+    }
+
+    pub(crate) fn alarm(change: AlarmChange) -> Self {
+        match change {
+            AlarmChange::Raised(alarm) => LiveEvent::Alarm { change: "raised", alarm },
+            AlarmChange::Updated(alarm) => LiveEvent::Alarm { change: "updated", alarm },
+            AlarmChange::Resolved(alarm) => LiveEvent::Alarm { change: "resolved", alarm },
+        }
+    }
+}

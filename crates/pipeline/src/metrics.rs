@@ -1,0 +1,105 @@
+//! Prometheus metrics of the ingest path, rendered by the server at `/metrics`.
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+/// Which kind of source a message arrived through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+pub enum SourceKind {
+    Mqtt,
+    Http,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Mqtt => "mqtt",
+            SourceKind::Http => "http",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct SourceLabel {
+    source: SourceKind,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    samples_stored: Family<SourceLabel, Counter>,
+    malformed_messages: Family<SourceLabel, Counter>,
+    rejected_records: Family<SourceLabel, Counter>,
+    storage_errors: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("medmesh");
+        let samples_stored = Family::<SourceLabel, Counter>::default();
+        let malformed_messages = Family::<SourceLabel, Counter>::default();
+        let rejected_records = Family::<SourceLabel, Counter>::default();
+        let storage_errors = Counter::default();
+        registry.register(
+            "ingest_samples_stored",
+            "Samples stored durably, by source",
+            samples_stored.clone(),
+        );
+        registry.register(
+            "ingest_malformed_messages",
+            "Messages rejected whole because they could not be decoded",
+            malformed_messages.clone(),
+        );
+        registry.register(
+            "ingest_rejected_records",
+            "Records rejected inside otherwise readable messages",
+            rejected_records.clone(),
+        );
+        registry.register(
+            "storage_errors",
+            "Appends refused because the write-ahead log could not be written",
+            storage_errors.clone(),
+        );
+        Metrics {
+            registry,
+            samples_stored,
+            malformed_messages,
+            rejected_records,
+            storage_errors,
+        }
+    }
+}
+
+impl Metrics {
+    pub(crate) fn stored(&self, source: SourceKind, n: usize) {
+        self.samples_stored.get_or_create(&SourceLabel { source }).inc_by(n as u64);
+    }
+
+    pub fn malformed_message(&self, source: SourceKind) {
+        self.malformed_messages.get_or_create(&SourceLabel { source }).inc();
+    }
+
+    pub(crate) fn rejected_records(&self, source: SourceKind, n: usize) {
+        self.rejected_records.get_or_create(&SourceLabel { source }).inc_by(n as u64);
+    }
+
+    pub(crate) fn storage_error(&self) {
+        self.storage_errors.inc();
+    }
+
+    pub fn malformed_count(&self, source: SourceKind) -> u64 {
+        self.malformed_messages.get_or_create(&SourceLabel { source }).get()
+    }
+
+    pub fn rejected_record_count(&self, source: SourceKind) -> u64 {
+        self.rejected_records.get_or_create(&SourceLabel { source }).get()
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}

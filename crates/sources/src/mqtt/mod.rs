@@ -1,0 +1,82 @@
+//! The embedded MQTT listener (MQTT 3.1.1 and 5).
+//!
+//! Devices publish SenML JSON to `medmesh/v1/devices/{device_id}/senml`.
+//! QoS 1 and 2 publishes are acknowledged (PUBACK / PUBREC) only once their
+//! samples are durable; if storage fails the connection is closed without an
+//! acknowledgement, so the device keeps the message and sends it again.
+//! QoS 0 is best-effort by definition: stored if valid, never acknowledged.
+//!
+//! Packet encoding and decoding come from the `rumqttc` crate's packet
+//! modules; this module is the broker side: sessions, keep-alive, ordering of
+//! acknowledgements and the hand-off to the pipeline.
+
+mod codec;
+mod session;
+mod topic;
+
+pub use topic::{DEVICE_TOPIC_PREFIX, device_topic};
+
+use medmesh_pipeline::Pipeline;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// Limits of the listener.
+#[derive(Debug, Clone)]
+pub struct MqttSettings {
+    /// Largest packet accepted; larger ones close the connection.
+    pub max_packet_bytes: usize,
+    /// Publishes of one connection being stored at once; further packets
+    /// wait, which pushes back on a device that sends faster than the disk.
+    pub max_inflight: usize,
+}
+
+impl Default for MqttSettings {
+    fn default() -> Self {
+        MqttSettings {
+            max_packet_bytes: 1 << 20,
+            max_inflight: 64,
+        }
+    }
+}
+
+pub struct MqttListener {
+    listener: TcpListener,
+    settings: Arc<MqttSettings>,
+}
+
+impl MqttListener {
+    pub async fn bind(addr: SocketAddr, settings: MqttSettings) -> std::io::Result<MqttListener> {
+        Ok(MqttListener {
+            listener: TcpListener::bind(addr).await?,
+            settings: Arc::new(settings),
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Accepts connections until the task is dropped.
+    pub async fn run(self, pipeline: Arc<Pipeline>) {
+        loop {
+            match self.listener.accept().await {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let pipeline = pipeline.clone();
+                    let settings = self.settings.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = session::serve(stream, pipeline, settings).await {
+                            tracing::info!(%peer, reason = %e, "MQTT connection closed");
+                        }
+                    });
+                }
+                Err(e) => {
+                    // Typically EMFILE: back off instead of spinning.
+                    tracing::warn!(error = %e, "MQTT accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! One client connection: CONNECT, then publishes until the client leaves.
+//!
+//! The connection is split in two tasks. The reader decodes packets and
+//! starts storing each publish at once (so publishes of one connection share
+//! group commits); the writer answers in the order packets arrived, waiting
+//! for each publish to be durable before acknowledging it, as MQTT requires
+//! (3.1.1 section 4.6, 5.0 section 4.6).
+
+use super::MqttSettings;
+use super::codec::{self, AckReason, CodecError, Inbound, Outbound, Version};
+use super::topic::parse_senml_topic;
+use bytes::{Bytes, BytesMut};
+use medmesh_model::DeviceId;
+use medmesh_pipeline::{IngestError, Pipeline, SourceKind};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// A client that connects must send CONNECT within this time.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The storage outcome of one publish: the acknowledgement to send, or `Err`
+/// when storage failed and the publish must not be acknowledged.
+type StoreTask = JoinHandle<Result<AckReason, String>>;
+
+enum Pending {
+    Reply(Outbound),
+    Publish { pkid: u16, qos: u8, stored: StoreTask },
+}
+
+pub(crate) async fn serve(stream: TcpStream, pipeline: Arc<Pipeline>, settings: Arc<MqttSettings>) -> Result<(), String> {
+    let (mut rd, mut wr) = stream.into_split();
+    let max = settings.max_packet_bytes;
+    let mut buf = BytesMut::with_capacity(8 * 1024);
+
+    let version = match tokio::time::timeout(CONNECT_TIMEOUT, read_version(&mut rd, &mut buf, max)).await {
+        Err(_) => return Err("no CONNECT within 10 s".into()),
+        Ok(Err(CodecError::UnsupportedVersion(why))) => {
+            // Both 3.1.1 and 5 clients understand a 3.1.1 CONNACK refusal.
+            let mut out = BytesMut::new();
+            codec::write(Version::V311, &Outbound::ConnAckUnsupportedVersion, &mut out);
+            let _ = wr.write_all(&out).await;
+            return Err(format!("refused: {why}"));
+        }
+        Ok(Err(e)) => return Err(e.to_string()),
+        Ok(Ok(v)) => v,
+    };
+    let (client_id, keep_alive_s) = match codec::read(version, &mut buf, max) {
+        Ok(Some(Inbound::Connect {
+            client_id,
+            keep_alive_s,
+        })) => (client_id, keep_alive_s),
+        Ok(_) => return Err("first packet is not CONNECT".into()),
+        Err(e) => return Err(e.to_string()),
+    };
+    tracing::debug!(client_id, ?version, keep_alive_s, "MQTT client connected");
+
+    let (replies, queue) = mpsc::channel(settings.max_inflight);
+    let writer = tokio::spawn(write_loop(wr, version, queue));
+    let _ = replies.send(Pending::Reply(Outbound::ConnAckAccepted)).await;
+
+    // The server may close a connection idle for 1.5 x keep-alive (MQTT 3.1.1 section 3.1.2.10).
+    let idle_limit = (keep_alive_s > 0).then(|| Duration::from_millis(u64::from(keep_alive_s) * 1500));
+    let result = read_loop(&mut rd, &mut buf, version, max, idle_limit, &replies, &pipeline).await;
+    drop(replies);
+    // Let the writer finish acknowledging what was already stored.
+    let written = writer.await.unwrap_or_else(|e| Err(e.to_string()));
+    result.and(written)
+}
+
+async fn read_version(rd: &mut OwnedReadHalf, buf: &mut BytesMut, max: usize) -> Result<Version, CodecError> {
+    loop {
+        if let Some(v) = codec::sniff_version(buf, max)? {
+            return Ok(v);
+        }
+        match rd.read_buf(buf).await {
+            Ok(0) | Err(_) => return Err(CodecError::Malformed("connection closed before CONNECT".into())),
+            Ok(_) => {}
+        }
+    }
+}
+
+async fn read_loop(
+    rd: &mut OwnedReadHalf,
+    buf: &mut BytesMut,
+    version: Version,
+    max: usize,
+    idle_limit: Option<Duration>,
+    replies: &mpsc::Sender<Pending>,
+    pipeline: &Arc<Pipeline>,
+) -> Result<(), String> {
+    loop {
+        while let Some(packet) = codec::read(version, buf, max).map_err(|e| e.to_string())? {
+            let pending = match packet {
+                Inbound::Publish {
+                    topic,
+                    qos,
+                    pkid,
+                    payload,
+                } => Pending::Publish {
+                    pkid,
+                    qos,
+                    stored: start_storing(pipeline, topic, payload),
+                },
+                Inbound::PubRel { pkid } => Pending::Reply(Outbound::PubComp { pkid }),
+                Inbound::Subscribe { pkid, filters } => Pending::Reply(Outbound::SubAckRefused { pkid, filters }),
+                Inbound::Unsubscribe { pkid, filters } => Pending::Reply(Outbound::UnsubAck { pkid, filters }),
+                Inbound::PingReq => Pending::Reply(Outbound::PingResp),
+                Inbound::Disconnect => return Ok(()),
+                Inbound::Connect { .. } => return Err("second CONNECT on one connection".into()),
+                Inbound::Unexpected(name) => {
+                    tracing::debug!(packet = name, "ignoring packet a client should not send");
+                    continue;
+                }
+            };
+            // Waits when max_inflight publishes are being stored: back-pressure.
+            if replies.send(pending).await.is_err() {
+                return Err("writer stopped".into());
+            }
+        }
+        let read = rd.read_buf(buf);
+        let n = tokio::select! {
+            n = async {
+                match idle_limit {
+                    Some(limit) => tokio::time::timeout(limit, read).await.map_err(|_| "keep-alive expired".to_string())?,
+                    None => read.await,
+                }
+                .map_err(|e| e.to_string())
+            } => n?,
+            // The writer gave up (storage failure): stop reading too.
+            _ = replies.closed() => return Err("closed after a storage failure".into()),
+        };
+        if n == 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// Spawns the storing of one publish; the writer awaits it in order.
+fn start_storing(pipeline: &Arc<Pipeline>, topic: Result<String, String>, payload: Bytes) -> StoreTask {
+    let device: Result<DeviceId, String> = topic.and_then(|t| parse_senml_topic(&t));
+    let pipeline = pipeline.clone();
+    tokio::spawn(async move {
+        let device = match device {
+            Ok(d) => d,
+            Err(reason) => {
+                pipeline.metrics.malformed_message(SourceKind::Mqtt);
+                tracing::warn!(reason, "MQTT publish to an unknown topic rejected");
+                return Ok(AckReason::TopicNameInvalid(reason));
+            }
+        };
+        match pipeline.ingest_senml_json(SourceKind::Mqtt, &device, &payload).await {
+            Ok(report) if report.rejected.is_empty() => Ok(AckReason::Success),
+            Ok(report) => {
+                let first = &report.rejected[0];
+                Ok(AckReason::PartlyAccepted(format!(
+                    "{} records stored, {} rejected; record {}: {}",
+                    report.accepted,
+                    report.rejected.len(),
+                    first.index,
+                    first.reason
+                )))
+            }
+            Err(IngestError::Malformed(e)) => Ok(AckReason::PayloadFormatInvalid(e.to_string())),
+            Err(IngestError::Storage(e)) => Err(e.to_string()),
+        }
+    })
+}
+
+async fn write_loop(mut wr: OwnedWriteHalf, version: Version, mut queue: mpsc::Receiver<Pending>) -> Result<(), String> {
+    let mut out = BytesMut::with_capacity(4 * 1024);
+    while let Some(pending) = queue.recv().await {
+        let reply = match pending {
+            Pending::Reply(r) => Some(r),
+            Pending::Publish { pkid, qos, stored } => {
+                let reason = stored.await.map_err(|e| e.to_string())?.map_err(|e| {
+                    // Not acknowledging makes the device keep the message and
+                    // send it again on its next connection.
+                    format!("storage failed, publish {pkid} not acknowledged: {e}")
+                })?;
+                match qos {
+                    0 => None,
+                    1 => Some(Outbound::PubAck { pkid, reason }),
+                    _ => Some(Outbound::PubRec { pkid, reason }),
+                }
+            }
+        };
+        if let Some(reply) = reply {
+            codec::write(version, &reply, &mut out);
+        }
+        // Coalesce replies into one write while more are already waiting.
+        if queue.is_empty() && !out.is_empty() {
+            wr.write_all(&out).await.map_err(|e| e.to_string())?;
+            out.clear();
+        }
+    }
+    if !out.is_empty() {
+        wr.write_all(&out).await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
