@@ -19,6 +19,7 @@ pub use metrics::{Metrics, SourceKind};
 use medmesh_codecs::{DecodeError, RecordError, senml};
 use medmesh_model::{Alarm, DeviceId, Observation, PatientId, TimestampMs, now_ms};
 use medmesh_rules::AlarmBoard;
+use medmesh_rules::news2::{self, Aggregate};
 use medmesh_storage::{Registry, Store, StoreError};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -135,7 +136,8 @@ impl Pipeline {
             changes.extend(observations.iter().filter_map(|o| board.observe(p, o)));
         }
         // Nobody listening is fine: send only fails when there are no subscribers.
-        let _ = self.live.send(LiveEvent::observations(patient.as_ref(), device, &observations));
+        let news2 = patient.as_ref().and_then(|p| self.news2(p));
+        let _ = self.live.send(LiveEvent::observations(patient.as_ref(), device, &observations, news2));
         for change in changes {
             let _ = self.live.send(LiveEvent::alarm(change));
         }
@@ -150,6 +152,12 @@ impl Pipeline {
         });
         a.last_seen_ms = now_ms();
         a.messages += 1;
+    }
+
+    /// The patient's NEWS2 from their latest readings (see [`medmesh_rules::news2::aggregate`]).
+    pub fn news2(&self, patient: &PatientId) -> Option<Aggregate> {
+        let latest = self.store.latest(patient.as_str());
+        news2::aggregate(|v| latest.iter().find(|(lv, _)| *lv == v).map(|(_, p)| p.value))
     }
 
     pub fn device_activity(&self) -> HashMap<DeviceId, DeviceActivity> {

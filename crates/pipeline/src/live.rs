@@ -2,6 +2,7 @@
 
 use medmesh_model::{Alarm, DeviceId, Observation, PatientId, TimestampMs};
 use medmesh_rules::AlarmChange;
+use medmesh_rules::news2::Aggregate;
 use serde::Serialize;
 
 /// One observation as the API and dashboard show it: code, key and unit together.
@@ -34,6 +35,9 @@ pub enum LiveEvent {
         patient_id: Option<PatientId>,
         device_id: DeviceId,
         observations: Vec<LiveObservation>,
+        /// The patient's NEWS2 after these observations, when all five
+        /// parameters have a reading.
+        news2: Option<Aggregate>,
     },
     Alarm {
         /// "raised", "updated" or "resolved".
@@ -43,11 +47,17 @@ pub enum LiveEvent {
 }
 
 impl LiveEvent {
-    pub(crate) fn observations(patient: Option<&PatientId>, device: &DeviceId, obs: &[Observation]) -> Self {
+    pub(crate) fn observations(
+        patient: Option<&PatientId>,
+        device: &DeviceId,
+        obs: &[Observation],
+        news2: Option<Aggregate>,
+    ) -> Self {
         LiveEvent::Observations {
             patient_id: patient.cloned(),
             device_id: device.clone(),
             observations: obs.iter().map(LiveObservation::from).collect(),
+            news2,
         }
     }
 

@@ -1,0 +1,116 @@
+//! The medmesh server: opens storage, starts the sources and serves HTTP
+//! (REST API, live stream, dashboard, metrics and health).
+//!
+//! [`Server::start`] binds every listener first, so a port conflict is
+//! reported before anything else happens, then opens the store (replaying the
+//! write-ahead log) and only then starts accepting connections.
+
+mod api;
+mod config;
+mod dashboard;
+mod error;
+mod ops;
+mod stream;
+
+pub use config::{Config, HttpConfig, MqttConfig};
+
+use medmesh_pipeline::{Metrics, Pipeline};
+use medmesh_sources::mqtt::{MqttListener, MqttSettings};
+use medmesh_storage::{Registry, Store};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not bind; `flag` names the setting to change.
+    #[error("cannot listen for {what} on {addr}: {source}; choose another address with {flag}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        flag: &'static str,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Storage(#[from] medmesh_storage::StoreError),
+    #[error(transparent)]
+    Registry(#[from] medmesh_storage::RegistryError),
+}
+
+/// A started server. Dropping it does not stop it; call [`Running::stop`].
+pub struct Running {
+    pub http_addr: SocketAddr,
+    pub mqtt_addr: SocketAddr,
+    pub pipeline: Arc<Pipeline>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting connections. Samples already acknowledged are durable.
+    pub fn stop(self) {
+        for t in self.tasks {
+            t.abort();
+        }
+    }
+
+    /// Waits until a listener task ends (it normally never does).
+    pub async fn wait(mut self) {
+        if let Some(t) = self.tasks.pop() {
+            let _ = t.await;
+        }
+    }
+}
+
+pub struct Server;
+
+impl Server {
+    pub async fn start(config: &Config) -> Result<Running, StartError> {
+        let mqtt = MqttListener::bind(
+            config.mqtt.listen,
+            MqttSettings {
+                max_packet_bytes: config.mqtt.max_packet_bytes,
+                max_inflight: config.mqtt.max_inflight,
+            },
+        )
+        .await
+        .map_err(|source| StartError::Bind {
+            what: "MQTT",
+            addr: config.mqtt.listen,
+            flag: "--mqtt-listen",
+            source,
+        })?;
+        let http = tokio::net::TcpListener::bind(config.http.listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                what: "HTTP",
+                addr: config.http.listen,
+                flag: "--http-listen",
+                source,
+            })?;
+        let mqtt_addr = mqtt.local_addr().expect("bound socket has an address");
+        let http_addr = http.local_addr().expect("bound socket has an address");
+
+        let store = Store::open(&config.data_dir)?;
+        let registry = Arc::new(Registry::open(&config.data_dir)?);
+        let pipeline = Arc::new(Pipeline::new(store, registry, Arc::new(Metrics::default())));
+
+        let app = api::router(pipeline.clone())
+            .merge(stream::router(pipeline.clone()))
+            .merge(ops::router(pipeline.clone()))
+            .merge(dashboard::router())
+            .fallback(error::not_found);
+        let http_task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(http, app).await {
+                tracing::error!(error = %e, "HTTP server stopped");
+            }
+        });
+        let mqtt_task = tokio::spawn(mqtt.run(pipeline.clone()));
+        tracing::info!(%http_addr, %mqtt_addr, data_dir = %config.data_dir.display(), "medmesh serving");
+        Ok(Running {
+            http_addr,
+            mqtt_addr,
+            pipeline,
+            tasks: vec![mqtt_task, http_task],
+        })
+    }
+}

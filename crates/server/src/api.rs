@@ -1,0 +1,302 @@
+//! The REST API under `/api/v1`.
+//!
+//! | method | path | what |
+//! |---|---|---|
+//! | GET | /api/v1/patients | every patient with latest vitals, NEWS2, active alarms |
+//! | POST | /api/v1/patients | admit or update a patient |
+//! | GET | /api/v1/patients/{id} | one patient, same shape |
+//! | GET | /api/v1/patients/{id}/observations?code=&from=&to= | series over a time range |
+//! | GET | /api/v1/devices | devices, their patient and last contact |
+//! | PUT | /api/v1/devices/{id} | register a device / assign it to a patient |
+//! | POST | /api/v1/devices/{id}/senml | HTTP ingest of a SenML JSON pack |
+//! | GET | /api/v1/alarms | active alarms |
+
+use crate::error::ApiError;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use medmesh_model::{Alarm, DeviceId, Patient, PatientId, TimestampMs, VitalSign, now_ms};
+use medmesh_pipeline::{IngestError, IngestReport, LiveObservation, Pipeline, SourceKind, unassigned_subject};
+use medmesh_rules::news2::Aggregate;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+type AppState = Arc<Pipeline>;
+
+/// Largest SenML body accepted over HTTP.
+const MAX_INGEST_BODY: usize = 1 << 20;
+
+pub fn router(pipeline: Arc<Pipeline>) -> Router {
+    Router::new()
+        .route("/api/v1/patients", get(list_patients).post(upsert_patient))
+        .route("/api/v1/patients/{id}", get(get_patient))
+        .route("/api/v1/patients/{id}/observations", get(observations))
+        .route("/api/v1/devices", get(list_devices))
+        .route("/api/v1/devices/{id}", axum::routing::put(assign_device))
+        .route(
+            "/api/v1/devices/{id}/senml",
+            post(ingest_senml).layer(axum::extract::DefaultBodyLimit::max(MAX_INGEST_BODY)),
+        )
+        .route("/api/v1/alarms", get(list_alarms))
+        .with_state(pipeline)
+}
+
+#[derive(Serialize)]
+struct PatientSummary {
+    #[serde(flatten)]
+    patient: Patient,
+    devices: Vec<DeviceId>,
+    /// Latest reading per vital sign, keyed by vital-sign key.
+    latest: BTreeMap<&'static str, LiveObservation>,
+    news2: Option<Aggregate>,
+    alarms: Vec<Alarm>,
+}
+
+fn summarise(p: &Pipeline, patient: Patient) -> PatientSummary {
+    let latest = p
+        .store
+        .latest(patient.id.as_str())
+        .into_iter()
+        .map(|(vital, point)| (vital.key(), observation(vital, point.time_ms, point.value)))
+        .collect();
+    PatientSummary {
+        devices: p.registry.devices_of(&patient.id),
+        news2: p.news2(&patient.id),
+        alarms: p.active_alarms_for(&patient.id),
+        latest,
+        patient,
+    }
+}
+
+fn observation(vital: VitalSign, time_ms: TimestampMs, value: f64) -> LiveObservation {
+    LiveObservation {
+        key: vital.key(),
+        code: vital.loinc(),
+        value,
+        unit: vital.ucum(),
+        time_ms,
+    }
+}
+
+fn patient_id(raw: &str) -> Result<PatientId, ApiError> {
+    PatientId::new(raw).map_err(|e| ApiError::bad_request(format!("patient id {raw:?}: {e}")))
+}
+
+fn device_id(raw: &str) -> Result<DeviceId, ApiError> {
+    DeviceId::new(raw).map_err(|e| ApiError::bad_request(format!("device id {raw:?}: {e}")))
+}
+
+async fn list_patients(State(p): State<AppState>) -> Json<Vec<PatientSummary>> {
+    Json(p.registry.patients().into_iter().map(|pt| summarise(&p, pt)).collect())
+}
+
+async fn get_patient(State(p): State<AppState>, Path(id): Path<String>) -> Result<Json<PatientSummary>, ApiError> {
+    let id = patient_id(&id)?;
+    let patient = p
+        .registry
+        .patient(&id)
+        .ok_or_else(|| ApiError::not_found(format!("no patient with id {id:?}")))?;
+    Ok(Json(summarise(&p, patient)))
+}
+
+async fn upsert_patient(
+    State(p): State<AppState>,
+    body: Result<Json<Patient>, JsonRejection>,
+) -> Result<(StatusCode, Json<Patient>), ApiError> {
+    let Json(patient) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    if patient.name.trim().is_empty() {
+        return Err(ApiError::bad_request("patient name is empty"));
+    }
+    let added = p
+        .registry
+        .upsert_patient(patient.clone())
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok((if added { StatusCode::CREATED } else { StatusCode::OK }, Json(patient)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RangeQuery {
+    /// LOINC code or key of one vital sign; all vital signs when absent.
+    code: Option<String>,
+    /// RFC 3339 time or epoch milliseconds; default one hour before `to`.
+    from: Option<String>,
+    /// RFC 3339 time or epoch milliseconds; default now.
+    to: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Series {
+    key: &'static str,
+    code: &'static str,
+    display: &'static str,
+    unit: &'static str,
+    /// `[time_ms, value]` pairs, oldest first.
+    points: Vec<(TimestampMs, f64)>,
+}
+
+#[derive(Serialize)]
+struct SeriesResponse {
+    patient_id: PatientId,
+    from_ms: TimestampMs,
+    to_ms: TimestampMs,
+    series: Vec<Series>,
+}
+
+fn parse_time(name: &str, raw: &str) -> Result<TimestampMs, ApiError> {
+    if let Ok(ms) = raw.parse::<i64>() {
+        return Ok(ms);
+    }
+    humantime::parse_rfc3339_weak(raw)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as i64)
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "{name}={raw:?} is not a time; use RFC 3339 (2026-01-31T08:00:00Z) or epoch milliseconds"
+            ))
+        })
+}
+
+async fn observations(
+    State(p): State<AppState>,
+    Path(id): Path<String>,
+    query: Result<Query<RangeQuery>, QueryRejection>,
+) -> Result<Json<SeriesResponse>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let id = patient_id(&id)?;
+    if p.registry.patient(&id).is_none() {
+        return Err(ApiError::not_found(format!("no patient with id {id:?}")));
+    }
+    let to = q.to.as_deref().map(|t| parse_time("to", t)).transpose()?.unwrap_or_else(now_ms);
+    let from = q
+        .from
+        .as_deref()
+        .map(|t| parse_time("from", t))
+        .transpose()?
+        .unwrap_or(to - 3_600_000);
+    if from > to {
+        return Err(ApiError::bad_request(format!("from ({from}) is after to ({to})")));
+    }
+    let vitals: Vec<VitalSign> = match &q.code {
+        Some(code) => vec![VitalSign::lookup(code).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "unknown code {code:?}; use a LOINC code such as \"8867-4\" or a key such as \"heart_rate\""
+            ))
+        })?],
+        None => VitalSign::ALL.to_vec(),
+    };
+    let series = vitals
+        .into_iter()
+        .map(|vital| Series {
+            key: vital.key(),
+            code: vital.loinc(),
+            display: vital.display(),
+            unit: vital.ucum(),
+            points: p
+                .store
+                .range(id.as_str(), vital, from, to)
+                .into_iter()
+                .map(|pt| (pt.time_ms, pt.value))
+                .collect(),
+        })
+        .filter(|s| q.code.is_some() || !s.points.is_empty())
+        .collect();
+    Ok(Json(SeriesResponse {
+        patient_id: id,
+        from_ms: from,
+        to_ms: to,
+        series,
+    }))
+}
+
+#[derive(Serialize)]
+struct DeviceSummary {
+    id: DeviceId,
+    patient_id: Option<PatientId>,
+    /// Whether the device is in the registry (as opposed to merely seen).
+    registered: bool,
+    last_seen_ms: Option<TimestampMs>,
+    messages: u64,
+    /// Latest readings of an unassigned device (kept under the device).
+    unassigned_latest: BTreeMap<&'static str, LiveObservation>,
+}
+
+async fn list_devices(State(p): State<AppState>) -> Json<Vec<DeviceSummary>> {
+    let activity = p.device_activity();
+    let mut out: BTreeMap<DeviceId, DeviceSummary> = BTreeMap::new();
+    for d in p.registry.devices() {
+        out.insert(
+            d.id.clone(),
+            DeviceSummary {
+                id: d.id,
+                patient_id: d.patient_id,
+                registered: true,
+                last_seen_ms: None,
+                messages: 0,
+                unassigned_latest: BTreeMap::new(),
+            },
+        );
+    }
+    for (id, a) in activity {
+        let entry = out.entry(id.clone()).or_insert_with(|| DeviceSummary {
+            id,
+            patient_id: None,
+            registered: false,
+            last_seen_ms: None,
+            messages: 0,
+            unassigned_latest: BTreeMap::new(),
+        });
+        entry.last_seen_ms = Some(a.last_seen_ms);
+        entry.messages = a.messages;
+    }
+    for d in out.values_mut().filter(|d| d.patient_id.is_none()) {
+        d.unassigned_latest = p
+            .store
+            .latest(&unassigned_subject(&d.id))
+            .into_iter()
+            .map(|(v, pt)| (v.key(), observation(v, pt.time_ms, pt.value)))
+            .collect();
+    }
+    Json(out.into_values().collect())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Assignment {
+    /// The patient the device measures from now on; `null` to unassign.
+    patient_id: Option<PatientId>,
+}
+
+async fn assign_device(
+    State(p): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<Assignment>, JsonRejection>,
+) -> Result<Json<medmesh_model::Device>, ApiError> {
+    let id = device_id(&id)?;
+    let Json(a) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    p.registry.assign_device(id, a.patient_id).map(Json).map_err(|e| match e {
+        medmesh_storage::RegistryError::UnknownPatient(_) => ApiError::bad_request(e.to_string()),
+        e => ApiError::internal(e.to_string()),
+    })
+}
+
+async fn ingest_senml(
+    State(p): State<AppState>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<IngestReport>, ApiError> {
+    let id = device_id(&id)?;
+    match p.ingest_senml_json(SourceKind::Http, &id, &body).await {
+        Ok(report) => Ok(Json(report)),
+        Err(IngestError::Malformed(e)) => Err(ApiError::bad_request(e.to_string())),
+        Err(IngestError::Storage(e)) => Err(ApiError::unavailable(format!("not stored, retry later: {e}"))),
+    }
+}
+
+async fn list_alarms(State(p): State<AppState>) -> Json<Vec<Alarm>> {
+    Json(p.active_alarms())
+}
