@@ -57,8 +57,11 @@ struct Base {
 
 /// Decodes a SenML JSON pack. `now_ms` resolves relative and missing times.
 pub fn decode_json(payload: &[u8], now_ms: TimestampMs) -> Result<Decoded, DecodeError> {
-    let records: Vec<&RawValue> = serde_json::from_slice(payload)
-        .map_err(|e| DecodeError(format!("not a SenML JSON pack (a JSON array of records): {e}")))?;
+    let records: Vec<&RawValue> = serde_json::from_slice(payload).map_err(|e| {
+        DecodeError(format!(
+            "not a SenML JSON pack (a JSON array of records): {e}"
+        ))
+    })?;
     if records.is_empty() {
         return Err(DecodeError("SenML pack is empty".into()));
     }
@@ -73,15 +76,18 @@ pub fn decode_json(payload: &[u8], now_ms: TimestampMs) -> Result<Decoded, Decod
     Ok(out)
 }
 
-fn decode_record(raw: &RawValue, base: &mut Base, now_ms: TimestampMs) -> Result<Observation, String> {
-    let rec: Record = serde_json::from_str(raw.get()).map_err(|e| format!("malformed record: {e}"))?;
+fn decode_record(
+    raw: &RawValue,
+    base: &mut Base,
+    now_ms: TimestampMs,
+) -> Result<Observation, String> {
+    let rec: Record =
+        serde_json::from_str(raw.get()).map_err(|e| format!("malformed record: {e}"))?;
     if let Some(field) = rec.other.keys().find(|k| k.ends_with('_')) {
         return Err(format!("unsupported must-understand field {field:?}"));
     }
-    if let Some(ver) = rec.bver {
-        if ver > 10 {
-            return Err(format!("unsupported SenML version {ver}"));
-        }
+    if let Some(ver) = rec.bver.filter(|v| *v > 10) {
+        return Err(format!("unsupported SenML version {ver}"));
     }
     // Base fields update before this record is resolved (section 4.1).
     if let Some(bn) = rec.bn {
@@ -107,7 +113,9 @@ fn decode_record(raw: &RawValue, base: &mut Base, now_ms: TimestampMs) -> Result
     })?;
 
     if rec.vs.is_some() || rec.vb.is_some() || rec.vd.is_some() {
-        return Err(format!("{vital} needs a numeric value (v), not a string, boolean or data value"));
+        return Err(format!(
+            "{vital} needs a numeric value (v), not a string, boolean or data value"
+        ));
     }
     let value = match (rec.v, rec.bv) {
         (Some(v), _) => base.value + v,
@@ -118,13 +126,18 @@ fn decode_record(raw: &RawValue, base: &mut Base, now_ms: TimestampMs) -> Result
         return Err(format!("{vital} value is not a finite number"));
     }
     let unit = rec.u.as_deref().or(base.unit.as_deref()).ok_or_else(|| {
-        format!("{vital} record has no unit (u or bu); send {:?}", vital.ucum())
+        format!(
+            "{vital} record has no unit (u or bu); send {:?}",
+            vital.ucum()
+        )
     })?;
     vital.accept_unit(unit).map_err(|e| e.to_string())?;
     // Plausibility is judged in the canonical unit, so the unit is checked first.
     let (lo, hi) = vital.plausible_range();
     if !(lo..=hi).contains(&value) {
-        return Err(format!("{vital} value {value} is outside the plausible range {lo}..{hi}"));
+        return Err(format!(
+            "{vital} value {value} is outside the plausible range {lo}..{hi}"
+        ));
     }
 
     let time_s = base.time + rec.t.unwrap_or(0.0);
@@ -136,7 +149,11 @@ fn decode_record(raw: &RawValue, base: &mut Base, now_ms: TimestampMs) -> Result
     } else {
         (time_s * 1000.0).round() as i64
     };
-    Ok(Observation { vital, value, time_ms })
+    Ok(Observation {
+        vital,
+        value,
+        time_ms,
+    })
 }
 
 #[cfg(test)]
@@ -193,7 +210,11 @@ mod tests {
                 {"n":"respiratory_rate","u":"/min","v":18}]"#,
         );
         assert_eq!(d.observations.len(), 2);
-        let reasons: Vec<_> = d.rejected.iter().map(|r| (r.index, r.reason.as_str())).collect();
+        let reasons: Vec<_> = d
+            .rejected
+            .iter()
+            .map(|r| (r.index, r.reason.as_str()))
+            .collect();
         assert_eq!(reasons.len(), 7);
         assert!(reasons[0].1.starts_with("malformed record"), "{reasons:?}");
         assert!(reasons[1].1.contains("unknown measurement \"glucose\""));
@@ -202,13 +223,19 @@ mod tests {
         assert!(reasons[4].1.contains("no unit"));
         assert!(reasons[5].1.contains("numeric value"));
         assert!(reasons[6].1.contains("must-understand"));
-        assert_eq!(reasons.iter().map(|r| r.0).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(
+            reasons.iter().map(|r| r.0).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5, 6, 7]
+        );
     }
 
     #[test]
     fn whole_pack_errors() {
         for bad in ["", "{}", "[", "null", "[]", "\u{0}\u{1}", "[1,2"] {
-            assert!(decode_json(bad.as_bytes(), NOW).is_err(), "{bad:?} should be rejected");
+            assert!(
+                decode_json(bad.as_bytes(), NOW).is_err(),
+                "{bad:?} should be rejected"
+            );
         }
     }
 

@@ -75,8 +75,14 @@ macro_rules! id_type {
     };
 }
 
-id_type!(PatientId, "Identifier of a patient, unique within one medmesh installation.");
-id_type!(DeviceId, "Identifier of a device, as it appears in its MQTT topic.");
+id_type!(
+    PatientId,
+    "Identifier of a patient, unique within one medmesh installation."
+);
+id_type!(
+    DeviceId,
+    "Identifier of a device, as it appears in its MQTT topic."
+);
 
 #[cfg(test)]
 mod tests {

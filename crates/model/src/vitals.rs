@@ -217,7 +217,10 @@ mod tests {
         assert_eq!(VitalSign::lookup("8867-4"), Some(VitalSign::HeartRate));
         assert_eq!(VitalSign::lookup("heart_rate"), Some(VitalSign::HeartRate));
         assert_eq!(VitalSign::lookup("SpO2"), Some(VitalSign::OxygenSaturation));
-        assert_eq!(VitalSign::lookup("2708-6"), Some(VitalSign::OxygenSaturation));
+        assert_eq!(
+            VitalSign::lookup("2708-6"),
+            Some(VitalSign::OxygenSaturation)
+        );
         assert_eq!(VitalSign::lookup("glucose"), None);
     }
 

@@ -97,7 +97,8 @@ impl Pipeline {
             }
         };
         if !decoded.rejected.is_empty() {
-            self.metrics.rejected_records(source, decoded.rejected.len());
+            self.metrics
+                .rejected_records(source, decoded.rejected.len());
             for r in &decoded.rejected {
                 tracing::warn!(%device, source = source.as_str(), record = r.index, reason = %r.reason, "record rejected");
             }
@@ -110,7 +111,12 @@ impl Pipeline {
         })
     }
 
-    async fn accept(&self, source: SourceKind, device: &DeviceId, observations: Vec<Observation>) -> Result<(), IngestError> {
+    async fn accept(
+        &self,
+        source: SourceKind,
+        device: &DeviceId,
+        observations: Vec<Observation>,
+    ) -> Result<(), IngestError> {
         self.touch(device);
         if observations.is_empty() {
             return Ok(());
@@ -137,7 +143,12 @@ impl Pipeline {
         }
         // Nobody listening is fine: send only fails when there are no subscribers.
         let news2 = patient.as_ref().and_then(|p| self.news2(p));
-        let _ = self.live.send(LiveEvent::observations(patient.as_ref(), device, &observations, news2));
+        let _ = self.live.send(LiveEvent::observations(
+            patient.as_ref(),
+            device,
+            &observations,
+            news2,
+        ));
         for change in changes {
             let _ = self.live.send(LiveEvent::alarm(change));
         }
@@ -169,7 +180,10 @@ impl Pipeline {
     }
 
     pub fn active_alarms_for(&self, patient: &PatientId) -> Vec<Alarm> {
-        self.alarms.lock().expect("alarm board lock").active_for(patient)
+        self.alarms
+            .lock()
+            .expect("alarm board lock")
+            .active_for(patient)
     }
 
     /// A stream of everything accepted from now on.
@@ -203,17 +217,29 @@ mod tests {
                 bed: String::new(),
             })
             .unwrap();
-        p.registry.assign_device(device.clone(), Some(patient.clone())).unwrap();
+        p.registry
+            .assign_device(device.clone(), Some(patient.clone()))
+            .unwrap();
         let mut live = p.subscribe();
 
         let report = p
-            .ingest_senml_json(SourceKind::Mqtt, &device, br#"[{"n":"heart_rate","u":"/min","v":135}]"#)
+            .ingest_senml_json(
+                SourceKind::Mqtt,
+                &device,
+                br#"[{"n":"heart_rate","u":"/min","v":135}]"#,
+            )
             .await
             .unwrap();
         assert_eq!(report.accepted, 1);
         assert_eq!(p.store.latest("p1")[0].0, VitalSign::HeartRate);
-        assert!(matches!(live.recv().await.unwrap(), LiveEvent::Observations { .. }));
-        assert!(matches!(live.recv().await.unwrap(), LiveEvent::Alarm { .. }));
+        assert!(matches!(
+            live.recv().await.unwrap(),
+            LiveEvent::Observations { .. }
+        ));
+        assert!(matches!(
+            live.recv().await.unwrap(),
+            LiveEvent::Alarm { .. }
+        ));
         assert_eq!(p.active_alarms_for(&patient).len(), 1);
     }
 
@@ -222,9 +248,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = pipeline(dir.path());
         let device = DeviceId::new("stray").unwrap();
-        p.ingest_senml_json(SourceKind::Http, &device, br#"[{"n":"spo2","u":"%","v":97}]"#)
-            .await
-            .unwrap();
+        p.ingest_senml_json(
+            SourceKind::Http,
+            &device,
+            br#"[{"n":"spo2","u":"%","v":97}]"#,
+        )
+        .await
+        .unwrap();
         assert_eq!(p.store.latest("device:stray").len(), 1);
         assert_eq!(p.device_activity()[&device].messages, 1);
     }
@@ -234,7 +264,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = pipeline(dir.path());
         let device = DeviceId::new("d").unwrap();
-        let err = p.ingest_senml_json(SourceKind::Mqtt, &device, b"{oops").await.unwrap_err();
+        let err = p
+            .ingest_senml_json(SourceKind::Mqtt, &device, b"{oops")
+            .await
+            .unwrap_err();
         assert!(matches!(err, IngestError::Malformed(_)));
         assert_eq!(p.metrics.malformed_count(SourceKind::Mqtt), 1);
         assert_eq!(p.store.stats().samples, 0);

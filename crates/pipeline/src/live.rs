@@ -63,9 +63,18 @@ impl LiveEvent {
 
     pub(crate) fn alarm(change: AlarmChange) -> Self {
         match change {
-            AlarmChange::Raised(alarm) => LiveEvent::Alarm { change: "raised", alarm },
-            AlarmChange::Updated(alarm) => LiveEvent::Alarm { change: "updated", alarm },
-            AlarmChange::Resolved(alarm) => LiveEvent::Alarm { change: "resolved", alarm },
+            AlarmChange::Raised(alarm) => LiveEvent::Alarm {
+                change: "raised",
+                alarm,
+            },
+            AlarmChange::Updated(alarm) => LiveEvent::Alarm {
+                change: "updated",
+                alarm,
+            },
+            AlarmChange::Resolved(alarm) => LiveEvent::Alarm {
+                change: "resolved",
+                alarm,
+            },
         }
     }
 }

@@ -1,12 +1,12 @@
 //! Prometheus metrics of the ingest path, rendered by the server at `/metrics`.
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
 /// Which kind of source a message arrived through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SourceKind {
     Mqtt,
     Http,
@@ -18,6 +18,13 @@ impl SourceKind {
             SourceKind::Mqtt => "mqtt",
             SourceKind::Http => "http",
         }
+    }
+}
+
+/// Label values are the lowercase protocol names, as Prometheus users expect.
+impl EncodeLabelValue for SourceKind {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(encoder, self.as_str())
     }
 }
 
@@ -73,15 +80,21 @@ impl Default for Metrics {
 
 impl Metrics {
     pub(crate) fn stored(&self, source: SourceKind, n: usize) {
-        self.samples_stored.get_or_create(&SourceLabel { source }).inc_by(n as u64);
+        self.samples_stored
+            .get_or_create(&SourceLabel { source })
+            .inc_by(n as u64);
     }
 
     pub fn malformed_message(&self, source: SourceKind) {
-        self.malformed_messages.get_or_create(&SourceLabel { source }).inc();
+        self.malformed_messages
+            .get_or_create(&SourceLabel { source })
+            .inc();
     }
 
     pub(crate) fn rejected_records(&self, source: SourceKind, n: usize) {
-        self.rejected_records.get_or_create(&SourceLabel { source }).inc_by(n as u64);
+        self.rejected_records
+            .get_or_create(&SourceLabel { source })
+            .inc_by(n as u64);
     }
 
     pub(crate) fn storage_error(&self) {
@@ -89,17 +102,22 @@ impl Metrics {
     }
 
     pub fn malformed_count(&self, source: SourceKind) -> u64 {
-        self.malformed_messages.get_or_create(&SourceLabel { source }).get()
+        self.malformed_messages
+            .get_or_create(&SourceLabel { source })
+            .get()
     }
 
     pub fn rejected_record_count(&self, source: SourceKind) -> u64 {
-        self.rejected_records.get_or_create(&SourceLabel { source }).get()
+        self.rejected_records
+            .get_or_create(&SourceLabel { source })
+            .get()
     }
 
     /// Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
         out
     }
 }

@@ -83,7 +83,10 @@ impl AlarmBoard {
     }
 
     pub fn active_for(&self, patient: &PatientId) -> Vec<Alarm> {
-        self.active().into_iter().filter(|a| &a.patient_id == patient).collect()
+        self.active()
+            .into_iter()
+            .filter(|a| &a.patient_id == patient)
+            .collect()
     }
 }
 
@@ -110,11 +113,15 @@ mod tests {
         assert!(matches!(raised, AlarmChange::Raised(ref a) if a.priority == Priority::High));
         // Pulse 140: the same alarm is updated, not raised again.
         let updated = board.observe(&p, &hr(3, 140.0)).unwrap();
-        assert!(matches!(updated, AlarmChange::Updated(ref a) if a.id == raised.alarm().id && a.value == 140.0));
+        assert!(
+            matches!(updated, AlarmChange::Updated(ref a) if a.id == raised.alarm().id && a.value == 140.0)
+        );
         assert_eq!(board.active_for(&p).len(), 1);
         // Pulse 120 (row 111-130, score 2): resolved.
         let resolved = board.observe(&p, &hr(4, 120.0)).unwrap();
-        assert!(matches!(resolved, AlarmChange::Resolved(ref a) if a.state == AlarmState::Resolved));
+        assert!(
+            matches!(resolved, AlarmChange::Resolved(ref a) if a.state == AlarmState::Resolved)
+        );
         assert!(board.active().is_empty());
     }
 

@@ -41,7 +41,10 @@ pub fn parameter_score(vital: VitalSign, value: f64) -> Option<u8> {
 
 /// The first row whose upper bound `value` does not exceed, else `above`.
 fn band(value: f64, rows: &[(f64, u8)], above: u8) -> u8 {
-    rows.iter().find(|(upper, _)| value <= *upper).map(|(_, s)| *s).unwrap_or(above)
+    rows.iter()
+        .find(|(upper, _)| value <= *upper)
+        .map(|(_, s)| *s)
+        .unwrap_or(above)
 }
 
 /// Clinical risk per Chart 2, which sets the clinical response.
@@ -103,25 +106,103 @@ mod tests {
     fn chart_1_rows() {
         let cases: &[(VitalSign, &[(f64, u8)])] = &[
             // Respiration rate rows: <=8, 9-11, 12-20, 21-24, >=25
-            (RespiratoryRate, &[(0.0, 3), (8.0, 3), (9.0, 1), (11.0, 1), (12.0, 0), (20.0, 0), (21.0, 2), (24.0, 2), (25.0, 3), (60.0, 3)]),
+            (
+                RespiratoryRate,
+                &[
+                    (0.0, 3),
+                    (8.0, 3),
+                    (9.0, 1),
+                    (11.0, 1),
+                    (12.0, 0),
+                    (20.0, 0),
+                    (21.0, 2),
+                    (24.0, 2),
+                    (25.0, 3),
+                    (60.0, 3),
+                ],
+            ),
             // SpO2 scale 1 rows: <=91, 92-93, 94-95, >=96
-            (OxygenSaturation, &[(80.0, 3), (91.0, 3), (92.0, 2), (93.0, 2), (94.0, 1), (95.0, 1), (96.0, 0), (100.0, 0)]),
+            (
+                OxygenSaturation,
+                &[
+                    (80.0, 3),
+                    (91.0, 3),
+                    (92.0, 2),
+                    (93.0, 2),
+                    (94.0, 1),
+                    (95.0, 1),
+                    (96.0, 0),
+                    (100.0, 0),
+                ],
+            ),
             // Systolic BP rows: <=90, 91-100, 101-110, 111-219, >=220
-            (SystolicBloodPressure, &[(60.0, 3), (90.0, 3), (91.0, 2), (100.0, 2), (101.0, 1), (110.0, 1), (111.0, 0), (219.0, 0), (220.0, 3)]),
+            (
+                SystolicBloodPressure,
+                &[
+                    (60.0, 3),
+                    (90.0, 3),
+                    (91.0, 2),
+                    (100.0, 2),
+                    (101.0, 1),
+                    (110.0, 1),
+                    (111.0, 0),
+                    (219.0, 0),
+                    (220.0, 3),
+                ],
+            ),
             // Pulse rows: <=40, 41-50, 51-90, 91-110, 111-130, >=131
-            (HeartRate, &[(30.0, 3), (40.0, 3), (41.0, 1), (50.0, 1), (51.0, 0), (90.0, 0), (91.0, 1), (110.0, 1), (111.0, 2), (130.0, 2), (131.0, 3)]),
+            (
+                HeartRate,
+                &[
+                    (30.0, 3),
+                    (40.0, 3),
+                    (41.0, 1),
+                    (50.0, 1),
+                    (51.0, 0),
+                    (90.0, 0),
+                    (91.0, 1),
+                    (110.0, 1),
+                    (111.0, 2),
+                    (130.0, 2),
+                    (131.0, 3),
+                ],
+            ),
             // Temperature rows: <=35.0, 35.1-36.0, 36.1-38.0, 38.1-39.0, >=39.1
-            (BodyTemperature, &[(34.0, 3), (35.0, 3), (35.1, 1), (36.0, 1), (36.1, 0), (38.0, 0), (38.1, 1), (39.0, 1), (39.1, 2), (41.0, 2)]),
+            (
+                BodyTemperature,
+                &[
+                    (34.0, 3),
+                    (35.0, 3),
+                    (35.1, 1),
+                    (36.0, 1),
+                    (36.1, 0),
+                    (38.0, 0),
+                    (38.1, 1),
+                    (39.0, 1),
+                    (39.1, 2),
+                    (41.0, 2),
+                ],
+            ),
         ];
         for (vital, rows) in cases {
             for (value, want) in *rows {
-                assert_eq!(parameter_score(*vital, *value), Some(*want), "{vital} {value}");
+                assert_eq!(
+                    parameter_score(*vital, *value),
+                    Some(*want),
+                    "{vital} {value}"
+                );
             }
         }
         assert_eq!(parameter_score(DiastolicBloodPressure, 50.0), None);
     }
 
-    fn readings(rr: f64, spo2: f64, sbp: f64, hr: f64, temp: f64) -> impl Fn(VitalSign) -> Option<f64> {
+    fn readings(
+        rr: f64,
+        spo2: f64,
+        sbp: f64,
+        hr: f64,
+        temp: f64,
+    ) -> impl Fn(VitalSign) -> Option<f64> {
         move |v| match v {
             RespiratoryRate => Some(rr),
             OxygenSaturation => Some(spo2),

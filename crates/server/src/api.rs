@@ -18,7 +18,9 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use medmesh_model::{Alarm, DeviceId, Patient, PatientId, TimestampMs, VitalSign, now_ms};
-use medmesh_pipeline::{IngestError, IngestReport, LiveObservation, Pipeline, SourceKind, unassigned_subject};
+use medmesh_pipeline::{
+    IngestError, IngestReport, LiveObservation, Pipeline, SourceKind, unassigned_subject,
+};
 use medmesh_rules::news2::Aggregate;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -90,10 +92,19 @@ fn device_id(raw: &str) -> Result<DeviceId, ApiError> {
 }
 
 async fn list_patients(State(p): State<AppState>) -> Json<Vec<PatientSummary>> {
-    Json(p.registry.patients().into_iter().map(|pt| summarise(&p, pt)).collect())
+    Json(
+        p.registry
+            .patients()
+            .into_iter()
+            .map(|pt| summarise(&p, pt))
+            .collect(),
+    )
 }
 
-async fn get_patient(State(p): State<AppState>, Path(id): Path<String>) -> Result<Json<PatientSummary>, ApiError> {
+async fn get_patient(
+    State(p): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<PatientSummary>, ApiError> {
     let id = patient_id(&id)?;
     let patient = p
         .registry
@@ -114,7 +125,14 @@ async fn upsert_patient(
         .registry
         .upsert_patient(patient.clone())
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    Ok((if added { StatusCode::CREATED } else { StatusCode::OK }, Json(patient)))
+    Ok((
+        if added {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        Json(patient),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -171,7 +189,11 @@ async fn observations(
     if p.registry.patient(&id).is_none() {
         return Err(ApiError::not_found(format!("no patient with id {id:?}")));
     }
-    let to = q.to.as_deref().map(|t| parse_time("to", t)).transpose()?.unwrap_or_else(now_ms);
+    let to =
+        q.to.as_deref()
+            .map(|t| parse_time("to", t))
+            .transpose()?
+            .unwrap_or_else(now_ms);
     let from = q
         .from
         .as_deref()
@@ -179,7 +201,9 @@ async fn observations(
         .transpose()?
         .unwrap_or(to - 3_600_000);
     if from > to {
-        return Err(ApiError::bad_request(format!("from ({from}) is after to ({to})")));
+        return Err(ApiError::bad_request(format!(
+            "from ({from}) is after to ({to})"
+        )));
     }
     let vitals: Vec<VitalSign> = match &q.code {
         Some(code) => vec![VitalSign::lookup(code).ok_or_else(|| {
@@ -278,10 +302,15 @@ async fn assign_device(
 ) -> Result<Json<medmesh_model::Device>, ApiError> {
     let id = device_id(&id)?;
     let Json(a) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    p.registry.assign_device(id, a.patient_id).map(Json).map_err(|e| match e {
-        medmesh_storage::RegistryError::UnknownPatient(_) => ApiError::bad_request(e.to_string()),
-        e => ApiError::internal(e.to_string()),
-    })
+    p.registry
+        .assign_device(id, a.patient_id)
+        .map(Json)
+        .map_err(|e| match e {
+            medmesh_storage::RegistryError::UnknownPatient(_) => {
+                ApiError::bad_request(e.to_string())
+            }
+            e => ApiError::internal(e.to_string()),
+        })
 }
 
 async fn ingest_senml(
@@ -293,7 +322,9 @@ async fn ingest_senml(
     match p.ingest_senml_json(SourceKind::Http, &id, &body).await {
         Ok(report) => Ok(Json(report)),
         Err(IngestError::Malformed(e)) => Err(ApiError::bad_request(e.to_string())),
-        Err(IngestError::Storage(e)) => Err(ApiError::unavailable(format!("not stored, retry later: {e}"))),
+        Err(IngestError::Storage(e)) => Err(ApiError::unavailable(format!(
+            "not stored, retry later: {e}"
+        ))),
     }
 }
 

@@ -90,7 +90,10 @@ mod tests {
 
     #[test]
     fn keys_override_and_typos_are_errors() {
-        let c = Config::from_toml("data_dir = \"/var/lib/medmesh\"\n[mqtt]\nlisten = \"0.0.0.0:1884\"\n").unwrap();
+        let c = Config::from_toml(
+            "data_dir = \"/var/lib/medmesh\"\n[mqtt]\nlisten = \"0.0.0.0:1884\"\n",
+        )
+        .unwrap();
         assert_eq!(c.data_dir, PathBuf::from("/var/lib/medmesh"));
         assert_eq!(c.mqtt.listen.port(), 1884);
         assert_eq!(c.http.listen.port(), 8080);

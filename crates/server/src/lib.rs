@@ -54,8 +54,8 @@ impl Running {
     }
 
     /// Waits until a listener task ends (it normally never does).
-    pub async fn wait(mut self) {
-        if let Some(t) = self.tasks.pop() {
+    pub async fn wait(&mut self) {
+        if let Some(t) = self.tasks.last_mut() {
             let _ = t.await;
         }
     }

@@ -23,15 +23,33 @@ async fn metrics(State(p): State<Arc<Pipeline>>) -> impl IntoResponse {
     let eof = text.rfind("# EOF").unwrap_or(text.len());
     let mut gauges = String::new();
     for (name, help, value) in [
-        ("medmesh_storage_series", "Series held by the store", stats.series),
-        ("medmesh_storage_samples", "Samples held by the store", stats.samples),
-        ("medmesh_storage_wal_bytes", "Size of the write-ahead log", stats.wal_bytes),
+        (
+            "medmesh_storage_series",
+            "Series held by the store",
+            stats.series,
+        ),
+        (
+            "medmesh_storage_samples",
+            "Samples held by the store",
+            stats.samples,
+        ),
+        (
+            "medmesh_storage_wal_bytes",
+            "Size of the write-ahead log",
+            stats.wal_bytes,
+        ),
     ] {
-        let _ = write!(gauges, "# HELP {name} {help}.\n# TYPE {name} gauge\n{name} {value}\n");
+        let _ = write!(
+            gauges,
+            "# HELP {name} {help}.\n# TYPE {name} gauge\n{name} {value}\n"
+        );
     }
     text.insert_str(eof, &gauges);
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         text,
     )
 }

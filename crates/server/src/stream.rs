@@ -16,10 +16,14 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::{Stream, StreamExt};
 
 pub fn router(pipeline: Arc<Pipeline>) -> Router {
-    Router::new().route("/api/v1/stream", get(stream)).with_state(pipeline)
+    Router::new()
+        .route("/api/v1/stream", get(stream))
+        .with_state(pipeline)
 }
 
-async fn stream(State(p): State<Arc<Pipeline>>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+async fn stream(
+    State(p): State<Arc<Pipeline>>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let events = BroadcastStream::new(p.subscribe()).map(|item| {
         Ok(match item {
             Ok(ev) => {
@@ -27,9 +31,14 @@ async fn stream(State(p): State<Arc<Pipeline>>) -> Sse<impl Stream<Item = Result
                     LiveEvent::Observations { .. } => "observations",
                     LiveEvent::Alarm { .. } => "alarm",
                 };
-                Event::default().event(name).json_data(&ev).unwrap_or_else(|_| Event::default().comment("unencodable"))
+                Event::default()
+                    .event(name)
+                    .json_data(&ev)
+                    .unwrap_or_else(|_| Event::default().comment("unencodable"))
             }
-            Err(BroadcastStreamRecvError::Lagged(n)) => Event::default().event("resync").data(n.to_string()),
+            Err(BroadcastStreamRecvError::Lagged(n)) => {
+                Event::default().event("resync").data(n.to_string())
+            }
         })
     });
     Sse::new(events).keep_alive(KeepAlive::default())

@@ -47,11 +47,21 @@ impl Head {
     pub(crate) fn latest(&self, subject: &str) -> Vec<(VitalSign, Point)> {
         self.subjects
             .get(subject)
-            .map(|m| m.iter().filter_map(|(v, s)| s.last().map(|p| (*v, *p))).collect())
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(v, s)| s.last().map(|p| (*v, *p)))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
-    pub(crate) fn range(&self, subject: &str, vital: VitalSign, from: TimestampMs, to: TimestampMs) -> Vec<Point> {
+    pub(crate) fn range(
+        &self,
+        subject: &str,
+        vital: VitalSign,
+        from: TimestampMs,
+        to: TimestampMs,
+    ) -> Vec<Point> {
         let Some(series) = self.subjects.get(subject).and_then(|m| m.get(&vital)) else {
             return Vec::new();
         };
@@ -74,7 +84,10 @@ mod tests {
     use super::*;
 
     fn p(t: i64, v: f64) -> Point {
-        Point { time_ms: t, value: v }
+        Point {
+            time_ms: t,
+            value: v,
+        }
     }
 
     #[test]
@@ -98,6 +111,9 @@ mod tests {
         let r = h.range("p1", VitalSign::RespiratoryRate, 3, 5);
         assert_eq!(r.iter().map(|p| p.time_ms).collect::<Vec<_>>(), [3, 4, 5]);
         assert!(h.range("p1", VitalSign::RespiratoryRate, 7, 2).is_empty());
-        assert!(h.range("nobody", VitalSign::RespiratoryRate, 0, 9).is_empty());
+        assert!(
+            h.range("nobody", VitalSign::RespiratoryRate, 0, 9)
+                .is_empty()
+        );
     }
 }

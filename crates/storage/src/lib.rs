@@ -29,7 +29,10 @@ const APPEND_QUEUE: usize = 4096;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot use data directory {path}: {source}")]
-    DataDir { path: PathBuf, source: std::io::Error },
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("write-ahead log I/O error, samples not stored: {0}")]
     Io(#[from] std::io::Error),
     #[error("storage is shutting down")]
@@ -62,12 +65,11 @@ impl Store {
             source,
         })?;
         let mut head = Head::default();
-        let (writer, replayed) = wal::WalWriter::open(&wal_dir, &mut head).map_err(|source| {
-            StoreError::DataDir {
+        let (writer, replayed) =
+            wal::WalWriter::open(&wal_dir, &mut head).map_err(|source| StoreError::DataDir {
                 path: wal_dir.clone(),
                 source,
-            }
-        })?;
+            })?;
         tracing::info!(
             samples = replayed.samples,
             series = replayed.series,
@@ -91,7 +93,11 @@ impl Store {
 
     /// Appends observations of one subject (a patient id, or `device:<id>` for
     /// an unassigned device). Returns once they are durable and readable.
-    pub async fn append(&self, subject: &str, observations: Vec<Observation>) -> Result<(), StoreError> {
+    pub async fn append(
+        &self,
+        subject: &str,
+        observations: Vec<Observation>,
+    ) -> Result<(), StoreError> {
         if observations.is_empty() {
             return Ok(());
         }
@@ -101,7 +107,10 @@ impl Store {
             observations,
             done,
         };
-        self.appends.send(request).await.map_err(|_| StoreError::Closed)?;
+        self.appends
+            .send(request)
+            .await
+            .map_err(|_| StoreError::Closed)?;
         wait.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -111,8 +120,17 @@ impl Store {
     }
 
     /// Points of one series with `from <= time <= to`, oldest first.
-    pub fn range(&self, subject: &str, vital: VitalSign, from: TimestampMs, to: TimestampMs) -> Vec<Point> {
-        self.head.read().expect("head lock").range(subject, vital, from, to)
+    pub fn range(
+        &self,
+        subject: &str,
+        vital: VitalSign,
+        from: TimestampMs,
+        to: TimestampMs,
+    ) -> Vec<Point> {
+        self.head
+            .read()
+            .expect("head lock")
+            .range(subject, vital, from, to)
     }
 
     pub fn stats(&self) -> StoreStats {

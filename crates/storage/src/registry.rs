@@ -56,19 +56,41 @@ impl Registry {
     }
 
     pub fn patients(&self) -> Vec<Patient> {
-        self.contents.read().expect("registry lock").patients.values().cloned().collect()
+        self.contents
+            .read()
+            .expect("registry lock")
+            .patients
+            .values()
+            .cloned()
+            .collect()
     }
 
     pub fn patient(&self, id: &PatientId) -> Option<Patient> {
-        self.contents.read().expect("registry lock").patients.get(id).cloned()
+        self.contents
+            .read()
+            .expect("registry lock")
+            .patients
+            .get(id)
+            .cloned()
     }
 
     pub fn devices(&self) -> Vec<Device> {
-        self.contents.read().expect("registry lock").devices.values().cloned().collect()
+        self.contents
+            .read()
+            .expect("registry lock")
+            .devices
+            .values()
+            .cloned()
+            .collect()
     }
 
     pub fn device(&self, id: &DeviceId) -> Option<Device> {
-        self.contents.read().expect("registry lock").devices.get(id).cloned()
+        self.contents
+            .read()
+            .expect("registry lock")
+            .devices
+            .get(id)
+            .cloned()
     }
 
     /// Devices assigned to `patient` now.
@@ -93,12 +115,14 @@ impl Registry {
     }
 
     /// Registers a device (if new) and assigns it to `patient` (or unassigns it).
-    pub fn assign_device(&self, device: DeviceId, patient: Option<PatientId>) -> Result<Device, RegistryError> {
+    pub fn assign_device(
+        &self,
+        device: DeviceId,
+        patient: Option<PatientId>,
+    ) -> Result<Device, RegistryError> {
         let mut c = self.contents.write().expect("registry lock");
-        if let Some(p) = &patient {
-            if !c.patients.contains_key(p) {
-                return Err(RegistryError::UnknownPatient(p.to_string()));
-            }
+        if let Some(p) = patient.as_ref().filter(|p| !c.patients.contains_key(*p)) {
+            return Err(RegistryError::UnknownPatient(p.to_string()));
         }
         let d = Device {
             id: device.clone(),
@@ -144,14 +168,18 @@ mod tests {
         assert!(reg.upsert_patient(patient("p1")).unwrap());
         assert!(!reg.upsert_patient(patient("p1")).unwrap());
         let dev = DeviceId::new("mon-1").unwrap();
-        reg.assign_device(dev.clone(), Some(PatientId::new("p1").unwrap())).unwrap();
+        reg.assign_device(dev.clone(), Some(PatientId::new("p1").unwrap()))
+            .unwrap();
         let err = reg.assign_device(dev.clone(), Some(PatientId::new("p9").unwrap()));
         assert!(matches!(err, Err(RegistryError::UnknownPatient(_))));
         drop(reg);
 
         let reg = Registry::open(dir.path()).unwrap();
         assert_eq!(reg.patients(), vec![patient("p1")]);
-        assert_eq!(reg.device(&dev).unwrap().patient_id, Some(PatientId::new("p1").unwrap()));
+        assert_eq!(
+            reg.device(&dev).unwrap().patient_id,
+            Some(PatientId::new("p1").unwrap())
+        );
         assert_eq!(reg.devices_of(&PatientId::new("p1").unwrap()), vec![dev]);
     }
 

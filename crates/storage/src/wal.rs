@@ -65,7 +65,11 @@ impl WalWriter {
     pub(crate) fn open(dir: &Path, head: &mut Head) -> std::io::Result<(WalWriter, Replayed)> {
         let path = dir.join(FILE_NAME);
         let created = !path.exists();
-        let mut file = OpenOptions::new().read(true).append(true).create(true).open(&path)?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)?;
         if created {
             crate::sync_dir(dir)?;
         }
@@ -114,7 +118,12 @@ impl WalWriter {
         (pos, stats)
     }
 
-    fn apply_payload(&mut self, payload: &[u8], head: &mut Head, stats: &mut Replayed) -> Option<()> {
+    fn apply_payload(
+        &mut self,
+        payload: &[u8],
+        head: &mut Head,
+        stats: &mut Replayed,
+    ) -> Option<()> {
         let mut r = Reader(payload);
         match r.u8()? {
             KIND_DEFINE => {
@@ -127,7 +136,10 @@ impl WalWriter {
                     return None;
                 }
                 let Some(vital) = VitalSign::lookup(code) else {
-                    tracing::error!(code, "write-ahead log names a LOINC code this version does not know");
+                    tracing::error!(
+                        code,
+                        "write-ahead log names a LOINC code this version does not know"
+                    );
                     return None;
                 };
                 self.ids.insert((subject.clone(), vital), id);
@@ -150,7 +162,11 @@ impl WalWriter {
     }
 
     /// The writer thread: group commit until every [`crate::Store`] is dropped.
-    pub(crate) fn run(mut self, mut requests: mpsc::Receiver<AppendRequest>, head: Arc<RwLock<Head>>) {
+    pub(crate) fn run(
+        mut self,
+        mut requests: mpsc::Receiver<AppendRequest>,
+        head: Arc<RwLock<Head>>,
+    ) {
         let mut buf = Vec::with_capacity(1 << 20);
         let mut group = Vec::with_capacity(MAX_GROUP);
         while let Some(first) = requests.blocking_recv() {
@@ -171,7 +187,14 @@ impl WalWriter {
                     let mut head = head.write().expect("head lock");
                     for req in &group {
                         for o in &req.observations {
-                            head.insert(&req.subject, o.vital, Point { time_ms: o.time_ms, value: o.value });
+                            head.insert(
+                                &req.subject,
+                                o.vital,
+                                Point {
+                                    time_ms: o.time_ms,
+                                    value: o.value,
+                                },
+                            );
                         }
                     }
                     drop(head);
@@ -186,7 +209,10 @@ impl WalWriter {
                         self.ids.remove(&key);
                     }
                     for req in group.drain(..) {
-                        let _ = req.done.send(Err(StoreError::Io(std::io::Error::new(e.kind(), e.to_string()))));
+                        let _ = req.done.send(Err(StoreError::Io(std::io::Error::new(
+                            e.kind(),
+                            e.to_string(),
+                        ))));
                     }
                 }
             }
@@ -194,7 +220,10 @@ impl WalWriter {
     }
 
     fn write_durably(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        let result = self.file.write_all(buf).and_then(|()| self.file.sync_data());
+        let result = self
+            .file
+            .write_all(buf)
+            .and_then(|()| self.file.sync_data());
         match result {
             Ok(()) => {
                 self.len += buf.len() as u64;

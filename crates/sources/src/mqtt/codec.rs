@@ -57,12 +57,26 @@ pub(crate) enum AckReason {
 pub(crate) enum Outbound {
     ConnAckAccepted,
     ConnAckUnsupportedVersion,
-    PubAck { pkid: u16, reason: AckReason },
-    PubRec { pkid: u16, reason: AckReason },
-    PubComp { pkid: u16 },
+    PubAck {
+        pkid: u16,
+        reason: AckReason,
+    },
+    PubRec {
+        pkid: u16,
+        reason: AckReason,
+    },
+    PubComp {
+        pkid: u16,
+    },
     /// Subscriptions are refused until device commands exist.
-    SubAckRefused { pkid: u16, filters: usize },
-    UnsubAck { pkid: u16, filters: usize },
+    SubAckRefused {
+        pkid: u16,
+        filters: usize,
+    },
+    UnsubAck {
+        pkid: u16,
+        filters: usize,
+    },
     PingResp,
 }
 
@@ -100,15 +114,19 @@ pub(crate) fn sniff_version(buf: &[u8], max_packet: usize) -> Result<Option<Vers
     match var {
         [0, 4, b'M', b'Q', b'T', b'T', 4, ..] => Ok(Some(Version::V311)),
         [0, 4, b'M', b'Q', b'T', b'T', 5, ..] => Ok(Some(Version::V5)),
-        [0, 4, b'M', b'Q', b'T', b'T', level, ..] => {
-            Err(CodecError::UnsupportedVersion(format!("protocol level {level}")))
-        }
+        [0, 4, b'M', b'Q', b'T', b'T', level, ..] => Err(CodecError::UnsupportedVersion(format!(
+            "protocol level {level}"
+        ))),
         _ => Err(CodecError::UnsupportedVersion("not MQTT 3.1.1 or 5".into())),
     }
 }
 
 /// Takes one packet off the front of `buf`; `Ok(None)` means more bytes are needed.
-pub(crate) fn read(version: Version, buf: &mut BytesMut, max_packet: usize) -> Result<Option<Inbound>, CodecError> {
+pub(crate) fn read(
+    version: Version,
+    buf: &mut BytesMut,
+    max_packet: usize,
+) -> Result<Option<Inbound>, CodecError> {
     // MQTT 5 allows a DISCONNECT with no body (reason "normal"), which the
     // packet library does not accept; handle it here.
     if version == Version::V5 && buf.len() >= 2 && buf[0] == 0xE0 && buf[1] == 0 {
@@ -167,7 +185,8 @@ fn from_v5(p: v5::Packet) -> Inbound {
         },
         v5::Packet::Publish(p) => Inbound::Publish {
             // Topic aliases are not offered in CONNACK, so every publish names its topic.
-            topic: String::from_utf8(p.topic.to_vec()).map_err(|_| "topic is not UTF-8".to_string()),
+            topic: String::from_utf8(p.topic.to_vec())
+                .map_err(|_| "topic is not UTF-8".to_string()),
             qos: p.qos as u8,
             pkid: p.pkid,
             payload: p.payload,
@@ -202,7 +221,9 @@ pub(crate) fn write(version: Version, packet: &Outbound, out: &mut BytesMut) {
 
 fn write_v4(packet: &Outbound, out: &mut BytesMut) -> Result<usize, m4::Error> {
     match packet {
-        Outbound::ConnAckAccepted => v4::ConnAck::new(v4::ConnectReturnCode::Success, false).write(out),
+        Outbound::ConnAckAccepted => {
+            v4::ConnAck::new(v4::ConnectReturnCode::Success, false).write(out)
+        }
         Outbound::ConnAckUnsupportedVersion => {
             v4::ConnAck::new(v4::ConnectReturnCode::RefusedProtocolVersion, false).write(out)
         }

@@ -29,26 +29,39 @@ type StoreTask = JoinHandle<Result<AckReason, String>>;
 
 enum Pending {
     Reply(Outbound),
-    Publish { pkid: u16, qos: u8, stored: StoreTask },
+    Publish {
+        pkid: u16,
+        qos: u8,
+        stored: StoreTask,
+    },
 }
 
-pub(crate) async fn serve(stream: TcpStream, pipeline: Arc<Pipeline>, settings: Arc<MqttSettings>) -> Result<(), String> {
+pub(crate) async fn serve(
+    stream: TcpStream,
+    pipeline: Arc<Pipeline>,
+    settings: Arc<MqttSettings>,
+) -> Result<(), String> {
     let (mut rd, mut wr) = stream.into_split();
     let max = settings.max_packet_bytes;
     let mut buf = BytesMut::with_capacity(8 * 1024);
 
-    let version = match tokio::time::timeout(CONNECT_TIMEOUT, read_version(&mut rd, &mut buf, max)).await {
-        Err(_) => return Err("no CONNECT within 10 s".into()),
-        Ok(Err(CodecError::UnsupportedVersion(why))) => {
-            // Both 3.1.1 and 5 clients understand a 3.1.1 CONNACK refusal.
-            let mut out = BytesMut::new();
-            codec::write(Version::V311, &Outbound::ConnAckUnsupportedVersion, &mut out);
-            let _ = wr.write_all(&out).await;
-            return Err(format!("refused: {why}"));
-        }
-        Ok(Err(e)) => return Err(e.to_string()),
-        Ok(Ok(v)) => v,
-    };
+    let version =
+        match tokio::time::timeout(CONNECT_TIMEOUT, read_version(&mut rd, &mut buf, max)).await {
+            Err(_) => return Err("no CONNECT within 10 s".into()),
+            Ok(Err(CodecError::UnsupportedVersion(why))) => {
+                // Both 3.1.1 and 5 clients understand a 3.1.1 CONNACK refusal.
+                let mut out = BytesMut::new();
+                codec::write(
+                    Version::V311,
+                    &Outbound::ConnAckUnsupportedVersion,
+                    &mut out,
+                );
+                let _ = wr.write_all(&out).await;
+                return Err(format!("refused: {why}"));
+            }
+            Ok(Err(e)) => return Err(e.to_string()),
+            Ok(Ok(v)) => v,
+        };
     let (client_id, keep_alive_s) = match codec::read(version, &mut buf, max) {
         Ok(Some(Inbound::Connect {
             client_id,
@@ -61,24 +74,38 @@ pub(crate) async fn serve(stream: TcpStream, pipeline: Arc<Pipeline>, settings: 
 
     let (replies, queue) = mpsc::channel(settings.max_inflight);
     let writer = tokio::spawn(write_loop(wr, version, queue));
-    let _ = replies.send(Pending::Reply(Outbound::ConnAckAccepted)).await;
+    let _ = replies
+        .send(Pending::Reply(Outbound::ConnAckAccepted))
+        .await;
 
     // The server may close a connection idle for 1.5 x keep-alive (MQTT 3.1.1 section 3.1.2.10).
-    let idle_limit = (keep_alive_s > 0).then(|| Duration::from_millis(u64::from(keep_alive_s) * 1500));
-    let result = read_loop(&mut rd, &mut buf, version, max, idle_limit, &replies, &pipeline).await;
+    let idle_limit =
+        (keep_alive_s > 0).then(|| Duration::from_millis(u64::from(keep_alive_s) * 1500));
+    let result = read_loop(
+        &mut rd, &mut buf, version, max, idle_limit, &replies, &pipeline,
+    )
+    .await;
     drop(replies);
     // Let the writer finish acknowledging what was already stored.
     let written = writer.await.unwrap_or_else(|e| Err(e.to_string()));
     result.and(written)
 }
 
-async fn read_version(rd: &mut OwnedReadHalf, buf: &mut BytesMut, max: usize) -> Result<Version, CodecError> {
+async fn read_version(
+    rd: &mut OwnedReadHalf,
+    buf: &mut BytesMut,
+    max: usize,
+) -> Result<Version, CodecError> {
     loop {
         if let Some(v) = codec::sniff_version(buf, max)? {
             return Ok(v);
         }
         match rd.read_buf(buf).await {
-            Ok(0) | Err(_) => return Err(CodecError::Malformed("connection closed before CONNECT".into())),
+            Ok(0) | Err(_) => {
+                return Err(CodecError::Malformed(
+                    "connection closed before CONNECT".into(),
+                ));
+            }
             Ok(_) => {}
         }
     }
@@ -107,8 +134,12 @@ async fn read_loop(
                     stored: start_storing(pipeline, topic, payload),
                 },
                 Inbound::PubRel { pkid } => Pending::Reply(Outbound::PubComp { pkid }),
-                Inbound::Subscribe { pkid, filters } => Pending::Reply(Outbound::SubAckRefused { pkid, filters }),
-                Inbound::Unsubscribe { pkid, filters } => Pending::Reply(Outbound::UnsubAck { pkid, filters }),
+                Inbound::Subscribe { pkid, filters } => {
+                    Pending::Reply(Outbound::SubAckRefused { pkid, filters })
+                }
+                Inbound::Unsubscribe { pkid, filters } => {
+                    Pending::Reply(Outbound::UnsubAck { pkid, filters })
+                }
                 Inbound::PingReq => Pending::Reply(Outbound::PingResp),
                 Inbound::Disconnect => return Ok(()),
                 Inbound::Connect { .. } => return Err("second CONNECT on one connection".into()),
@@ -141,7 +172,11 @@ async fn read_loop(
 }
 
 /// Spawns the storing of one publish; the writer awaits it in order.
-fn start_storing(pipeline: &Arc<Pipeline>, topic: Result<String, String>, payload: Bytes) -> StoreTask {
+fn start_storing(
+    pipeline: &Arc<Pipeline>,
+    topic: Result<String, String>,
+    payload: Bytes,
+) -> StoreTask {
     let device: Result<DeviceId, String> = topic.and_then(|t| parse_senml_topic(&t));
     let pipeline = pipeline.clone();
     tokio::spawn(async move {
@@ -153,7 +188,10 @@ fn start_storing(pipeline: &Arc<Pipeline>, topic: Result<String, String>, payloa
                 return Ok(AckReason::TopicNameInvalid(reason));
             }
         };
-        match pipeline.ingest_senml_json(SourceKind::Mqtt, &device, &payload).await {
+        match pipeline
+            .ingest_senml_json(SourceKind::Mqtt, &device, &payload)
+            .await
+        {
             Ok(report) if report.rejected.is_empty() => Ok(AckReason::Success),
             Ok(report) => {
                 let first = &report.rejected[0];
@@ -171,7 +209,11 @@ fn start_storing(pipeline: &Arc<Pipeline>, topic: Result<String, String>, payloa
     })
 }
 
-async fn write_loop(mut wr: OwnedWriteHalf, version: Version, mut queue: mpsc::Receiver<Pending>) -> Result<(), String> {
+async fn write_loop(
+    mut wr: OwnedWriteHalf,
+    version: Version,
+    mut queue: mpsc::Receiver<Pending>,
+) -> Result<(), String> {
     let mut out = BytesMut::with_capacity(4 * 1024);
     while let Some(pending) = queue.recv().await {
         let reply = match pending {

@@ -1,0 +1,256 @@
+//! The `medmesh` binary as a user runs it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_medmesh");
+
+/// Kills the child when the test ends, pass or fail.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_port_in_use_is_one_clear_line_naming_the_flag() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    for (flag, other) in [
+        ("--mqtt-listen", "--http-listen"),
+        ("--http-listen", "--mqtt-listen"),
+    ] {
+        let out = Command::new(BIN)
+            .args(["serve", "--data-dir"])
+            .arg(dir.path())
+            .args([flag, &format!("127.0.0.1:{port}"), other, "127.0.0.1:0"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let line = stderr
+            .lines()
+            .find(|l| l.starts_with("error:"))
+            .expect("an error line");
+        assert!(line.contains(&format!("127.0.0.1:{port}")), "{line}");
+        assert!(line.contains("in use"), "{line}");
+        assert!(line.contains(flag), "{line}");
+    }
+}
+
+#[test]
+fn a_bad_config_file_names_the_file_and_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("medmesh.toml");
+    std::fs::write(&cfg, "[http]\nlisten = \"127.0.0.1:0\"\nport = 9\n").unwrap();
+    let out = Command::new(BIN)
+        .arg("serve")
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("medmesh.toml") && stderr.contains("port"),
+        "{stderr}"
+    );
+}
+
+/// Reads the child's stderr until a line containing `needle`; returns it.
+fn wait_for_line(
+    lines: &mut impl Iterator<Item = std::io::Result<String>>,
+    needle: &str,
+) -> String {
+    for line in lines {
+        let line = line.unwrap();
+        if line.contains(needle) {
+            return line;
+        }
+    }
+    panic!("process ended before printing {needle:?}");
+}
+
+fn get_json(url: &str) -> serde_json::Value {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async { reqwest::get(url).await.unwrap().json().await.unwrap() })
+}
+
+#[test]
+fn demo_shows_a_live_ward_and_accepts_mosquitto_pub() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args([
+            "demo",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--mqtt-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let _guard = Guard(child);
+    let mut lines = BufReader::new(stderr).lines();
+    let http = wait_for_line(&mut lines, "dashboard  http://");
+    let http = http.split("http://").nth(1).unwrap().trim().to_string();
+    let mqtt = wait_for_line(&mut lines, "MQTT ");
+    let mqtt = mqtt.split_whitespace().nth(1).unwrap().to_string();
+    // Keep draining stderr so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+
+    // Within seconds every patient has live vitals, and they change.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let first = loop {
+        let list = get_json(&format!("http://{http}/api/v1/patients"));
+        let with_vitals = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["latest"]["heart_rate"].is_object())
+            .count();
+        if with_vitals >= 20 {
+            break list;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ward not live after 20 s: {list}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(first.as_array().unwrap().len() >= 20);
+    std::thread::sleep(Duration::from_millis(1500));
+    let later = get_json(&format!("http://{http}/api/v1/patients"));
+    assert_ne!(
+        first[0]["latest"]["heart_rate"]["time_ms"],
+        later[0]["latest"]["heart_rate"]["time_ms"]
+    );
+
+    // A reading published with mosquitto_pub lands on the patient. Its
+    // timestamp is in the future so the simulator's next reading does not
+    // replace it as "latest" before we look.
+    let (host, port) = mqtt.rsplit_once(':').unwrap();
+    let status = Command::new("mosquitto_pub")
+        .args([
+            "-h",
+            host,
+            "-p",
+            port,
+            "-q",
+            "1",
+            "-t",
+            "medmesh/v1/devices/ward-a-bed-001/senml",
+        ])
+        .args([
+            "-m",
+            r#"[{"n":"body_temperature","u":"Cel","v":39.9,"bt":4102444800}]"#,
+        ])
+        .status()
+        .expect("mosquitto_pub is installed");
+    assert!(status.success());
+    let p = get_json(&format!("http://{http}/api/v1/patients/ward-a-001"));
+    assert_eq!(p["latest"]["body_temperature"]["value"], 39.9, "{p}");
+    assert_eq!(
+        p["latest"]["body_temperature"]["time_ms"],
+        4_102_444_800_000i64
+    );
+}
+
+#[test]
+fn simulate_reports_progress_against_a_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Command::new(BIN)
+        .args([
+            "serve",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--mqtt-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = server.stderr.take().unwrap();
+    let _guard = Guard(server);
+    let mut lines = BufReader::new(stderr).lines();
+    let line = wait_for_line(&mut lines, "medmesh serving:");
+    std::thread::spawn(move || for _ in lines {});
+    let mqtt = line
+        .split("MQTT ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let http = line
+        .split("http://")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+
+    let out = Command::new(BIN)
+        .args([
+            "simulate",
+            "--broker",
+            &mqtt,
+            "--devices",
+            "20",
+            "--rate",
+            "5",
+            "--duration",
+            "6",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("samples (") && stderr.contains("acknowledged"),
+        "{stderr}"
+    );
+    let done = stderr
+        .lines()
+        .find(|l| l.starts_with("done:"))
+        .expect("summary line");
+    // done: N messages, M samples, A acknowledged, E connection errors
+    let nums: Vec<u64> = done
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let (messages, samples, acked) = (nums[0], nums[1], nums[2]);
+    assert!(messages >= 20 * 5 * 4, "{done}");
+    assert_eq!(samples, messages * 6);
+    assert_eq!(acked, messages, "{done}");
+
+    let metrics = reqwest_blocking_text(&format!("http://{http}/metrics"));
+    let stored = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("medmesh_ingest_samples_stored_total{source=\"mqtt\"} "))
+        .unwrap();
+    assert_eq!(stored.parse::<u64>().unwrap(), samples);
+}
+
+fn reqwest_blocking_text(url: &str) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async { reqwest::get(url).await.unwrap().text().await.unwrap() })
+}

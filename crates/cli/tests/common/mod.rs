@@ -1,0 +1,139 @@
+//! Helpers shared by the integration tests: a server on ephemeral ports with
+//! its own data directory, and small HTTP/MQTT conveniences.
+#![allow(dead_code)]
+
+use medmesh_server::{Config, Running, Server};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub struct TestServer {
+    pub running: Running,
+    pub data_dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+}
+
+pub async fn start() -> TestServer {
+    let data_dir = tempfile::tempdir().unwrap();
+    let running = start_in(data_dir.path()).await;
+    TestServer {
+        running,
+        data_dir,
+        http: reqwest::Client::new(),
+    }
+}
+
+pub async fn start_in(dir: &std::path::Path) -> Running {
+    let mut config = Config {
+        data_dir: dir.to_path_buf(),
+        ..Config::default()
+    };
+    config.http.listen = "127.0.0.1:0".parse().unwrap();
+    config.mqtt.listen = "127.0.0.1:0".parse().unwrap();
+    Server::start(&config).await.expect("server starts")
+}
+
+impl TestServer {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.running.http_addr)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self.http.get(self.url(path)).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn send(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .request(method, self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Admits patient `id` and assigns device `device` to them.
+    pub async fn admit(&self, id: &str, device: &str) {
+        let (s, _) = self
+            .send(
+                reqwest::Method::POST,
+                "/api/v1/patients",
+                serde_json::json!({"id": id, "name": format!("Patient {id}"), "ward": "Test", "bed": "1"}),
+            )
+            .await;
+        assert_eq!(s, 201);
+        let (s, _) = self
+            .send(
+                reqwest::Method::PUT,
+                &format!("/api/v1/devices/{device}"),
+                serde_json::json!({"patient_id": id}),
+            )
+            .await;
+        assert_eq!(s, 200);
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+}
+
+/// The value of one metric line, e.g. `medmesh_ingest_malformed_messages_total{source="mqtt"}`.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(name)
+                .and_then(|rest| rest.trim().parse().ok())
+        })
+        .unwrap_or(0.0)
+}
+
+/// An MQTT 3.1.1 client (rumqttc) connected to `addr`, with its event loop
+/// driven in the background; PUBACKs are forwarded on the returned channel.
+pub async fn mqtt_client(
+    addr: SocketAddr,
+    id: &str,
+) -> (AsyncClient, tokio::sync::mpsc::UnboundedReceiver<u16>) {
+    let mut opts = MqttOptions::new(id, addr.ip().to_string(), addr.port());
+    opts.set_keep_alive(Duration::from_secs(5));
+    opts.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut eventloop) = AsyncClient::new(opts, 100);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                    let _ = tx.send(ack.pkid);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    eprintln!("test MQTT client: {e}");
+                    return;
+                }
+            }
+        }
+    });
+    (client, rx)
+}
+
+pub async fn recv_ack(acks: &mut tokio::sync::mpsc::UnboundedReceiver<u16>) -> u16 {
+    tokio::time::timeout(Duration::from_secs(10), acks.recv())
+        .await
+        .expect("PUBACK within 10 s")
+        .expect("connection alive")
+}
+
+pub fn topic(device: &str) -> String {
+    medmesh_sources::mqtt::device_topic(device)
+}

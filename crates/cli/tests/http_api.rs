@@ -1,0 +1,211 @@
+//! The REST API's contract: shapes, ingest over HTTP, and a JSON error with a
+//! reason for every bad request.
+
+mod common;
+
+use common::*;
+use reqwest::Method;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_ingest_stores_and_reports_rejected_records() {
+    let s = start().await;
+    s.admit("p1", "cuff-1").await;
+    let body = json!([{"n":"systolic_bp","u":"mmHg","v":128,"bt":1.8e9},{"n":"diastolic_bp","u":"mmHg","v":81,"bt":1.8e9},
+                      {"n":"systolic_bp","u":"kPa","v":17}]);
+    let (status, report) = s
+        .send(Method::POST, "/api/v1/devices/cuff-1/senml", body)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(report["accepted"], 2);
+    assert_eq!(report["rejected"][0]["index"], 2);
+    assert!(
+        report["rejected"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("kPa")
+    );
+    let (_, p) = s.get("/api/v1/patients/p1").await;
+    assert_eq!(p["latest"]["systolic_bp"]["value"], 128.0);
+    assert_eq!(p["latest"]["systolic_bp"]["unit"], "mm[Hg]");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unassigned_devices_are_listed_with_their_data() {
+    let s = start().await;
+    let body = json!([{"n":"spo2","u":"%","v":95}]);
+    let (status, _) = s
+        .send(Method::POST, "/api/v1/devices/stray-1/senml", body)
+        .await;
+    assert_eq!(status, 200);
+    let (_, devices) = s.get("/api/v1/devices").await;
+    assert_eq!(devices[0]["id"], "stray-1");
+    assert_eq!(devices[0]["registered"], false);
+    assert_eq!(devices[0]["unassigned_latest"]["spo2"]["value"], 95.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn series_range_query_returns_only_the_window() {
+    let s = start().await;
+    s.admit("p1", "mon-1").await;
+    let records: Vec<_> = (0..10)
+        .map(|i| json!({"n":"respiratory_rate","u":"/min","v":12 + i,"t":1.8e9 + f64::from(i)}))
+        .collect();
+    s.send(Method::POST, "/api/v1/devices/mon-1/senml", json!(records))
+        .await;
+    let (status, body) = s
+        .get("/api/v1/patients/p1/observations?code=respiratory_rate&from=1800000003000&to=1800000005000")
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["series"][0]["code"], "9279-1");
+    assert_eq!(
+        body["series"][0]["points"],
+        json!([
+            [1800000003000i64, 15.0],
+            [1800000004000i64, 16.0],
+            [1800000005000i64, 17.0]
+        ])
+    );
+    // Without a code, every vital sign with data in the window.
+    let (_, all) = s
+        .get("/api/v1/patients/p1/observations?from=1800000000000&to=1800000009000")
+        .await;
+    assert_eq!(all["series"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_bad_request_gets_a_json_reason() {
+    let s = start().await;
+    s.admit("p1", "mon-1").await;
+    let cases: Vec<(Method, &str, Option<serde_json::Value>, u16, &str)> = vec![
+        (
+            Method::GET,
+            "/api/v1/patients/nobody",
+            None,
+            404,
+            "no patient",
+        ),
+        (
+            Method::GET,
+            "/api/v1/patients/p1/observations?code=glucose",
+            None,
+            400,
+            "unknown code",
+        ),
+        (
+            Method::GET,
+            "/api/v1/patients/p1/observations?from=yesterday",
+            None,
+            400,
+            "not a time",
+        ),
+        (
+            Method::GET,
+            "/api/v1/patients/p1/observations?from=10&to=5",
+            None,
+            400,
+            "after",
+        ),
+        (
+            Method::GET,
+            "/api/v1/patients/p1/observations?colour=red",
+            None,
+            400,
+            "colour",
+        ),
+        (
+            Method::GET,
+            "/api/v1/patients/bad%20id",
+            None,
+            400,
+            "patient id",
+        ),
+        (
+            Method::POST,
+            "/api/v1/patients",
+            Some(json!({"name": "no id"})),
+            400,
+            "id",
+        ),
+        (
+            Method::POST,
+            "/api/v1/patients",
+            Some(json!({"id": "p2", "name": " "})),
+            400,
+            "name is empty",
+        ),
+        (
+            Method::PUT,
+            "/api/v1/devices/mon-1",
+            Some(json!({"patient_id": "ghost"})),
+            400,
+            "no patient",
+        ),
+        (
+            Method::POST,
+            "/api/v1/devices/mon-1/senml",
+            Some(json!({"not": "a pack"})),
+            400,
+            "SenML",
+        ),
+        (
+            Method::GET,
+            "/api/v2/anything",
+            None,
+            404,
+            "no such endpoint",
+        ),
+    ];
+    for (method, path, body, want_status, want_reason) in cases {
+        let mut req = s.http.request(method.clone(), s.url(path));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        let json: serde_json::Value = r
+            .json()
+            .await
+            .unwrap_or_else(|_| panic!("{method} {path}: body is not JSON"));
+        assert_eq!(status, want_status, "{method} {path}: {json}");
+        assert_eq!(json["error"]["status"], want_status, "{method} {path}");
+        let reason = json["error"]["reason"].as_str().unwrap();
+        assert!(
+            reason.contains(want_reason),
+            "{method} {path}: {reason:?} lacks {want_reason:?}"
+        );
+    }
+    // A body that is not JSON at all.
+    let r = s
+        .http
+        .post(s.url("/api/v1/patients"))
+        .header("content-type", "application/json")
+        .body("{{")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let json: serde_json::Value = r.json().await.unwrap();
+    assert!(json["error"]["reason"].as_str().unwrap().len() > 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_page_and_assets_are_served() {
+    let s = start().await;
+    for (path, kind, needle) in [
+        ("/", "text/html", "/assets/app.js"),
+        ("/assets/app.js", "text/javascript", "EventSource"),
+        ("/assets/app.css", "text/css", ".tile"),
+    ] {
+        let r = s.http.get(s.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(kind),
+            "{path}"
+        );
+        assert!(r.text().await.unwrap().contains(needle), "{path}");
+    }
+}

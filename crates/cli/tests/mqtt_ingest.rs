@@ -1,0 +1,295 @@
+//! Device to API, end to end: real MQTT clients publish SenML to the embedded
+//! listener; values are read back over the REST API and the live stream.
+
+mod common;
+
+use common::*;
+use rumqttc::QoS;
+use serde_json::json;
+use std::time::Duration;
+
+fn hr_pack(t_s: f64, v: f64) -> Vec<u8> {
+    json!([{"bn": "urn:dev:test:", "bt": t_s, "n": "heart_rate", "u": "beat/min", "v": v},
+           {"n": "spo2", "u": "%", "v": 97}])
+    .to_string()
+    .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_311_qos1_publish_is_readable_as_soon_as_it_is_acknowledged() {
+    let s = start().await;
+    s.admit("p1", "mon-1").await;
+    let (client, mut acks) = mqtt_client(s.running.mqtt_addr, "mon-1").await;
+    client
+        .publish(
+            topic("mon-1"),
+            QoS::AtLeastOnce,
+            false,
+            hr_pack(1.8e9, 72.0),
+        )
+        .await
+        .unwrap();
+    recv_ack(&mut acks).await;
+    // The PUBACK promises durability and visibility: no polling needed.
+    let (status, p) = s.get("/api/v1/patients/p1").await;
+    assert_eq!(status, 200);
+    assert_eq!(p["latest"]["heart_rate"]["value"], 72.0);
+    assert_eq!(p["latest"]["heart_rate"]["code"], "8867-4");
+    assert_eq!(p["latest"]["heart_rate"]["unit"], "/min");
+    assert_eq!(p["latest"]["spo2"]["code"], "59408-5");
+    assert_eq!(p["latest"]["heart_rate"]["time_ms"], 1_800_000_000_000i64);
+    let (_, list) = s.get("/api/v1/patients").await;
+    assert_eq!(list[0]["id"], "p1");
+    assert_eq!(list[0]["devices"], json!(["mon-1"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_5_publish_is_stored_and_malformed_payload_gets_a_reason_code() {
+    use rumqttc::v5::mqttbytes::v5::Packet;
+    use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+    let s = start().await;
+    s.admit("p5", "mon-5").await;
+    let addr = s.running.mqtt_addr;
+    let (client, mut eventloop) = AsyncClient::new(
+        MqttOptions::new("mon-5", addr.ip().to_string(), addr.port()),
+        10,
+    );
+    // rumqttc reports a PUBACK with a failure reason code as an event-loop
+    // error, so both outcomes travel on this channel as text.
+    let (tx, mut acks) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                    let _ = tx.send(format!("{:?}", ack.reason));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let _ = tx.send(e.to_string());
+                    return;
+                }
+            }
+        }
+    });
+    client
+        .publish(
+            topic("mon-5"),
+            rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+            false,
+            hr_pack(1.8e9, 88.0),
+        )
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(10), acks.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first, "Success");
+    client
+        .publish(
+            topic("mon-5"),
+            rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+            false,
+            b"not senml".to_vec(),
+        )
+        .await
+        .unwrap();
+    let second = tokio::time::timeout(Duration::from_secs(10), acks.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(second.contains("PayloadFormatInvalid"), "{second}");
+    let (_, p) = s.get("/api/v1/patients/p5").await;
+    assert_eq!(p["latest"]["heart_rate"]["value"], 88.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_messages_are_counted_and_never_cost_the_valid_ones() {
+    let s = start().await;
+    s.admit("p1", "mon-1").await;
+    let (client, mut acks) = mqtt_client(s.running.mqtt_addr, "mon-1").await;
+    let bad: Vec<Vec<u8>> = vec![
+        b"".to_vec(),
+        b"\xff\xfe\x00garbage".to_vec(),
+        b"{\"n\":\"heart_rate\"}".to_vec(),
+        b"[{\"n\":\"heart_rate\",\"u\":\"/min\",\"v\":".to_vec(),
+        vec![b'['; 100_000],
+    ];
+    let mut published = 0;
+    for i in 0..10 {
+        client
+            .publish(
+                topic("mon-1"),
+                QoS::AtLeastOnce,
+                false,
+                hr_pack(1.8e9 + f64::from(i), 60.0 + f64::from(i)),
+            )
+            .await
+            .unwrap();
+        published += 1;
+        if let Some(b) = bad.get(i as usize) {
+            client
+                .publish(topic("mon-1"), QoS::AtLeastOnce, false, b.clone())
+                .await
+                .unwrap();
+            published += 1;
+        }
+    }
+    // One record bad among good ones: the good one is stored.
+    client
+        .publish(
+            topic("mon-1"),
+            QoS::AtLeastOnce,
+            false,
+            json!([{"n":"heart_rate","u":"/min","v":"fast","bt":1.9e9},{"n":"spo2","u":"%","v":91,"bt":1.9e9}])
+                .to_string(),
+        )
+        .await
+        .unwrap();
+    published += 1;
+    // A publish to a topic outside the scheme.
+    client
+        .publish(
+            "medmesh/v1/elsewhere",
+            QoS::AtLeastOnce,
+            false,
+            hr_pack(1.8e9, 1.0),
+        )
+        .await
+        .unwrap();
+    published += 1;
+    for _ in 0..published {
+        recv_ack(&mut acks).await;
+    }
+
+    let (_, series) = s
+        .get("/api/v1/patients/p1/observations?code=8867-4&from=1799999999000&to=1800000100000")
+        .await;
+    let points = series["series"][0]["points"].as_array().unwrap();
+    let values: Vec<f64> = points.iter().map(|p| p[1].as_f64().unwrap()).collect();
+    assert_eq!(values, (60..70).map(f64::from).collect::<Vec<_>>());
+    let (_, p) = s.get("/api/v1/patients/p1").await;
+    assert_eq!(p["latest"]["spo2"]["value"], 91.0);
+
+    let m = s.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            "medmesh_ingest_malformed_messages_total{source=\"mqtt\"}"
+        ),
+        6.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "medmesh_ingest_rejected_records_total{source=\"mqtt\"}"),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "medmesh_ingest_samples_stored_total{source=\"mqtt\"}"),
+        21.0,
+        "{m}"
+    );
+    let r = s.http.get(s.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_pub_reaches_the_api() {
+    let s = start().await;
+    s.admit("p7", "bedside-7").await;
+    let addr = s.running.mqtt_addr;
+    for version in ["mqttv311", "mqttv5"] {
+        let value = if version == "mqttv5" { 101 } else { 99 };
+        let out = tokio::process::Command::new("mosquitto_pub")
+            .args(["-h", &addr.ip().to_string(), "-p", &addr.port().to_string(), "-V", version, "-q", "1"])
+            .args(["-t", &topic("bedside-7")])
+            .args(["-m", &format!(r#"[{{"n":"heart_rate","u":"/min","v":{value}}}]"#)])
+            .output()
+            .await
+            .expect("mosquitto_pub is installed (Debian package mosquitto-clients; .ci/run installs it)");
+        assert!(
+            out.status.success(),
+            "{version}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // mosquitto_pub exits after the PUBACK, so the value is already readable.
+        let (_, p) = s.get("/api/v1/patients/p7").await;
+        assert_eq!(
+            p["latest"]["heart_rate"]["value"],
+            f64::from(value),
+            "{version}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_stream_carries_observations_and_alarms() {
+    let s = start().await;
+    s.admit("p1", "mon-1").await;
+    let mut stream = s.http.get(s.url("/api/v1/stream")).send().await.unwrap();
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    let (client, mut acks) = mqtt_client(s.running.mqtt_addr, "mon-1").await;
+    // Pulse 135 scores 3 on NEWS2 (Chart 1 row >=131): a high-priority alarm.
+    client
+        .publish(
+            topic("mon-1"),
+            QoS::AtLeastOnce,
+            false,
+            hr_pack(1.8e9, 135.0),
+        )
+        .await
+        .unwrap();
+    recv_ack(&mut acks).await;
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !(text.contains("event: observations") && text.contains("event: alarm")) {
+        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
+            .await
+            .expect("events within 10 s");
+        text.push_str(&String::from_utf8_lossy(&chunk.unwrap().unwrap()));
+    }
+    assert!(text.contains(r#""patient_id":"p1""#), "{text}");
+    assert!(text.contains(r#""value":135.0"#), "{text}");
+    assert!(text.contains(r#""priority":"high""#), "{text}");
+    let (_, alarms) = s.get("/api/v1/alarms").await;
+    assert_eq!(alarms[0]["patient_id"], "p1");
+    assert_eq!(alarms[0]["rule"], "news2-single-parameter-3");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_data_survives_a_restart() {
+    let s = start().await;
+    s.admit("p1", "mon-1").await;
+    let (client, mut acks) = mqtt_client(s.running.mqtt_addr, "mon-1").await;
+    for i in 0..5 {
+        client
+            .publish(
+                topic("mon-1"),
+                QoS::AtLeastOnce,
+                false,
+                hr_pack(1.8e9 + f64::from(i), 70.0 + f64::from(i)),
+            )
+            .await
+            .unwrap();
+    }
+    for _ in 0..5 {
+        recv_ack(&mut acks).await;
+    }
+    let TestServer {
+        running, data_dir, ..
+    } = s;
+    running.stop();
+    drop(client);
+    let running = start_in(data_dir.path()).await;
+    let url = format!(
+        "http://{}/api/v1/patients/p1/observations?code=heart_rate&from=2027-01-15T08:00:00Z&to=1800000010000",
+        running.http_addr
+    );
+    let body: serde_json::Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+    assert_eq!(
+        body["series"][0]["points"].as_array().unwrap().len(),
+        5,
+        "{body}"
+    );
+}
