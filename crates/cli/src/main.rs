@@ -62,6 +62,12 @@ struct ServeArgs {
     /// MQTT listen address [config: mqtt.listen; default: 127.0.0.1:1883].
     #[arg(long)]
     mqtt_listen: Option<SocketAddr>,
+    /// Largest MQTT packet accepted, in bytes [config: mqtt.max_packet_bytes; default: 1048576].
+    #[arg(long)]
+    mqtt_max_packet_bytes: Option<usize>,
+    /// Publishes per MQTT connection being stored at once [config: mqtt.max_inflight; default: 64].
+    #[arg(long)]
+    mqtt_max_inflight: Option<usize>,
 }
 
 #[derive(Args)]
@@ -109,6 +115,20 @@ impl ServeArgs {
         if let Some(a) = self.mqtt_listen {
             config.mqtt.listen = a;
         }
+        if let Some(n) = self.mqtt_max_packet_bytes {
+            config.mqtt.max_packet_bytes = n;
+        }
+        if let Some(n) = self.mqtt_max_inflight {
+            config.mqtt.max_inflight = n;
+        }
+        anyhow::ensure!(
+            config.mqtt.max_inflight >= 1,
+            "mqtt.max_inflight must be at least 1"
+        );
+        anyhow::ensure!(
+            config.mqtt.max_packet_bytes >= 64,
+            "mqtt.max_packet_bytes must be at least 64"
+        );
         Ok(config)
     }
 }

@@ -317,3 +317,79 @@ fn write_v5(packet: &Outbound, out: &mut BytesMut) -> Result<usize, m5::Error> {
         Outbound::PingResp => v5::PingResp::write(out),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// CONNECT packets as mosquitto_pub sends them (client id "c", keep-alive 60).
+    fn connect(level: u8) -> Vec<u8> {
+        let mut v = vec![0x10, 0];
+        v.extend_from_slice(&[0, 4, b'M', b'Q', b'T', b'T', level, 0x02, 0, 60]);
+        if level == 5 {
+            v.push(0); // no properties
+        }
+        v.extend_from_slice(&[0, 1, b'c']);
+        v[1] = (v.len() - 2) as u8;
+        v
+    }
+
+    #[test]
+    fn sniffs_both_versions_and_refuses_others() {
+        assert_eq!(
+            sniff_version(&connect(4), 1024).unwrap(),
+            Some(Version::V311)
+        );
+        assert_eq!(sniff_version(&connect(5), 1024).unwrap(), Some(Version::V5));
+        assert!(matches!(
+            sniff_version(&connect(3), 1024),
+            Err(CodecError::UnsupportedVersion(_))
+        ));
+        // MQTT 3.1 names the protocol "MQIsdp".
+        let mut v31 = vec![0x10, 0, 0, 6];
+        v31.extend_from_slice(b"MQIsdp");
+        v31.extend_from_slice(&[3, 2, 0, 60, 0, 1, b'c']);
+        v31[1] = (v31.len() - 2) as u8;
+        assert!(matches!(
+            sniff_version(&v31, 1024),
+            Err(CodecError::UnsupportedVersion(_))
+        ));
+        // Incomplete: wait for more bytes; not CONNECT: refuse.
+        assert_eq!(sniff_version(&connect(4)[..5], 1024).unwrap(), None);
+        assert!(sniff_version(&[0x30, 0], 1024).is_err());
+    }
+
+    #[test]
+    fn reads_connect_and_an_empty_v5_disconnect() {
+        let mut buf = BytesMut::from(&connect(5)[..]);
+        buf.extend_from_slice(&[0xE0, 0]);
+        assert!(matches!(
+            read(Version::V5, &mut buf, 1024).unwrap(),
+            Some(Inbound::Connect {
+                keep_alive_s: 60,
+                ..
+            })
+        ));
+        assert!(matches!(
+            read(Version::V5, &mut buf, 1024).unwrap(),
+            Some(Inbound::Disconnect)
+        ));
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn oversized_and_garbage_packets_are_errors_not_panics() {
+        let mut big = BytesMut::from(&[0x30, 0xFF, 0xFF, 0x7F][..]);
+        assert!(read(Version::V311, &mut big, 1024).is_err());
+        for bytes in [
+            &[0x00u8, 0x00][..],
+            &[0xF0, 0x00],
+            &[0x30, 0x02, 0x00, 0x09],
+        ] {
+            let mut b = BytesMut::from(bytes);
+            let _ = read(Version::V311, &mut b, 1024);
+            let mut b = BytesMut::from(bytes);
+            let _ = read(Version::V5, &mut b, 1024);
+        }
+    }
+}
