@@ -1,20 +1,13 @@
 //! The `medmesh` binary as a user runs it.
 
+mod common;
+
+use common::{Child as Guard, spawn_serve, wait_for_line};
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_medmesh");
-
-/// Kills the child when the test ends, pass or fail.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[test]
 fn a_port_in_use_is_one_clear_line_naming_the_flag() {
@@ -60,20 +53,6 @@ fn a_bad_config_file_names_the_file_and_the_key() {
         stderr.contains("medmesh.toml") && stderr.contains("port"),
         "{stderr}"
     );
-}
-
-/// Reads the child's stderr until a line containing `needle`; returns it.
-fn wait_for_line(
-    lines: &mut impl Iterator<Item = std::io::Result<String>>,
-    needle: &str,
-) -> String {
-    for line in lines {
-        let line = line.unwrap();
-        if line.contains(needle) {
-            return line;
-        }
-    }
-    panic!("process ended before printing {needle:?}");
 }
 
 fn get_json(url: &str) -> serde_json::Value {
@@ -170,40 +149,8 @@ fn demo_shows_a_live_ward_and_accepts_mosquitto_pub() {
 #[test]
 fn simulate_reports_progress_against_a_broker() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Command::new(BIN)
-        .args([
-            "serve",
-            "--http-listen",
-            "127.0.0.1:0",
-            "--mqtt-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = server.stderr.take().unwrap();
-    let _guard = Guard(server);
-    let mut lines = BufReader::new(stderr).lines();
-    let line = wait_for_line(&mut lines, "medmesh serving:");
-    std::thread::spawn(move || for _ in lines {});
-    let mqtt = line
-        .split("MQTT ")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
-    let http = line
-        .split("http://")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
+    let (_server, http, mqtt) = spawn_serve(dir.path());
+    let mqtt = mqtt.to_string();
 
     let out = Command::new(BIN)
         .args([

@@ -137,3 +137,63 @@ pub async fn recv_ack(acks: &mut tokio::sync::mpsc::UnboundedReceiver<u16>) -> u
 pub fn topic(device: &str) -> String {
     medmesh_sources::mqtt::device_topic(device)
 }
+
+/// A `medmesh` child process, killed (SIGKILL) when dropped.
+pub struct Child(pub std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Reads lines until one contains `needle`; returns it.
+pub fn wait_for_line(
+    lines: &mut impl Iterator<Item = std::io::Result<String>>,
+    needle: &str,
+) -> String {
+    for line in lines {
+        let line = line.unwrap();
+        if line.contains(needle) {
+            return line;
+        }
+    }
+    panic!("process ended before printing {needle:?}");
+}
+
+/// Starts `medmesh serve` on ephemeral ports with `dir` as data directory.
+/// Returns the process and its HTTP and MQTT addresses.
+pub fn spawn_serve(dir: &std::path::Path) -> (Child, SocketAddr, SocketAddr) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_medmesh"))
+        .args([
+            "serve",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--mqtt-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let child = Child(child);
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let line = wait_for_line(&mut lines, "medmesh serving:");
+    // Keep draining stderr so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    let addr_after = |marker: &str| -> SocketAddr {
+        line.split(marker)
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    (child, addr_after("http://"), addr_after("MQTT "))
+}
