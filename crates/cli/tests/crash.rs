@@ -119,10 +119,10 @@ async fn sigkill_during_ingest_loses_no_acknowledged_sample() {
     for round in 0..rounds {
         let (server, http_addr, mqtt_addr) = spawn_serve(dir.path());
         let mut tasks = Vec::new();
-        for w in 0..writers {
+        for (w, acked) in acked.iter().enumerate() {
             let first = BASE_MS + (round as i64) * 10_000_000 + (w as i64) * 1_000_000;
             let device = format!("dev-{w}");
-            let a = acked[w].clone();
+            let a = acked.clone();
             tasks.push(if w < MQTT_WRITERS {
                 tokio::spawn(mqtt_writer(mqtt_addr, device, first, a))
             } else {
