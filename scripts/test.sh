@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v mosquitto_pub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
+# rusqlite (the SQLite side of `medmesh bench ingest`) links the system library.
+dpkg -s libsqlite3-dev >/dev/null 2>&1 || need_apt+=(libsqlite3-dev)
 if ((${#need_apt[@]})); then
   echo "== installing ${need_apt[*]} (Debian packages the tests use as real peers)"
   sudo_cmd=""

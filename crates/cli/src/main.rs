@@ -4,6 +4,7 @@
 //! - `medmesh demo`: the server plus a simulated ward publishing to it.
 //! - `medmesh simulate`: the simulator alone, as a load generator against any broker.
 
+mod bench;
 mod progress;
 
 use clap::{Args, Parser, Subcommand};
@@ -46,6 +47,15 @@ enum Command {
     },
     /// Publish a simulated fleet to an MQTT broker (medmesh or any other).
     Simulate(SimulateArgs),
+    /// Benchmarks, compared side by side with other systems in the same run.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Durable ingest through the whole path (MQTT, decode, rules, store, ack).
+    Ingest(bench::IngestArgs),
 }
 
 #[derive(Args)]
@@ -215,6 +225,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             wait_for_shutdown(running).await
         }
         Command::Simulate(args) => simulate(args).await,
+        Command::Bench(BenchCommand::Ingest(args)) => bench::ingest(args).await,
     }
 }
 

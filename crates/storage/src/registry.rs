@@ -135,6 +135,23 @@ impl Registry {
         Ok(d)
     }
 
+    /// Admits many patients, each with their device, in one registry write.
+    pub fn admit_all(&self, admissions: Vec<(Patient, DeviceId)>) -> Result<(), RegistryError> {
+        let mut c = self.contents.write().expect("registry lock");
+        for (patient, device) in admissions {
+            c.devices.insert(
+                device.clone(),
+                Device {
+                    id: device,
+                    patient_id: Some(patient.id.clone()),
+                },
+            );
+            c.patients.insert(patient.id.clone(), patient);
+        }
+        self.save(&c)?;
+        Ok(())
+    }
+
     fn save(&self, c: &Contents) -> std::io::Result<()> {
         let tmp = self.path.with_extension("json.tmp");
         let mut f = std::fs::File::create(&tmp)?;
