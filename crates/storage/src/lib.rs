@@ -9,6 +9,7 @@
 //! Reads are served from an in-memory head that holds every series, sorted by
 //! time; a sample becomes visible to readers only after it is durable.
 
+mod gorilla;
 mod head;
 mod registry;
 mod wal;
