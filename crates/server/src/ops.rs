@@ -35,8 +35,13 @@ async fn metrics(State(p): State<Arc<Pipeline>>) -> impl IntoResponse {
         ),
         (
             "medmesh_storage_wal_bytes",
-            "Size of the write-ahead log",
+            "Size of the write-ahead log not yet checkpointed",
             stats.wal_bytes,
+        ),
+        (
+            "medmesh_storage_chunk_bytes",
+            "Size of the compressed checkpoint files",
+            stats.chunk_bytes,
         ),
     ] {
         let _ = write!(

@@ -69,7 +69,12 @@ impl BitReader<'_> {
 }
 
 /// Delta-of-delta buckets: (control prefix, prefix length, value bits).
-const DOD_BUCKETS: [(u64, u8, u8); 4] = [(0b10, 2, 7), (0b110, 3, 10), (0b1110, 4, 14), (0b11110, 5, 32)];
+const DOD_BUCKETS: [(u64, u8, u8); 4] = [
+    (0b10, 2, 7),
+    (0b110, 3, 10),
+    (0b1110, 4, 14),
+    (0b11110, 5, 32),
+];
 
 fn fits(v: i64, bits: u8) -> bool {
     let half = 1i64 << (bits - 1);
@@ -93,7 +98,9 @@ pub(crate) fn encode(points: &[Point]) -> Vec<u8> {
         let dod = delta.wrapping_sub(prev_delta);
         if dod == 0 {
             w.push(0, 1);
-        } else if let Some((prefix, plen, bits)) = DOD_BUCKETS.iter().copied().find(|b| fits(dod, b.2)) {
+        } else if let Some((prefix, plen, bits)) =
+            DOD_BUCKETS.iter().copied().find(|b| fits(dod, b.2))
+        {
             w.push(prefix, plen);
             w.push(dod as u64 & ((1u64 << bits) - 1), bits);
         } else {
@@ -195,7 +202,10 @@ mod tests {
     }
 
     fn p(t: i64, v: f64) -> Point {
-        Point { time_ms: t, value: v }
+        Point {
+            time_ms: t,
+            value: v,
+        }
     }
 
     #[test]

@@ -1,8 +1,26 @@
-//! The in-memory head: every series, its points sorted by time.
+//! The in-memory series store.
+//!
+//! Each series keeps its recent points in an open buffer, sorted by time.
+//! When the buffer holds [`CHUNK_POINTS`] points it is sealed into an
+//! immutable Gorilla-compressed [`Chunk`], so memory (and, once checkpointed,
+//! disk) costs under 2 bytes a sample for regular vital signs.
+//!
+//! A point older than the open buffer (a late or re-sent reading) still goes
+//! into the open buffer, so chunks of a series may overlap in time. Reads merge
+//! them; for equal timestamps the most recently written point wins, which is
+//! what makes QoS 1 redelivery idempotent.
 
+use crate::gorilla;
 use medmesh_model::{TimestampMs, VitalSign};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Points per sealed chunk: 4 minutes of a 1 Hz vital sign. Large enough to
+/// amortise the chunk header (16 bytes), small enough that a range read
+/// decodes little outside the range.
+pub(crate) const CHUNK_POINTS: usize = 240;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Point {
@@ -10,38 +28,160 @@ pub struct Point {
     pub value: f64,
 }
 
+/// An immutable, compressed run of points of one series.
+#[derive(Debug)]
+pub(crate) struct Chunk {
+    pub min_ts: TimestampMs,
+    pub max_ts: TimestampMs,
+    pub count: u32,
+    pub data: Vec<u8>,
+    /// The checkpoint that holds (or is writing) this chunk; 0 = none yet.
+    pub checkpoint: AtomicU64,
+}
+
+impl Chunk {
+    pub(crate) fn seal(points: &[Point]) -> Chunk {
+        Chunk {
+            min_ts: points.first().map_or(0, |p| p.time_ms),
+            max_ts: points.last().map_or(0, |p| p.time_ms),
+            count: points.len() as u32,
+            data: gorilla::encode(points),
+            checkpoint: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn points(&self) -> Vec<Point> {
+        // Chunks are only built by `seal` or checked on load, so they decode.
+        gorilla::decode(&self.data).unwrap_or_default()
+    }
+}
+
+#[derive(Default)]
+struct Series {
+    sealed: Vec<Arc<Chunk>>,
+    open: Vec<Point>,
+    /// The newest point, for O(1) latest-value reads.
+    last: Option<Point>,
+}
+
+impl Series {
+    /// Returns true if the point was new (not a replacement).
+    fn insert(&mut self, point: Point) -> bool {
+        if self.last.is_none_or(|l| point.time_ms >= l.time_ms) {
+            self.last = Some(point);
+        }
+        let added = match self.open.last() {
+            Some(last) if last.time_ms < point.time_ms => {
+                self.open.push(point);
+                true
+            }
+            None => {
+                self.open.push(point);
+                true
+            }
+            _ => match self
+                .open
+                .binary_search_by_key(&point.time_ms, |p| p.time_ms)
+            {
+                Ok(i) => {
+                    self.open[i] = point;
+                    false
+                }
+                Err(i) => {
+                    self.open.insert(i, point);
+                    true
+                }
+            },
+        };
+        if self.open.len() >= CHUNK_POINTS {
+            self.sealed.push(Arc::new(Chunk::seal(&self.open)));
+            self.open.clear();
+        }
+        added
+    }
+
+    fn range(&self, from: TimestampMs, to: TimestampMs) -> Vec<Point> {
+        let mut out = Vec::new();
+        for chunk in self
+            .sealed
+            .iter()
+            .filter(|c| c.max_ts >= from && c.min_ts <= to)
+        {
+            out.extend(
+                chunk
+                    .points()
+                    .into_iter()
+                    .filter(|p| p.time_ms >= from && p.time_ms <= to),
+            );
+        }
+        let start = self.open.partition_point(|p| p.time_ms < from);
+        let end = self.open.partition_point(|p| p.time_ms <= to).max(start);
+        out.extend_from_slice(&self.open[start..end]);
+        if !out.windows(2).all(|w| w[0].time_ms < w[1].time_ms) {
+            // Overlapping chunks: order by time, keeping the newest write of
+            // each timestamp (the stable sort keeps write order among equals).
+            out.sort_by_key(|p| p.time_ms);
+            let mut dedup: Vec<Point> = Vec::with_capacity(out.len());
+            for p in out {
+                match dedup.last_mut() {
+                    Some(last) if last.time_ms == p.time_ms => *last = p,
+                    _ => dedup.push(p),
+                }
+            }
+            out = dedup;
+        }
+        out
+    }
+}
+
+/// Everything a checkpoint must write: sealed chunks no checkpoint holds yet
+/// (now claimed by this one) and a copy of every open buffer.
+pub(crate) struct Snapshot {
+    pub sealed: Vec<(String, VitalSign, Arc<Chunk>)>,
+    pub open: Vec<(String, VitalSign, Vec<Point>)>,
+}
+
 #[derive(Default)]
 pub(crate) struct Head {
-    subjects: HashMap<String, BTreeMap<VitalSign, Vec<Point>>>,
+    subjects: HashMap<String, BTreeMap<VitalSign, Series>>,
     samples: u64,
     series: u64,
 }
 
 impl Head {
-    /// Inserts a point keeping the series sorted. A point with the same
-    /// timestamp replaces the old one: a device re-sending a message it was
-    /// not sure got through (MQTT QoS 1 redelivery) must not create duplicates.
-    pub(crate) fn insert(&mut self, subject: &str, vital: VitalSign, point: Point) {
-        let by_vital = match self.subjects.get_mut(subject) {
-            Some(s) => s,
-            None => self.subjects.entry(subject.to_string()).or_default(),
-        };
-        let series = by_vital.entry(vital).or_insert_with(|| {
-            self.series += 1;
-            Vec::new()
-        });
-        match series.last() {
-            Some(last) if last.time_ms < point.time_ms => series.push(point),
-            None => series.push(point),
-            _ => match series.binary_search_by_key(&point.time_ms, |p| p.time_ms) {
-                Ok(i) => {
-                    series[i] = point;
-                    return;
-                }
-                Err(i) => series.insert(i, point),
-            },
+    fn series_mut(&mut self, subject: &str, vital: VitalSign) -> &mut Series {
+        // Look up by &str first: allocating the key for every sample would
+        // cost more than the insert itself.
+        if !self.subjects.contains_key(subject) {
+            self.subjects.insert(subject.to_string(), BTreeMap::new());
         }
-        self.samples += 1;
+        let by_vital = self.subjects.get_mut(subject).expect("inserted above");
+        by_vital.entry(vital).or_insert_with(|| {
+            self.series += 1;
+            Series::default()
+        })
+    }
+
+    /// Inserts a point. A point with the timestamp of a point already in the
+    /// open buffer replaces it (QoS 1 redelivery must not create duplicates).
+    pub(crate) fn insert(&mut self, subject: &str, vital: VitalSign, point: Point) {
+        if self.series_mut(subject, vital).insert(point) {
+            self.samples += 1;
+        }
+    }
+
+    /// Adds a chunk loaded from a checkpoint.
+    pub(crate) fn add_sealed(&mut self, subject: &str, vital: VitalSign, chunk: Arc<Chunk>) {
+        self.samples += u64::from(chunk.count);
+        let series = self.series_mut(subject, vital);
+        if let Some(p) = chunk
+            .points()
+            .last()
+            .filter(|p| series.last.is_none_or(|l| p.time_ms >= l.time_ms))
+        {
+            series.last = Some(*p);
+        }
+        series.sealed.push(chunk);
     }
 
     pub(crate) fn latest(&self, subject: &str) -> Vec<(VitalSign, Point)> {
@@ -49,7 +189,7 @@ impl Head {
             .get(subject)
             .map(|m| {
                 m.iter()
-                    .filter_map(|(v, s)| s.last().map(|p| (*v, *p)))
+                    .filter_map(|(v, s)| s.last.map(|p| (*v, p)))
                     .collect()
             })
             .unwrap_or_default()
@@ -62,12 +202,41 @@ impl Head {
         from: TimestampMs,
         to: TimestampMs,
     ) -> Vec<Point> {
-        let Some(series) = self.subjects.get(subject).and_then(|m| m.get(&vital)) else {
+        if from > to {
             return Vec::new();
+        }
+        self.subjects
+            .get(subject)
+            .and_then(|m| m.get(&vital))
+            .map(|s| s.range(from, to))
+            .unwrap_or_default()
+    }
+
+    /// Claims every unclaimed sealed chunk for checkpoint `n` and copies the
+    /// open buffers.
+    pub(crate) fn snapshot(&self, n: u64) -> Snapshot {
+        let mut snap = Snapshot {
+            sealed: Vec::new(),
+            open: Vec::new(),
         };
-        let start = series.partition_point(|p| p.time_ms < from);
-        let end = series.partition_point(|p| p.time_ms <= to);
-        series[start..end.max(start)].to_vec()
+        for (subject, by_vital) in &self.subjects {
+            for (vital, series) in by_vital {
+                for chunk in &series.sealed {
+                    if chunk
+                        .checkpoint
+                        .compare_exchange(0, n, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+                    {
+                        snap.sealed.push((subject.clone(), *vital, chunk.clone()));
+                    }
+                }
+                if !series.open.is_empty() {
+                    snap.open
+                        .push((subject.clone(), *vital, series.open.clone()));
+                }
+            }
+        }
+        snap
     }
 
     pub(crate) fn sample_count(&self) -> u64 {
@@ -115,5 +284,51 @@ mod tests {
             h.range("nobody", VitalSign::RespiratoryRate, 0, 9)
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn ranges_span_sealed_chunks_and_the_open_buffer() {
+        let mut h = Head::default();
+        let n = CHUNK_POINTS as i64 * 3 + 17;
+        for t in 0..n {
+            h.insert("p1", VitalSign::HeartRate, p(t * 1000, (60 + t % 7) as f64));
+        }
+        let all = h.range("p1", VitalSign::HeartRate, 0, i64::MAX);
+        assert_eq!(all.len() as i64, n);
+        assert!(all.windows(2).all(|w| w[1].time_ms - w[0].time_ms == 1000));
+        // A window crossing a chunk boundary.
+        let edge = CHUNK_POINTS as i64 * 1000;
+        let w = h.range("p1", VitalSign::HeartRate, edge - 2000, edge + 2000);
+        assert_eq!(
+            w.iter().map(|p| p.time_ms).collect::<Vec<_>>(),
+            (-2..=2).map(|d| edge + d * 1000).collect::<Vec<_>>()
+        );
+        assert_eq!(h.latest("p1")[0].1.time_ms, (n - 1) * 1000);
+    }
+
+    #[test]
+    fn a_resent_point_in_a_sealed_chunk_replaces_the_old_value() {
+        let mut h = Head::default();
+        for t in 0..CHUNK_POINTS as i64 + 5 {
+            h.insert("p1", VitalSign::HeartRate, p(t, 70.0));
+        }
+        h.insert("p1", VitalSign::HeartRate, p(3, 99.0));
+        let r = h.range("p1", VitalSign::HeartRate, 2, 4);
+        assert_eq!(r, vec![p(2, 70.0), p(3, 99.0), p(4, 70.0)]);
+        // The latest value is still the newest timestamp, not the late write.
+        assert_eq!(h.latest("p1")[0].1.time_ms, CHUNK_POINTS as i64 + 4);
+    }
+
+    #[test]
+    fn snapshot_claims_each_sealed_chunk_once() {
+        let mut h = Head::default();
+        for t in 0..CHUNK_POINTS as i64 + 3 {
+            h.insert("p1", VitalSign::HeartRate, p(t, 70.0));
+        }
+        let first = h.snapshot(1);
+        assert_eq!((first.sealed.len(), first.open[0].2.len()), (1, 3));
+        let second = h.snapshot(2);
+        assert!(second.sealed.is_empty());
+        assert_eq!(second.open.len(), 1);
     }
 }

@@ -9,6 +9,7 @@
 //! Reads are served from an in-memory head that holds every series, sorted by
 //! time; a sample becomes visible to readers only after it is durable.
 
+mod checkpoint;
 mod gorilla;
 mod head;
 mod registry;
@@ -45,40 +46,61 @@ pub enum StoreError {
 pub struct StoreStats {
     pub series: u64,
     pub samples: u64,
+    /// Size of the write-ahead log segments not yet checkpointed.
     pub wal_bytes: u64,
+    /// Size of the compressed checkpoint files.
+    pub chunk_bytes: u64,
+}
+
+/// Tunables of the store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// A WAL segment this large is closed and checkpointed into compressed
+    /// chunks. Bounds the uncompressed part of the data on disk.
+    pub wal_segment_bytes: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            wal_segment_bytes: 64 << 20,
+        }
+    }
 }
 
 /// Handle to the embedded store; cheap to clone and share between tasks.
 #[derive(Clone)]
 pub struct Store {
     head: Arc<RwLock<Head>>,
-    appends: mpsc::Sender<wal::AppendRequest>,
-    wal_bytes: Arc<std::sync::atomic::AtomicU64>,
+    requests: mpsc::Sender<wal::WalRequest>,
+    dir: PathBuf,
 }
 
 impl Store {
-    /// Opens (creating if needed) the store under `dir`, replaying the
-    /// write-ahead log, and starts the log writer thread.
+    /// Opens (creating if needed) the store under `dir` with default options.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let wal_dir = dir.join("wal");
-        std::fs::create_dir_all(&wal_dir).map_err(|source| StoreError::DataDir {
-            path: wal_dir.clone(),
+        Store::open_with(dir, StoreOptions::default())
+    }
+
+    /// Opens the store: loads the checkpoints, replays the write-ahead log
+    /// after them, and starts the log writer and checkpoint threads.
+    pub fn open_with(dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+        let data_dir = |source| StoreError::DataDir {
+            path: dir.to_path_buf(),
             source,
-        })?;
-        let mut head = Head::default();
+        };
+        std::fs::create_dir_all(dir).map_err(data_dir)?;
+        let head = Arc::new(RwLock::new(Head::default()));
+        let segment_bytes = options.wal_segment_bytes.max(1 << 16);
         let (writer, replayed) =
-            wal::WalWriter::open(&wal_dir, &mut head).map_err(|source| StoreError::DataDir {
-                path: wal_dir.clone(),
-                source,
-            })?;
+            wal::WalWriter::open(dir, &head, segment_bytes).map_err(data_dir)?;
         tracing::info!(
-            samples = replayed.samples,
-            series = replayed.series,
+            checkpoints = replayed.checkpoints,
+            wal_segments = replayed.segments,
+            wal_samples = replayed.samples,
             discarded_bytes = replayed.discarded_bytes,
-            "write-ahead log replayed"
+            "storage opened"
         );
-        let head = Arc::new(RwLock::new(head));
-        let wal_bytes = writer.bytes_counter();
         let (tx, rx) = mpsc::channel(APPEND_QUEUE);
         let head_for_writer = head.clone();
         std::thread::Builder::new()
@@ -87,9 +109,21 @@ impl Store {
             .map_err(StoreError::Io)?;
         Ok(Store {
             head,
-            appends: tx,
-            wal_bytes,
+            requests: tx,
+            dir: dir.to_path_buf(),
         })
+    }
+
+    /// Closes the current WAL segment and checkpoints everything up to it
+    /// into compressed chunks now; returns once the checkpoint is durable.
+    /// (This also happens on its own whenever a segment fills up.)
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        let (done, wait) = oneshot::channel();
+        self.requests
+            .send(wal::WalRequest::Checkpoint(done))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        wait.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Appends observations of one subject (a patient id, or `device:<id>` for
@@ -108,8 +142,8 @@ impl Store {
             observations,
             done,
         };
-        self.appends
-            .send(request)
+        self.requests
+            .send(wal::WalRequest::Append(request))
             .await
             .map_err(|_| StoreError::Closed)?;
         wait.await.map_err(|_| StoreError::Closed)?
@@ -136,12 +170,27 @@ impl Store {
 
     pub fn stats(&self) -> StoreStats {
         let head = self.head.read().expect("head lock");
+        let (series, samples) = (head.series_count(), head.sample_count());
+        drop(head);
         StoreStats {
-            series: head.series_count(),
-            samples: head.sample_count(),
-            wal_bytes: self.wal_bytes.load(std::sync::atomic::Ordering::Relaxed),
+            series,
+            samples,
+            wal_bytes: dir_bytes(&self.dir.join("wal")),
+            chunk_bytes: dir_bytes(&self.dir.join("chunks")),
         }
     }
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 /// fsyncs a directory so that a file created or renamed in it survives a crash.

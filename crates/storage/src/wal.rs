@@ -8,21 +8,27 @@
 //!         | 2 (samples)       u32 count, count x (u32 series id, i64 time ms, f64 value)
 //! ```
 //!
-//! One thread owns the file. It takes every append request waiting in its
+//! One thread owns the log. It takes every append request waiting in its
 //! queue, writes them with a single `write`, makes them durable with a single
 //! `fdatasync` (group commit), applies them to the head and only then answers
 //! the callers. A crash can therefore only tear the last, unacknowledged
 //! write; replay stops at the first frame that is short or fails its checksum
 //! and truncates it away.
+//!
+//! The log is a sequence of segment files `wal/{seq}.wal`. Each segment starts
+//! with the definitions of every known series, so it can be replayed on its
+//! own. When a segment reaches its size limit the writer opens the next one and
+//! hands a snapshot of the head to the checkpoint thread (see
+//! [`crate::checkpoint`]), which deletes the segments the checkpoint covers.
 
-use crate::StoreError;
-use crate::head::{Head, Point};
+use crate::head::{Head, Point, Snapshot};
+use crate::{StoreError, checkpoint};
 use medmesh_model::{Observation, VitalSign};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use tokio::sync::{mpsc, oneshot};
 
@@ -35,7 +41,7 @@ const MAX_GROUP: usize = 1024;
 const KIND_DEFINE: u8 = 1;
 const KIND_SAMPLES: u8 = 2;
 const SAMPLE_BYTES: usize = 4 + 8 + 8;
-const FILE_NAME: &str = "000001.wal";
+const NO_ID: u32 = u32::MAX;
 
 pub(crate) struct AppendRequest {
     pub subject: String,
@@ -43,79 +49,196 @@ pub(crate) struct AppendRequest {
     pub done: oneshot::Sender<Result<(), StoreError>>,
 }
 
-/// What replay found.
+pub(crate) enum WalRequest {
+    Append(AppendRequest),
+    /// Start a new segment and checkpoint everything before it now.
+    Checkpoint(oneshot::Sender<Result<(), StoreError>>),
+}
+
+/// What opening found.
 #[derive(Debug, Default)]
 pub(crate) struct Replayed {
+    pub checkpoints: usize,
+    pub segments: usize,
     pub samples: u64,
-    pub series: u64,
     /// Bytes of a torn final write cut off the end of the log.
     pub discarded_bytes: u64,
 }
 
+/// A checkpoint for the checkpoint thread to write.
+struct Job {
+    /// Covers WAL segments up to and including this one.
+    n: u64,
+    generation: u64,
+    snapshot: Snapshot,
+    done: Option<oneshot::Sender<Result<(), StoreError>>>,
+}
+
 pub(crate) struct WalWriter {
+    wal_dir: PathBuf,
+    seq: u64,
     file: File,
-    /// Length of the log up to the last durable frame.
+    /// Length of the current segment up to the last durable frame.
     len: u64,
-    bytes: Arc<AtomicU64>,
-    ids: HashMap<(String, VitalSign), u32>,
+    segment_bytes: u64,
+    /// Series ids by subject, indexed by `VitalSign as usize` (`NO_ID` = none):
+    /// looked up by `&str`, so the hot path allocates nothing.
+    ids: HashMap<String, [u32; VitalSign::ALL.len()]>,
     series: Vec<(String, VitalSign)>,
+    jobs: std::sync::mpsc::Sender<Job>,
+    /// A checkpoint is being written; automatic rotation waits for it.
+    busy: Arc<AtomicBool>,
+    /// Bumped when a checkpoint fails: queued jobs from before are void.
+    generation: Arc<AtomicU64>,
+}
+
+fn segment_name(seq: u64) -> String {
+    format!("{seq:020}.wal")
+}
+
+/// WAL segments in `dir`, oldest first.
+fn segments(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if let Some(seq) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".wal"))
+            .and_then(|s| s.parse().ok())
+        {
+            out.push((seq, path));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn io_other(e: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, e)
 }
 
 impl WalWriter {
-    pub(crate) fn open(dir: &Path, head: &mut Head) -> std::io::Result<(WalWriter, Replayed)> {
-        let path = dir.join(FILE_NAME);
-        let created = !path.exists();
+    /// Loads checkpoints, replays the WAL segments after them into `head`,
+    /// starts a fresh segment and the checkpoint thread.
+    pub(crate) fn open(
+        data_dir: &Path,
+        head: &Arc<RwLock<Head>>,
+        segment_bytes: u64,
+    ) -> std::io::Result<(WalWriter, Replayed)> {
+        let wal_dir = data_dir.join("wal");
+        let chunks_dir = data_dir.join("chunks");
+        std::fs::create_dir_all(&wal_dir)?;
+        std::fs::create_dir_all(&chunks_dir)?;
+        let mut stats = Replayed::default();
+
+        let checkpoints = checkpoint::list(&chunks_dir)?;
+        let newest = checkpoints.last().map_or(0, |(n, _)| *n);
+        {
+            let mut head = head.write().expect("head lock");
+            for (n, path) in &checkpoints {
+                for entry in checkpoint::read(path).map_err(io_other)? {
+                    if !entry.provisional {
+                        entry.chunk.checkpoint.store(*n, Ordering::Relaxed);
+                        head.add_sealed(&entry.subject, entry.vital, Arc::new(entry.chunk));
+                    } else if *n == newest {
+                        for p in entry.chunk.points() {
+                            head.insert(&entry.subject, entry.vital, p);
+                        }
+                    }
+                }
+            }
+            stats.checkpoints = checkpoints.len();
+        }
+
+        let mut writer = WalWriter {
+            wal_dir: wal_dir.clone(),
+            seq: 0,
+            file: File::open(data_dir)?, // replaced below by the new segment
+            len: 0,
+            segment_bytes,
+            ids: HashMap::new(),
+            series: Vec::new(),
+            jobs: std::sync::mpsc::channel().0,
+            busy: Arc::new(AtomicBool::new(false)),
+            generation: Arc::new(AtomicU64::new(0)),
+        };
+        let existing = segments(&wal_dir)?;
+        let last_seq = existing.last().map_or(0, |(s, _)| *s);
+        for (seq, path) in &existing {
+            if *seq <= newest {
+                // Covered by a checkpoint whose clean-up was interrupted.
+                std::fs::remove_file(path)?;
+                continue;
+            }
+            let data = std::fs::read(path)?;
+            let good = {
+                let mut head = head.write().expect("head lock");
+                writer.replay(&data, &mut head, &mut stats)
+            };
+            stats.segments += 1;
+            if good < data.len() {
+                stats.discarded_bytes += (data.len() - good) as u64;
+                if *seq == last_seq {
+                    tracing::warn!(
+                        path = %path.display(),
+                        discarded = data.len() - good,
+                        "write-ahead log ends in a torn write (never acknowledged); truncating it"
+                    );
+                } else {
+                    tracing::error!(
+                        path = %path.display(),
+                        discarded = data.len() - good,
+                        "damaged frame inside an older write-ahead log segment; data after it is lost"
+                    );
+                }
+                let f = OpenOptions::new().write(true).open(path)?;
+                f.set_len(good as u64)?;
+                f.sync_all()?;
+            }
+        }
+
+        writer.start_segment(last_seq.max(newest) + 1)?;
+        let (jobs, queue) = std::sync::mpsc::channel();
+        writer.jobs = jobs;
+        let (busy, generation) = (writer.busy.clone(), writer.generation.clone());
+        std::thread::Builder::new()
+            .name("medmesh-checkpoint".into())
+            .spawn(move || run_checkpoints(queue, chunks_dir, wal_dir, busy, generation))?;
+        Ok((writer, stats))
+    }
+
+    /// Creates segment `seq`, starting with the definitions of every series.
+    fn start_segment(&mut self, seq: u64) -> std::io::Result<()> {
+        let path = self.wal_dir.join(segment_name(seq));
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
-            .create(true)
+            .create_new(true)
             .open(&path)?;
-        if created {
-            crate::sync_dir(dir)?;
+        let mut buf = Vec::new();
+        for (id, (subject, vital)) in self.series.iter().enumerate() {
+            write_frame(&mut buf, &define_payload(id as u32, subject, *vital));
         }
-        let mut writer = WalWriter {
-            file: file.try_clone()?,
-            len: 0,
-            bytes: Arc::new(AtomicU64::new(0)),
-            ids: HashMap::new(),
-            series: Vec::new(),
-        };
-        let mut data = Vec::new();
-        file.seek(SeekFrom::Start(0))?;
-        file.read_to_end(&mut data)?;
-        let (good_len, replayed) = writer.replay(&data, head);
-        if (good_len as u64) < data.len() as u64 {
-            tracing::warn!(
-                path = %path.display(),
-                kept = good_len,
-                discarded = data.len() - good_len,
-                "write-ahead log ends in a torn write (never acknowledged); truncating it"
-            );
-            file.set_len(good_len as u64)?;
-            file.sync_all()?;
-        }
-        writer.len = good_len as u64;
-        writer.bytes.store(writer.len, Ordering::Relaxed);
-        Ok((writer, replayed))
-    }
-
-    pub(crate) fn bytes_counter(&self) -> Arc<AtomicU64> {
-        self.bytes.clone()
+        file.write_all(&buf)?;
+        file.sync_all()?;
+        crate::sync_dir(&self.wal_dir)?;
+        self.file = file;
+        self.seq = seq;
+        self.len = buf.len() as u64;
+        Ok(())
     }
 
     /// Applies every intact frame to `head`; returns the length of the intact prefix.
-    fn replay(&mut self, data: &[u8], head: &mut Head) -> (usize, Replayed) {
+    fn replay(&mut self, data: &[u8], head: &mut Head, stats: &mut Replayed) -> usize {
         let mut pos = 0;
-        let mut stats = Replayed::default();
         while let Some((payload, next)) = read_frame(data, pos) {
-            if self.apply_payload(payload, head, &mut stats).is_none() {
+            if self.apply_payload(payload, head, stats).is_none() {
                 break;
             }
             pos = next;
         }
-        stats.discarded_bytes = (data.len() - pos) as u64;
-        stats.series = self.series.len() as u64;
-        (pos, stats)
+        pos
     }
 
     fn apply_payload(
@@ -127,14 +250,11 @@ impl WalWriter {
         let mut r = Reader(payload);
         match r.u8()? {
             KIND_DEFINE => {
-                let id = r.u32()?;
+                let id = r.u32()? as usize;
                 let subject_len = r.u16()? as usize;
                 let subject = std::str::from_utf8(r.take(subject_len)?).ok()?.to_string();
                 let code_len = r.u8()? as usize;
                 let code = std::str::from_utf8(r.take(code_len)?).ok()?;
-                if id as usize != self.series.len() {
-                    return None;
-                }
                 let Some(vital) = VitalSign::lookup(code) else {
                     tracing::error!(
                         code,
@@ -142,8 +262,18 @@ impl WalWriter {
                     );
                     return None;
                 };
-                self.ids.insert((subject.clone(), vital), id);
-                self.series.push((subject, vital));
+                let key = (subject, vital);
+                match self.series.get(id) {
+                    // Every segment repeats the definitions before it.
+                    Some(known) if *known == key => {}
+                    None if id == self.series.len() => {
+                        self.ids
+                            .entry(key.0.clone())
+                            .or_insert([NO_ID; VitalSign::ALL.len()])[vital as usize] = id as u32;
+                        self.series.push(key);
+                    }
+                    _ => return None,
+                }
             }
             KIND_SAMPLES => {
                 let count = r.u32()? as usize;
@@ -162,60 +292,108 @@ impl WalWriter {
     }
 
     /// The writer thread: group commit until every [`crate::Store`] is dropped.
-    pub(crate) fn run(
-        mut self,
-        mut requests: mpsc::Receiver<AppendRequest>,
-        head: Arc<RwLock<Head>>,
-    ) {
+    pub(crate) fn run(mut self, mut requests: mpsc::Receiver<WalRequest>, head: Arc<RwLock<Head>>) {
         let mut buf = Vec::with_capacity(1 << 20);
         let mut group = Vec::with_capacity(MAX_GROUP);
+        let mut checkpoint_requests = Vec::new();
         while let Some(first) = requests.blocking_recv() {
-            group.push(first);
-            while group.len() < MAX_GROUP {
-                match requests.try_recv() {
-                    Ok(r) => group.push(r),
-                    Err(_) => break,
+            let mut next = Some(first);
+            while let Some(request) = next.take() {
+                match request {
+                    WalRequest::Append(r) => group.push(r),
+                    WalRequest::Checkpoint(done) => checkpoint_requests.push(done),
+                }
+                if group.len() < MAX_GROUP {
+                    next = requests.try_recv().ok();
                 }
             }
-            buf.clear();
-            let defined_before = self.series.len();
-            for req in &group {
-                self.encode(req, &mut buf);
+            if !group.is_empty() {
+                self.commit(&mut group, &mut buf, &head);
             }
-            match self.write_durably(&buf) {
-                Ok(()) => {
-                    let mut head = head.write().expect("head lock");
-                    for req in &group {
-                        for o in &req.observations {
-                            head.insert(
-                                &req.subject,
-                                o.vital,
-                                Point {
-                                    time_ms: o.time_ms,
-                                    value: o.value,
-                                },
-                            );
-                        }
-                    }
-                    drop(head);
-                    for req in group.drain(..) {
-                        let _ = req.done.send(Ok(()));
+            for done in checkpoint_requests.drain(..) {
+                self.rotate(&head, Some(done));
+            }
+            if self.len >= self.segment_bytes && !self.busy.load(Ordering::Acquire) {
+                self.rotate(&head, None);
+            }
+        }
+    }
+
+    fn commit(
+        &mut self,
+        group: &mut Vec<AppendRequest>,
+        buf: &mut Vec<u8>,
+        head: &Arc<RwLock<Head>>,
+    ) {
+        buf.clear();
+        let defined_before = self.series.len();
+        for req in group.iter() {
+            self.encode(req, buf);
+        }
+        match self.write_durably(buf) {
+            Ok(()) => {
+                let mut head = head.write().expect("head lock");
+                for req in group.iter() {
+                    for o in &req.observations {
+                        head.insert(
+                            &req.subject,
+                            o.vital,
+                            Point {
+                                time_ms: o.time_ms,
+                                value: o.value,
+                            },
+                        );
                     }
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "write-ahead log write failed; samples refused, not acknowledged");
-                    // Series defined in the failed write do not exist on disk.
-                    for key in self.series.drain(defined_before..) {
-                        self.ids.remove(&key);
-                    }
-                    for req in group.drain(..) {
-                        let _ = req.done.send(Err(StoreError::Io(std::io::Error::new(
-                            e.kind(),
-                            e.to_string(),
-                        ))));
-                    }
+                drop(head);
+                for req in group.drain(..) {
+                    let _ = req.done.send(Ok(()));
                 }
             }
+            Err(e) => {
+                tracing::error!(error = %e, "write-ahead log write failed; samples refused, not acknowledged");
+                // Series defined in the failed write do not exist on disk.
+                for (subject, vital) in self.series.drain(defined_before..) {
+                    if let Some(ids) = self.ids.get_mut(&subject) {
+                        ids[vital as usize] = NO_ID;
+                    }
+                }
+                for req in group.drain(..) {
+                    let _ = req.done.send(Err(StoreError::Io(std::io::Error::new(
+                        e.kind(),
+                        e.to_string(),
+                    ))));
+                }
+            }
+        }
+    }
+
+    /// Starts the next segment and queues a checkpoint of everything before it.
+    fn rotate(
+        &mut self,
+        head: &Arc<RwLock<Head>>,
+        done: Option<oneshot::Sender<Result<(), StoreError>>>,
+    ) {
+        let covered = self.seq;
+        if let Err(e) = self.start_segment(covered + 1) {
+            tracing::error!(error = %e, "cannot start a new write-ahead log segment; checkpoint postponed");
+            if let Some(done) = done {
+                let _ = done.send(Err(StoreError::Io(e)));
+            }
+            return;
+        }
+        // This thread is the only writer of the head, so the snapshot holds
+        // exactly what segments up to `covered` hold.
+        let snapshot = head.read().expect("head lock").snapshot(covered);
+        self.busy.store(true, Ordering::Release);
+        let job = Job {
+            n: covered,
+            generation: self.generation.load(Ordering::Acquire),
+            snapshot,
+            done,
+        };
+        if self.jobs.send(job).is_err() {
+            tracing::error!("checkpoint thread is gone; write-ahead log will grow");
         }
     }
 
@@ -227,7 +405,6 @@ impl WalWriter {
         match result {
             Ok(()) => {
                 self.len += buf.len() as u64;
-                self.bytes.store(self.len, Ordering::Relaxed);
                 Ok(())
             }
             Err(e) => {
@@ -241,24 +418,20 @@ impl WalWriter {
 
     fn encode(&mut self, req: &AppendRequest, buf: &mut Vec<u8>) {
         let mut ids = Vec::with_capacity(req.observations.len());
+        if !self.ids.contains_key(&req.subject) {
+            self.ids
+                .insert(req.subject.clone(), [NO_ID; VitalSign::ALL.len()]);
+        }
         for o in &req.observations {
-            let key = (req.subject.clone(), o.vital);
-            let id = match self.ids.get(&key) {
-                Some(id) => *id,
-                None => {
-                    let id = self.series.len() as u32;
-                    let mut p = vec![KIND_DEFINE];
-                    p.extend_from_slice(&id.to_le_bytes());
-                    p.extend_from_slice(&(req.subject.len() as u16).to_le_bytes());
-                    p.extend_from_slice(req.subject.as_bytes());
-                    let code = o.vital.loinc();
-                    p.push(code.len() as u8);
-                    p.extend_from_slice(code.as_bytes());
-                    write_frame(buf, &p);
-                    self.ids.insert(key.clone(), id);
-                    self.series.push(key);
-                    id
-                }
+            let known = self.ids[&req.subject][o.vital as usize];
+            let id = if known != NO_ID {
+                known
+            } else {
+                let id = self.series.len() as u32;
+                write_frame(buf, &define_payload(id, &req.subject, o.vital));
+                self.ids.get_mut(&req.subject).expect("inserted above")[o.vital as usize] = id;
+                self.series.push((req.subject.clone(), o.vital));
+                id
             };
             ids.push(id);
         }
@@ -272,6 +445,79 @@ impl WalWriter {
         }
         write_frame(buf, &p);
     }
+}
+
+fn define_payload(id: u32, subject: &str, vital: VitalSign) -> Vec<u8> {
+    let mut p = vec![KIND_DEFINE];
+    p.extend_from_slice(&id.to_le_bytes());
+    p.extend_from_slice(&(subject.len() as u16).to_le_bytes());
+    p.extend_from_slice(subject.as_bytes());
+    let code = vital.loinc();
+    p.push(code.len() as u8);
+    p.extend_from_slice(code.as_bytes());
+    p
+}
+
+/// The checkpoint thread: writes queued checkpoints in order and deletes the
+/// WAL segments each one covers.
+fn run_checkpoints(
+    jobs: std::sync::mpsc::Receiver<Job>,
+    chunks_dir: PathBuf,
+    wal_dir: PathBuf,
+    busy: Arc<AtomicBool>,
+    generation: Arc<AtomicU64>,
+) {
+    for job in jobs {
+        let result = if job.generation != generation.load(Ordering::Acquire) {
+            // An earlier checkpoint failed after this snapshot was taken, so
+            // this one may lack chunks that one claimed: skip it; the next
+            // snapshot will include them.
+            Err("superseded by a failed earlier checkpoint".to_string())
+        } else {
+            checkpoint::write(&chunks_dir, job.n, &job.snapshot).map_err(|e| e.to_string())
+        };
+        match result {
+            Ok(bytes) => {
+                tracing::info!(
+                    checkpoint = job.n,
+                    bytes,
+                    chunks = job.snapshot.sealed.len(),
+                    "checkpoint written"
+                );
+                if let Err(e) = delete_segments_up_to(&wal_dir, job.n) {
+                    tracing::warn!(error = %e, "cannot delete checkpointed WAL segments; will retry at next start");
+                }
+                if let Some(done) = job.done {
+                    let _ = done.send(Ok(()));
+                }
+            }
+            Err(e) => {
+                tracing::error!(checkpoint = job.n, error = %e, "checkpoint not written; the WAL keeps the data");
+                generation.fetch_add(1, Ordering::AcqRel);
+                for (_, _, chunk) in &job.snapshot.sealed {
+                    let _ = chunk.checkpoint.compare_exchange(
+                        job.n,
+                        0,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    );
+                }
+                if let Some(done) = job.done {
+                    let _ = done.send(Err(StoreError::Io(std::io::Error::other(e))));
+                }
+            }
+        }
+        busy.store(false, Ordering::Release);
+    }
+}
+
+fn delete_segments_up_to(wal_dir: &Path, n: u64) -> std::io::Result<()> {
+    for (seq, path) in segments(wal_dir)? {
+        if seq <= n {
+            std::fs::remove_file(path)?;
+        }
+    }
+    crate::sync_dir(wal_dir)
 }
 
 fn write_frame(buf: &mut Vec<u8>, payload: &[u8]) {
@@ -293,10 +539,10 @@ fn read_frame(data: &[u8], pos: usize) -> Option<(&[u8], usize)> {
 }
 
 /// Bounds-checked little-endian reader over a frame payload.
-struct Reader<'a>(&'a [u8]);
+pub(crate) struct Reader<'a>(pub &'a [u8]);
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+    pub(crate) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         if self.0.len() < n {
             return None;
         }
@@ -304,19 +550,19 @@ impl<'a> Reader<'a> {
         self.0 = rest;
         Some(head)
     }
-    fn u8(&mut self) -> Option<u8> {
+    pub(crate) fn u8(&mut self) -> Option<u8> {
         Some(self.take(1)?[0])
     }
-    fn u16(&mut self) -> Option<u16> {
+    pub(crate) fn u16(&mut self) -> Option<u16> {
         Some(u16::from_le_bytes(self.take(2)?.try_into().ok()?))
     }
-    fn u32(&mut self) -> Option<u32> {
+    pub(crate) fn u32(&mut self) -> Option<u32> {
         Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
     }
-    fn i64(&mut self) -> Option<i64> {
+    pub(crate) fn i64(&mut self) -> Option<i64> {
         Some(i64::from_le_bytes(self.take(8)?.try_into().ok()?))
     }
-    fn f64(&mut self) -> Option<f64> {
+    pub(crate) fn f64(&mut self) -> Option<f64> {
         Some(f64::from_le_bytes(self.take(8)?.try_into().ok()?))
     }
 }

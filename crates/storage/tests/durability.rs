@@ -1,7 +1,7 @@
 //! The store's durability contract, exercised through its public API.
 
 use medmesh_model::{Observation, VitalSign};
-use medmesh_storage::{Point, Store};
+use medmesh_storage::{Point, Store, StoreOptions};
 use std::io::Write;
 
 fn obs(vital: VitalSign, t: i64, v: f64) -> Observation {
@@ -110,7 +110,7 @@ async fn a_torn_tail_is_cut_and_everything_before_it_kept() {
             .await
             .unwrap();
     }
-    let wal = dir.path().join("wal/000001.wal");
+    let wal = only_wal_segment(dir.path());
     let good_len = std::fs::metadata(&wal).unwrap().len();
     // A crash mid-write leaves a partial frame behind.
     std::fs::OpenOptions::new()
@@ -131,4 +131,146 @@ async fn a_torn_tail_is_cut_and_everything_before_it_kept() {
     }
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(store.range("p1", VitalSign::HeartRate, 0, 10).len(), 2);
+}
+
+fn wal_segments(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir.join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// The segment holding data, when a single session wrote to the store.
+fn only_wal_segment(dir: &std::path::Path) -> std::path::PathBuf {
+    let segs = wal_segments(dir);
+    assert_eq!(segs.len(), 1, "{segs:?}");
+    segs[0].clone()
+}
+
+/// One 1 Hz heart-rate series per patient, values varying by whole beats.
+fn vitals(patients: usize, seconds: i64) -> Vec<(String, Observation)> {
+    let mut out = Vec::new();
+    for s in 0..seconds {
+        for p in 0..patients {
+            let v = 60.0 + ((s * 7 + p as i64 * 3) % 11) as f64;
+            out.push((
+                format!("p{p}"),
+                obs(VitalSign::HeartRate, 1_800_000_000_000 + s * 1000, v),
+            ));
+        }
+    }
+    out
+}
+
+async fn write_all(store: &Store, data: &[(String, Observation)]) {
+    for (subject, o) in data {
+        store.append(subject, vec![*o]).await.unwrap();
+    }
+}
+
+fn assert_holds(store: &Store, data: &[(String, Observation)], patients: usize) {
+    for p in 0..patients {
+        let subject = format!("p{p}");
+        let want: Vec<Point> = data
+            .iter()
+            .filter(|(s, _)| *s == subject)
+            .map(|(_, o)| Point {
+                time_ms: o.time_ms,
+                value: o.value,
+            })
+            .collect();
+        let have = store.range(&subject, VitalSign::HeartRate, i64::MIN, i64::MAX);
+        assert_eq!(have, want, "{subject}");
+    }
+}
+
+#[tokio::test]
+async fn checkpoint_compresses_and_replaces_the_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = vitals(5, 1000);
+    {
+        let store = Store::open(dir.path()).unwrap();
+        write_all(&store, &data).await;
+        let before = store.stats();
+        store.checkpoint().await.unwrap();
+        let after = store.stats();
+        assert!(
+            after.wal_bytes < 4096,
+            "WAL after checkpoint: {} bytes",
+            after.wal_bytes
+        );
+        let per_sample = after.chunk_bytes as f64 / data.len() as f64;
+        assert!(
+            per_sample < 2.0,
+            "{per_sample} bytes a sample (WAL had {})",
+            before.wal_bytes
+        );
+        assert_holds(&store, &data, 5);
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert_holds(&store, &data, 5);
+    assert_eq!(store.stats().samples, data.len() as u64);
+}
+
+#[tokio::test]
+async fn full_segments_are_checkpointed_on_their_own_and_everything_reloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        wal_segment_bytes: 64 << 10,
+    };
+    let data = vitals(3, 3000);
+    {
+        let store = Store::open_with(dir.path(), options.clone()).unwrap();
+        write_all(&store, &data).await;
+        // Several segments filled up while writing; their checkpoints ran in the background.
+        let chunk_files = std::fs::read_dir(dir.path().join("chunks"))
+            .unwrap()
+            .count();
+        assert!(chunk_files >= 2, "{chunk_files} checkpoint files");
+        assert!(store.stats().wal_bytes < 3 * (64 << 10));
+    }
+    let store = Store::open_with(dir.path(), options.clone()).unwrap();
+    assert_holds(&store, &data, 3);
+    // Reopening again (provisional chunks of the newest checkpoint plus the
+    // replayed tail) must not duplicate anything.
+    drop(store);
+    let store = Store::open_with(dir.path(), options).unwrap();
+    assert_holds(&store, &data, 3);
+}
+
+#[tokio::test]
+async fn a_crash_between_checkpoint_and_wal_cleanup_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = vitals(2, 500);
+    let saved = {
+        let store = Store::open(dir.path()).unwrap();
+        write_all(&store, &data).await;
+        let seg = wal_segments(dir.path()).pop().unwrap();
+        let saved = (seg.clone(), std::fs::read(&seg).unwrap());
+        store.checkpoint().await.unwrap();
+        saved
+    };
+    // As if the process died before deleting the checkpointed segment.
+    std::fs::write(&saved.0, &saved.1).unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert_holds(&store, &data, 2);
+    assert!(!saved.0.exists(), "covered segment is removed at start");
+}
+
+#[tokio::test]
+async fn writes_after_a_checkpoint_survive_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = vitals(2, 700);
+    let (first, second) = data.split_at(600);
+    {
+        let store = Store::open(dir.path()).unwrap();
+        write_all(&store, first).await;
+        store.checkpoint().await.unwrap();
+        write_all(&store, second).await;
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert_holds(&store, &data, 2);
 }
