@@ -56,6 +56,8 @@ enum Command {
 enum BenchCommand {
     /// Durable ingest through the whole path (MQTT, decode, rules, store, ack).
     Ingest(bench::IngestArgs),
+    /// One patient's 24 hours of 1 Hz vitals read back as a range query.
+    Query(bench::query::QueryArgs),
 }
 
 #[derive(Args)]
@@ -226,6 +228,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Simulate(args) => simulate(args).await,
         Command::Bench(BenchCommand::Ingest(args)) => bench::ingest(args).await,
+        Command::Bench(BenchCommand::Query(args)) => bench::query::run(args).await,
     }
 }
 

@@ -17,6 +17,7 @@
 
 mod client;
 mod competitors;
+pub mod query;
 mod workload;
 
 use clap::{Args, ValueEnum};
@@ -178,7 +179,7 @@ pub fn disk_usage(dir: &Path) -> u64 {
 }
 
 /// A temporary directory removed on drop.
-pub struct TempDir(PathBuf);
+pub struct TempDir(pub PathBuf);
 
 impl Drop for TempDir {
     fn drop(&mut self) {
@@ -186,7 +187,7 @@ impl Drop for TempDir {
     }
 }
 
-fn tempdir() -> anyhow::Result<TempDir> {
+pub fn tempdir() -> anyhow::Result<TempDir> {
     let dir = std::env::temp_dir().join(format!("medmesh-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(TempDir(dir))
