@@ -80,6 +80,10 @@ struct ServeArgs {
     /// Publishes per MQTT connection being stored at once [config: mqtt.max_inflight; default: 64].
     #[arg(long)]
     mqtt_max_inflight: Option<usize>,
+    /// Size at which a write-ahead log segment is checkpointed into compressed
+    /// chunks [config: storage.wal_segment_bytes; default: 67108864].
+    #[arg(long)]
+    wal_segment_bytes: Option<u64>,
 }
 
 #[derive(Args)]
@@ -133,6 +137,13 @@ impl ServeArgs {
         if let Some(n) = self.mqtt_max_inflight {
             config.mqtt.max_inflight = n;
         }
+        if let Some(n) = self.wal_segment_bytes {
+            config.storage.wal_segment_bytes = n;
+        }
+        anyhow::ensure!(
+            config.storage.wal_segment_bytes >= 1 << 16,
+            "storage.wal_segment_bytes must be at least 65536"
+        );
         anyhow::ensure!(
             config.mqtt.max_inflight >= 1,
             "mqtt.max_inflight must be at least 1"

@@ -5,10 +5,12 @@
 //! the server acknowledged, kills it with SIGKILL at a random moment, restarts
 //! it and checks that every acknowledged sample is readable. The round count
 //! is `MEDMESH_CRASH_ROUNDS` (default 20); `scripts/crash-soak.sh` runs more.
+//! WAL segments are kept small so that checkpoints run, and are interrupted,
+//! throughout.
 
 mod common;
 
-use common::{mqtt_client, spawn_serve, topic};
+use common::{mqtt_client, spawn_serve, spawn_serve_with, topic};
 use rand::Rng;
 use rumqttc::QoS;
 use serde_json::json;
@@ -117,7 +119,10 @@ async fn sigkill_during_ingest_loses_no_acknowledged_sample() {
 
     let mut total_acked = 0;
     for round in 0..rounds {
-        let (server, http_addr, mqtt_addr) = spawn_serve(dir.path());
+        // Small WAL segments, so checkpoints (and segment deletion) run
+        // during the load and get killed part-way too.
+        let (server, http_addr, mqtt_addr) =
+            spawn_serve_with(dir.path(), &["--wal-segment-bytes", "65536"]);
         let mut tasks = Vec::new();
         for (w, acked) in acked.iter().enumerate() {
             let first = BASE_MS + (round as i64) * 10_000_000 + (w as i64) * 1_000_000;
@@ -148,7 +153,13 @@ async fn sigkill_during_ingest_loses_no_acknowledged_sample() {
             total_acked += acked.len();
         }
     }
-    eprintln!("{rounds} rounds, {total_acked} acknowledged samples, none lost");
+    let checkpoints = std::fs::read_dir(dir.path().join("chunks"))
+        .unwrap()
+        .count();
+    eprintln!(
+        "{rounds} rounds, {total_acked} acknowledged samples, none lost; {checkpoints} checkpoint files"
+    );
+    assert!(checkpoints > 0, "the test should exercise checkpoints too");
     assert!(
         total_acked > rounds * writers,
         "writers made too little progress to prove anything"

@@ -6,6 +6,8 @@
 //! listen = "127.0.0.1:8080"
 //! [mqtt]
 //! listen = "127.0.0.1:1883"
+//! [storage]
+//! wal_segment_bytes = 67108864
 //! ```
 //!
 //! Listeners bind to loopback by default: exposing health data to a network
@@ -22,6 +24,23 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub http: HttpConfig,
     pub mqtt: MqttConfig,
+    pub storage: StorageConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// A write-ahead log segment this large is checkpointed into compressed
+    /// chunks and deleted; bounds the uncompressed data on disk.
+    pub wal_segment_bytes: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            wal_segment_bytes: medmesh_storage::StoreOptions::default().wal_segment_bytes,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -46,6 +65,7 @@ impl Default for Config {
             data_dir: PathBuf::from("medmesh-data"),
             http: HttpConfig::default(),
             mqtt: MqttConfig::default(),
+            storage: StorageConfig::default(),
         }
     }
 }

@@ -12,11 +12,11 @@ mod error;
 mod ops;
 mod stream;
 
-pub use config::{Config, HttpConfig, MqttConfig};
+pub use config::{Config, HttpConfig, MqttConfig, StorageConfig};
 
 use medmesh_pipeline::{Metrics, Pipeline};
 use medmesh_sources::mqtt::{MqttListener, MqttSettings};
-use medmesh_storage::{Registry, Store};
+use medmesh_storage::{Registry, Store, StoreOptions};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
@@ -90,7 +90,12 @@ impl Server {
         let mqtt_addr = mqtt.local_addr().expect("bound socket has an address");
         let http_addr = http.local_addr().expect("bound socket has an address");
 
-        let store = Store::open(&config.data_dir)?;
+        let store = Store::open_with(
+            &config.data_dir,
+            StoreOptions {
+                wal_segment_bytes: config.storage.wal_segment_bytes,
+            },
+        )?;
         let registry = Arc::new(Registry::open(&config.data_dir)?);
         let pipeline = Arc::new(Pipeline::new(store, registry, Arc::new(Metrics::default())));
 

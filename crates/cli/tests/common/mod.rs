@@ -165,16 +165,17 @@ pub fn wait_for_line(
 /// Starts `medmesh serve` on ephemeral ports with `dir` as data directory.
 /// Returns the process and its HTTP and MQTT addresses.
 pub fn spawn_serve(dir: &std::path::Path) -> (Child, SocketAddr, SocketAddr) {
+    spawn_serve_with(dir, &[])
+}
+
+/// [`spawn_serve`] with extra flags.
+pub fn spawn_serve_with(dir: &std::path::Path, flags: &[&str]) -> (Child, SocketAddr, SocketAddr) {
     use std::io::BufRead;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_medmesh"))
-        .args([
-            "serve",
-            "--http-listen",
-            "127.0.0.1:0",
-            "--mqtt-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
+        .args(["serve", "--http-listen", "127.0.0.1:0"])
+        .args(["--mqtt-listen", "127.0.0.1:0"])
+        .args(flags)
+        .arg("--data-dir")
         .arg(dir)
         .stderr(std::process::Stdio::piped())
         .spawn()
