@@ -209,3 +209,31 @@ async fn dashboard_page_and_assets_are_served() {
         assert!(r.text().await.unwrap().contains(needle), "{path}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bucketed_series_give_min_max_mean_count() {
+    let s = start().await;
+    s.admit("p1", "mon-1").await;
+    // Two minutes of heart rate at 1 Hz: 60..=119 in the first minute, then 120..=179.
+    let records: Vec<_> = (0..120)
+        .map(|i| json!({"n":"heart_rate","u":"/min","v":60 + i,"t":1.8e9 + f64::from(i)}))
+        .collect();
+    let (status, _) = s
+        .send(Method::POST, "/api/v1/devices/mon-1/senml", json!(records))
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = s
+        .get("/api/v1/patients/p1/observations?code=heart_rate&from=1800000000000&to=1800000119000&bucket=1m")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let buckets = body["series"][0]["buckets"].as_array().unwrap();
+    assert!(body["series"][0].get("points").is_none());
+    assert_eq!(buckets.len(), 2);
+    // 1800000000000 ms is a whole minute, so buckets start there.
+    assert_eq!(
+        buckets[0],
+        json!({"start_ms": 1800000000000i64, "count": 60, "min": 60.0, "max": 119.0, "mean": 89.5})
+    );
+    assert_eq!(buckets[1]["min"], 120.0);
+    assert_eq!(buckets[1]["count"], 60);
+}

@@ -5,7 +5,7 @@
 //! | GET | /api/v1/patients | every patient with latest vitals, NEWS2, active alarms |
 //! | POST | /api/v1/patients | admit or update a patient |
 //! | GET | /api/v1/patients/{id} | one patient, same shape |
-//! | GET | /api/v1/patients/{id}/observations?code=&from=&to= | series over a time range |
+//! | GET | /api/v1/patients/{id}/observations?code=&from=&to=&bucket= | series over a time range, raw or per bucket |
 //! | GET | /api/v1/devices | devices, their patient and last contact |
 //! | PUT | /api/v1/devices/{id} | register a device / assign it to a patient |
 //! | POST | /api/v1/devices/{id}/senml | HTTP ingest of a SenML JSON pack |
@@ -144,7 +144,13 @@ struct RangeQuery {
     from: Option<String>,
     /// RFC 3339 time or epoch milliseconds; default now.
     to: Option<String>,
+    /// Bucket width ("1m", "1h", "1day"): return min/max/mean/count per
+    /// bucket instead of every point.
+    bucket: Option<String>,
 }
+
+/// Most buckets one request may ask for.
+const MAX_BUCKETS: i64 = 100_000;
 
 #[derive(Serialize)]
 struct Series {
@@ -152,8 +158,19 @@ struct Series {
     code: &'static str,
     display: &'static str,
     unit: &'static str,
-    /// `[time_ms, value]` pairs, oldest first.
-    points: Vec<(TimestampMs, f64)>,
+    /// `[time_ms, value]` pairs, oldest first (without `bucket`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    points: Option<Vec<(TimestampMs, f64)>>,
+    /// Aggregates per bucket, oldest first (with `bucket`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    buckets: Option<Vec<medmesh_storage::Bucket>>,
+}
+
+impl Series {
+    fn is_empty(&self) -> bool {
+        self.points.as_ref().is_none_or(Vec::is_empty)
+            && self.buckets.as_ref().is_none_or(Vec::is_empty)
+    }
 }
 
 #[derive(Serialize)]
@@ -177,6 +194,21 @@ fn parse_time(name: &str, raw: &str) -> Result<TimestampMs, ApiError> {
                 "{name}={raw:?} is not a time; use RFC 3339 (2026-01-31T08:00:00Z) or epoch milliseconds"
             ))
         })
+}
+
+fn parse_bucket(raw: &str) -> Result<i64, ApiError> {
+    let width = humantime::parse_duration(raw).map_err(|e| {
+        ApiError::bad_request(format!(
+            "bucket={raw:?}: {e}; use e.g. \"5m\", \"1h\", \"1day\""
+        ))
+    })?;
+    let ms = width.as_millis() as i64;
+    if ms < 1000 {
+        return Err(ApiError::bad_request(format!(
+            "bucket={raw:?} is shorter than one second"
+        )));
+    }
+    Ok(ms)
 }
 
 async fn observations(
@@ -213,21 +245,46 @@ async fn observations(
         })?],
         None => VitalSign::ALL.to_vec(),
     };
+    let bucket_ms = q.bucket.as_deref().map(parse_bucket).transpose()?;
+    if let Some(width) = bucket_ms {
+        if (to - from) / width > MAX_BUCKETS {
+            return Err(ApiError::bad_request(format!(
+                "{} buckets of {width} ms over this range; at most {MAX_BUCKETS}: choose a wider bucket",
+                (to - from) / width
+            )));
+        }
+    }
     let series = vitals
         .into_iter()
-        .map(|vital| Series {
-            key: vital.key(),
-            code: vital.loinc(),
-            display: vital.display(),
-            unit: vital.ucum(),
-            points: p
-                .store
-                .range(id.as_str(), vital, from, to)
-                .into_iter()
-                .map(|pt| (pt.time_ms, pt.value))
-                .collect(),
+        .map(|vital| {
+            let (points, buckets) = match bucket_ms {
+                Some(width) => (
+                    None,
+                    Some(p.store.aggregate(id.as_str(), vital, from, to, width)),
+                ),
+                None => {
+                    let points = p.store.range(id.as_str(), vital, from, to);
+                    (
+                        Some(
+                            points
+                                .into_iter()
+                                .map(|pt| (pt.time_ms, pt.value))
+                                .collect(),
+                        ),
+                        None,
+                    )
+                }
+            };
+            Series {
+                key: vital.key(),
+                code: vital.loinc(),
+                display: vital.display(),
+                unit: vital.ucum(),
+                points,
+                buckets,
+            }
         })
-        .filter(|s| q.code.is_some() || !s.points.is_empty())
+        .filter(|s| q.code.is_some() || !s.is_empty())
         .collect();
     Ok(Json(SeriesResponse {
         patient_id: id,

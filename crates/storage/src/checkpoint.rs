@@ -14,6 +14,7 @@
 //! provisional), u16 len + subject, u8 len + LOINC code, i64 min time, i64 max
 //! time, u32 points, u32 len + Gorilla chunk.
 
+use crate::aggregate::Summary;
 use crate::gorilla;
 use crate::head::{Chunk, Snapshot};
 use medmesh_model::VitalSign;
@@ -139,6 +140,7 @@ pub(crate) fn read(path: &Path) -> Result<Vec<Entry>, String> {
                     max_ts,
                     count,
                     data: chunk_data,
+                    summary: Summary::of(&points),
                     checkpoint: AtomicU64::new(0),
                 },
             })

@@ -10,6 +10,7 @@
 //! them; for equal timestamps the most recently written point wins, which is
 //! what makes QoS 1 redelivery idempotent.
 
+use crate::aggregate::{Bucket, Summary, bucket_start, to_buckets};
 use crate::gorilla;
 use medmesh_model::{TimestampMs, VitalSign};
 use serde::Serialize;
@@ -35,6 +36,8 @@ pub(crate) struct Chunk {
     pub max_ts: TimestampMs,
     pub count: u32,
     pub data: Vec<u8>,
+    /// Min, max and sum of the values: the chunk's roll-up.
+    pub summary: Summary,
     /// The checkpoint that holds (or is writing) this chunk; 0 = none yet.
     pub checkpoint: AtomicU64,
 }
@@ -46,6 +49,7 @@ impl Chunk {
             max_ts: points.last().map_or(0, |p| p.time_ms),
             count: points.len() as u32,
             data: gorilla::encode(points),
+            summary: Summary::of(points),
             checkpoint: AtomicU64::new(0),
         }
     }
@@ -101,11 +105,17 @@ impl Series {
     }
 
     fn range(&self, from: TimestampMs, to: TimestampMs) -> Vec<Point> {
+        self.range_skipping(from, to, &[])
+    }
+
+    /// Like `range`, leaving out the sealed chunks whose index is in `skip`.
+    fn range_skipping(&self, from: TimestampMs, to: TimestampMs, skip: &[usize]) -> Vec<Point> {
         let mut out = Vec::new();
-        for chunk in self
+        for (_, chunk) in self
             .sealed
             .iter()
-            .filter(|c| c.max_ts >= from && c.min_ts <= to)
+            .enumerate()
+            .filter(|(i, c)| c.max_ts >= from && c.min_ts <= to && !skip.contains(i))
         {
             out.extend(
                 chunk
@@ -131,6 +141,58 @@ impl Series {
             out = dedup;
         }
         out
+    }
+
+    /// Buckets of `width_ms` over `[from, to]`, and how many chunks were
+    /// served by their summary. Chunks wholly inside one bucket and the
+    /// range, overlapping no other data, count by summary without decoding.
+    fn aggregate(&self, from: TimestampMs, to: TimestampMs, width_ms: i64) -> (Vec<Bucket>, usize) {
+        let overlapping = self.overlapping_chunks();
+        let mut acc = std::collections::BTreeMap::<TimestampMs, Summary>::new();
+        let mut summarised = Vec::new();
+        for (i, c) in self.sealed.iter().enumerate() {
+            let start = bucket_start(c.min_ts, width_ms);
+            if c.min_ts >= from
+                && c.max_ts <= to
+                && bucket_start(c.max_ts, width_ms) == start
+                && !overlapping[i]
+            {
+                acc.entry(start).or_insert(Summary::EMPTY).merge(&c.summary);
+                summarised.push(i);
+            }
+        }
+        for p in self.range_skipping(from, to, &summarised) {
+            acc.entry(bucket_start(p.time_ms, width_ms))
+                .or_insert(Summary::EMPTY)
+                .add(p.value);
+        }
+        (to_buckets(acc), summarised.len())
+    }
+
+    /// For each sealed chunk: does its time span share any timestamp range
+    /// with another chunk or hold a point of the open buffer?
+    fn overlapping_chunks(&self) -> Vec<bool> {
+        let mut order: Vec<usize> = (0..self.sealed.len()).collect();
+        order.sort_by_key(|&i| self.sealed[i].min_ts);
+        let mut flags = vec![false; self.sealed.len()];
+        let mut reach: Option<(TimestampMs, usize)> = None; // furthest max_ts so far, and whose
+        for &i in &order {
+            let c = &self.sealed[i];
+            if let Some((max, j)) = reach {
+                if max >= c.min_ts {
+                    flags[i] = true;
+                    flags[j] = true;
+                }
+            }
+            if reach.is_none_or(|(max, _)| c.max_ts > max) {
+                reach = Some((c.max_ts, i));
+            }
+            let k = self.open.partition_point(|p| p.time_ms < c.min_ts);
+            if self.open.get(k).is_some_and(|p| p.time_ms <= c.max_ts) {
+                flags[i] = true;
+            }
+        }
+        flags
     }
 }
 
@@ -209,6 +271,24 @@ impl Head {
             .get(subject)
             .and_then(|m| m.get(&vital))
             .map(|s| s.range(from, to))
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn aggregate(
+        &self,
+        subject: &str,
+        vital: VitalSign,
+        from: TimestampMs,
+        to: TimestampMs,
+        width_ms: i64,
+    ) -> Vec<Bucket> {
+        if from > to || width_ms <= 0 {
+            return Vec::new();
+        }
+        self.subjects
+            .get(subject)
+            .and_then(|m| m.get(&vital))
+            .map(|s| s.aggregate(from, to, width_ms).0)
             .unwrap_or_default()
     }
 
@@ -317,6 +397,53 @@ mod tests {
         assert_eq!(r, vec![p(2, 70.0), p(3, 99.0), p(4, 70.0)]);
         // The latest value is still the newest timestamp, not the late write.
         assert_eq!(h.latest("p1")[0].1.time_ms, CHUNK_POINTS as i64 + 4);
+    }
+
+    #[test]
+    fn buckets_agree_whether_chunks_are_summarised_or_decoded() {
+        let mut h = Head::default();
+        // 3 hours at 1 Hz: many sealed chunks, then a late re-send that
+        // overlaps one of them (that chunk must be decoded, not summarised).
+        for t in 0..3 * 3600 {
+            h.insert(
+                "p1",
+                VitalSign::HeartRate,
+                p(t * 1000, (60 + t % 13) as f64),
+            );
+        }
+        h.insert("p1", VitalSign::HeartRate, p(100_000, 200.0));
+        let hourly = h.aggregate("p1", VitalSign::HeartRate, 0, i64::MAX, 3_600_000);
+        assert_eq!(hourly.len(), 3);
+        let points = h.range("p1", VitalSign::HeartRate, 0, i64::MAX);
+        for b in &hourly {
+            let inside: Vec<f64> = points
+                .iter()
+                .filter(|q| q.time_ms >= b.start_ms && q.time_ms < b.start_ms + 3_600_000)
+                .map(|q| q.value)
+                .collect();
+            assert_eq!(b.count, inside.len() as u64);
+            assert_eq!(b.max, inside.iter().cloned().fold(f64::MIN, f64::max));
+            assert_eq!(b.min, inside.iter().cloned().fold(f64::MAX, f64::min));
+            let mean = inside.iter().sum::<f64>() / inside.len() as f64;
+            assert!((b.mean - mean).abs() < 1e-9);
+        }
+        assert_eq!(
+            hourly[0].max, 200.0,
+            "the re-sent value counts once, replacing the old one"
+        );
+        let series = &h.subjects["p1"][&VitalSign::HeartRate];
+        let (_, summarised) = series.aggregate(0, i64::MAX, 3_600_000);
+        // 45 chunks; the one overlapped by the re-send, and those cut by an
+        // hour boundary, are decoded; the rest come from their summaries.
+        assert!(
+            summarised >= 40,
+            "{summarised} of {} chunks summarised",
+            series.sealed.len()
+        );
+        assert_eq!(hourly[0].count, 3600);
+        // A window that cuts chunks: partial chunks are decoded.
+        let w = h.aggregate("p1", VitalSign::HeartRate, 10_500, 70_499, 60_000);
+        assert_eq!(w.iter().map(|b| b.count).sum::<u64>(), 60);
     }
 
     #[test]

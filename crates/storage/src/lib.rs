@@ -9,12 +9,14 @@
 //! Reads are served from an in-memory head that holds every series, sorted by
 //! time; a sample becomes visible to readers only after it is durable.
 
+mod aggregate;
 mod checkpoint;
 mod gorilla;
 mod head;
 mod registry;
 mod wal;
 
+pub use aggregate::Bucket;
 pub use head::Point;
 pub use registry::{Registry, RegistryError};
 
@@ -166,6 +168,21 @@ impl Store {
             .read()
             .expect("head lock")
             .range(subject, vital, from, to)
+    }
+
+    /// Min, max, mean and count per bucket of `width_ms` over `[from, to]`.
+    pub fn aggregate(
+        &self,
+        subject: &str,
+        vital: VitalSign,
+        from: TimestampMs,
+        to: TimestampMs,
+        width_ms: i64,
+    ) -> Vec<Bucket> {
+        self.head
+            .read()
+            .expect("head lock")
+            .aggregate(subject, vital, from, to, width_ms)
     }
 
     pub fn stats(&self) -> StoreStats {
