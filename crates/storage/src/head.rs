@@ -178,11 +178,9 @@ impl Series {
         let mut reach: Option<(TimestampMs, usize)> = None; // furthest max_ts so far, and whose
         for &i in &order {
             let c = &self.sealed[i];
-            if let Some((max, j)) = reach {
-                if max >= c.min_ts {
-                    flags[i] = true;
-                    flags[j] = true;
-                }
+            if let Some((_, j)) = reach.filter(|(max, _)| *max >= c.min_ts) {
+                flags[i] = true;
+                flags[j] = true;
             }
             if reach.is_none_or(|(max, _)| c.max_ts > max) {
                 reach = Some((c.max_ts, i));
