@@ -246,13 +246,11 @@ async fn observations(
         None => VitalSign::ALL.to_vec(),
     };
     let bucket_ms = q.bucket.as_deref().map(parse_bucket).transpose()?;
-    if let Some(width) = bucket_ms {
-        if (to - from) / width > MAX_BUCKETS {
-            return Err(ApiError::bad_request(format!(
-                "{} buckets of {width} ms over this range; at most {MAX_BUCKETS}: choose a wider bucket",
-                (to - from) / width
-            )));
-        }
+    if let Some(width) = bucket_ms.filter(|w| (to - from) / w > MAX_BUCKETS) {
+        return Err(ApiError::bad_request(format!(
+            "{} buckets of {width} ms over this range; at most {MAX_BUCKETS}: choose a wider bucket",
+            (to - from) / width
+        )));
     }
     let series = vitals
         .into_iter()
