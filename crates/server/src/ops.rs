@@ -12,8 +12,24 @@ use std::sync::Arc;
 pub fn router(pipeline: Arc<Pipeline>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(health))
         .with_state(pipeline)
+}
+
+/// 200 while the server can store and acknowledge samples, 503 (with the
+/// reason) while it cannot: a load balancer or monitor should alert on it.
+async fn health(State(p): State<Arc<Pipeline>>) -> impl IntoResponse {
+    let storage = p.store.health();
+    let status = if storage.healthy {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({
+        "status": if storage.healthy { "ok" } else { "failing" },
+        "storage": storage,
+    });
+    (status, axum::Json(body))
 }
 
 async fn metrics(State(p): State<Arc<Pipeline>>) -> impl IntoResponse {
@@ -37,6 +53,11 @@ async fn metrics(State(p): State<Arc<Pipeline>>) -> impl IntoResponse {
             "medmesh_storage_wal_bytes",
             "Size of the write-ahead log not yet checkpointed",
             stats.wal_bytes,
+        ),
+        (
+            "medmesh_storage_healthy",
+            "1 while samples can be made durable, 0 while writes fail (disk full, I/O error)",
+            u64::from(p.store.health().healthy),
         ),
         (
             "medmesh_storage_chunk_bytes",

@@ -54,6 +54,51 @@ pub struct StoreStats {
     pub chunk_bytes: u64,
 }
 
+/// Whether the store can currently make samples durable.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StorageHealth {
+    pub healthy: bool,
+    /// The last write error while unhealthy (e.g. "No space left on device").
+    pub error: Option<String>,
+    /// When writes started failing, epoch milliseconds.
+    pub failing_since_ms: Option<i64>,
+}
+
+/// Shared between the writer thread (which sets it) and readers.
+#[derive(Default)]
+pub(crate) struct HealthState(std::sync::Mutex<Option<(String, i64)>>);
+
+impl HealthState {
+    pub(crate) fn fail(&self, e: &std::io::Error) {
+        let mut state = self.0.lock().expect("health lock");
+        let since = state
+            .as_ref()
+            .map_or_else(medmesh_model::now_ms, |(_, t)| *t);
+        *state = Some((e.to_string(), since));
+    }
+
+    /// Marks writes as working again; true if they had been failing.
+    pub(crate) fn recover(&self) -> bool {
+        let mut state = self.0.lock().expect("health lock");
+        state.take().is_some()
+    }
+
+    fn get(&self) -> StorageHealth {
+        match &*self.0.lock().expect("health lock") {
+            None => StorageHealth {
+                healthy: true,
+                error: None,
+                failing_since_ms: None,
+            },
+            Some((e, t)) => StorageHealth {
+                healthy: false,
+                error: Some(e.clone()),
+                failing_since_ms: Some(*t),
+            },
+        }
+    }
+}
+
 /// Tunables of the store.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -74,6 +119,7 @@ impl Default for StoreOptions {
 #[derive(Clone)]
 pub struct Store {
     head: Arc<RwLock<Head>>,
+    health: Arc<HealthState>,
     requests: mpsc::Sender<wal::WalRequest>,
     dir: PathBuf,
 }
@@ -105,12 +151,14 @@ impl Store {
         );
         let (tx, rx) = mpsc::channel(APPEND_QUEUE);
         let head_for_writer = head.clone();
+        let health = writer.health.clone();
         std::thread::Builder::new()
             .name("medmesh-wal".into())
             .spawn(move || writer.run(rx, head_for_writer))
             .map_err(StoreError::Io)?;
         Ok(Store {
             head,
+            health,
             requests: tx,
             dir: dir.to_path_buf(),
         })
@@ -168,6 +216,13 @@ impl Store {
             .read()
             .expect("head lock")
             .range(subject, vital, from, to)
+    }
+
+    /// Whether writes currently succeed. While they fail (disk full, I/O
+    /// error) appends return errors and nothing is acknowledged; every new
+    /// append retries, so the store recovers on its own once space returns.
+    pub fn health(&self) -> StorageHealth {
+        self.health.get()
     }
 
     /// Min, max, mean and count per bucket of `width_ms` over `[from, to]`.

@@ -75,6 +75,7 @@ struct Job {
 }
 
 pub(crate) struct WalWriter {
+    pub(crate) health: Arc<crate::HealthState>,
     wal_dir: PathBuf,
     seq: u64,
     file: File,
@@ -152,6 +153,7 @@ impl WalWriter {
         }
 
         let mut writer = WalWriter {
+            health: Arc::default(),
             wal_dir: wal_dir.clone(),
             seq: 0,
             file: File::open(data_dir)?, // replaced below by the new segment
@@ -349,9 +351,13 @@ impl WalWriter {
                 for req in group.drain(..) {
                     let _ = req.done.send(Ok(()));
                 }
+                if self.health.recover() {
+                    tracing::warn!("write-ahead log writes succeed again; acknowledging resumed");
+                }
             }
             Err(e) => {
                 tracing::error!(error = %e, "write-ahead log write failed; samples refused, not acknowledged");
+                self.health.fail(&e);
                 // Series defined in the failed write do not exist on disk.
                 for (subject, vital) in self.series.drain(defined_before..) {
                     if let Some(ids) = self.ids.get_mut(&subject) {

@@ -1,0 +1,172 @@
+//! A full disk stops acknowledgements, says so, corrupts nothing, and the
+//! server resumes by itself once space returns.
+//!
+//! The data directory is a small tmpfs mounted by the test, so this test
+//! needs root (CI runs as root); it fails, rather than skips, without it.
+
+mod common;
+
+use common::{mqtt_client, spawn_serve, topic};
+use rumqttc::QoS;
+use serde_json::json;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// Unmounts the tmpfs when dropped.
+struct Mount(PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn mount_tmpfs(dir: &Path, size: &str) -> Mount {
+    let status = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(dir)
+        .status()
+        .expect("mount(8) runs");
+    assert!(
+        status.success(),
+        "mounting a tmpfs failed: this test needs root (CI runs as root)"
+    );
+    Mount(dir.to_path_buf())
+}
+
+fn pack(first_ms: i64) -> serde_json::Value {
+    let records: Vec<_> = (0..60)
+        .map(|i| json!({"n": "heart_rate", "u": "/min", "v": 60 + i % 40, "t": (first_ms + i * 1000) as f64 / 1000.0}))
+        .collect();
+    json!(records)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_disk_refuses_reports_and_recovers_without_losing_acknowledged_data() {
+    let root = tempfile::tempdir().unwrap();
+    let _mount = mount_tmpfs(root.path(), "4m");
+    let data = root.path().join("data");
+    let filler = root.path().join("filler");
+    let http = reqwest::Client::new();
+    let mut acked = BTreeSet::new();
+    let mut t = 1_800_000_000_000i64;
+    {
+        let (_server, http_addr, mqtt_addr) = spawn_serve(&data);
+        let api = format!("http://{http_addr}/api/v1");
+        http.post(format!("{api}/patients"))
+            .json(&json!({"id": "p1", "name": "Full Disk"}))
+            .send()
+            .await
+            .unwrap();
+        http.put(format!("{api}/devices/mon-1"))
+            .json(&json!({"patient_id": "p1"}))
+            .send()
+            .await
+            .unwrap();
+        // Leave roughly 256 KiB free.
+        std::fs::write(&filler, vec![0u8; 4 * 1024 * 1024 - 256 * 1024 - 64 * 1024]).unwrap_or(());
+
+        let mut refusal = None;
+        for _ in 0..2000 {
+            let r = http
+                .post(format!("{api}/devices/mon-1/senml"))
+                .json(&pack(t))
+                .send()
+                .await
+                .unwrap();
+            if r.status() == 200 {
+                acked.extend((0..60).map(|i| t + i * 1000));
+                t += 60_000;
+            } else {
+                refusal = Some((
+                    r.status().as_u16(),
+                    r.json::<serde_json::Value>().await.unwrap(),
+                ));
+                break;
+            }
+        }
+        let (status, body) = refusal.expect("the disk filled up");
+        assert_eq!(status, 503, "{body}");
+        let reason = body["error"]["reason"].as_str().unwrap();
+        assert!(reason.contains("No space left"), "{reason}");
+        assert!(!acked.is_empty());
+
+        // Health and metrics say so.
+        let r = http
+            .get(format!("http://{http_addr}/healthz"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 503);
+        let health: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(health["storage"]["healthy"], false);
+        assert!(
+            health["storage"]["error"]
+                .as_str()
+                .unwrap()
+                .contains("No space left")
+        );
+        let metrics = http
+            .get(format!("http://{http_addr}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(metrics.contains("medmesh_storage_healthy 0"), "{metrics}");
+
+        // An MQTT QoS 1 publish is not acknowledged: the connection is closed
+        // so the device keeps the message and sends it again later.
+        let (client, mut acks) = mqtt_client(mqtt_addr, "mon-1").await;
+        client
+            .publish(topic("mon-1"), QoS::AtLeastOnce, false, pack(t).to_string())
+            .await
+            .unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(10), acks.recv())
+            .await
+            .expect("connection closed in time");
+        assert_eq!(got, None, "no PUBACK while the disk is full");
+
+        // Space returns: writes are acknowledged again, health is green.
+        std::fs::remove_file(&filler).unwrap();
+        let r = http
+            .post(format!("{api}/devices/mon-1/senml"))
+            .json(&pack(t))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        acked.extend((0..60).map(|i| t + i * 1000));
+        let r = http
+            .get(format!("http://{http_addr}/healthz"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+
+    // Nothing acknowledged was lost, nothing stored is damaged.
+    let (_server, http_addr, _) = spawn_serve(&data);
+    let body: serde_json::Value = http
+        .get(format!(
+            "http://{http_addr}/api/v1/patients/p1/observations?code=heart_rate&from=1800000000000&to={}",
+            t + 60_000
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let stored: BTreeSet<i64> = body["series"][0]["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[0].as_i64().unwrap())
+        .collect();
+    let lost: Vec<_> = acked.difference(&stored).take(5).collect();
+    assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
+}
