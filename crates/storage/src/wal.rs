@@ -138,14 +138,18 @@ impl WalWriter {
         {
             let mut head = head.write().expect("head lock");
             for (n, path) in &checkpoints {
-                for entry in checkpoint::read(path).map_err(io_other)? {
-                    if !entry.provisional {
-                        entry.chunk.checkpoint.store(*n, Ordering::Relaxed);
-                        head.add_sealed(&entry.subject, entry.vital, Arc::new(entry.chunk));
-                    } else if *n == newest {
-                        for p in entry.chunk.points() {
-                            head.insert(&entry.subject, entry.vital, p);
-                        }
+                for entry in checkpoint::read(path, false).map_err(io_other)? {
+                    entry.chunk.checkpoint.store(*n, Ordering::Relaxed);
+                    head.add_sealed(&entry.subject, entry.vital, Arc::new(entry.chunk));
+                }
+            }
+            if newest > 0 {
+                // The open buffers as of the newest checkpoint; older ones are superseded.
+                for entry in checkpoint::read(&checkpoint::open_path(&chunks_dir, newest), true)
+                    .map_err(io_other)?
+                {
+                    for p in entry.chunk.points() {
+                        head.insert(&entry.subject, entry.vital, p);
                     }
                 }
             }

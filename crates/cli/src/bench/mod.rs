@@ -125,7 +125,24 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         outcomes.push(competitors::sqlite(&args, &workload, &work_dir.join("sqlite")).await?);
     }
     print_table(&args, &outcomes);
+    if let Some(peak) = peak_rss_mib() {
+        println!("peak resident memory of this process (workload + medmesh): {peak:.0} MiB");
+    }
     Ok(())
+}
+
+/// VmHWM from /proc/self/status, in MiB (Linux only).
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
 }
 
 fn print_table(args: &IngestArgs, outcomes: &[Outcome]) {
