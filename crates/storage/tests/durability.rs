@@ -226,10 +226,15 @@ async fn full_segments_are_checkpointed_on_their_own_and_everything_reloads() {
         let store = Store::open_with(dir.path(), options.clone()).unwrap();
         write_all(&store, &data).await;
         // Several segments filled up while writing; their checkpoints ran in the background.
-        let chunk_files = std::fs::read_dir(dir.path().join("chunks"))
+        let names: Vec<String> = std::fs::read_dir(dir.path().join("chunks"))
             .unwrap()
-            .count();
-        assert!(chunk_files >= 2, "{chunk_files} checkpoint files");
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        let sealed = names.iter().filter(|n| n.ends_with(".chk")).count();
+        let open = names.iter().filter(|n| n.ends_with(".open")).count();
+        assert!(sealed >= 2, "{names:?}");
+        // Each checkpoint supersedes the open buffers of the one before.
+        assert_eq!(open, 1, "{names:?}");
         assert!(store.stats().wal_bytes < 3 * (64 << 10));
     }
     let store = Store::open_with(dir.path(), options.clone()).unwrap();
