@@ -84,6 +84,14 @@ struct ServeArgs {
     /// chunks [config: storage.wal_segment_bytes; default: 67108864].
     #[arg(long)]
     wal_segment_bytes: Option<u64>,
+    /// Checkpoint at least this often [config: storage.checkpoint_interval; default: 1h].
+    #[arg(long)]
+    checkpoint_interval: Option<String>,
+    /// How long a kind of data is kept, KIND=DURATION, repeatable: e.g.
+    /// --retention default=400days --retention heart_rate=90days
+    /// [config: storage.retention; default: forever].
+    #[arg(long, value_name = "KIND=DURATION")]
+    retention: Vec<String>,
 }
 
 #[derive(Args)]
@@ -139,6 +147,18 @@ impl ServeArgs {
         }
         if let Some(n) = self.wal_segment_bytes {
             config.storage.wal_segment_bytes = n;
+        }
+        if let Some(i) = &self.checkpoint_interval {
+            config.storage.checkpoint_interval = i.clone();
+        }
+        for r in &self.retention {
+            let (kind, keep) = r.split_once('=').ok_or_else(|| {
+                anyhow::anyhow!("--retention {r:?}: expected KIND=DURATION, e.g. heart_rate=90days")
+            })?;
+            config
+                .storage
+                .retention
+                .insert(kind.to_string(), keep.to_string());
         }
         anyhow::ensure!(
             config.storage.wal_segment_bytes >= 1 << 16,

@@ -37,6 +37,33 @@ fn a_port_in_use_is_one_clear_line_naming_the_flag() {
 }
 
 #[test]
+fn a_bad_retention_flag_is_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--mqtt-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--retention", "glucose=1day", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .expect("an error line");
+    assert!(
+        line.contains("glucose") && line.contains("heart_rate"),
+        "{line}"
+    );
+}
+
+#[test]
 fn a_bad_config_file_names_the_file_and_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("medmesh.toml");

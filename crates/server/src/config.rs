@@ -8,14 +8,22 @@
 //! listen = "127.0.0.1:1883"
 //! [storage]
 //! wal_segment_bytes = 67108864
+//! checkpoint_interval = "1h"
+//! [storage.retention]
+//! default = "forever"
+//! heart_rate = "400days"
 //! ```
 //!
 //! Listeners bind to loopback by default: exposing health data to a network
 //! is a decision the operator makes explicitly.
 
+use medmesh_model::VitalSign;
+use medmesh_storage::Retention;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -33,13 +41,70 @@ pub struct StorageConfig {
     /// A write-ahead log segment this large is checkpointed into compressed
     /// chunks and deleted; bounds the uncompressed data on disk.
     pub wal_segment_bytes: u64,
+    /// Checkpoint at least this often ("1h", "15m"), whatever the traffic:
+    /// bounds replay time after a crash and runs retention.
+    pub checkpoint_interval: String,
+    /// How long data is kept: `default` and per vital-sign key
+    /// (`heart_rate = "90days"`), each "forever" or a duration.
+    pub retention: BTreeMap<String, String>,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             wal_segment_bytes: medmesh_storage::StoreOptions::default().wal_segment_bytes,
+            checkpoint_interval: "1h".into(),
+            retention: BTreeMap::new(),
         }
+    }
+}
+
+impl StorageConfig {
+    pub fn checkpoint_interval(&self) -> Result<Duration, String> {
+        let d = humantime::parse_duration(&self.checkpoint_interval).map_err(|e| {
+            format!(
+                "storage.checkpoint_interval {:?}: {e}",
+                self.checkpoint_interval
+            )
+        })?;
+        if d < Duration::from_secs(1) {
+            return Err("storage.checkpoint_interval must be at least 1s".into());
+        }
+        Ok(d)
+    }
+
+    /// The retention policy the `[storage.retention]` table describes.
+    pub fn retention(&self) -> Result<Retention, String> {
+        let parse = |key: &str, raw: &str| -> Result<Option<Duration>, String> {
+            if raw == "forever" {
+                return Ok(None);
+            }
+            humantime::parse_duration(raw).map(Some).map_err(|e| {
+                format!(
+                    "storage.retention.{key} = {raw:?}: {e}; use \"forever\" or e.g. \"90days\""
+                )
+            })
+        };
+        let mut policy = Retention::forever();
+        for (key, raw) in &self.retention {
+            let keep = parse(key, raw)?;
+            if key == "default" {
+                policy = policy.with_default(keep);
+            } else {
+                let vital = VitalSign::ALL
+                    .iter()
+                    .find(|v| v.key() == key)
+                    .ok_or_else(|| {
+                        let keys: Vec<_> = VitalSign::ALL.iter().map(|v| v.key()).collect();
+                        format!(
+                            "storage.retention.{key}: unknown kind; use \"default\" or one of {}",
+                            keys.join(", ")
+                        )
+                    })?;
+                policy = policy.with(*vital, keep);
+            }
+        }
+        Ok(policy)
     }
 }
 
@@ -106,6 +171,26 @@ mod tests {
         assert_eq!(c.http.listen.port(), 8080);
         assert_eq!(c.mqtt.listen.port(), 1883);
         assert!(c.mqtt.listen.ip().is_loopback());
+    }
+
+    #[test]
+    fn retention_table_is_validated() {
+        let c = Config::from_toml(
+            "[storage.retention]\ndefault = \"30days\"\nbody_weight = \"forever\"\n",
+        )
+        .unwrap();
+        let r = c.storage.retention().unwrap();
+        assert_eq!(
+            r.cutoff(VitalSign::HeartRate, 31 * 86_400_000),
+            Some(86_400_000)
+        );
+        assert_eq!(r.cutoff(VitalSign::BodyWeight, 31 * 86_400_000), None);
+        let bad = Config::from_toml("[storage.retention]\npulse_ox = \"1day\"\n").unwrap();
+        assert!(bad.storage.retention().unwrap_err().contains("pulse_ox"));
+        let bad = Config::from_toml("[storage.retention]\ndefault = \"a while\"\n").unwrap();
+        assert!(bad.storage.retention().unwrap_err().contains("a while"));
+        let bad = Config::from_toml("[storage]\ncheckpoint_interval = \"10ms\"\n").unwrap();
+        assert!(bad.storage.checkpoint_interval().is_err());
     }
 
     #[test]

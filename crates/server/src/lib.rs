@@ -35,6 +35,8 @@ pub enum StartError {
     Storage(#[from] medmesh_storage::StoreError),
     #[error(transparent)]
     Registry(#[from] medmesh_storage::RegistryError),
+    #[error("configuration: {0}")]
+    Config(String),
 }
 
 /// A started server. Dropping it does not stop it; call [`Running::stop`].
@@ -90,10 +92,15 @@ impl Server {
         let mqtt_addr = mqtt.local_addr().expect("bound socket has an address");
         let http_addr = http.local_addr().expect("bound socket has an address");
 
+        let checkpoint_every = config
+            .storage
+            .checkpoint_interval()
+            .map_err(StartError::Config)?;
         let store = Store::open_with(
             &config.data_dir,
             StoreOptions {
                 wal_segment_bytes: config.storage.wal_segment_bytes,
+                retention: config.storage.retention().map_err(StartError::Config)?,
             },
         )?;
         let registry = Arc::new(Registry::open(&config.data_dir)?);
@@ -110,12 +117,23 @@ impl Server {
             }
         });
         let mqtt_task = tokio::spawn(mqtt.run(pipeline.clone()));
+        let store = pipeline.store.clone();
+        let checkpoint_task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(checkpoint_every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = store.checkpoint().await {
+                    tracing::warn!(error = %e, "periodic checkpoint failed; the WAL keeps the data");
+                }
+            }
+        });
         tracing::info!(%http_addr, %mqtt_addr, data_dir = %config.data_dir.display(), "medmesh serving");
         Ok(Running {
             http_addr,
             mqtt_addr,
             pipeline,
-            tasks: vec![mqtt_task, http_task],
+            tasks: vec![checkpoint_task, mqtt_task, http_task],
         })
     }
 }

@@ -107,6 +107,26 @@ pub(crate) fn write(dir: &Path, n: u64, snap: &Snapshot) -> std::io::Result<u64>
     Ok((open.len() + sealed.len()) as u64)
 }
 
+/// The sealed-chunk file of checkpoint `n`.
+pub(crate) fn sealed_path(dir: &Path, n: u64) -> PathBuf {
+    dir.join(file_name(n))
+}
+
+/// Rewrites checkpoint `n`'s sealed chunks as `chunks` (after expiry), atomically.
+pub(crate) fn rewrite_sealed(
+    dir: &Path,
+    n: u64,
+    chunks: &[(String, VitalSign, std::sync::Arc<Chunk>)],
+) -> std::io::Result<u64> {
+    let sealed = encode_file(n, |buf| {
+        for (subject, vital, chunk) in chunks {
+            put_entry(buf, KIND_SEALED, subject, *vital, chunk);
+        }
+    });
+    write_file(&sealed_path(dir, n), &sealed)?;
+    Ok(sealed.len() as u64)
+}
+
 /// Checkpoints in `dir`, oldest first: `(n, sealed file, open file)`.
 /// Leftovers of a crash while writing (temporary files, an `.open` file
 /// whose `.chk` never appeared) are removed: their WAL segments still exist.

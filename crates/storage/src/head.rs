@@ -317,6 +317,61 @@ impl Head {
         snap
     }
 
+    /// Removes sealed chunks wholly older than their vital sign's cutoff
+    /// (only those never checkpointed or held by a checkpoint up to
+    /// `committed`, whose file can be rewritten) and expired open points.
+    /// Returns the checkpoints whose files held removed chunks.
+    pub(crate) fn expire(
+        &mut self,
+        cutoff: impl Fn(VitalSign) -> Option<TimestampMs>,
+        committed: u64,
+    ) -> std::collections::BTreeSet<u64> {
+        let mut affected = std::collections::BTreeSet::new();
+        let mut removed = 0u64;
+        for by_vital in self.subjects.values_mut() {
+            for (vital, series) in by_vital.iter_mut() {
+                let Some(cut) = cutoff(*vital) else { continue };
+                series.sealed.retain(|c| {
+                    let n = c.checkpoint.load(Ordering::Acquire);
+                    let expired = c.max_ts < cut && n <= committed;
+                    if expired {
+                        removed += u64::from(c.count);
+                        if n > 0 {
+                            affected.insert(n);
+                        }
+                    }
+                    !expired
+                });
+                let keep_from = series.open.partition_point(|p| p.time_ms < cut);
+                removed += keep_from as u64;
+                series.open.drain(..keep_from);
+            }
+        }
+        self.samples = self.samples.saturating_sub(removed);
+        affected
+    }
+
+    /// The sealed chunks held by each of the checkpoints `ns`.
+    pub(crate) fn chunks_of(
+        &self,
+        ns: &std::collections::BTreeSet<u64>,
+    ) -> BTreeMap<u64, Vec<(String, VitalSign, Arc<Chunk>)>> {
+        let mut out: BTreeMap<u64, Vec<_>> = BTreeMap::new();
+        for (subject, by_vital) in &self.subjects {
+            for (vital, series) in by_vital {
+                for c in &series.sealed {
+                    let n = c.checkpoint.load(Ordering::Acquire);
+                    if ns.contains(&n) {
+                        out.entry(n)
+                            .or_default()
+                            .push((subject.clone(), *vital, c.clone()));
+                    }
+                }
+            }
+        }
+        out
+    }
+
     pub(crate) fn sample_count(&self) -> u64 {
         self.samples
     }

@@ -14,11 +14,13 @@ mod checkpoint;
 mod gorilla;
 mod head;
 mod registry;
+mod retention;
 mod wal;
 
 pub use aggregate::Bucket;
 pub use head::Point;
 pub use registry::{Registry, RegistryError};
+pub use retention::Retention;
 
 use head::Head;
 use medmesh_model::{Observation, TimestampMs, VitalSign};
@@ -105,12 +107,15 @@ pub struct StoreOptions {
     /// A WAL segment this large is closed and checkpointed into compressed
     /// chunks. Bounds the uncompressed part of the data on disk.
     pub wal_segment_bytes: u64,
+    /// How long each kind of data is kept.
+    pub retention: Retention,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             wal_segment_bytes: 64 << 20,
+            retention: Retention::forever(),
         }
     }
 }
@@ -119,6 +124,7 @@ impl Default for StoreOptions {
 #[derive(Clone)]
 pub struct Store {
     head: Arc<RwLock<Head>>,
+    retention: Arc<Retention>,
     health: Arc<HealthState>,
     requests: mpsc::Sender<wal::WalRequest>,
     dir: PathBuf,
@@ -140,8 +146,9 @@ impl Store {
         std::fs::create_dir_all(dir).map_err(data_dir)?;
         let head = Arc::new(RwLock::new(Head::default()));
         let segment_bytes = options.wal_segment_bytes.max(1 << 16);
+        let retention = Arc::new(options.retention);
         let (writer, replayed) =
-            wal::WalWriter::open(dir, &head, segment_bytes).map_err(data_dir)?;
+            wal::WalWriter::open(dir, &head, segment_bytes, retention.clone()).map_err(data_dir)?;
         tracing::info!(
             checkpoints = replayed.checkpoints,
             wal_segments = replayed.segments,
@@ -158,6 +165,7 @@ impl Store {
             .map_err(StoreError::Io)?;
         Ok(Store {
             head,
+            retention,
             health,
             requests: tx,
             dir: dir.to_path_buf(),
@@ -201,7 +209,21 @@ impl Store {
 
     /// The most recent point of every vital sign recorded for `subject`.
     pub fn latest(&self, subject: &str) -> Vec<(VitalSign, Point)> {
-        self.head.read().expect("head lock").latest(subject)
+        let now = medmesh_model::now_ms();
+        let mut latest = self.head.read().expect("head lock").latest(subject);
+        latest.retain(|(v, p)| {
+            self.retention
+                .cutoff(*v, now)
+                .is_none_or(|cut| p.time_ms >= cut)
+        });
+        latest
+    }
+
+    /// `from`, moved forward to the retention cutoff of `vital`.
+    fn kept_from(&self, vital: VitalSign, from: TimestampMs) -> TimestampMs {
+        self.retention
+            .cutoff(vital, medmesh_model::now_ms())
+            .map_or(from, |cut| from.max(cut))
     }
 
     /// Points of one series with `from <= time <= to`, oldest first.
@@ -212,6 +234,7 @@ impl Store {
         from: TimestampMs,
         to: TimestampMs,
     ) -> Vec<Point> {
+        let from = self.kept_from(vital, from);
         self.head
             .read()
             .expect("head lock")
@@ -234,6 +257,7 @@ impl Store {
         to: TimestampMs,
         width_ms: i64,
     ) -> Vec<Bucket> {
+        let from = self.kept_from(vital, from);
         self.head
             .read()
             .expect("head lock")

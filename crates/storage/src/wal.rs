@@ -22,7 +22,9 @@
 //! [`crate::checkpoint`]), which deletes the segments the checkpoint covers.
 
 use crate::head::{Head, Point, Snapshot};
+use crate::retention::{self, Retention};
 use crate::{StoreError, checkpoint};
+use medmesh_model::now_ms;
 use medmesh_model::{Observation, VitalSign};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -126,6 +128,7 @@ impl WalWriter {
         data_dir: &Path,
         head: &Arc<RwLock<Head>>,
         segment_bytes: u64,
+        retention: Arc<Retention>,
     ) -> std::io::Result<(WalWriter, Replayed)> {
         let wal_dir = data_dir.join("wal");
         let chunks_dir = data_dir.join("chunks");
@@ -204,13 +207,22 @@ impl WalWriter {
             }
         }
 
+        retention::enforce(head, &chunks_dir, &retention, now_ms(), newest)?;
         writer.start_segment(last_seq.max(newest) + 1)?;
         let (jobs, queue) = std::sync::mpsc::channel();
         writer.jobs = jobs;
-        let (busy, generation) = (writer.busy.clone(), writer.generation.clone());
+        let thread = CheckpointThread {
+            jobs: queue,
+            chunks_dir,
+            wal_dir,
+            busy: writer.busy.clone(),
+            generation: writer.generation.clone(),
+            head: head.clone(),
+            retention,
+        };
         std::thread::Builder::new()
             .name("medmesh-checkpoint".into())
-            .spawn(move || run_checkpoints(queue, chunks_dir, wal_dir, busy, generation))?;
+            .spawn(move || thread.run())?;
         Ok((writer, stats))
     }
 
@@ -468,56 +480,72 @@ fn define_payload(id: u32, subject: &str, vital: VitalSign) -> Vec<u8> {
     p
 }
 
-/// The checkpoint thread: writes queued checkpoints in order and deletes the
-/// WAL segments each one covers.
-fn run_checkpoints(
+/// The checkpoint thread: writes queued checkpoints in order, deletes the
+/// WAL segments each one covers, then removes expired data.
+struct CheckpointThread {
     jobs: std::sync::mpsc::Receiver<Job>,
     chunks_dir: PathBuf,
     wal_dir: PathBuf,
     busy: Arc<AtomicBool>,
     generation: Arc<AtomicU64>,
-) {
-    for job in jobs {
-        let result = if job.generation != generation.load(Ordering::Acquire) {
-            // An earlier checkpoint failed after this snapshot was taken, so
-            // this one may lack chunks that one claimed: skip it; the next
-            // snapshot will include them.
-            Err("superseded by a failed earlier checkpoint".to_string())
-        } else {
-            checkpoint::write(&chunks_dir, job.n, &job.snapshot).map_err(|e| e.to_string())
-        };
-        match result {
-            Ok(bytes) => {
-                tracing::info!(
-                    checkpoint = job.n,
-                    bytes,
-                    chunks = job.snapshot.sealed.len(),
-                    "checkpoint written"
-                );
-                if let Err(e) = delete_segments_up_to(&wal_dir, job.n) {
-                    tracing::warn!(error = %e, "cannot delete checkpointed WAL segments; will retry at next start");
-                }
-                if let Some(done) = job.done {
-                    let _ = done.send(Ok(()));
-                }
-            }
-            Err(e) => {
-                tracing::error!(checkpoint = job.n, error = %e, "checkpoint not written; the WAL keeps the data");
-                generation.fetch_add(1, Ordering::AcqRel);
-                for (_, _, chunk) in &job.snapshot.sealed {
-                    let _ = chunk.checkpoint.compare_exchange(
-                        job.n,
-                        0,
-                        Ordering::AcqRel,
-                        Ordering::Acquire,
+    head: Arc<RwLock<Head>>,
+    retention: Arc<Retention>,
+}
+
+impl CheckpointThread {
+    fn run(self) {
+        let generation = &self.generation;
+        for job in self.jobs.iter() {
+            let result = if job.generation != generation.load(Ordering::Acquire) {
+                // An earlier checkpoint failed after this snapshot was taken, so
+                // this one may lack chunks that one claimed: skip it; the next
+                // snapshot will include them.
+                Err("superseded by a failed earlier checkpoint".to_string())
+            } else {
+                checkpoint::write(&self.chunks_dir, job.n, &job.snapshot).map_err(|e| e.to_string())
+            };
+            match result {
+                Ok(bytes) => {
+                    tracing::info!(
+                        checkpoint = job.n,
+                        bytes,
+                        chunks = job.snapshot.sealed.len(),
+                        "checkpoint written"
                     );
+                    if let Err(e) = delete_segments_up_to(&self.wal_dir, job.n) {
+                        tracing::warn!(error = %e, "cannot delete checkpointed WAL segments; will retry at next start");
+                    }
+                    if let Err(e) = retention::enforce(
+                        &self.head,
+                        &self.chunks_dir,
+                        &self.retention,
+                        now_ms(),
+                        job.n,
+                    ) {
+                        tracing::warn!(error = %e, "cannot remove expired data now; will retry after the next checkpoint");
+                    }
+                    if let Some(done) = job.done {
+                        let _ = done.send(Ok(()));
+                    }
                 }
-                if let Some(done) = job.done {
-                    let _ = done.send(Err(StoreError::Io(std::io::Error::other(e))));
+                Err(e) => {
+                    tracing::error!(checkpoint = job.n, error = %e, "checkpoint not written; the WAL keeps the data");
+                    generation.fetch_add(1, Ordering::AcqRel);
+                    for (_, _, chunk) in &job.snapshot.sealed {
+                        let _ = chunk.checkpoint.compare_exchange(
+                            job.n,
+                            0,
+                            Ordering::AcqRel,
+                            Ordering::Acquire,
+                        );
+                    }
+                    if let Some(done) = job.done {
+                        let _ = done.send(Err(StoreError::Io(std::io::Error::other(e))));
+                    }
                 }
             }
+            self.busy.store(false, Ordering::Release);
         }
-        busy.store(false, Ordering::Release);
     }
 }
 

@@ -220,6 +220,7 @@ async fn full_segments_are_checkpointed_on_their_own_and_everything_reloads() {
     let dir = tempfile::tempdir().unwrap();
     let options = StoreOptions {
         wal_segment_bytes: 64 << 10,
+        ..StoreOptions::default()
     };
     let data = vitals(3, 3000);
     {
@@ -278,4 +279,92 @@ async fn writes_after_a_checkpoint_survive_with_it() {
     }
     let store = Store::open(dir.path()).unwrap();
     assert_holds(&store, &data, 2);
+}
+
+#[tokio::test]
+async fn retention_expires_each_kind_on_its_own_schedule() {
+    use medmesh_storage::Retention;
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let day = Duration::from_secs(86_400);
+    let options = StoreOptions {
+        retention: Retention::forever().with(VitalSign::HeartRate, Some(day)),
+        ..StoreOptions::default()
+    };
+    let now = medmesh_model::now_ms();
+    let three_days_ago = now - 3 * 86_400_000;
+    let old: Vec<Observation> = (0..2000)
+        .flat_map(|s| {
+            let t = three_days_ago + s * 1000;
+            [
+                obs(VitalSign::HeartRate, t, 70.0),
+                obs(VitalSign::OxygenSaturation, t, 97.0),
+            ]
+        })
+        .collect();
+    let recent: Vec<Observation> = (0..100)
+        .map(|s| obs(VitalSign::HeartRate, now - 3_600_000 + s * 1000, 80.0))
+        .collect();
+    let chunks_before;
+    {
+        let store = Store::open_with(dir.path(), options.clone()).unwrap();
+        for batch in old.chunks(500) {
+            store.append("p1", batch.to_vec()).await.unwrap();
+        }
+        store.append("p1", recent.clone()).await.unwrap();
+        // Reads hide expired heart rates at once, before any clean-up.
+        let hr = store.range("p1", VitalSign::HeartRate, i64::MIN, i64::MAX);
+        assert_eq!(hr.len(), 100);
+        assert!(hr.iter().all(|p| p.value == 80.0));
+        assert_eq!(
+            store
+                .range("p1", VitalSign::OxygenSaturation, i64::MIN, i64::MAX)
+                .len(),
+            2000
+        );
+        let buckets = store.aggregate("p1", VitalSign::HeartRate, i64::MIN, now, 86_400_000);
+        assert_eq!(buckets.iter().map(|b| b.count).sum::<u64>(), 100);
+
+        store.checkpoint().await.unwrap();
+        chunks_before = store.stats().chunk_bytes;
+        assert!(store.stats().samples < 2000 + 2000 + 100);
+    }
+    // The same data kept forever takes clearly more room: the checkpoint file
+    // was rewritten without the expired heart-rate chunks.
+    let full_dir = tempfile::tempdir().unwrap();
+    let full = Store::open(full_dir.path()).unwrap();
+    for batch in old.chunks(500) {
+        full.append("p1", batch.to_vec()).await.unwrap();
+    }
+    full.append("p1", recent.clone()).await.unwrap();
+    full.checkpoint().await.unwrap();
+    let full_bytes = full.stats().chunk_bytes;
+    assert!(
+        (chunks_before as f64) < full_bytes as f64 * 0.75,
+        "with retention {chunks_before} bytes, without {full_bytes}"
+    );
+    let store = Store::open_with(dir.path(), options).unwrap();
+    assert_eq!(
+        store
+            .range("p1", VitalSign::HeartRate, i64::MIN, i64::MAX)
+            .len(),
+        100
+    );
+    assert_eq!(
+        store
+            .range("p1", VitalSign::OxygenSaturation, i64::MIN, i64::MAX)
+            .len(),
+        2000
+    );
+    let stats = store.stats();
+    assert!(
+        stats.samples <= 2000 + 100 + 240,
+        "expired chunks are gone from memory: {}",
+        stats.samples
+    );
+    assert!(
+        stats.chunk_bytes <= chunks_before,
+        "{} > {chunks_before}",
+        stats.chunk_bytes
+    );
 }
