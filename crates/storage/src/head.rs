@@ -161,10 +161,25 @@ impl Series {
                 summarised.push(i);
             }
         }
+        // Points come sorted: fold runs of one bucket locally and touch the
+        // map once per bucket, not once per point.
+        let mut run: Option<(TimestampMs, Summary)> = None;
         for p in self.range_skipping(from, to, &summarised) {
-            acc.entry(bucket_start(p.time_ms, width_ms))
-                .or_insert(Summary::EMPTY)
-                .add(p.value);
+            let start = bucket_start(p.time_ms, width_ms);
+            match &mut run {
+                Some((s, summary)) if *s == start => summary.add(p.value),
+                _ => {
+                    if let Some((s, summary)) = run.take() {
+                        acc.entry(s).or_insert(Summary::EMPTY).merge(&summary);
+                    }
+                    let mut summary = Summary::EMPTY;
+                    summary.add(p.value);
+                    run = Some((start, summary));
+                }
+            }
+        }
+        if let Some((s, summary)) = run {
+            acc.entry(s).or_insert(Summary::EMPTY).merge(&summary);
         }
         (to_buckets(acc), summarised.len())
     }
