@@ -25,15 +25,26 @@ const BASE_MS: i64 = 1_800_000_000_000;
 
 type Acked = Arc<Mutex<BTreeSet<i64>>>;
 
-fn pack(t_ms: i64) -> String {
-    json!([{"bt": t_ms as f64 / 1000.0, "n": "heart_rate", "u": "/min", "v": (t_ms % 100) as f64 + 40.0}]).to_string()
+/// Samples per message.
+const BATCH: i64 = 25;
+
+/// A SenML pack of `BATCH` heart rates at `first_ms`, `first_ms + 1`, ...
+fn pack(first_ms: i64) -> String {
+    let records: Vec<_> = (first_ms..first_ms + BATCH)
+        .map(|t| json!({"bt": t as f64 / 1000.0, "n": "heart_rate", "u": "/min", "v": (t % 100) as f64 + 40.0}))
+        .collect();
+    json!(records).to_string()
+}
+
+fn record(acked: &Acked, first_ms: i64) {
+    acked.lock().unwrap().extend(first_ms..first_ms + BATCH);
 }
 
 /// Publishes one sample at a time and records it once PUBACKed.
 async fn mqtt_writer(addr: SocketAddr, device: String, first_ms: i64, acked: Acked) {
     let (client, mut acks) = mqtt_client(addr, &device).await;
     for seq in 0.. {
-        let t = first_ms + seq;
+        let t = first_ms + seq * BATCH;
         if client
             .publish(topic(&device), QoS::AtLeastOnce, false, pack(t))
             .await
@@ -43,7 +54,7 @@ async fn mqtt_writer(addr: SocketAddr, device: String, first_ms: i64, acked: Ack
         }
         match tokio::time::timeout(Duration::from_secs(5), acks.recv()).await {
             Ok(Some(_)) => {
-                acked.lock().unwrap().insert(t);
+                record(&acked, t);
             }
             _ => return,
         }
@@ -54,7 +65,7 @@ async fn mqtt_writer(addr: SocketAddr, device: String, first_ms: i64, acked: Ack
 async fn http_writer(addr: SocketAddr, device: String, first_ms: i64, acked: Acked) {
     let http = reqwest::Client::new();
     for seq in 0.. {
-        let t = first_ms + seq;
+        let t = first_ms + seq * BATCH;
         let sent = http
             .post(format!("http://{addr}/api/v1/devices/{device}/senml"))
             .body(pack(t))
@@ -62,7 +73,7 @@ async fn http_writer(addr: SocketAddr, device: String, first_ms: i64, acked: Ack
             .await;
         match sent {
             Ok(r) if r.status() == 200 => {
-                acked.lock().unwrap().insert(t);
+                record(&acked, t);
             }
             _ => return,
         }
