@@ -122,23 +122,12 @@ fn decode_record(
         (None, Some(_)) => base.value,
         (None, None) => return Err(format!("{vital} record has no value (v)")),
     };
-    if !value.is_finite() {
-        return Err(format!("{vital} value is not a finite number"));
-    }
     let unit = rec.u.as_deref().or(base.unit.as_deref()).ok_or_else(|| {
         format!(
             "{vital} record has no unit (u or bu); send {:?}",
             vital.ucum()
         )
     })?;
-    vital.accept_unit(unit).map_err(|e| e.to_string())?;
-    // Plausibility is judged in the canonical unit, so the unit is checked first.
-    let (lo, hi) = vital.plausible_range();
-    if !(lo..=hi).contains(&value) {
-        return Err(format!(
-            "{vital} value {value} is outside the plausible range {lo}..{hi}"
-        ));
-    }
 
     let time_s = base.time + rec.t.unwrap_or(0.0);
     if !time_s.is_finite() {
@@ -149,11 +138,7 @@ fn decode_record(
     } else {
         (time_s * 1000.0).round() as i64
     };
-    Ok(Observation {
-        vital,
-        value,
-        time_ms,
-    })
+    Observation::measured(vital, value, unit, time_ms).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -201,8 +186,8 @@ mod tests {
         let d = decode(
             r#"[{"n":"heart_rate","u":"/min","v":80},
                 {"n":"heart_rate","u":"/min","v":"eighty"},
-                {"n":"glucose","u":"mg/dL","v":90},
-                {"n":"body_temperature","u":"degF","v":98.6},
+                {"n":"lactate","u":"mmol/L","v":2},
+                {"n":"body_temperature","u":"Ra","v":558},
                 {"n":"spo2","u":"%","v":140},
                 {"n":"spo2","v":95},
                 {"n":"spo2","u":"%","vs":"ok"},
@@ -217,8 +202,8 @@ mod tests {
             .collect();
         assert_eq!(reasons.len(), 7);
         assert!(reasons[0].1.starts_with("malformed record"), "{reasons:?}");
-        assert!(reasons[1].1.contains("unknown measurement \"glucose\""));
-        assert!(reasons[2].1.contains("degF"));
+        assert!(reasons[1].1.contains("unknown measurement \"lactate\""));
+        assert!(reasons[2].1.contains("\"Ra\""));
         assert!(reasons[3].1.contains("plausible range"));
         assert!(reasons[4].1.contains("no unit"));
         assert!(reasons[5].1.contains("numeric value"));
@@ -227,6 +212,21 @@ mod tests {
             reasons.iter().map(|r| r.0).collect::<Vec<_>>(),
             [1, 2, 3, 4, 5, 6, 7]
         );
+    }
+
+    #[test]
+    fn units_are_converted_to_ucum() {
+        let d = decode(
+            r#"[{"n":"body_temperature","u":"[degF]","v":98.6},
+                {"n":"glucose","u":"mmol/L","v":5.5},
+                {"n":"weight","u":"[lb_av]","v":150}]"#,
+        );
+        assert!(d.rejected.is_empty(), "{:?}", d.rejected);
+        let v: Vec<f64> = d.observations.iter().map(|o| o.value).collect();
+        assert!((v[0] - 37.0).abs() < 1e-9);
+        assert!((v[1] - 99.0858).abs() < 1e-9);
+        assert!((v[2] - 68.0388555).abs() < 1e-9);
+        assert_eq!(d.observations[1].vital, VitalSign::BloodGlucose);
     }
 
     #[test]

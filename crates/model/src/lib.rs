@@ -11,7 +11,7 @@ mod vitals;
 
 pub use alarm::{Alarm, AlarmState, Priority};
 pub use ids::{DeviceId, IdError, PatientId};
-pub use observation::{Observation, TimestampMs, now_ms};
+pub use observation::{Observation, ObservationError, TimestampMs, now_ms};
 pub use vitals::{UnitError, VitalSign};
 
 use serde::{Deserialize, Serialize};

@@ -1,6 +1,6 @@
 //! Observations: one measured value of one vital sign at one instant.
 
-use crate::VitalSign;
+use crate::{UnitError, VitalSign};
 use serde::Serialize;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -23,4 +23,76 @@ pub struct Observation {
     pub vital: VitalSign,
     pub value: f64,
     pub time_ms: TimestampMs,
+}
+
+/// Why a measured value cannot become an [`Observation`].
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ObservationError {
+    #[error(transparent)]
+    Unit(#[from] UnitError),
+    #[error("{vital} value is not a finite number")]
+    NotFinite { vital: VitalSign },
+    #[error("{vital} value {value} {unit} is outside the plausible range {lo}..{hi} {unit}")]
+    Implausible {
+        vital: VitalSign,
+        value: f64,
+        unit: &'static str,
+        lo: f64,
+        hi: f64,
+    },
+}
+
+impl Observation {
+    /// Validates a measured value: converts it from `unit` to the vital
+    /// sign's UCUM unit, then checks that it is finite and plausible (judged
+    /// in the canonical unit, hence after conversion). Every decoder builds
+    /// observations through here, so every source applies the same rules.
+    pub fn measured(
+        vital: VitalSign,
+        value: f64,
+        unit: &str,
+        time_ms: TimestampMs,
+    ) -> Result<Observation, ObservationError> {
+        if !value.is_finite() {
+            return Err(ObservationError::NotFinite { vital });
+        }
+        let value = vital.to_canonical(value, unit)?;
+        let (lo, hi) = vital.plausible_range();
+        if !(lo..=hi).contains(&value) {
+            return Err(ObservationError::Implausible {
+                vital,
+                value,
+                unit: vital.ucum(),
+                lo,
+                hi,
+            });
+        }
+        Ok(Observation {
+            vital,
+            value,
+            time_ms,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn converts_then_checks_plausibility() {
+        let o = Observation::measured(VitalSign::BodyTemperature, 98.6, "[degF]", 5).unwrap();
+        assert!((o.value - 37.0).abs() < 1e-9);
+        // 98.6 would be implausible in Cel; it is fine in degF.
+        let err = Observation::measured(VitalSign::BodyTemperature, 98.6, "Cel", 5).unwrap_err();
+        assert!(matches!(err, ObservationError::Implausible { .. }), "{err}");
+        assert!(err.to_string().contains("plausible range"));
+        let err = Observation::measured(VitalSign::HeartRate, f64::NAN, "/min", 5).unwrap_err();
+        assert_eq!(
+            err,
+            ObservationError::NotFinite {
+                vital: VitalSign::HeartRate
+            }
+        );
+    }
 }

@@ -19,16 +19,42 @@ pub enum VitalSign {
     SystolicBloodPressure,
     DiastolicBloodPressure,
     BodyWeight,
+    MeanBloodPressure,
+    BloodGlucose,
 }
 
-/// A value arrived in a unit that is not the vital sign's unit.
+/// A value arrived in a unit medmesh cannot convert to the vital sign's unit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unit {got:?} is not accepted for {vital}; send {expected:?}")]
+#[error("unit {got:?} is not accepted for {vital}; send {expected:?}{others}")]
 pub struct UnitError {
     pub vital: &'static str,
     pub got: String,
     pub expected: &'static str,
+    /// ", or one of ..." listing the convertible units, or empty.
+    others: String,
 }
+
+/// `canonical = value * scale + offset`.
+struct Conversion {
+    unit: &'static str,
+    scale: f64,
+    offset: f64,
+}
+
+const fn conv(unit: &'static str, scale: f64, offset: f64) -> Conversion {
+    Conversion {
+        unit,
+        scale,
+        offset,
+    }
+}
+
+/// 1 mm[Hg] = 133.322387415 Pa (UCUM), so 1 kPa = 1000 / 133.322387415 mm[Hg].
+const MMHG_PER_KPA: f64 = 1000.0 / 133.322_387_415;
+/// Glucose, C6H12O6, 180.156 g/mol: 1 mmol/L = 18.0156 mg/dL.
+const GLUCOSE_MG_DL_PER_MMOL_L: f64 = 18.0156;
+/// The international avoirdupois pound, exactly (UCUM [lb_av]).
+const KG_PER_LB: f64 = 0.453_592_37;
 
 struct Spec {
     vital: VitalSign,
@@ -40,6 +66,8 @@ struct Spec {
     ucum: &'static str,
     /// Other spellings of `ucum` that devices send (SenML registry names).
     unit_spellings: &'static [&'static str],
+    /// Other units converted to `ucum` on arrival.
+    conversions: &'static [Conversion],
     /// Values outside this range cannot come from a living patient or a
     /// working sensor; they are rejected rather than stored as readings.
     plausible: (f64, f64),
@@ -54,6 +82,7 @@ const SPECS: &[Spec] = &[
         aliases: &["hr", "pulse"],
         ucum: "/min",
         unit_spellings: &["beat/min", "beats/min", "1/min", "{beats}/min", "bpm"],
+        conversions: &[],
         plausible: (0.0, 350.0),
     },
     Spec {
@@ -64,6 +93,7 @@ const SPECS: &[Spec] = &[
         aliases: &["rr", "resp_rate"],
         ucum: "/min",
         unit_spellings: &["breaths/min", "1/min", "{breaths}/min"],
+        conversions: &[],
         plausible: (0.0, 150.0),
     },
     Spec {
@@ -77,6 +107,8 @@ const SPECS: &[Spec] = &[
         aliases: &["2708-6", "oxygen_saturation"],
         ucum: "%",
         unit_spellings: &[],
+        // SenML "/" and UCUM "1": a ratio, 0.97 for 97 %.
+        conversions: &[conv("/", 100.0, 0.0), conv("1", 100.0, 0.0)],
         plausible: (0.0, 100.0),
     },
     Spec {
@@ -87,6 +119,11 @@ const SPECS: &[Spec] = &[
         aliases: &["temp", "temperature"],
         ucum: "Cel",
         unit_spellings: &[],
+        conversions: &[
+            conv("[degF]", 5.0 / 9.0, -32.0 * 5.0 / 9.0),
+            conv("degF", 5.0 / 9.0, -32.0 * 5.0 / 9.0),
+            conv("K", 1.0, -273.15),
+        ],
         plausible: (10.0, 50.0),
     },
     Spec {
@@ -97,6 +134,7 @@ const SPECS: &[Spec] = &[
         aliases: &["sbp", "systolic"],
         ucum: "mm[Hg]",
         unit_spellings: &["mmHg"],
+        conversions: &[conv("kPa", MMHG_PER_KPA, 0.0)],
         plausible: (0.0, 400.0),
     },
     Spec {
@@ -107,6 +145,7 @@ const SPECS: &[Spec] = &[
         aliases: &["dbp", "diastolic"],
         ucum: "mm[Hg]",
         unit_spellings: &["mmHg"],
+        conversions: &[conv("kPa", MMHG_PER_KPA, 0.0)],
         plausible: (0.0, 300.0),
     },
     Spec {
@@ -117,13 +156,42 @@ const SPECS: &[Spec] = &[
         aliases: &["weight"],
         ucum: "kg",
         unit_spellings: &[],
+        conversions: &[
+            conv("[lb_av]", KG_PER_LB, 0.0),
+            conv("lb", KG_PER_LB, 0.0),
+            conv("g", 0.001, 0.0),
+        ],
         plausible: (0.2, 700.0),
+    },
+    Spec {
+        vital: VitalSign::MeanBloodPressure,
+        loinc: "8478-0",
+        display: "Mean blood pressure",
+        key: "mean_bp",
+        aliases: &["map", "mean_arterial_pressure"],
+        ucum: "mm[Hg]",
+        unit_spellings: &["mmHg"],
+        conversions: &[conv("kPa", MMHG_PER_KPA, 0.0)],
+        plausible: (0.0, 300.0),
+    },
+    Spec {
+        vital: VitalSign::BloodGlucose,
+        // 2339-0 is "Glucose [Mass/volume] in Blood"; 15074-8, the
+        // moles/volume code, is accepted and converted.
+        loinc: "2339-0",
+        display: "Blood glucose",
+        key: "blood_glucose",
+        aliases: &["glucose", "15074-8"],
+        ucum: "mg/dL",
+        unit_spellings: &[],
+        conversions: &[conv("mmol/L", GLUCOSE_MG_DL_PER_MMOL_L, 0.0)],
+        plausible: (10.0, 1500.0),
     },
 ];
 
 impl VitalSign {
     /// Every vital sign, in display order.
-    pub const ALL: [VitalSign; 7] = [
+    pub const ALL: [VitalSign; 9] = [
         VitalSign::HeartRate,
         VitalSign::RespiratoryRate,
         VitalSign::OxygenSaturation,
@@ -131,6 +199,8 @@ impl VitalSign {
         VitalSign::SystolicBloodPressure,
         VitalSign::DiastolicBloodPressure,
         VitalSign::BodyWeight,
+        VitalSign::MeanBloodPressure,
+        VitalSign::BloodGlucose,
     ];
 
     fn spec(self) -> &'static Spec {
@@ -171,19 +241,29 @@ impl VitalSign {
             .map(|s| s.vital)
     }
 
-    /// Checks that `unit` (UCUM or a known SenML spelling) is this vital
-    /// sign's unit. Conversion between different units is not done here.
-    pub fn accept_unit(self, unit: &str) -> Result<(), UnitError> {
+    /// `value` in `unit` expressed in this vital sign's UCUM unit: as is for
+    /// the unit or a spelling of it, converted for a known other unit
+    /// (degrees Fahrenheit, kPa, pounds, mmol/L of glucose...).
+    pub fn to_canonical(self, value: f64, unit: &str) -> Result<f64, UnitError> {
         let spec = self.spec();
         if unit == spec.ucum || spec.unit_spellings.contains(&unit) {
-            Ok(())
-        } else {
-            Err(UnitError {
-                vital: spec.key,
-                got: unit.to_string(),
-                expected: spec.ucum,
-            })
+            return Ok(value);
         }
+        if let Some(c) = spec.conversions.iter().find(|c| c.unit == unit) {
+            return Ok(value * c.scale + c.offset);
+        }
+        let others = if spec.conversions.is_empty() {
+            String::new()
+        } else {
+            let units: Vec<_> = spec.conversions.iter().map(|c| c.unit).collect();
+            format!(", or one of {}", units.join(", "))
+        };
+        Err(UnitError {
+            vital: spec.key,
+            got: unit.to_string(),
+            expected: spec.ucum,
+            others,
+        })
     }
 }
 
@@ -221,7 +301,8 @@ mod tests {
             VitalSign::lookup("2708-6"),
             Some(VitalSign::OxygenSaturation)
         );
-        assert_eq!(VitalSign::lookup("glucose"), None);
+        assert_eq!(VitalSign::lookup("lactate"), None);
+        assert_eq!(VitalSign::lookup("15074-8"), Some(VitalSign::BloodGlucose));
     }
 
     #[test]
@@ -232,11 +313,71 @@ mod tests {
     }
 
     #[test]
-    fn accepts_senml_spellings_and_rejects_other_units() {
-        assert!(VitalSign::HeartRate.accept_unit("beat/min").is_ok());
-        assert!(VitalSign::SystolicBloodPressure.accept_unit("mmHg").is_ok());
-        let err = VitalSign::BodyTemperature.accept_unit("degF").unwrap_err();
-        assert_eq!(err.expected, "Cel");
-        assert!(err.to_string().contains("degF"));
+    fn accepts_senml_spellings_and_rejects_unknown_units() {
+        assert_eq!(
+            VitalSign::HeartRate.to_canonical(72.0, "beat/min"),
+            Ok(72.0)
+        );
+        assert_eq!(
+            VitalSign::SystolicBloodPressure.to_canonical(120.0, "mmHg"),
+            Ok(120.0)
+        );
+        let err = VitalSign::HeartRate.to_canonical(1.2, "Hz").unwrap_err();
+        assert_eq!(err.expected, "/min");
+        assert!(err.to_string().contains("Hz"));
+        let err = VitalSign::BodyTemperature
+            .to_canonical(300.0, "Ra")
+            .unwrap_err();
+        assert!(err.to_string().contains("[degF]"), "{err}");
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-9 * b.abs().max(1.0)
+    }
+
+    #[test]
+    fn converts_to_the_canonical_unit() {
+        // 98.6 degF is 37 Cel; 212 degF boils at 100 Cel.
+        assert!(close(
+            VitalSign::BodyTemperature
+                .to_canonical(98.6, "[degF]")
+                .unwrap(),
+            37.0
+        ));
+        assert!(close(
+            VitalSign::BodyTemperature
+                .to_canonical(212.0, "degF")
+                .unwrap(),
+            100.0
+        ));
+        assert!(close(
+            VitalSign::BodyTemperature
+                .to_canonical(310.15, "K")
+                .unwrap(),
+            37.0
+        ));
+        // 1 [lb_av] = 0.45359237 kg exactly.
+        assert!(close(
+            VitalSign::BodyWeight
+                .to_canonical(150.0, "[lb_av]")
+                .unwrap(),
+            68.0388555
+        ));
+        // 5.5 mmol/L of glucose is 99.0858 mg/dL.
+        assert!(close(
+            VitalSign::BloodGlucose.to_canonical(5.5, "mmol/L").unwrap(),
+            99.0858
+        ));
+        // 16 kPa is 120.00985 mm[Hg] (1 mm[Hg] = 133.322387415 Pa).
+        assert!(close(
+            VitalSign::SystolicBloodPressure
+                .to_canonical(16.0, "kPa")
+                .unwrap(),
+            120.009_852_135
+        ));
+        assert!(close(
+            VitalSign::OxygenSaturation.to_canonical(0.97, "/").unwrap(),
+            97.0
+        ));
     }
 }

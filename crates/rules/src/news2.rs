@@ -34,7 +34,10 @@ pub fn parameter_score(vital: VitalSign, value: f64) -> Option<u8> {
         ),
         // Temperature (Cel): <=35.0: 3, 35.1-36.0: 1, 36.1-38.0: 0, 38.1-39.0: 1, >=39.1: 2
         VitalSign::BodyTemperature => band(value, &[(35.0, 3), (36.0, 1), (38.0, 0), (39.0, 1)], 2),
-        VitalSign::DiastolicBloodPressure | VitalSign::BodyWeight => return None,
+        VitalSign::DiastolicBloodPressure
+        | VitalSign::BodyWeight
+        | VitalSign::MeanBloodPressure
+        | VitalSign::BloodGlucose => return None,
     };
     Some(score)
 }
