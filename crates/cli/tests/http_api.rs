@@ -87,7 +87,7 @@ async fn every_bad_request_gets_a_json_reason() {
         ),
         (
             Method::GET,
-            "/api/v1/patients/p1/observations?code=glucose",
+            "/api/v1/patients/p1/observations?code=lactate",
             None,
             400,
             "unknown code",
