@@ -12,7 +12,7 @@ async fn http_ingest_stores_and_reports_rejected_records() {
     let s = start().await;
     s.admit("p1", "cuff-1").await;
     let body = json!([{"n":"systolic_bp","u":"mmHg","v":128,"bt":1.8e9},{"n":"diastolic_bp","u":"mmHg","v":81,"bt":1.8e9},
-                      {"n":"systolic_bp","u":"kPa","v":17}]);
+                      {"n":"systolic_bp","u":"psi","v":2.3}]);
     let (status, report) = s
         .send(Method::POST, "/api/v1/devices/cuff-1/senml", body)
         .await;
@@ -23,7 +23,7 @@ async fn http_ingest_stores_and_reports_rejected_records() {
         report["rejected"][0]["reason"]
             .as_str()
             .unwrap()
-            .contains("kPa")
+            .contains("psi")
     );
     let (_, p) = s.get("/api/v1/patients/p1").await;
     assert_eq!(p["latest"]["systolic_bp"]["value"], 128.0);
