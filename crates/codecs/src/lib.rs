@@ -5,6 +5,8 @@
 //! records it rejected and why, so the caller can store the good ones and
 //! report the bad ones back to the sender.
 
+pub mod gatt;
+pub mod ieee11073;
 pub mod senml;
 
 use medmesh_model::Observation;
