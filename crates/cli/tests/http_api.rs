@@ -237,3 +237,73 @@ async fn bucketed_series_give_min_max_mean_count() {
     assert_eq!(buckets[1]["min"], 120.0);
     assert_eq!(buckets[1]["count"], 60);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gatt_values_forwarded_by_a_gateway_are_decoded() {
+    let s = start().await;
+    s.admit("p1", "cuff-1").await;
+    // Blood Pressure Measurement, flags 0x04 (mmHg, pulse present):
+    // systolic 128, diastolic 84, MAP 99, pulse 71 (SFLOATs, exponent 0).
+    let (status, report) = s
+        .send(
+            Method::POST,
+            "/api/v1/devices/cuff-1/gatt",
+            json!({"characteristic": "2A35", "hex": "048000540063004700"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["accepted"], 4);
+    let (_, p) = s.get("/api/v1/patients/p1").await;
+    assert_eq!(p["latest"]["systolic_bp"]["value"], 128.0);
+    assert_eq!(p["latest"]["mean_bp"]["code"], "8478-0");
+    assert_eq!(p["latest"]["heart_rate"]["value"], 71.0);
+
+    // Weight Measurement in pounds, base64: flags 0x01, 15000 x 0.01 lb = 68.04 kg.
+    let (status, report) = s
+        .send(
+            Method::POST,
+            "/api/v1/devices/cuff-1/gatt",
+            json!({"characteristic": "weight_measurement", "base64": "AZg6"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{report}");
+    let (_, p) = s.get("/api/v1/patients/p1").await;
+    let kg = p["latest"]["body_weight"]["value"].as_f64().unwrap();
+    assert!((kg - 68.0388555).abs() < 1e-6, "{kg}");
+    assert_eq!(p["latest"]["body_weight"]["unit"], "kg");
+
+    // A thermometer reporting NaN: answered 200 with the field rejected.
+    let (status, report) = s
+        .send(
+            Method::POST,
+            "/api/v1/devices/cuff-1/gatt",
+            json!({"characteristic": "2a1c", "hex": "00ffff7f00"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(report["accepted"], 0);
+    assert!(
+        report["rejected"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("NaN")
+    );
+
+    for (body, want) in [
+        (json!({"characteristic": "2a35", "hex": "0480"}), "needs"),
+        (json!({"characteristic": "2a35", "hex": "zz"}), "hex"),
+        (json!({"characteristic": "2a35", "base64": "%%"}), "base64"),
+        (json!({"characteristic": "2a35"}), "exactly one"),
+        (
+            json!({"characteristic": "2aff", "hex": "00"}),
+            "not supported",
+        ),
+    ] {
+        let (status, err) = s
+            .send(Method::POST, "/api/v1/devices/cuff-1/gatt", body.clone())
+            .await;
+        assert_eq!(status, 400, "{body}");
+        let reason = err["error"]["reason"].as_str().unwrap();
+        assert!(reason.contains(want), "{body}: {reason}");
+    }
+}

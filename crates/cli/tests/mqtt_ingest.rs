@@ -293,3 +293,39 @@ async fn acknowledged_data_survives_a_restart() {
         "{body}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gatt_values_over_mqtt_from_mosquitto_pub() {
+    let s = start().await;
+    s.admit("p8", "oximeter-8").await;
+    // PLX Spot-Check Measurement, flags 0x00: SpO2 95 %, pulse 88/min (SFLOATs).
+    let file = s.data_dir.path().join("plx.bin");
+    std::fs::write(&file, [0x00, 95, 0x00, 88, 0x00]).unwrap();
+    let addr = s.running.mqtt_addr;
+    let out = tokio::process::Command::new("mosquitto_pub")
+        .args([
+            "-h",
+            &addr.ip().to_string(),
+            "-p",
+            &addr.port().to_string(),
+            "-q",
+            "1",
+        ])
+        .args([
+            "-t",
+            &medmesh_sources::mqtt::gatt_topic("oximeter-8", "2a5e"),
+            "-f",
+        ])
+        .arg(&file)
+        .output()
+        .await
+        .expect("mosquitto_pub runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, p) = s.get("/api/v1/patients/p8").await;
+    assert_eq!(p["latest"]["spo2"]["value"], 95.0);
+    assert_eq!(p["latest"]["heart_rate"]["value"], 88.0);
+}

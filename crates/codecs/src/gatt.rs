@@ -242,7 +242,7 @@ pub fn decode(
             if bit(3) {
                 c.u16("the energy expended")?;
             }
-            if bit(4) && (bytes.len() - c.pos) % 2 != 0 {
+            if bit(4) && !(bytes.len() - c.pos).is_multiple_of(2) {
                 return Err(DecodeError(format!(
                     "heart_rate_measurement (0x2A37): RR-intervals take 2 bytes each, {} bytes remain",
                     bytes.len() - c.pos

@@ -14,9 +14,10 @@ mod live;
 mod metrics;
 
 pub use live::{LiveEvent, LiveObservation};
+pub use medmesh_codecs::gatt::Characteristic as GattCharacteristic;
 pub use metrics::{Metrics, SourceKind};
 
-use medmesh_codecs::{DecodeError, RecordError, senml};
+use medmesh_codecs::{DecodeError, Decoded, RecordError, gatt, senml};
 use medmesh_model::{Alarm, DeviceId, Observation, PatientId, TimestampMs, now_ms};
 use medmesh_rules::AlarmBoard;
 use medmesh_rules::news2::{self, Aggregate};
@@ -88,7 +89,32 @@ impl Pipeline {
         device: &DeviceId,
         payload: &[u8],
     ) -> Result<IngestReport, IngestError> {
-        let decoded = match senml::decode_json(payload, now_ms()) {
+        let decoded = senml::decode_json(payload, now_ms());
+        self.ingest_decoded(source, device, decoded).await
+    }
+
+    /// Decodes a raw Bluetooth GATT characteristic value forwarded by a
+    /// gateway for `device` and stores its valid fields, like
+    /// [`Pipeline::ingest_senml_json`].
+    pub async fn ingest_gatt(
+        &self,
+        source: SourceKind,
+        device: &DeviceId,
+        characteristic: gatt::Characteristic,
+        value: &[u8],
+    ) -> Result<IngestReport, IngestError> {
+        let decoded = gatt::decode(characteristic, value, now_ms());
+        self.ingest_decoded(source, device, decoded).await
+    }
+
+    /// Counts and logs what a decoder rejected, then stores the rest.
+    async fn ingest_decoded(
+        &self,
+        source: SourceKind,
+        device: &DeviceId,
+        decoded: Result<Decoded, DecodeError>,
+    ) -> Result<IngestReport, IngestError> {
+        let decoded = match decoded {
             Ok(d) => d,
             Err(e) => {
                 self.metrics.malformed_message(source);

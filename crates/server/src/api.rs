@@ -9,6 +9,7 @@
 //! | GET | /api/v1/devices | devices, their patient and last contact |
 //! | PUT | /api/v1/devices/{id} | register a device / assign it to a patient |
 //! | POST | /api/v1/devices/{id}/senml | HTTP ingest of a SenML JSON pack |
+//! | POST | /api/v1/devices/{id}/gatt | HTTP ingest of a raw Bluetooth GATT measurement (hex or base64) |
 //! | GET | /api/v1/alarms | active alarms |
 
 use crate::error::ApiError;
@@ -19,7 +20,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use medmesh_model::{Alarm, DeviceId, Patient, PatientId, TimestampMs, VitalSign, now_ms};
 use medmesh_pipeline::{
-    IngestError, IngestReport, LiveObservation, Pipeline, SourceKind, unassigned_subject,
+    GattCharacteristic, IngestError, IngestReport, LiveObservation, Pipeline, SourceKind,
+    unassigned_subject,
 };
 use medmesh_rules::news2::Aggregate;
 use serde::{Deserialize, Serialize};
@@ -42,6 +44,7 @@ pub fn router(pipeline: Arc<Pipeline>) -> Router {
             "/api/v1/devices/{id}/senml",
             post(ingest_senml).layer(axum::extract::DefaultBodyLimit::max(MAX_INGEST_BODY)),
         )
+        .route("/api/v1/devices/{id}/gatt", post(ingest_gatt))
         .route("/api/v1/alarms", get(list_alarms))
         .with_state(pipeline)
 }
@@ -375,6 +378,58 @@ async fn ingest_senml(
 ) -> Result<Json<IngestReport>, ApiError> {
     let id = device_id(&id)?;
     match p.ingest_senml_json(SourceKind::Http, &id, &body).await {
+        Ok(report) => Ok(Json(report)),
+        Err(IngestError::Malformed(e)) => Err(ApiError::bad_request(e.to_string())),
+        Err(IngestError::Storage(e)) => Err(ApiError::unavailable(format!(
+            "not stored, retry later: {e}"
+        ))),
+    }
+}
+
+/// A characteristic value as a phone or hub forwards it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GattValue {
+    /// 16-bit UUID ("2a35") or name ("blood_pressure_measurement").
+    characteristic: String,
+    /// The value's bytes in hexadecimal...
+    hex: Option<String>,
+    /// ...or in base64 (standard alphabet).
+    base64: Option<String>,
+}
+
+async fn ingest_gatt(
+    State(p): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<GattValue>, JsonRejection>,
+) -> Result<Json<IngestReport>, ApiError> {
+    use base64::Engine;
+    let id = device_id(&id)?;
+    let Json(v) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let characteristic = GattCharacteristic::parse(&v.characteristic).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "characteristic {:?} is not supported; use 2a37 (heart rate), 2a35 (blood pressure), \
+             2a1c (temperature), 2a5e or 2a5f (pulse oximetry), 2a18 (glucose) or 2a9d (weight)",
+            v.characteristic
+        ))
+    })?;
+    let bytes = match (&v.hex, &v.base64) {
+        (Some(h), None) => {
+            hex::decode(h.trim()).map_err(|e| ApiError::bad_request(format!("hex: {e}")))?
+        }
+        (None, Some(b)) => base64::engine::general_purpose::STANDARD
+            .decode(b.trim())
+            .map_err(|e| ApiError::bad_request(format!("base64: {e}")))?,
+        _ => {
+            return Err(ApiError::bad_request(
+                "give the value as exactly one of \"hex\" or \"base64\"",
+            ));
+        }
+    };
+    match p
+        .ingest_gatt(SourceKind::Http, &id, characteristic, &bytes)
+        .await
+    {
         Ok(report) => Ok(Json(report)),
         Err(IngestError::Malformed(e)) => Err(ApiError::bad_request(e.to_string())),
         Err(IngestError::Storage(e)) => Err(ApiError::unavailable(format!(

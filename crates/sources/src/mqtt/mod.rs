@@ -14,7 +14,7 @@ mod codec;
 mod session;
 mod topic;
 
-pub use topic::{DEVICE_TOPIC_PREFIX, device_topic};
+pub use topic::{DEVICE_TOPIC_PREFIX, device_topic, gatt_topic};
 
 use medmesh_pipeline::Pipeline;
 use std::net::SocketAddr;

@@ -8,9 +8,8 @@
 
 use super::MqttSettings;
 use super::codec::{self, AckReason, CodecError, Inbound, Outbound, Version};
-use super::topic::parse_senml_topic;
+use super::topic::{DeviceTopic, parse_topic};
 use bytes::{Bytes, BytesMut};
-use medmesh_model::DeviceId;
 use medmesh_pipeline::{IngestError, Pipeline, SourceKind};
 use std::sync::Arc;
 use std::time::Duration;
@@ -177,21 +176,27 @@ fn start_storing(
     topic: Result<String, String>,
     payload: Bytes,
 ) -> StoreTask {
-    let device: Result<DeviceId, String> = topic.and_then(|t| parse_senml_topic(&t));
+    let target: Result<DeviceTopic, String> = topic.and_then(|t| parse_topic(&t));
     let pipeline = pipeline.clone();
     tokio::spawn(async move {
-        let device = match device {
-            Ok(d) => d,
+        let stored = match target {
+            Ok(DeviceTopic::Senml(device)) => {
+                pipeline
+                    .ingest_senml_json(SourceKind::Mqtt, &device, &payload)
+                    .await
+            }
+            Ok(DeviceTopic::Gatt(device, characteristic)) => {
+                pipeline
+                    .ingest_gatt(SourceKind::Mqtt, &device, characteristic, &payload)
+                    .await
+            }
             Err(reason) => {
                 pipeline.metrics.malformed_message(SourceKind::Mqtt);
                 tracing::warn!(reason, "MQTT publish to an unknown topic rejected");
                 return Ok(AckReason::TopicNameInvalid(reason));
             }
         };
-        match pipeline
-            .ingest_senml_json(SourceKind::Mqtt, &device, &payload)
-            .await
-        {
+        match stored {
             Ok(report) if report.rejected.is_empty() => Ok(AckReason::Success),
             Ok(report) => {
                 let first = &report.rejected[0];
