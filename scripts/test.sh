@@ -9,12 +9,18 @@ need_apt=()
 command -v mosquitto_pub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
 # rusqlite (the SQLite side of `medmesh bench ingest`) links the system library.
 dpkg -s libsqlite3-dev >/dev/null 2>&1 || need_apt+=(libsqlite3-dev)
+command -v coap-client-notls >/dev/null 2>&1 || need_apt+=(libcoap3-bin)
 if ((${#need_apt[@]})); then
   echo "== installing ${need_apt[*]} (Debian packages the tests use as real peers)"
   sudo_cmd=""
   [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
   $sudo_cmd apt-get update -q
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q "${need_apt[@]}"
+fi
+
+if ! python3 -c "import aiocoap" >/dev/null 2>&1; then
+  echo "== installing aiocoap (PyPI; a CoAP peer the tests use)"
+  python3 -m pip install --quiet aiocoap
 fi
 
 echo "== cargo fmt --check"

@@ -74,6 +74,9 @@ struct ServeArgs {
     /// MQTT listen address [config: mqtt.listen; default: 127.0.0.1:1883].
     #[arg(long)]
     mqtt_listen: Option<SocketAddr>,
+    /// CoAP (UDP) listen address [config: coap.listen; default: 127.0.0.1:5683].
+    #[arg(long)]
+    coap_listen: Option<SocketAddr>,
     /// Largest MQTT packet accepted, in bytes [config: mqtt.max_packet_bytes; default: 1048576].
     #[arg(long)]
     mqtt_max_packet_bytes: Option<usize>,
@@ -138,6 +141,9 @@ impl ServeArgs {
         }
         if let Some(a) = self.mqtt_listen {
             config.mqtt.listen = a;
+        }
+        if let Some(a) = self.coap_listen {
+            config.coap.listen = a;
         }
         if let Some(n) = self.mqtt_max_packet_bytes {
             config.mqtt.max_packet_bytes = n;
@@ -208,9 +214,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let config = args.config("medmesh-data")?;
             let running = Server::start(&config).await?;
             eprintln!(
-                "medmesh serving: dashboard http://{} · MQTT {} · data in {}",
+                "medmesh serving: dashboard http://{} · MQTT {} · CoAP {} · data in {}",
                 running.http_addr,
                 running.mqtt_addr,
+                running.coap_addr,
                 config.data_dir.display()
             );
             wait_for_shutdown(running).await

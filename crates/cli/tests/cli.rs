@@ -19,7 +19,7 @@ fn a_port_in_use_is_one_clear_line_naming_the_flag() {
         ("--http-listen", "--mqtt-listen"),
     ] {
         let out = Command::new(BIN)
-            .args(["serve", "--data-dir"])
+            .args(["serve", "--coap-listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path())
             .args([flag, &format!("127.0.0.1:{port}"), other, "127.0.0.1:0"])
             .output()
@@ -34,6 +34,31 @@ fn a_port_in_use_is_one_clear_line_naming_the_flag() {
         assert!(line.contains("in use"), "{line}");
         assert!(line.contains(flag), "{line}");
     }
+    // The CoAP listener is UDP: a UDP port in use.
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let taken = udp.local_addr().unwrap().to_string();
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--mqtt-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--coap-listen", &taken, "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .expect("an error line");
+    assert!(
+        line.contains(&taken) && line.contains("--coap-listen"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -47,7 +72,8 @@ fn a_bad_retention_flag_is_one_clear_line() {
             "--mqtt-listen",
             "127.0.0.1:0",
         ])
-        .args(["--retention", "glucose=1day", "--data-dir"])
+        .args(["--coap-listen", "127.0.0.1:0"])
+        .args(["--retention", "lactate=1day", "--data-dir"])
         .arg(dir.path())
         .output()
         .unwrap();
@@ -58,7 +84,7 @@ fn a_bad_retention_flag_is_one_clear_line() {
         .find(|l| l.starts_with("error:"))
         .expect("an error line");
     assert!(
-        line.contains("glucose") && line.contains("heart_rate"),
+        line.contains("lactate") && line.contains("heart_rate"),
         "{line}"
     );
 }
@@ -99,6 +125,8 @@ fn demo_shows_a_live_ward_and_accepts_mosquitto_pub() {
             "--http-listen",
             "127.0.0.1:0",
             "--mqtt-listen",
+            "127.0.0.1:0",
+            "--coap-listen",
             "127.0.0.1:0",
             "--data-dir",
         ])

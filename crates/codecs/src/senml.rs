@@ -141,6 +141,81 @@ fn decode_record(
     Observation::measured(vital, value, unit, time_ms).map_err(|e| e.to_string())
 }
 
+/// SenML CBOR labels (RFC 8428 section 6, table 4).
+const CBOR_LABELS: [(i64, &str); 15] = [
+    (-1, "bver"),
+    (-2, "bn"),
+    (-3, "bt"),
+    (-4, "bu"),
+    (-5, "bv"),
+    (-6, "bs"),
+    (0, "n"),
+    (1, "u"),
+    (2, "v"),
+    (3, "vs"),
+    (4, "vb"),
+    (5, "s"),
+    (6, "t"),
+    (7, "ut"),
+    (8, "vd"),
+];
+
+/// Decodes a SenML CBOR pack (RFC 8428 section 6): an array of maps keyed by
+/// the integer labels above. The pack is mapped label for label onto SenML
+/// JSON and decoded by the same rules, so both encodings behave alike.
+pub fn decode_cbor(payload: &[u8], now_ms: TimestampMs) -> Result<Decoded, DecodeError> {
+    use ciborium::Value;
+    let pack: Value = ciborium::from_reader(payload)
+        .map_err(|e| DecodeError(format!("not a SenML CBOR pack (a CBOR array of maps): {e}")))?;
+    let Value::Array(records) = pack else {
+        return Err(DecodeError("SenML CBOR pack is not an array".into()));
+    };
+    let to_json = |v: &Value| -> serde_json::Value {
+        match v {
+            Value::Integer(i) => serde_json::Value::from(i128::from(*i) as f64),
+            Value::Float(f) => {
+                serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, Into::into)
+            }
+            Value::Text(t) => t.clone().into(),
+            Value::Bool(b) => (*b).into(),
+            // Data values (vd) travel as bytes; any value marks the field present.
+            Value::Bytes(_) => "<bytes>".into(),
+            _ => serde_json::Value::Null,
+        }
+    };
+    let mut json = Vec::with_capacity(records.len());
+    for record in &records {
+        let Value::Map(fields) = record else {
+            // Keep the position: the JSON decoder rejects it as a malformed record.
+            json.push(serde_json::Value::Null);
+            continue;
+        };
+        let mut obj = serde_json::Map::new();
+        for (key, value) in fields {
+            let name = match key {
+                Value::Integer(i) => {
+                    let label = i128::from(*i);
+                    match CBOR_LABELS.iter().find(|(l, _)| i128::from(*l) == label) {
+                        Some((_, name)) => (*name).to_string(),
+                        // Unregistered labels are ignored, like unknown JSON fields.
+                        None => format!("label{label}"),
+                    }
+                }
+                Value::Text(t) => t.clone(),
+                _ => {
+                    return Err(DecodeError(
+                        "SenML CBOR map key is neither an integer nor text".into(),
+                    ));
+                }
+            };
+            obj.insert(name, to_json(value));
+        }
+        json.push(serde_json::Value::Object(obj));
+    }
+    let text = serde_json::to_vec(&json).map_err(|e| DecodeError(e.to_string()))?;
+    decode_json(&text, now_ms)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,6 +302,46 @@ mod tests {
         assert!((v[1] - 99.0858).abs() < 1e-9);
         assert!((v[2] - 68.0388555).abs() < 1e-9);
         assert_eq!(d.observations[1].vital, VitalSign::BloodGlucose);
+    }
+
+    fn cbor(v: &ciborium::Value) -> Vec<u8> {
+        let mut out = Vec::new();
+        ciborium::into_writer(v, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn cbor_packs_decode_like_json() {
+        use ciborium::Value as V;
+        let i = |n: i64| V::Integer(n.into());
+        // [{-2: "urn:dev:ow:10e2073a0108006:", -3: 1.7e9, 0: "heart_rate", 1: "beat/min", 2: 72},
+        //  {0: "spo2", 1: "%", 2: 97.5, 6: 1}]
+        let pack = V::Array(vec![
+            V::Map(vec![
+                (i(-2), V::Text("urn:dev:ow:10e2073a0108006:".into())),
+                (i(-3), V::Float(1.7e9)),
+                (i(0), V::Text("heart_rate".into())),
+                (i(1), V::Text("beat/min".into())),
+                (i(2), i(72)),
+            ]),
+            V::Map(vec![
+                (i(0), V::Text("spo2".into())),
+                (i(1), V::Text("%".into())),
+                (i(2), V::Float(97.5)),
+                (i(6), i(1)),
+            ]),
+            V::Text("not a record".into()),
+        ]);
+        let d = decode_cbor(&cbor(&pack), NOW).unwrap();
+        assert_eq!(d.observations.len(), 2);
+        assert_eq!(d.observations[0].vital, VitalSign::HeartRate);
+        assert_eq!(d.observations[0].time_ms, 1_700_000_000_000);
+        assert_eq!(d.observations[1].value, 97.5);
+        assert_eq!(d.observations[1].time_ms, 1_700_000_001_000);
+        assert_eq!(d.rejected[0].index, 2);
+        for bad in [&b""[..], b"\xff", b"\xa1\x00\x00", &cbor(&V::Map(vec![]))] {
+            assert!(decode_cbor(bad, NOW).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -93,6 +93,17 @@ impl Pipeline {
         self.ingest_decoded(source, device, decoded).await
     }
 
+    /// Like [`Pipeline::ingest_senml_json`] for a SenML CBOR pack.
+    pub async fn ingest_senml_cbor(
+        &self,
+        source: SourceKind,
+        device: &DeviceId,
+        payload: &[u8],
+    ) -> Result<IngestReport, IngestError> {
+        let decoded = senml::decode_cbor(payload, now_ms());
+        self.ingest_decoded(source, device, decoded).await
+    }
+
     /// Decodes a raw Bluetooth GATT characteristic value forwarded by a
     /// gateway for `device` and stores its valid fields, like
     /// [`Pipeline::ingest_senml_json`].

@@ -10,6 +10,7 @@ use prometheus_client::registry::Registry;
 pub enum SourceKind {
     Mqtt,
     Http,
+    Coap,
 }
 
 impl SourceKind {
@@ -17,6 +18,7 @@ impl SourceKind {
         match self {
             SourceKind::Mqtt => "mqtt",
             SourceKind::Http => "http",
+            SourceKind::Coap => "coap",
         }
     }
 }

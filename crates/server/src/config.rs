@@ -6,6 +6,8 @@
 //! listen = "127.0.0.1:8080"
 //! [mqtt]
 //! listen = "127.0.0.1:1883"
+//! [coap]
+//! listen = "127.0.0.1:5683"
 //! [storage]
 //! wal_segment_bytes = 67108864
 //! checkpoint_interval = "1h"
@@ -32,7 +34,23 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub http: HttpConfig,
     pub mqtt: MqttConfig,
+    pub coap: CoapConfig,
     pub storage: StorageConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CoapConfig {
+    /// UDP address of the CoAP listener.
+    pub listen: SocketAddr,
+}
+
+impl Default for CoapConfig {
+    fn default() -> Self {
+        CoapConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5683)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -130,6 +148,7 @@ impl Default for Config {
             data_dir: PathBuf::from("medmesh-data"),
             http: HttpConfig::default(),
             mqtt: MqttConfig::default(),
+            coap: CoapConfig::default(),
             storage: StorageConfig::default(),
         }
     }

@@ -12,9 +12,10 @@ mod error;
 mod ops;
 mod stream;
 
-pub use config::{Config, HttpConfig, MqttConfig, StorageConfig};
+pub use config::{CoapConfig, Config, HttpConfig, MqttConfig, StorageConfig};
 
 use medmesh_pipeline::{Metrics, Pipeline};
+use medmesh_sources::coap::CoapListener;
 use medmesh_sources::mqtt::{MqttListener, MqttSettings};
 use medmesh_storage::{Registry, Store, StoreOptions};
 use std::net::SocketAddr;
@@ -43,6 +44,7 @@ pub enum StartError {
 pub struct Running {
     pub http_addr: SocketAddr,
     pub mqtt_addr: SocketAddr,
+    pub coap_addr: SocketAddr,
     pub pipeline: Arc<Pipeline>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -89,6 +91,15 @@ impl Server {
                 flag: "--http-listen",
                 source,
             })?;
+        let coap = CoapListener::bind(config.coap.listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                what: "CoAP",
+                addr: config.coap.listen,
+                flag: "--coap-listen",
+                source,
+            })?;
+        let coap_addr = coap.local_addr().expect("bound socket has an address");
         let mqtt_addr = mqtt.local_addr().expect("bound socket has an address");
         let http_addr = http.local_addr().expect("bound socket has an address");
 
@@ -117,6 +128,7 @@ impl Server {
             }
         });
         let mqtt_task = tokio::spawn(mqtt.run(pipeline.clone()));
+        let coap_task = tokio::spawn(coap.run(pipeline.clone()));
         let store = pipeline.store.clone();
         let checkpoint_task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(checkpoint_every);
@@ -128,12 +140,13 @@ impl Server {
                 }
             }
         });
-        tracing::info!(%http_addr, %mqtt_addr, data_dir = %config.data_dir.display(), "medmesh serving");
+        tracing::info!(%http_addr, %mqtt_addr, %coap_addr, data_dir = %config.data_dir.display(), "medmesh serving");
         Ok(Running {
             http_addr,
             mqtt_addr,
+            coap_addr,
             pipeline,
-            tasks: vec![checkpoint_task, mqtt_task, http_task],
+            tasks: vec![checkpoint_task, coap_task, mqtt_task, http_task],
         })
     }
 }

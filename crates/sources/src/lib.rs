@@ -5,4 +5,5 @@
 //! pipeline reports the samples durable. A new source goes in its own module
 //! here (see ARCHITECTURE.md).
 
+pub mod coap;
 pub mod mqtt;

@@ -31,6 +31,7 @@ pub async fn start_in(dir: &std::path::Path) -> Running {
     };
     config.http.listen = "127.0.0.1:0".parse().unwrap();
     config.mqtt.listen = "127.0.0.1:0".parse().unwrap();
+    config.coap.listen = "127.0.0.1:0".parse().unwrap();
     Server::start(&config).await.expect("server starts")
 }
 
@@ -173,7 +174,12 @@ pub fn spawn_serve_with(dir: &std::path::Path, flags: &[&str]) -> (Child, Socket
     use std::io::BufRead;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_medmesh"))
         .args(["serve", "--http-listen", "127.0.0.1:0"])
-        .args(["--mqtt-listen", "127.0.0.1:0"])
+        .args([
+            "--mqtt-listen",
+            "127.0.0.1:0",
+            "--coap-listen",
+            "127.0.0.1:0",
+        ])
         .args(flags)
         .arg("--data-dir")
         .arg(dir)
