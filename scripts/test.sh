@@ -18,9 +18,9 @@ if ((${#need_apt[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q "${need_apt[@]}"
 fi
 
-if ! python3 -c "import aiocoap" >/dev/null 2>&1; then
-  echo "== installing aiocoap (PyPI; a CoAP peer the tests use)"
-  python3 -m pip install --quiet aiocoap
+if ! python3 -c "import aiocoap, hl7apy" >/dev/null 2>&1; then
+  echo "== installing aiocoap and hl7apy (PyPI; CoAP and HL7 v2 peers the tests use)"
+  python3 -m pip install --quiet aiocoap hl7apy
 fi
 
 echo "== cargo fmt --check"

@@ -77,6 +77,9 @@ struct ServeArgs {
     /// CoAP (UDP) listen address [config: coap.listen; default: 127.0.0.1:5683].
     #[arg(long)]
     coap_listen: Option<SocketAddr>,
+    /// HL7 v2 MLLP (TCP) listen address [config: hl7.listen; default: 127.0.0.1:2575].
+    #[arg(long)]
+    hl7_listen: Option<SocketAddr>,
     /// Largest MQTT packet accepted, in bytes [config: mqtt.max_packet_bytes; default: 1048576].
     #[arg(long)]
     mqtt_max_packet_bytes: Option<usize>,
@@ -144,6 +147,9 @@ impl ServeArgs {
         }
         if let Some(a) = self.coap_listen {
             config.coap.listen = a;
+        }
+        if let Some(a) = self.hl7_listen {
+            config.hl7.listen = a;
         }
         if let Some(n) = self.mqtt_max_packet_bytes {
             config.mqtt.max_packet_bytes = n;
@@ -214,10 +220,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let config = args.config("medmesh-data")?;
             let running = Server::start(&config).await?;
             eprintln!(
-                "medmesh serving: dashboard http://{} · MQTT {} · CoAP {} · data in {}",
+                "medmesh serving: dashboard http://{} · MQTT {} · CoAP {} · HL7 {} · data in {}",
                 running.http_addr,
                 running.mqtt_addr,
                 running.coap_addr,
+                running.hl7_addr,
                 config.data_dir.display()
             );
             wait_for_shutdown(running).await

@@ -19,7 +19,14 @@ fn a_port_in_use_is_one_clear_line_naming_the_flag() {
         ("--http-listen", "--mqtt-listen"),
     ] {
         let out = Command::new(BIN)
-            .args(["serve", "--coap-listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "serve",
+                "--coap-listen",
+                "127.0.0.1:0",
+                "--hl7-listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--data-dir")
             .arg(dir.path())
             .args([flag, &format!("127.0.0.1:{port}"), other, "127.0.0.1:0"])
             .output()
@@ -45,7 +52,13 @@ fn a_port_in_use_is_one_clear_line_naming_the_flag() {
             "--mqtt-listen",
             "127.0.0.1:0",
         ])
-        .args(["--coap-listen", &taken, "--data-dir"])
+        .args([
+            "--coap-listen",
+            &taken,
+            "--hl7-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .output()
         .unwrap();
@@ -72,7 +85,12 @@ fn a_bad_retention_flag_is_one_clear_line() {
             "--mqtt-listen",
             "127.0.0.1:0",
         ])
-        .args(["--coap-listen", "127.0.0.1:0"])
+        .args([
+            "--coap-listen",
+            "127.0.0.1:0",
+            "--hl7-listen",
+            "127.0.0.1:0",
+        ])
         .args(["--retention", "lactate=1day", "--data-dir"])
         .arg(dir.path())
         .output()
@@ -127,6 +145,8 @@ fn demo_shows_a_live_ward_and_accepts_mosquitto_pub() {
             "--mqtt-listen",
             "127.0.0.1:0",
             "--coap-listen",
+            "127.0.0.1:0",
+            "--hl7-listen",
             "127.0.0.1:0",
             "--data-dir",
         ])

@@ -6,6 +6,7 @@
 //! report the bad ones back to the sender.
 
 pub mod gatt;
+pub mod hl7v2;
 pub mod ieee11073;
 pub mod senml;
 

@@ -10,7 +10,7 @@ mod observation;
 mod vitals;
 
 pub use alarm::{Alarm, AlarmState, Priority};
-pub use ids::{DeviceId, IdError, PatientId};
+pub use ids::{DeviceId, IdError, MAX_ID_LEN, PatientId};
 pub use observation::{Observation, ObservationError, TimestampMs, now_ms};
 pub use vitals::{UnitError, VitalSign};
 

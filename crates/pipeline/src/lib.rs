@@ -133,13 +133,7 @@ impl Pipeline {
                 return Err(e.into());
             }
         };
-        if !decoded.rejected.is_empty() {
-            self.metrics
-                .rejected_records(source, decoded.rejected.len());
-            for r in &decoded.rejected {
-                tracing::warn!(%device, source = source.as_str(), record = r.index, reason = %r.reason, "record rejected");
-            }
-        }
+        self.note_rejected(source, device, &decoded.rejected);
         let accepted = decoded.observations.len();
         self.accept(source, device, decoded.observations).await?;
         Ok(IngestReport {
@@ -154,13 +148,53 @@ impl Pipeline {
         device: &DeviceId,
         observations: Vec<Observation>,
     ) -> Result<(), IngestError> {
+        // Attribution happens now, at acceptance: a device later moved to
+        // another patient does not carry these samples with it.
+        let patient = self.registry.device(device).and_then(|d| d.patient_id);
+        self.store_for(source, device, patient, observations).await
+    }
+
+    /// Stores observations of a message that names its patient itself (an
+    /// HL7 v2 PID segment) rather than through the device's assignment.
+    pub async fn ingest_for_patient(
+        &self,
+        source: SourceKind,
+        device: &DeviceId,
+        patient: &PatientId,
+        decoded: Decoded,
+    ) -> Result<IngestReport, IngestError> {
+        self.note_rejected(source, device, &decoded.rejected);
+        let accepted = decoded.observations.len();
+        self.store_for(source, device, Some(patient.clone()), decoded.observations)
+            .await?;
+        Ok(IngestReport {
+            accepted,
+            rejected: decoded.rejected,
+        })
+    }
+
+    /// Counts and logs the records a decoder rejected.
+    fn note_rejected(&self, source: SourceKind, device: &DeviceId, rejected: &[RecordError]) {
+        if rejected.is_empty() {
+            return;
+        }
+        self.metrics.rejected_records(source, rejected.len());
+        for r in rejected {
+            tracing::warn!(%device, source = source.as_str(), record = r.index, reason = %r.reason, "record rejected");
+        }
+    }
+
+    async fn store_for(
+        &self,
+        source: SourceKind,
+        device: &DeviceId,
+        patient: Option<PatientId>,
+        observations: Vec<Observation>,
+    ) -> Result<(), IngestError> {
         self.touch(device);
         if observations.is_empty() {
             return Ok(());
         }
-        // Attribution happens now, at acceptance: a device later moved to
-        // another patient does not carry these samples with it.
-        let patient = self.registry.device(device).and_then(|d| d.patient_id);
         let subject = match &patient {
             Some(p) => p.to_string(),
             None => unassigned_subject(device),

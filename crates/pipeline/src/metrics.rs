@@ -11,6 +11,7 @@ pub enum SourceKind {
     Mqtt,
     Http,
     Coap,
+    Hl7,
 }
 
 impl SourceKind {
@@ -19,6 +20,7 @@ impl SourceKind {
             SourceKind::Mqtt => "mqtt",
             SourceKind::Http => "http",
             SourceKind::Coap => "coap",
+            SourceKind::Hl7 => "hl7",
         }
     }
 }

@@ -8,6 +8,8 @@
 //! listen = "127.0.0.1:1883"
 //! [coap]
 //! listen = "127.0.0.1:5683"
+//! [hl7]
+//! listen = "127.0.0.1:2575"
 //! [storage]
 //! wal_segment_bytes = 67108864
 //! checkpoint_interval = "1h"
@@ -35,6 +37,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub mqtt: MqttConfig,
     pub coap: CoapConfig,
+    pub hl7: Hl7Config,
     pub storage: StorageConfig,
 }
 
@@ -49,6 +52,21 @@ impl Default for CoapConfig {
     fn default() -> Self {
         CoapConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 5683)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Hl7Config {
+    /// TCP address of the HL7 v2 MLLP listener.
+    pub listen: SocketAddr,
+}
+
+impl Default for Hl7Config {
+    fn default() -> Self {
+        Hl7Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 2575)),
         }
     }
 }
@@ -149,6 +167,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             mqtt: MqttConfig::default(),
             coap: CoapConfig::default(),
+            hl7: Hl7Config::default(),
             storage: StorageConfig::default(),
         }
     }

@@ -12,10 +12,11 @@ mod error;
 mod ops;
 mod stream;
 
-pub use config::{CoapConfig, Config, HttpConfig, MqttConfig, StorageConfig};
+pub use config::{CoapConfig, Config, Hl7Config, HttpConfig, MqttConfig, StorageConfig};
 
 use medmesh_pipeline::{Metrics, Pipeline};
 use medmesh_sources::coap::CoapListener;
+use medmesh_sources::hl7::Hl7Listener;
 use medmesh_sources::mqtt::{MqttListener, MqttSettings};
 use medmesh_storage::{Registry, Store, StoreOptions};
 use std::net::SocketAddr;
@@ -45,6 +46,7 @@ pub struct Running {
     pub http_addr: SocketAddr,
     pub mqtt_addr: SocketAddr,
     pub coap_addr: SocketAddr,
+    pub hl7_addr: SocketAddr,
     pub pipeline: Arc<Pipeline>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -100,6 +102,15 @@ impl Server {
                 source,
             })?;
         let coap_addr = coap.local_addr().expect("bound socket has an address");
+        let hl7 = Hl7Listener::bind(config.hl7.listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                what: "HL7 v2 (MLLP)",
+                addr: config.hl7.listen,
+                flag: "--hl7-listen",
+                source,
+            })?;
+        let hl7_addr = hl7.local_addr().expect("bound socket has an address");
         let mqtt_addr = mqtt.local_addr().expect("bound socket has an address");
         let http_addr = http.local_addr().expect("bound socket has an address");
 
@@ -129,6 +140,7 @@ impl Server {
         });
         let mqtt_task = tokio::spawn(mqtt.run(pipeline.clone()));
         let coap_task = tokio::spawn(coap.run(pipeline.clone()));
+        let hl7_task = tokio::spawn(hl7.run(pipeline.clone()));
         let store = pipeline.store.clone();
         let checkpoint_task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(checkpoint_every);
@@ -140,13 +152,14 @@ impl Server {
                 }
             }
         });
-        tracing::info!(%http_addr, %mqtt_addr, %coap_addr, data_dir = %config.data_dir.display(), "medmesh serving");
+        tracing::info!(%http_addr, %mqtt_addr, %coap_addr, %hl7_addr, data_dir = %config.data_dir.display(), "medmesh serving");
         Ok(Running {
             http_addr,
             mqtt_addr,
             coap_addr,
+            hl7_addr,
             pipeline,
-            tasks: vec![checkpoint_task, coap_task, mqtt_task, http_task],
+            tasks: vec![checkpoint_task, hl7_task, coap_task, mqtt_task, http_task],
         })
     }
 }

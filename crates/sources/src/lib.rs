@@ -6,4 +6,5 @@
 //! here (see ARCHITECTURE.md).
 
 pub mod coap;
+pub mod hl7;
 pub mod mqtt;

@@ -21,6 +21,7 @@ pub async fn medmesh(args: &IngestArgs, w: &Workload, dir: &Path) -> anyhow::Res
     config.http.listen = "127.0.0.1:0".parse()?;
     config.mqtt.listen = "127.0.0.1:0".parse()?;
     config.coap.listen = "127.0.0.1:0".parse()?;
+    config.hl7.listen = "127.0.0.1:0".parse()?;
     config.mqtt.max_inflight = usize::from(args.inflight);
     let running = Server::start(&config).await?;
     // Every device on a patient, so the rules run as they would on a ward.

@@ -74,6 +74,7 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<()> {
     config.http.listen = "127.0.0.1:0".parse()?;
     config.mqtt.listen = "127.0.0.1:0".parse()?;
     config.coap.listen = "127.0.0.1:0".parse()?;
+    config.hl7.listen = "127.0.0.1:0".parse()?;
     let running = medmesh_server::Server::start(&config).await?;
     running
         .pipeline

@@ -32,6 +32,7 @@ pub async fn start_in(dir: &std::path::Path) -> Running {
     config.http.listen = "127.0.0.1:0".parse().unwrap();
     config.mqtt.listen = "127.0.0.1:0".parse().unwrap();
     config.coap.listen = "127.0.0.1:0".parse().unwrap();
+    config.hl7.listen = "127.0.0.1:0".parse().unwrap();
     Server::start(&config).await.expect("server starts")
 }
 
@@ -178,6 +179,8 @@ pub fn spawn_serve_with(dir: &std::path::Path, flags: &[&str]) -> (Child, Socket
             "--mqtt-listen",
             "127.0.0.1:0",
             "--coap-listen",
+            "127.0.0.1:0",
+            "--hl7-listen",
             "127.0.0.1:0",
         ])
         .args(flags)
