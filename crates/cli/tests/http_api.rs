@@ -307,3 +307,59 @@ async fn gatt_values_forwarded_by_a_gateway_are_decoded() {
         assert!(reason.contains(want), "{body}: {reason}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fhir_bundle_built_by_fhir_resources_is_stored_per_patient() {
+    let s = start().await;
+    s.admit("f1", "bedside-f1").await;
+    let out = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/peers/fhir_post.py"
+        ))
+        .arg(s.url("/api/v1/fhir/Observation"))
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "fhir.resources (pip install fhir.resources): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    let (status, body) = said.trim().split_once(' ').unwrap();
+    assert_eq!(status, "200", "{said}");
+    let report: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(report["accepted"], 3);
+    assert_eq!(report["rejected"][0]["index"], 2);
+    assert!(
+        report["rejected"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("Patient/nobody")
+    );
+    let (_, p) = s.get("/api/v1/patients/f1").await;
+    assert_eq!(p["latest"]["heart_rate"]["value"], 58.0);
+    assert_eq!(p["latest"]["systolic_bp"]["value"], 131.0);
+    // 08:31 at +01:00 is 07:31 UTC.
+    assert_eq!(p["latest"]["systolic_bp"]["time_ms"], 1_795_591_860_000i64);
+    // The device the Observation named is recorded.
+    let (_, devices) = s.get("/api/v1/devices").await;
+    assert!(
+        devices
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["id"] == "watch-7"),
+        "{devices}"
+    );
+
+    let (status, err) = s
+        .send(
+            Method::POST,
+            "/api/v1/fhir/Observation",
+            json!({"resourceType": "Patient"}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(err["error"]["reason"].as_str().unwrap().contains("Patient"));
+}

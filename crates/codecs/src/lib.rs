@@ -5,6 +5,7 @@
 //! records it rejected and why, so the caller can store the good ones and
 //! report the bad ones back to the sender.
 
+pub mod fhir;
 pub mod gatt;
 pub mod hl7v2;
 pub mod ieee11073;

@@ -17,7 +17,7 @@ pub use live::{LiveEvent, LiveObservation};
 pub use medmesh_codecs::gatt::Characteristic as GattCharacteristic;
 pub use metrics::{Metrics, SourceKind};
 
-use medmesh_codecs::{DecodeError, Decoded, RecordError, gatt, senml};
+use medmesh_codecs::{DecodeError, Decoded, RecordError, fhir, gatt, senml};
 use medmesh_model::{Alarm, DeviceId, Observation, PatientId, TimestampMs, now_ms};
 use medmesh_rules::AlarmBoard;
 use medmesh_rules::news2::{self, Aggregate};
@@ -171,6 +171,56 @@ impl Pipeline {
             accepted,
             rejected: decoded.rejected,
         })
+    }
+
+    /// Stores the Observations of a FHIR R4 Observation or Bundle. Each names
+    /// its patient (`subject`), who must be known; the device is the
+    /// Observation's `device`, or "fhir" when it names none.
+    pub async fn ingest_fhir(
+        &self,
+        source: SourceKind,
+        payload: &[u8],
+    ) -> Result<IngestReport, IngestError> {
+        let decoded = match fhir::decode(payload) {
+            Ok(d) => d,
+            Err(e) => {
+                self.metrics.malformed_message(source);
+                tracing::warn!(source = source.as_str(), error = %e, "malformed FHIR payload rejected");
+                return Err(e.into());
+            }
+        };
+        let mut rejected = decoded.rejected;
+        let mut groups: std::collections::BTreeMap<(PatientId, DeviceId), Vec<Observation>> =
+            Default::default();
+        for o in decoded.observations {
+            let patient = PatientId::new(o.patient.clone())
+                .ok()
+                .filter(|p| self.registry.patient(p).is_some());
+            let device = DeviceId::new(o.device.clone().unwrap_or_else(|| "fhir".into()));
+            match (patient, device) {
+                (Some(p), Ok(d)) => groups.entry((p, d)).or_default().push(o.observation),
+                (None, _) => rejected.push(RecordError {
+                    index: o.index,
+                    reason: format!(
+                        "subject Patient/{} is not a patient medmesh knows",
+                        o.patient
+                    ),
+                }),
+                (_, Err(e)) => rejected.push(RecordError {
+                    index: o.index,
+                    reason: format!("device Device/{}: {e}", o.device.unwrap_or_default()),
+                }),
+            }
+        }
+        rejected.sort_by_key(|r| r.index);
+        self.note_rejected(source, &DeviceId::new("fhir").expect("valid id"), &rejected);
+        let mut accepted = 0;
+        for ((patient, device), observations) in groups {
+            accepted += observations.len();
+            self.store_for(source, &device, Some(patient), observations)
+                .await?;
+        }
+        Ok(IngestReport { accepted, rejected })
     }
 
     /// Counts and logs the records a decoder rejected.

@@ -10,6 +10,7 @@
 //! | PUT | /api/v1/devices/{id} | register a device / assign it to a patient |
 //! | POST | /api/v1/devices/{id}/senml | HTTP ingest of a SenML JSON pack |
 //! | POST | /api/v1/devices/{id}/gatt | HTTP ingest of a raw Bluetooth GATT measurement (hex or base64) |
+//! | POST | /api/v1/fhir/Observation | FHIR R4 Observation or Bundle of Observations in |
 //! | GET | /api/v1/alarms | active alarms |
 
 use crate::error::ApiError;
@@ -45,6 +46,10 @@ pub fn router(pipeline: Arc<Pipeline>) -> Router {
             post(ingest_senml).layer(axum::extract::DefaultBodyLimit::max(MAX_INGEST_BODY)),
         )
         .route("/api/v1/devices/{id}/gatt", post(ingest_gatt))
+        .route(
+            "/api/v1/fhir/Observation",
+            post(ingest_fhir).layer(axum::extract::DefaultBodyLimit::max(MAX_INGEST_BODY * 8)),
+        )
         .route("/api/v1/alarms", get(list_alarms))
         .with_state(pipeline)
 }
@@ -430,6 +435,19 @@ async fn ingest_gatt(
         .ingest_gatt(SourceKind::Http, &id, characteristic, &bytes)
         .await
     {
+        Ok(report) => Ok(Json(report)),
+        Err(IngestError::Malformed(e)) => Err(ApiError::bad_request(e.to_string())),
+        Err(IngestError::Storage(e)) => Err(ApiError::unavailable(format!(
+            "not stored, retry later: {e}"
+        ))),
+    }
+}
+
+async fn ingest_fhir(
+    State(p): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<Json<IngestReport>, ApiError> {
+    match p.ingest_fhir(SourceKind::Http, &body).await {
         Ok(report) => Ok(Json(report)),
         Err(IngestError::Malformed(e)) => Err(ApiError::bad_request(e.to_string())),
         Err(IngestError::Storage(e)) => Err(ApiError::unavailable(format!(
