@@ -9,7 +9,7 @@ mod progress;
 
 use clap::{Args, Parser, Subcommand};
 use medmesh_server::{Config, Server};
-use medmesh_simulator::{LoadConfig, LoadStats, demo_ward, run_load};
+use medmesh_simulator::{LoadConfig, LoadStats, Protocol, demo_ward, run_load};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -102,16 +102,29 @@ struct ServeArgs {
 
 #[derive(Args)]
 struct SimulateArgs {
-    /// MQTT broker to publish to, HOST:PORT.
+    /// Protocols the devices speak, dealt out in turn: mqtt, coap, http, hl7
+    /// (comma-separated, e.g. "mqtt,coap").
+    #[arg(long, value_delimiter = ',', default_value = "mqtt")]
+    protocol: Vec<Protocol>,
+    /// MQTT broker to publish to, HOST:PORT (for mqtt).
     #[arg(long)]
-    broker: String,
+    broker: Option<String>,
+    /// CoAP server, HOST:PORT (for coap).
+    #[arg(long)]
+    coap: Option<SocketAddr>,
+    /// HTTP server, HOST:PORT (for http).
+    #[arg(long)]
+    http: Option<SocketAddr>,
+    /// HL7 v2 MLLP server, HOST:PORT (for hl7).
+    #[arg(long)]
+    hl7: Option<SocketAddr>,
     /// Simulated devices (one patient monitor each).
     #[arg(long, default_value_t = 100)]
     devices: usize,
     /// SenML packs per device per second (6 samples each).
     #[arg(long, default_value_t = 1.0)]
     rate: f64,
-    /// MQTT connections the devices are spread over [default: min(devices, 64)].
+    /// Connections (per protocol) the devices are spread over [default: min(devices, 64)].
     #[arg(long)]
     connections: Option<usize>,
     /// MQTT QoS: 1 waits for the broker's acknowledgements, 0 does not.
@@ -247,8 +260,20 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     .registry
                     .assign_device(p.device.clone(), Some(p.patient.id.clone()))?;
             }
+            // The ward speaks every protocol, like a real one: bedside monitors
+            // on MQTT and through an HL7 gateway, constrained sensors on CoAP,
+            // a few devices on plain HTTP.
             let load = LoadConfig {
+                protocols: vec![
+                    Protocol::Mqtt,
+                    Protocol::Coap,
+                    Protocol::Http,
+                    Protocol::Hl7,
+                ],
                 broker: running.mqtt_addr.to_string(),
+                coap: Some(running.coap_addr),
+                http: Some(running.http_addr),
+                hl7: Some(running.hl7_addr),
                 devices: ward,
                 rate_hz: rate,
                 connections: patients.min(8),
@@ -290,8 +315,28 @@ async fn wait_for_shutdown(mut running: medmesh_server::Running) -> anyhow::Resu
 
 async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.devices > 0, "--devices must be at least 1");
+    if args.protocol.contains(&Protocol::Mqtt) {
+        anyhow::ensure!(
+            args.broker.is_some(),
+            "--protocol mqtt needs --broker HOST:PORT"
+        );
+    }
+    for (p, target, flag) in [
+        (Protocol::Coap, args.coap, "--coap"),
+        (Protocol::Http, args.http, "--http"),
+        (Protocol::Hl7, args.hl7, "--hl7"),
+    ] {
+        anyhow::ensure!(
+            !args.protocol.contains(&p) || target.is_some(),
+            "--protocol {p:?} needs {flag} HOST:PORT"
+        );
+    }
     let config = LoadConfig {
-        broker: args.broker.clone(),
+        protocols: args.protocol.clone(),
+        broker: args.broker.clone().unwrap_or_default(),
+        coap: args.coap,
+        http: args.http,
+        hl7: args.hl7,
         devices: demo_ward(args.devices, 2026),
         rate_hz: args.rate,
         connections: args.connections.unwrap_or(args.devices.min(64)),
@@ -299,11 +344,11 @@ async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         duration: args.duration.map(Duration::from_secs),
     };
     eprintln!(
-        "simulating {} devices at {} Hz ({} samples/s target) against {} with QoS {}",
+        "simulating {} devices at {} Hz ({} samples/s target) over {:?} (MQTT QoS {})",
         args.devices,
         args.rate,
         (args.devices as f64 * args.rate * 6.0) as u64,
-        args.broker,
+        args.protocol,
         args.qos
     );
     let stats = Arc::new(LoadStats::default());

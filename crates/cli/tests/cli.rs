@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Child as Guard, spawn_serve, wait_for_line};
+use common::{Child as Guard, spawn_serve_full, wait_for_line};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -222,26 +222,26 @@ fn demo_shows_a_live_ward_and_accepts_mosquitto_pub() {
 }
 
 #[test]
-fn simulate_reports_progress_against_a_broker() {
+fn simulate_speaks_every_protocol_and_everything_is_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
-    let (_server, http, mqtt) = spawn_serve(dir.path());
-    let mqtt = mqtt.to_string();
-
+    let (_server, a) = spawn_serve_full(dir.path(), &[]);
     let out = Command::new(BIN)
+        .args(["simulate", "--protocol", "mqtt,coap,http,hl7"])
         .args([
-            "simulate",
             "--broker",
-            &mqtt,
-            "--devices",
-            "20",
-            "--rate",
-            "5",
-            "--duration",
-            "6",
+            &a.mqtt.to_string(),
+            "--coap",
+            &a.coap.to_string(),
         ])
+        .args(["--http", &a.http.to_string(), "--hl7", &a.hl7.to_string()])
+        .args(["--devices", "20", "--rate", "5", "--duration", "6"])
         .output()
         .unwrap();
-    assert!(out.status.success());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("samples (") && stderr.contains("acknowledged"),
@@ -256,17 +256,26 @@ fn simulate_reports_progress_against_a_broker() {
         .split(|c: char| !c.is_ascii_digit())
         .filter_map(|w| w.parse().ok())
         .collect();
-    let (messages, samples, acked) = (nums[0], nums[1], nums[2]);
+    let (messages, samples, acked, errors) = (nums[0], nums[1], nums[2], nums[3]);
     assert!(messages >= 20 * 5 * 4, "{done}");
     assert_eq!(samples, messages * 6);
-    assert_eq!(acked, messages, "{done}");
+    assert_eq!((acked, errors), (messages, 0), "{done}");
 
-    let metrics = reqwest_blocking_text(&format!("http://{http}/metrics"));
-    let stored = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("medmesh_ingest_samples_stored_total{source=\"mqtt\"} "))
-        .unwrap();
-    assert_eq!(stored.parse::<u64>().unwrap(), samples);
+    // Every protocol delivered its share: 5 devices each.
+    let metrics = reqwest_blocking_text(&format!("http://{}/metrics", a.http));
+    let stored = |source: &str| -> u64 {
+        let prefix = format!("medmesh_ingest_samples_stored_total{{source=\"{source}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .map_or(0, |v| v.parse().unwrap())
+    };
+    let per: Vec<u64> = ["mqtt", "coap", "http", "hl7"]
+        .iter()
+        .map(|p| stored(p))
+        .collect();
+    assert!(per.iter().all(|n| *n > 0), "{per:?}");
+    assert_eq!(per.iter().sum::<u64>(), samples, "{per:?}");
 }
 
 fn reqwest_blocking_text(url: &str) -> String {

@@ -6,8 +6,10 @@
 
 mod load;
 mod physiology;
+mod transport;
 mod ward;
 
 pub use load::{LoadConfig, LoadStats, run_load};
 pub use physiology::{Physiology, Trajectory};
+pub use transport::Protocol;
 pub use ward::{SimPatient, demo_ward};

@@ -1,7 +1,8 @@
 //! A simulated ward: patients, their beds and their monitors.
 
+use crate::Protocol;
 use crate::physiology::{MONITORED, Physiology, Trajectory};
-use medmesh_model::{DeviceId, Patient, PatientId, TimestampMs};
+use medmesh_model::{DeviceId, Patient, PatientId, TimestampMs, VitalSign};
 use rand::Rng;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
@@ -46,6 +47,25 @@ impl SimPatient {
     /// The monitor's next SenML JSON pack: one record per monitored vital sign.
     pub fn next_pack(&mut self, now_ms: TimestampMs, rng: &mut impl Rng) -> Vec<u8> {
         let readings = self.physiology.sample(now_ms, rng);
+        self.senml(&readings, now_ms)
+    }
+
+    /// The monitor's next message in the given protocol's payload format:
+    /// SenML JSON, or an HL7 v2 ORU^R01 for [`Protocol::Hl7`].
+    pub fn next_message(
+        &mut self,
+        protocol: Protocol,
+        now_ms: TimestampMs,
+        rng: &mut impl Rng,
+    ) -> Vec<u8> {
+        let readings = self.physiology.sample(now_ms, rng);
+        match protocol {
+            Protocol::Hl7 => self.oru(&readings, now_ms).into_bytes(),
+            _ => self.senml(&readings, now_ms),
+        }
+    }
+
+    fn senml(&self, readings: &[(VitalSign, f64)], now_ms: TimestampMs) -> Vec<u8> {
         let mut records = Vec::with_capacity(readings.len());
         for (i, (vital, value)) in readings.iter().enumerate() {
             let mut r = serde_json::json!({"n": vital.key(), "u": vital.ucum(), "v": value});
@@ -56,6 +76,31 @@ impl SimPatient {
             records.push(r);
         }
         serde_json::to_vec(&records).expect("JSON of numbers and strings")
+    }
+
+    /// An ORU^R01 as a bedside-monitor gateway would send it, LOINC-coded.
+    fn oru(&self, readings: &[(VitalSign, f64)], now_ms: TimestampMs) -> String {
+        let time = medmesh_codecs::hl7v2::format_time(now_ms);
+        let (given, family) = self
+            .patient
+            .name
+            .split_once(' ')
+            .unwrap_or((&self.patient.name, ""));
+        let mut m = format!(
+            "MSH|^~\\&|{}|WARD_A|MEDMESH|HOSP|{time}||ORU^R01^ORU_R01|{}-{now_ms}|P|2.5\r\
+             PID|||{}^^^HOSP^MR||{family}^{given}\rOBR|1|||VITALS|||{time}",
+            self.device, self.device, self.patient.id
+        );
+        for (i, (vital, value)) in readings.iter().enumerate() {
+            m.push_str(&format!(
+                "\rOBX|{}|NM|{}^{}^LN||{value}|{}^^UCUM|||||F",
+                i + 1,
+                vital.loinc(),
+                vital.display(),
+                vital.ucum()
+            ));
+        }
+        m
     }
 
     /// Samples in each pack.

@@ -172,6 +172,20 @@ pub fn spawn_serve(dir: &std::path::Path) -> (Child, SocketAddr, SocketAddr) {
 
 /// [`spawn_serve`] with extra flags.
 pub fn spawn_serve_with(dir: &std::path::Path, flags: &[&str]) -> (Child, SocketAddr, SocketAddr) {
+    let (child, addrs) = spawn_serve_full(dir, flags);
+    (child, addrs.http, addrs.mqtt)
+}
+
+/// Where a spawned server listens.
+pub struct Addrs {
+    pub http: SocketAddr,
+    pub mqtt: SocketAddr,
+    pub coap: SocketAddr,
+    pub hl7: SocketAddr,
+}
+
+/// [`spawn_serve_with`], returning every listener's address.
+pub fn spawn_serve_full(dir: &std::path::Path, flags: &[&str]) -> (Child, Addrs) {
     use std::io::BufRead;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_medmesh"))
         .args(["serve", "--http-listen", "127.0.0.1:0"])
@@ -205,5 +219,11 @@ pub fn spawn_serve_with(dir: &std::path::Path, flags: &[&str]) -> (Child, Socket
             .parse()
             .unwrap()
     };
-    (child, addr_after("http://"), addr_after("MQTT "))
+    let addrs = Addrs {
+        http: addr_after("http://"),
+        mqtt: addr_after("MQTT "),
+        coap: addr_after("CoAP "),
+        hl7: addr_after("HL7 "),
+    };
+    (child, addrs)
 }
