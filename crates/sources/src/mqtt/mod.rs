@@ -40,6 +40,18 @@ impl Default for MqttSettings {
     }
 }
 
+/// Runs the packet reader over `data` as a connection would: the CONNECT's
+/// version first, then every packet. For the fuzz target; never panics.
+#[doc(hidden)]
+pub fn read_all_for_fuzzing(data: &[u8]) {
+    let max = MqttSettings::default().max_packet_bytes;
+    let Ok(Some(version)) = codec::sniff_version(data, max) else {
+        return;
+    };
+    let mut buf = bytes::BytesMut::from(data);
+    while let Ok(Some(_)) = codec::read(version, &mut buf, max) {}
+}
+
 pub struct MqttListener {
     listener: TcpListener,
     settings: Arc<MqttSettings>,
