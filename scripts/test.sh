@@ -18,9 +18,9 @@ if ((${#need_apt[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q "${need_apt[@]}"
 fi
 
-if ! python3 -c "import aiocoap, hl7apy, fhir.resources" >/dev/null 2>&1; then
-  echo "== installing aiocoap, hl7apy and fhir.resources (PyPI; CoAP, HL7 v2 and FHIR peers the tests use)"
-  python3 -m pip install --quiet aiocoap hl7apy fhir.resources
+if ! python3 -c "import aiocoap, hl7apy, fhir.resources, paho.mqtt" >/dev/null 2>&1; then
+  echo "== installing aiocoap, hl7apy, fhir.resources and paho-mqtt (PyPI; peers the tests use)"
+  python3 -m pip install --quiet aiocoap hl7apy fhir.resources paho-mqtt
 fi
 
 echo "== cargo fmt --check"

@@ -329,3 +329,182 @@ async fn gatt_values_over_mqtt_from_mosquitto_pub() {
     assert_eq!(p["latest"]["spo2"]["value"], 95.0);
     assert_eq!(p["latest"]["heart_rate"]["value"], 88.0);
 }
+
+/// Sends a command until a subscriber has it (subscribing races with us).
+async fn send_command(s: &TestServer, device: &str, body: serde_json::Value) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, delivery) = s
+            .send(
+                reqwest::Method::POST,
+                &format!("/api/v1/devices/{device}/commands"),
+                body.clone(),
+            )
+            .await;
+        assert_eq!(status, 202, "{delivery}");
+        if delivery["delivered"] != 0
+            || delivery["queued"] != 0
+            || tokio::time::Instant::now() > deadline
+        {
+            return delivery;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_sub_receives_a_command_sent_through_the_api() {
+    let s = start().await;
+    let addr = s.running.mqtt_addr;
+    let sub = tokio::process::Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            &addr.ip().to_string(),
+            "-p",
+            &addr.port().to_string(),
+            "-q",
+            "1",
+            "-C",
+            "1",
+        ])
+        .args([
+            "-i",
+            "pillbox-3",
+            "-t",
+            &medmesh_sources::mqtt::command_topic("pillbox-3"),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("mosquitto_sub runs");
+    let delivery = send_command(&s, "pillbox-3", json!({"remind": "metformin 500 mg"})).await;
+    assert_eq!(delivery, json!({"delivered": 1, "queued": 0}));
+    let out = tokio::time::timeout(Duration::from_secs(10), sub.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        r#"{"remind":"metformin 500 mg"}"#
+    );
+    // The client ID named the device: it showed as on line, then off line
+    // once mosquitto_sub left (which the server learns a moment later).
+    assert!(
+        eventually_online(&s, "monitor-never", None).await,
+        "unknown devices have no status"
+    );
+    assert!(eventually_online(&s, "pillbox-3", Some(false)).await);
+}
+
+/// Polls the device list until `device` has `online == want` (10 s at most).
+async fn eventually_online(s: &TestServer, device: &str, want: Option<bool>) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, devices) = s.get("/api/v1/devices").await;
+        let online = devices
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["id"] == device)
+            .and_then(|d| d["online"].as_bool());
+        if online == want {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn paho(s: &TestServer, mode: &str, client: &str) -> tokio::process::Child {
+    let addr = s.running.mqtt_addr;
+    tokio::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/peers/paho_session.py"
+        ))
+        .args([
+            mode,
+            &addr.ip().to_string(),
+            &addr.port().to_string(),
+            client,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs (paho-mqtt from PyPI)")
+}
+
+async fn read_line(child: &mut tokio::process::Child) -> String {
+    use tokio::io::AsyncBufReadExt;
+    let stdout = child.stdout.as_mut().unwrap();
+    let mut line = String::new();
+    let mut reader = tokio::io::BufReader::new(stdout);
+    tokio::time::timeout(Duration::from_secs(15), reader.read_line(&mut line))
+        .await
+        .expect("a line in time")
+        .unwrap();
+    line.trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_session_gets_commands_sent_while_it_was_away() {
+    use tokio::io::AsyncWriteExt;
+    let s = start().await;
+    let mut device = paho(&s, "persistent", "cuff-12");
+    assert_eq!(read_line(&mut device).await, "subscribed");
+    // Off line now, with a persistent session: the command waits for it.
+    let delivery = send_command(&s, "cuff-12", json!({"measure": "blood_pressure"})).await;
+    assert_eq!(delivery, json!({"delivered": 0, "queued": 1}));
+    device
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"go\n")
+        .await
+        .unwrap();
+    assert_eq!(
+        read_line(&mut device).await,
+        r#"session_present=True {"measure":"blood_pressure"}"#
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_vanishes_has_its_last_will_published_and_shows_off_line() {
+    use tokio::io::AsyncWriteExt;
+    let s = start().await;
+    let addr = s.running.mqtt_addr;
+    let watcher = tokio::process::Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            &addr.ip().to_string(),
+            "-p",
+            &addr.port().to_string(),
+            "-q",
+            "1",
+            "-C",
+            "1",
+        ])
+        .args(["-t", "medmesh/v1/devices/+/status"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut device = paho(&s, "will", "monitor-5");
+    assert_eq!(read_line(&mut device).await, "connected");
+    assert!(eventually_online(&s, "monitor-5", Some(true)).await);
+    // Give the watcher time to subscribe, then let the device die.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    device
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"die\n")
+        .await
+        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(10), watcher.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "offline");
+    assert!(eventually_online(&s, "monitor-5", Some(false)).await);
+}

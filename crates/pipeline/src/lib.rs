@@ -52,6 +52,8 @@ pub enum IngestError {
 pub struct DeviceActivity {
     pub last_seen_ms: TimestampMs,
     pub messages: u64,
+    /// Connected now (MQTT), if the device keeps a connection.
+    pub online: Option<bool>,
 }
 
 pub struct Pipeline {
@@ -281,6 +283,7 @@ impl Pipeline {
         let a = activity.entry(device.clone()).or_insert(DeviceActivity {
             last_seen_ms: 0,
             messages: 0,
+            online: None,
         });
         a.last_seen_ms = now_ms();
         a.messages += 1;
@@ -290,6 +293,28 @@ impl Pipeline {
     pub fn news2(&self, patient: &PatientId) -> Option<Aggregate> {
         let latest = self.store.latest(patient.as_str());
         news2::aggregate(|v| latest.iter().find(|(lv, _)| *lv == v).map(|(_, p)| p.value))
+    }
+
+    /// A device connected or went away (an MQTT connection opened or closed).
+    pub fn device_status(&self, device: &DeviceId, online: bool, reason: &str) {
+        {
+            let mut activity = self.activity.lock().expect("activity lock");
+            let a = activity.entry(device.clone()).or_insert(DeviceActivity {
+                last_seen_ms: 0,
+                messages: 0,
+                online: None,
+            });
+            a.online = Some(online);
+            a.last_seen_ms = now_ms();
+        }
+        if !online {
+            tracing::info!(%device, reason, "device went off line");
+        }
+        let _ = self.live.send(LiveEvent::DeviceStatus {
+            device_id: device.clone(),
+            online,
+            reason: reason.to_string(),
+        });
     }
 
     pub fn device_activity(&self) -> HashMap<DeviceId, DeviceActivity> {

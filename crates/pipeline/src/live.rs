@@ -39,6 +39,12 @@ pub enum LiveEvent {
         /// parameters have a reading.
         news2: Option<Aggregate>,
     },
+    /// A device connected (`online`) or went away, and why.
+    DeviceStatus {
+        device_id: DeviceId,
+        online: bool,
+        reason: String,
+    },
     Alarm {
         /// "raised", "updated" or "resolved".
         change: &'static str,

@@ -308,6 +308,8 @@ struct DeviceSummary {
     registered: bool,
     last_seen_ms: Option<TimestampMs>,
     messages: u64,
+    /// Connected over MQTT now (`null` if it never kept a connection).
+    online: Option<bool>,
     /// Latest readings of an unassigned device (kept under the device).
     unassigned_latest: BTreeMap<&'static str, LiveObservation>,
 }
@@ -324,6 +326,7 @@ async fn list_devices(State(p): State<AppState>) -> Json<Vec<DeviceSummary>> {
                 registered: true,
                 last_seen_ms: None,
                 messages: 0,
+                online: None,
                 unassigned_latest: BTreeMap::new(),
             },
         );
@@ -335,10 +338,12 @@ async fn list_devices(State(p): State<AppState>) -> Json<Vec<DeviceSummary>> {
             registered: false,
             last_seen_ms: None,
             messages: 0,
+            online: None,
             unassigned_latest: BTreeMap::new(),
         });
         entry.last_seen_ms = Some(a.last_seen_ms);
         entry.messages = a.messages;
+        entry.online = a.online;
     }
     for d in out.values_mut().filter(|d| d.patient_id.is_none()) {
         d.unassigned_latest = p

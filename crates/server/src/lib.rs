@@ -6,6 +6,7 @@
 //! write-ahead log) and only then starts accepting connections.
 
 mod api;
+mod commands;
 mod config;
 mod dashboard;
 mod error;
@@ -129,6 +130,7 @@ impl Server {
         let pipeline = Arc::new(Pipeline::new(store, registry, Arc::new(Metrics::default())));
 
         let app = api::router(pipeline.clone())
+            .merge(commands::router(mqtt.broker()))
             .merge(stream::router(pipeline.clone()))
             .merge(ops::router(pipeline.clone()))
             .merge(dashboard::router())

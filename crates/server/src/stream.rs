@@ -1,6 +1,7 @@
 //! `GET /api/v1/stream`: live events as server-sent events.
 //!
-//! Each event's `event:` field is its type (`observations`, `alarm`) and its
+//! Each event's `event:` field is its type (`observations`, `alarm`,
+//! `device_status`) and its
 //! data the JSON of [`medmesh_pipeline::LiveEvent`]. A client too slow to keep
 //! up receives a `resync` event and should reload its view.
 
@@ -30,6 +31,7 @@ async fn stream(
                 let name = match &ev {
                     LiveEvent::Observations { .. } => "observations",
                     LiveEvent::Alarm { .. } => "alarm",
+                    LiveEvent::DeviceStatus { .. } => "device_status",
                 };
                 Event::default()
                     .event(name)

@@ -19,6 +19,10 @@ pub(crate) enum Inbound {
     Connect {
         client_id: String,
         keep_alive_s: u16,
+        /// The client asks to resume (and keep) its session: MQTT 3.1.1
+        /// clean session 0, MQTT 5 clean start 0 with a session expiry.
+        persistent: bool,
+        will: Option<Will>,
     },
     Publish {
         topic: Result<String, String>,
@@ -31,16 +35,30 @@ pub(crate) enum Inbound {
     },
     Subscribe {
         pkid: u16,
-        filters: usize,
+        /// Topic filters with their requested QoS.
+        filters: Vec<(String, u8)>,
     },
     Unsubscribe {
         pkid: u16,
-        filters: usize,
+        filters: Vec<String>,
+    },
+    /// The client acknowledges a QoS 1 message we delivered.
+    PubAck {
+        pkid: u16,
     },
     PingReq,
     Disconnect,
     /// A packet only a broker sends, or one the session ignores.
     Unexpected(&'static str),
+}
+
+/// A client's last will: published by the broker if the client goes away
+/// without a DISCONNECT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Will {
+    pub topic: String,
+    pub payload: Bytes,
+    pub qos: u8,
 }
 
 /// Why a publish was not taken, in the words each version can express.
@@ -55,7 +73,9 @@ pub(crate) enum AckReason {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Outbound {
-    ConnAckAccepted,
+    ConnAckAccepted {
+        session_present: bool,
+    },
     ConnAckUnsupportedVersion,
     PubAck {
         pkid: u16,
@@ -68,14 +88,22 @@ pub(crate) enum Outbound {
     PubComp {
         pkid: u16,
     },
-    /// Subscriptions are refused until device commands exist.
-    SubAckRefused {
+    /// Granted QoS per filter, `None` where the filter is refused.
+    SubAck {
         pkid: u16,
-        filters: usize,
+        granted: Vec<Option<u8>>,
     },
     UnsubAck {
         pkid: u16,
         filters: usize,
+    },
+    /// A message delivered to a subscriber.
+    Publish {
+        topic: String,
+        payload: Bytes,
+        qos: u8,
+        pkid: u16,
+        dup: bool,
     },
     PingResp,
 }
@@ -152,6 +180,12 @@ fn from_v4(p: v4::Packet) -> Inbound {
         v4::Packet::Connect(c) => Inbound::Connect {
             client_id: c.client_id,
             keep_alive_s: c.keep_alive,
+            persistent: !c.clean_session,
+            will: c.last_will.map(|w| Will {
+                topic: w.topic,
+                payload: w.message,
+                qos: w.qos as u8,
+            }),
         },
         v4::Packet::Publish(p) => Inbound::Publish {
             topic: Ok(p.topic),
@@ -162,15 +196,19 @@ fn from_v4(p: v4::Packet) -> Inbound {
         v4::Packet::PubRel(r) => Inbound::PubRel { pkid: r.pkid },
         v4::Packet::Subscribe(s) => Inbound::Subscribe {
             pkid: s.pkid,
-            filters: s.filters.len(),
+            filters: s
+                .filters
+                .into_iter()
+                .map(|f| (f.path, f.qos as u8))
+                .collect(),
         },
         v4::Packet::Unsubscribe(u) => Inbound::Unsubscribe {
             pkid: u.pkid,
-            filters: u.topics.len(),
+            filters: u.topics,
         },
         v4::Packet::PingReq => Inbound::PingReq,
         v4::Packet::Disconnect => Inbound::Disconnect,
-        v4::Packet::PubAck(_) => Inbound::Unexpected("PUBACK"),
+        v4::Packet::PubAck(a) => Inbound::PubAck { pkid: a.pkid },
         v4::Packet::PubRec(_) => Inbound::Unexpected("PUBREC"),
         v4::Packet::PubComp(_) => Inbound::Unexpected("PUBCOMP"),
         _ => Inbound::Unexpected("server-to-client packet"),
@@ -179,9 +217,23 @@ fn from_v4(p: v4::Packet) -> Inbound {
 
 fn from_v5(p: v5::Packet) -> Inbound {
     match p {
-        v5::Packet::Connect(c, _, _) => Inbound::Connect {
+        v5::Packet::Connect(c, will, _) => Inbound::Connect {
             client_id: c.client_id,
             keep_alive_s: c.keep_alive,
+            // MQTT 5: a session outlives the connection only with a
+            // non-zero session expiry interval (section 3.1.2.11.2).
+            persistent: !c.clean_start
+                && c.properties
+                    .and_then(|p| p.session_expiry_interval)
+                    .unwrap_or(0)
+                    > 0,
+            will: will.and_then(|w| {
+                Some(Will {
+                    topic: String::from_utf8(w.topic.to_vec()).ok()?,
+                    payload: w.message,
+                    qos: w.qos as u8,
+                })
+            }),
         },
         v5::Packet::Publish(p) => Inbound::Publish {
             // Topic aliases are not offered in CONNACK, so every publish names its topic.
@@ -194,15 +246,19 @@ fn from_v5(p: v5::Packet) -> Inbound {
         v5::Packet::PubRel(r) => Inbound::PubRel { pkid: r.pkid },
         v5::Packet::Subscribe(s) => Inbound::Subscribe {
             pkid: s.pkid,
-            filters: s.filters.len(),
+            filters: s
+                .filters
+                .into_iter()
+                .map(|f| (f.path, f.qos as u8))
+                .collect(),
         },
         v5::Packet::Unsubscribe(u) => Inbound::Unsubscribe {
             pkid: u.pkid,
-            filters: u.filters.len(),
+            filters: u.filters,
         },
         v5::Packet::PingReq(_) => Inbound::PingReq,
         v5::Packet::Disconnect(_) => Inbound::Disconnect,
-        v5::Packet::PubAck(_) => Inbound::Unexpected("PUBACK"),
+        v5::Packet::PubAck(a) => Inbound::PubAck { pkid: a.pkid },
         v5::Packet::PubRec(_) => Inbound::Unexpected("PUBREC"),
         v5::Packet::PubComp(_) => Inbound::Unexpected("PUBCOMP"),
         _ => Inbound::Unexpected("server-to-client packet"),
@@ -221,8 +277,8 @@ pub(crate) fn write(version: Version, packet: &Outbound, out: &mut BytesMut) {
 
 fn write_v4(packet: &Outbound, out: &mut BytesMut) -> Result<usize, m4::Error> {
     match packet {
-        Outbound::ConnAckAccepted => {
-            v4::ConnAck::new(v4::ConnectReturnCode::Success, false).write(out)
+        Outbound::ConnAckAccepted { session_present } => {
+            v4::ConnAck::new(v4::ConnectReturnCode::Success, *session_present).write(out)
         }
         Outbound::ConnAckUnsupportedVersion => {
             v4::ConnAck::new(v4::ConnectReturnCode::RefusedProtocolVersion, false).write(out)
@@ -232,11 +288,47 @@ fn write_v4(packet: &Outbound, out: &mut BytesMut) -> Result<usize, m4::Error> {
         Outbound::PubAck { pkid, .. } => v4::PubAck::new(*pkid).write(out),
         Outbound::PubRec { pkid, .. } => v4::PubRec::new(*pkid).write(out),
         Outbound::PubComp { pkid } => v4::PubComp::new(*pkid).write(out),
-        Outbound::SubAckRefused { pkid, filters } => {
-            v4::SubAck::new(*pkid, vec![v4::SubscribeReasonCode::Failure; *filters]).write(out)
+        Outbound::SubAck { pkid, granted } => v4::SubAck::new(
+            *pkid,
+            granted
+                .iter()
+                .map(|g| match g {
+                    Some(q) => v4::SubscribeReasonCode::Success(qos_v4(*q)),
+                    None => v4::SubscribeReasonCode::Failure,
+                })
+                .collect(),
+        )
+        .write(out),
+        Outbound::Publish {
+            topic,
+            payload,
+            qos,
+            pkid,
+            dup,
+        } => {
+            let mut p = v4::Publish::new(topic.clone(), qos_v4(*qos), payload.to_vec());
+            p.pkid = *pkid;
+            p.dup = *dup;
+            p.write(out)
         }
         Outbound::UnsubAck { pkid, .. } => v4::UnsubAck::new(*pkid).write(out),
         Outbound::PingResp => v4::PingResp.write(out),
+    }
+}
+
+fn qos_v4(q: u8) -> m4::QoS {
+    if q == 0 {
+        m4::QoS::AtMostOnce
+    } else {
+        m4::QoS::AtLeastOnce
+    }
+}
+
+fn qos_v5(q: u8) -> m5::QoS {
+    if q == 0 {
+        m5::QoS::AtMostOnce
+    } else {
+        m5::QoS::AtLeastOnce
     }
 }
 
@@ -260,8 +352,8 @@ fn write_v5(packet: &Outbound, out: &mut BytesMut) -> Result<usize, m5::Error> {
         (code, props)
     };
     match packet {
-        Outbound::ConnAckAccepted => v5::ConnAck {
-            session_present: false,
+        Outbound::ConnAckAccepted { session_present } => v5::ConnAck {
+            session_present: *session_present,
             code: v5::ConnectReturnCode::Success,
             properties: None,
         }
@@ -299,15 +391,30 @@ fn write_v5(packet: &Outbound, out: &mut BytesMut) -> Result<usize, m5::Error> {
             .write(out)
         }
         Outbound::PubComp { pkid } => v5::PubComp::new(*pkid, None).write(out),
-        Outbound::SubAckRefused { pkid, filters } => v5::SubAck {
+        Outbound::SubAck { pkid, granted } => v5::SubAck {
             pkid: *pkid,
-            return_codes: vec![v5::SubscribeReasonCode::ImplementationSpecific; *filters],
-            properties: Some(v5::SubAckProperties {
-                reason_string: reason_string("medmesh does not offer subscriptions yet"),
-                user_properties: Vec::new(),
-            }),
+            return_codes: granted
+                .iter()
+                .map(|g| match g {
+                    Some(q) => v5::SubscribeReasonCode::Success(qos_v5(*q)),
+                    None => v5::SubscribeReasonCode::TopicFilterInvalid,
+                })
+                .collect(),
+            properties: None,
         }
         .write(out),
+        Outbound::Publish {
+            topic,
+            payload,
+            qos,
+            pkid,
+            dup,
+        } => {
+            let mut p = v5::Publish::new(topic.clone(), qos_v5(*qos), payload.to_vec(), None);
+            p.pkid = *pkid;
+            p.dup = *dup;
+            p.write(out)
+        }
         Outbound::UnsubAck { pkid, filters } => v5::UnsubAck {
             pkid: *pkid,
             reasons: vec![v5::UnsubAckReason::NoSubscriptionExisted; *filters],

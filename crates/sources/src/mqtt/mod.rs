@@ -6,15 +6,22 @@
 //! acknowledgement, so the device keeps the message and sends it again.
 //! QoS 0 is best-effort by definition: stored if valid, never acknowledged.
 //!
+//! Clients may also subscribe (a device to its commands, at
+//! `medmesh/v1/devices/{device_id}/commands`); sessions, last wills and
+//! delivery are in [`broker`]. A client whose ID is a device ID marks that
+//! device on line while connected, and off line when it goes.
+//!
 //! Packet encoding and decoding come from the `rumqttc` crate's packet
 //! modules; this module is the broker side: sessions, keep-alive, ordering of
 //! acknowledgements and the hand-off to the pipeline.
 
+mod broker;
 mod codec;
 mod session;
 mod topic;
 
-pub use topic::{DEVICE_TOPIC_PREFIX, device_topic, gatt_topic};
+pub use broker::{Broker, Delivery, Message};
+pub use topic::{DEVICE_TOPIC_PREFIX, command_topic, device_topic, gatt_topic};
 
 use medmesh_pipeline::Pipeline;
 use std::net::SocketAddr;
@@ -55,6 +62,7 @@ pub fn read_all_for_fuzzing(data: &[u8]) {
 pub struct MqttListener {
     listener: TcpListener,
     settings: Arc<MqttSettings>,
+    broker: Arc<Broker>,
 }
 
 impl MqttListener {
@@ -62,11 +70,18 @@ impl MqttListener {
         Ok(MqttListener {
             listener: TcpListener::bind(addr).await?,
             settings: Arc::new(settings),
+            broker: Arc::new(Broker::default()),
         })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The broker that routes messages to this listener's subscribers
+    /// (commands to devices, last wills).
+    pub fn broker(&self) -> Arc<Broker> {
+        self.broker.clone()
     }
 
     /// Accepts connections until the task is dropped.
@@ -77,8 +92,9 @@ impl MqttListener {
                     let _ = stream.set_nodelay(true);
                     let pipeline = pipeline.clone();
                     let settings = self.settings.clone();
+                    let broker = self.broker.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = session::serve(stream, pipeline, settings).await {
+                        if let Err(e) = session::serve(stream, pipeline, broker, settings).await {
                             tracing::info!(%peer, reason = %e, "MQTT connection closed");
                         }
                     });

@@ -7,11 +7,14 @@
 //! (3.1.1 section 4.6, 5.0 section 4.6).
 
 use super::MqttSettings;
+use super::broker::{Broker, Message};
 use super::codec::{self, AckReason, CodecError, Inbound, Outbound, Version};
 use super::topic::{DeviceTopic, parse_topic};
 use bytes::{Bytes, BytesMut};
+use medmesh_model::DeviceId;
 use medmesh_pipeline::{IngestError, Pipeline, SourceKind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -38,6 +41,7 @@ enum Pending {
 pub(crate) async fn serve(
     stream: TcpStream,
     pipeline: Arc<Pipeline>,
+    broker: Arc<Broker>,
     settings: Arc<MqttSettings>,
 ) -> Result<(), String> {
     let (mut rd, mut wr) = stream.into_split();
@@ -61,33 +65,105 @@ pub(crate) async fn serve(
             Ok(Err(e)) => return Err(e.to_string()),
             Ok(Ok(v)) => v,
         };
-    let (client_id, keep_alive_s) = match codec::read(version, &mut buf, max) {
+    let (client_id, keep_alive_s, persistent, will) = match codec::read(version, &mut buf, max) {
         Ok(Some(Inbound::Connect {
             client_id,
             keep_alive_s,
-        })) => (client_id, keep_alive_s),
+            persistent,
+            will,
+        })) => (client_id, keep_alive_s, persistent, will),
         Ok(_) => return Err("first packet is not CONNECT".into()),
         Err(e) => return Err(e.to_string()),
     };
-    tracing::debug!(client_id, ?version, keep_alive_s, "MQTT client connected");
+    // MQTT 3.1.1 lets a clean-session client leave its ID empty: assign one.
+    let client_id = if client_id.is_empty() {
+        format!("anonymous-{}", ANONYMOUS.fetch_add(1, Ordering::Relaxed))
+    } else {
+        client_id
+    };
+    tracing::debug!(
+        client_id,
+        ?version,
+        keep_alive_s,
+        persistent,
+        "MQTT client connected"
+    );
 
     let (replies, queue) = mpsc::channel(settings.max_inflight);
-    let writer = tokio::spawn(write_loop(wr, version, queue));
+    let (deliveries_tx, deliveries) = mpsc::channel(DELIVERY_QUEUE);
+    let attached = broker.attach(&client_id, persistent, deliveries_tx);
+    let writer = tokio::spawn(write_loop(wr, version, queue, deliveries));
     let _ = replies
-        .send(Pending::Reply(Outbound::ConnAckAccepted))
+        .send(Pending::Reply(Outbound::ConnAckAccepted {
+            session_present: attached.session_present,
+        }))
         .await;
+    // A client ID that is a device ID says which device is on line.
+    let device = DeviceId::new(client_id.clone()).ok();
+    if let Some(d) = &device {
+        pipeline.device_status(d, true, "connected");
+    }
 
     // The server may close a connection idle for 1.5 x keep-alive (MQTT 3.1.1 section 3.1.2.10).
     let idle_limit =
         (keep_alive_s > 0).then(|| Duration::from_millis(u64::from(keep_alive_s) * 1500));
-    let result = read_loop(
-        &mut rd, &mut buf, version, max, idle_limit, &replies, &pipeline,
-    )
-    .await;
+    let conn = Conn {
+        client_id: &client_id,
+        broker: &broker,
+        kick: &attached.kick,
+        pipeline: &pipeline,
+        version,
+        max,
+        idle_limit,
+    };
+    let end = read_loop(&mut rd, &mut buf, &replies, &conn).await;
     drop(replies);
+    broker.detach(&client_id, attached.link_id);
+    let reason = match &end {
+        Ok(End::Disconnect) => "disconnected".to_string(),
+        Ok(End::Closed) => "connection closed without DISCONNECT".to_string(),
+        Err(e) => e.clone(),
+    };
+    if !matches!(end, Ok(End::Disconnect)) {
+        // MQTT 3.1.1 section 3.1.2.5: the will is published unless the client
+        // said goodbye with DISCONNECT.
+        if let Some(w) = will {
+            let delivery = broker.publish(Message {
+                topic: w.topic,
+                payload: w.payload,
+                qos: w.qos,
+            });
+            tracing::info!(client_id, ?delivery, "last will published");
+        }
+    }
+    if let Some(d) = &device {
+        pipeline.device_status(d, false, &reason);
+    }
     // Let the writer finish acknowledging what was already stored.
     let written = writer.await.unwrap_or_else(|e| Err(e.to_string()));
-    result.and(written)
+    end.map(|_| ()).and(written)
+}
+
+/// Client IDs handed out to clients that sent none.
+static ANONYMOUS: AtomicU64 = AtomicU64::new(1);
+/// Broker-originated messages (commands, wills) waiting to be written.
+const DELIVERY_QUEUE: usize = 256;
+
+/// How a connection ended without error.
+enum End {
+    Disconnect,
+    Closed,
+}
+
+/// What the read loop needs of the connection and its session.
+struct Conn<'a> {
+    client_id: &'a str,
+    broker: &'a Broker,
+    kick: &'a tokio::sync::Notify,
+    pipeline: &'a Arc<Pipeline>,
+    version: Version,
+    max: usize,
+    idle_limit: Option<Duration>,
 }
 
 async fn read_version(
@@ -113,14 +189,14 @@ async fn read_version(
 async fn read_loop(
     rd: &mut OwnedReadHalf,
     buf: &mut BytesMut,
-    version: Version,
-    max: usize,
-    idle_limit: Option<Duration>,
     replies: &mpsc::Sender<Pending>,
-    pipeline: &Arc<Pipeline>,
-) -> Result<(), String> {
+    conn: &Conn<'_>,
+) -> Result<End, String> {
+    let (session, pipeline) = (conn, conn.pipeline);
     loop {
-        while let Some(packet) = codec::read(version, buf, max).map_err(|e| e.to_string())? {
+        while let Some(packet) =
+            codec::read(conn.version, buf, conn.max).map_err(|e| e.to_string())?
+        {
             let pending = match packet {
                 Inbound::Publish {
                     topic,
@@ -134,13 +210,22 @@ async fn read_loop(
                 },
                 Inbound::PubRel { pkid } => Pending::Reply(Outbound::PubComp { pkid }),
                 Inbound::Subscribe { pkid, filters } => {
-                    Pending::Reply(Outbound::SubAckRefused { pkid, filters })
+                    let granted = session.broker.subscribe(session.client_id, &filters);
+                    Pending::Reply(Outbound::SubAck { pkid, granted })
                 }
                 Inbound::Unsubscribe { pkid, filters } => {
-                    Pending::Reply(Outbound::UnsubAck { pkid, filters })
+                    session.broker.unsubscribe(session.client_id, &filters);
+                    Pending::Reply(Outbound::UnsubAck {
+                        pkid,
+                        filters: filters.len(),
+                    })
+                }
+                Inbound::PubAck { pkid } => {
+                    session.broker.acked(session.client_id, pkid);
+                    continue;
                 }
                 Inbound::PingReq => Pending::Reply(Outbound::PingResp),
-                Inbound::Disconnect => return Ok(()),
+                Inbound::Disconnect => return Ok(End::Disconnect),
                 Inbound::Connect { .. } => return Err("second CONNECT on one connection".into()),
                 Inbound::Unexpected(name) => {
                     tracing::debug!(packet = name, "ignoring packet a client should not send");
@@ -155,7 +240,7 @@ async fn read_loop(
         let read = rd.read_buf(buf);
         let n = tokio::select! {
             n = async {
-                match idle_limit {
+                match conn.idle_limit {
                     Some(limit) => tokio::time::timeout(limit, read).await.map_err(|_| "keep-alive expired".to_string())?,
                     None => read.await,
                 }
@@ -163,9 +248,10 @@ async fn read_loop(
             } => n?,
             // The writer gave up (storage failure): stop reading too.
             _ = replies.closed() => return Err("closed after a storage failure".into()),
+            _ = session.kick.notified() => return Err("session taken over by a new connection".into()),
         };
         if n == 0 {
-            return Ok(());
+            return Ok(End::Closed);
         }
     }
 }
@@ -218,29 +304,34 @@ async fn write_loop(
     mut wr: OwnedWriteHalf,
     version: Version,
     mut queue: mpsc::Receiver<Pending>,
+    mut deliveries: mpsc::Receiver<Outbound>,
 ) -> Result<(), String> {
     let mut out = BytesMut::with_capacity(4 * 1024);
-    while let Some(pending) = queue.recv().await {
-        let reply = match pending {
-            Pending::Reply(r) => Some(r),
-            Pending::Publish { pkid, qos, stored } => {
-                let reason = stored.await.map_err(|e| e.to_string())?.map_err(|e| {
-                    // Not acknowledging makes the device keep the message and
-                    // send it again on its next connection.
-                    format!("storage failed, publish {pkid} not acknowledged: {e}")
-                })?;
-                match qos {
-                    0 => None,
-                    1 => Some(Outbound::PubAck { pkid, reason }),
-                    _ => Some(Outbound::PubRec { pkid, reason }),
+    loop {
+        let reply = tokio::select! {
+            pending = queue.recv() => match pending {
+                None => break,
+                Some(Pending::Reply(r)) => Some(r),
+                Some(Pending::Publish { pkid, qos, stored }) => {
+                    let reason = stored.await.map_err(|e| e.to_string())?.map_err(|e| {
+                        // Not acknowledging makes the device keep the message and
+                        // send it again on its next connection.
+                        format!("storage failed, publish {pkid} not acknowledged: {e}")
+                    })?;
+                    match qos {
+                        0 => None,
+                        1 => Some(Outbound::PubAck { pkid, reason }),
+                        _ => Some(Outbound::PubRec { pkid, reason }),
+                    }
                 }
-            }
+            },
+            Some(delivery) = deliveries.recv() => Some(delivery),
         };
         if let Some(reply) = reply {
             codec::write(version, &reply, &mut out);
         }
         // Coalesce replies into one write while more are already waiting.
-        if queue.is_empty() && !out.is_empty() {
+        if queue.is_empty() && deliveries.is_empty() && !out.is_empty() {
             wr.write_all(&out).await.map_err(|e| e.to_string())?;
             out.clear();
         }

@@ -16,6 +16,11 @@ pub fn device_topic(device: &str) -> String {
     format!("{DEVICE_TOPIC_PREFIX}{device}/senml")
 }
 
+/// The topic medmesh sends a device's commands to (subscribe to receive them).
+pub fn command_topic(device: &str) -> String {
+    format!("{DEVICE_TOPIC_PREFIX}{device}/commands")
+}
+
 /// The topic a gateway forwards a device's GATT characteristic values to.
 pub fn gatt_topic(device: &str, characteristic: &str) -> String {
     format!("{DEVICE_TOPIC_PREFIX}{device}/gatt/{characteristic}")

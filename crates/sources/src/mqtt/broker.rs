@@ -1,0 +1,348 @@
+//! The broker side that goes beyond ingest: sessions, subscriptions and
+//! delivery, so that medmesh can send commands to devices and route last
+//! wills, without an external broker.
+//!
+//! A session belongs to a client ID. It holds the client's subscriptions,
+//! the QoS 1 messages sent but not yet acknowledged, and, while the client is
+//! away, the QoS 1 messages waiting for it. A clean session ends with its
+//! connection; a persistent one (MQTT 3.1.1 clean session 0, MQTT 5 session
+//! expiry > 0) is kept, and on reconnect unacknowledged messages are sent again
+//! (DUP set) before the queued ones. Sessions live in memory: a restart of
+//! medmesh ends them (sensor data is durable; commands are not).
+
+use super::codec::Outbound;
+use bytes::Bytes;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{Notify, mpsc};
+
+/// Messages kept for an offline persistent session; older ones are dropped.
+const MAX_QUEUED: usize = 1000;
+
+/// A message to route to subscribers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub topic: String,
+    pub payload: Bytes,
+    /// 0 or 1 (QoS 2 is delivered as 1).
+    pub qos: u8,
+}
+
+/// What [`Broker::publish`] did with a message.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Delivery {
+    /// Sent to connected subscribers.
+    pub delivered: usize,
+    /// Kept for subscribers whose persistent session is offline.
+    pub queued: usize,
+}
+
+/// The live connection of a session.
+struct Link {
+    id: u64,
+    out: mpsc::Sender<Outbound>,
+    /// Told to close when another connection takes the session over.
+    kick: Arc<Notify>,
+}
+
+#[derive(Default)]
+struct Session {
+    subscriptions: Vec<(String, u8)>,
+    persistent: bool,
+    link: Option<Link>,
+    inflight: BTreeMap<u16, Message>,
+    queue: VecDeque<Message>,
+    next_pkid: u16,
+}
+
+impl Session {
+    fn pkid(&mut self) -> u16 {
+        loop {
+            self.next_pkid = self.next_pkid.wrapping_add(1);
+            if self.next_pkid != 0 && !self.inflight.contains_key(&self.next_pkid) {
+                return self.next_pkid;
+            }
+        }
+    }
+
+    /// Sends (or, offline, queues) `m` at `qos`; true if sent now.
+    fn deliver(&mut self, m: &Message, qos: u8) -> bool {
+        let Some(link) = &self.link else {
+            if qos == 1 {
+                if self.queue.len() >= MAX_QUEUED {
+                    self.queue.pop_front();
+                    tracing::warn!(topic = %m.topic, "offline session queue full; oldest message dropped");
+                }
+                self.queue.push_back(Message { qos, ..m.clone() });
+            }
+            return false;
+        };
+        let out = link.out.clone();
+        let pkid = if qos == 1 { self.pkid() } else { 0 };
+        let packet = Outbound::Publish {
+            topic: m.topic.clone(),
+            payload: m.payload.clone(),
+            qos,
+            pkid,
+            dup: false,
+        };
+        if qos == 1 {
+            self.inflight.insert(pkid, Message { qos, ..m.clone() });
+        }
+        // A client too slow to take messages keeps them as unacknowledged;
+        // they are sent again when it reconnects.
+        out.try_send(packet).is_ok()
+    }
+}
+
+#[derive(Default)]
+pub struct Broker {
+    sessions: Mutex<HashMap<String, Session>>,
+    next_link: AtomicU64,
+}
+
+/// What a new connection gets from its session.
+pub(crate) struct Attached {
+    pub link_id: u64,
+    pub session_present: bool,
+    pub kick: Arc<Notify>,
+}
+
+impl Broker {
+    /// Attaches a connection to `client_id`'s session (taking it over from
+    /// any other connection), and sends what the session owes the client.
+    pub(crate) fn attach(
+        &self,
+        client_id: &str,
+        persistent: bool,
+        out: mpsc::Sender<Outbound>,
+    ) -> Attached {
+        let mut sessions = self.sessions.lock().expect("sessions lock");
+        // MQTT 3.1.1 section 3.1.4: a second connection with the same
+        // client ID takes over; the first one is closed.
+        if let Some(old) = sessions.get_mut(client_id).and_then(|s| s.link.take()) {
+            old.kick.notify_one();
+        }
+        if !persistent {
+            sessions.remove(client_id);
+        }
+        let session_present = sessions.contains_key(client_id);
+        let session = sessions.entry(client_id.to_string()).or_default();
+        session.persistent = persistent;
+        let kick = Arc::new(Notify::new());
+        let link_id = self.next_link.fetch_add(1, Ordering::Relaxed);
+        // Unacknowledged messages first, flagged as duplicates, then the queue.
+        for (pkid, m) in &session.inflight {
+            let _ = out.try_send(Outbound::Publish {
+                topic: m.topic.clone(),
+                payload: m.payload.clone(),
+                qos: 1,
+                pkid: *pkid,
+                dup: true,
+            });
+        }
+        session.link = Some(Link {
+            id: link_id,
+            out,
+            kick: kick.clone(),
+        });
+        let queued: Vec<Message> = session.queue.drain(..).collect();
+        for m in &queued {
+            session.deliver(m, m.qos);
+        }
+        Attached {
+            link_id,
+            session_present,
+            kick,
+        }
+    }
+
+    /// The connection `link_id` ended: a clean session ends with it.
+    pub(crate) fn detach(&self, client_id: &str, link_id: u64) {
+        let mut sessions = self.sessions.lock().expect("sessions lock");
+        let Some(session) = sessions.get_mut(client_id) else {
+            return;
+        };
+        if session.link.as_ref().is_none_or(|l| l.id != link_id) {
+            return; // Taken over by a newer connection.
+        }
+        if session.persistent {
+            session.link = None;
+        } else {
+            sessions.remove(client_id);
+        }
+    }
+
+    /// Adds subscriptions; returns the QoS granted per filter (`None`: invalid filter).
+    pub(crate) fn subscribe(&self, client_id: &str, filters: &[(String, u8)]) -> Vec<Option<u8>> {
+        let mut sessions = self.sessions.lock().expect("sessions lock");
+        let session = sessions.entry(client_id.to_string()).or_default();
+        filters
+            .iter()
+            .map(|(filter, qos)| {
+                if !rumqttc::valid_filter(filter) {
+                    return None;
+                }
+                let granted = (*qos).min(1);
+                session.subscriptions.retain(|(f, _)| f != filter);
+                session.subscriptions.push((filter.clone(), granted));
+                Some(granted)
+            })
+            .collect()
+    }
+
+    pub(crate) fn unsubscribe(&self, client_id: &str, filters: &[String]) {
+        if let Some(session) = self
+            .sessions
+            .lock()
+            .expect("sessions lock")
+            .get_mut(client_id)
+        {
+            session.subscriptions.retain(|(f, _)| !filters.contains(f));
+        }
+    }
+
+    /// The client acknowledged a QoS 1 message.
+    pub(crate) fn acked(&self, client_id: &str, pkid: u16) {
+        if let Some(session) = self
+            .sessions
+            .lock()
+            .expect("sessions lock")
+            .get_mut(client_id)
+        {
+            session.inflight.remove(&pkid);
+        }
+    }
+
+    /// Routes a message to every session subscribed to its topic, at the
+    /// lower of the message's and the subscription's QoS.
+    pub fn publish(&self, message: Message) -> Delivery {
+        let mut delivery = Delivery::default();
+        let mut sessions = self.sessions.lock().expect("sessions lock");
+        for session in sessions.values_mut() {
+            let Some(qos) = session
+                .subscriptions
+                .iter()
+                .filter(|(f, _)| rumqttc::matches(&message.topic, f))
+                .map(|(_, q)| *q)
+                .max()
+            else {
+                continue;
+            };
+            let qos = qos.min(message.qos.min(1));
+            if session.deliver(&message, qos) {
+                delivery.delivered += 1;
+            } else if qos == 1 && session.link.is_none() {
+                delivery.queued += 1;
+            }
+        }
+        delivery
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(topic: &str) -> Message {
+        Message {
+            topic: topic.into(),
+            payload: Bytes::from_static(b"{}"),
+            qos: 1,
+        }
+    }
+
+    #[test]
+    fn wildcard_subscriptions_route_and_offline_persistent_sessions_queue() {
+        let broker = Broker::default();
+        let (tx, mut rx) = mpsc::channel(16);
+        let a = broker.attach("dev-1", true, tx);
+        assert!(!a.session_present);
+        assert_eq!(
+            broker.subscribe(
+                "dev-1",
+                &[
+                    ("medmesh/v1/devices/dev-1/#".into(), 1),
+                    ("bad/#/x".into(), 0)
+                ]
+            ),
+            [Some(1), None]
+        );
+        assert_eq!(
+            broker.publish(msg("medmesh/v1/devices/dev-1/commands")),
+            Delivery {
+                delivered: 1,
+                queued: 0
+            }
+        );
+        assert_eq!(
+            broker.publish(msg("medmesh/v1/devices/dev-2/commands")),
+            Delivery::default()
+        );
+        let Outbound::Publish {
+            pkid, dup: false, ..
+        } = rx.try_recv().unwrap()
+        else {
+            panic!("a publish")
+        };
+
+        // Offline without acknowledging: the message is owed, and a new one queues.
+        broker.detach("dev-1", a.link_id);
+        assert_eq!(
+            broker.publish(msg("medmesh/v1/devices/dev-1/commands")),
+            Delivery {
+                delivered: 0,
+                queued: 1
+            }
+        );
+        let (tx, mut rx) = mpsc::channel(16);
+        let b = broker.attach("dev-1", true, tx);
+        assert!(b.session_present);
+        let Outbound::Publish {
+            pkid: again,
+            dup: true,
+            ..
+        } = rx.try_recv().unwrap()
+        else {
+            panic!("a resend")
+        };
+        assert_eq!(again, pkid);
+        assert!(matches!(
+            rx.try_recv().unwrap(),
+            Outbound::Publish { dup: false, .. }
+        ));
+    }
+
+    #[test]
+    fn clean_sessions_end_with_their_connection_and_takeover_kicks_the_old_one() {
+        let broker = Broker::default();
+        let (tx, _rx) = mpsc::channel(16);
+        let a = broker.attach("c", false, tx);
+        broker.subscribe("c", &[("t".into(), 1)]);
+        let (tx2, _rx2) = mpsc::channel(16);
+        let b = broker.attach("c", false, tx2);
+        assert!(!b.session_present);
+        // The first connection was told to go; its late detach changes nothing.
+        let kicked = a.kick.notified();
+        futures_lite_ready(kicked);
+        broker.detach("c", a.link_id);
+        broker.subscribe("c", &[("t".into(), 1)]);
+        assert_eq!(broker.publish(msg("t")).delivered, 1);
+        broker.detach("c", b.link_id);
+        assert_eq!(broker.publish(msg("t")), Delivery::default());
+    }
+
+    /// The notification was stored: awaiting it completes at once.
+    fn futures_lite_ready(n: tokio::sync::futures::Notified<'_>) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_millis(100), n)
+                .await
+                .expect("kicked");
+        });
+    }
+}
