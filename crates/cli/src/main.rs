@@ -74,6 +74,9 @@ struct ServeArgs {
     /// MQTT listen address [config: mqtt.listen; default: 127.0.0.1:1883].
     #[arg(long)]
     mqtt_listen: Option<SocketAddr>,
+    /// Accept MQTT clients without credentials [config: mqtt.allow_anonymous; default: true].
+    #[arg(long)]
+    mqtt_allow_anonymous: Option<bool>,
     /// CoAP (UDP) listen address [config: coap.listen; default: 127.0.0.1:5683].
     #[arg(long)]
     coap_listen: Option<SocketAddr>,
@@ -157,6 +160,9 @@ impl ServeArgs {
         }
         if let Some(a) = self.mqtt_listen {
             config.mqtt.listen = a;
+        }
+        if let Some(b) = self.mqtt_allow_anonymous {
+            config.mqtt.allow_anonymous = b;
         }
         if let Some(a) = self.coap_listen {
             config.coap.listen = a;

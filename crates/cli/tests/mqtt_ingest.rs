@@ -508,3 +508,145 @@ async fn a_device_that_vanishes_has_its_last_will_published_and_shows_off_line()
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "offline");
     assert!(eventually_online(&s, "monitor-5", Some(false)).await);
 }
+
+/// Runs mosquitto_pub with `args` after the connection options; returns
+/// (success, what it printed).
+async fn mosquitto_pub(addr: std::net::SocketAddr, args: &[&str]) -> (bool, String) {
+    let out = tokio::process::Command::new("mosquitto_pub")
+        .args([
+            "-h",
+            &addr.ip().to_string(),
+            "-p",
+            &addr.port().to_string(),
+            "-q",
+            "1",
+        ])
+        .args(args)
+        .output()
+        .await
+        .expect("mosquitto_pub runs");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), said)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_with_credentials_must_use_them_and_publish_only_for_themselves() {
+    let s = start().await;
+    s.admit("p1", "cuff-1").await;
+    s.admit("p2", "cuff-2").await;
+    let (status, issued) = s
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/devices/cuff-1/credentials",
+            json!(null),
+        )
+        .await;
+    assert_eq!(status, 201, "{issued}");
+    assert_eq!(issued["username"], "cuff-1");
+    let token = issued["password"].as_str().unwrap().to_string();
+    let addr = s.running.mqtt_addr;
+    let pack = r#"[{"n":"heart_rate","u":"/min","v":91}]"#;
+
+    // The right token: stored.
+    let (ok, said) = mosquitto_pub(
+        addr,
+        &[
+            "-i",
+            "cuff-1",
+            "-u",
+            "cuff-1",
+            "-P",
+            &token,
+            "-t",
+            &topic("cuff-1"),
+            "-m",
+            pack,
+        ],
+    )
+    .await;
+    assert!(ok, "{said}");
+    let (_, p) = s.get("/api/v1/patients/p1").await;
+    assert_eq!(p["latest"]["heart_rate"]["value"], 91.0);
+
+    // A wrong token, or none at all for a device that has one: refused.
+    let (ok, said) = mosquitto_pub(
+        addr,
+        &[
+            "-u",
+            "cuff-1",
+            "-P",
+            "guess",
+            "-t",
+            &topic("cuff-1"),
+            "-m",
+            pack,
+        ],
+    )
+    .await;
+    assert!(
+        !ok && said.to_lowercase().contains("bad user name or password"),
+        "{said}"
+    );
+    let (ok, said) =
+        mosquitto_pub(addr, &["-i", "cuff-1", "-t", &topic("cuff-1"), "-m", pack]).await;
+    assert!(!ok && said.to_lowercase().contains("not authori"), "{said}");
+
+    // Authenticated as cuff-1, publishing for cuff-2: refused (MQTT 5 says why), not stored.
+    let (_, said) = mosquitto_pub(
+        addr,
+        &[
+            "-V",
+            "mqttv5",
+            "-u",
+            "cuff-1",
+            "-P",
+            &token,
+            "-t",
+            &topic("cuff-2"),
+            "-m",
+            pack,
+        ],
+    )
+    .await;
+    assert!(said.contains("may not publish for device cuff-2"), "{said}");
+    let (_, p2) = s.get("/api/v1/patients/p2").await;
+    assert!(p2["latest"].get("heart_rate").is_none(), "{p2}");
+
+    // Revoked: the token no longer works.
+    let r = s
+        .http
+        .delete(s.url("/api/v1/devices/cuff-1/credentials"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let (ok, _) = mosquitto_pub(
+        addr,
+        &[
+            "-u",
+            "cuff-1",
+            "-P",
+            &token,
+            "-t",
+            &topic("cuff-1"),
+            "-m",
+            pack,
+        ],
+    )
+    .await;
+    assert!(!ok);
+    // The hash never leaves the server.
+    let (_, devices) = s.get("/api/v1/devices").await;
+    assert!(!devices.to_string().contains("argon2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_clients_can_be_turned_away() {
+    let s = start_with(|c| c.mqtt.allow_anonymous = false).await;
+    let (ok, said) = mosquitto_pub(s.running.mqtt_addr, &["-t", &topic("x"), "-m", "[]"]).await;
+    assert!(!ok && said.to_lowercase().contains("not authori"), "{said}");
+}

@@ -8,6 +8,7 @@
 //! | GET | /api/v1/patients/{id}/observations?code=&from=&to=&bucket= | series over a time range, raw or per bucket |
 //! | GET | /api/v1/devices | devices, their patient and last contact |
 //! | PUT | /api/v1/devices/{id} | register a device / assign it to a patient |
+//! | POST / DELETE | /api/v1/devices/{id}/credentials | issue (shown once) / revoke a device's MQTT token |
 //! | POST | /api/v1/devices/{id}/senml | HTTP ingest of a SenML JSON pack |
 //! | POST | /api/v1/devices/{id}/gatt | HTTP ingest of a raw Bluetooth GATT measurement (hex or base64) |
 //! | POST | /api/v1/fhir/Observation | FHIR R4 Observation or Bundle of Observations in |
@@ -46,6 +47,10 @@ pub fn router(pipeline: Arc<Pipeline>) -> Router {
             post(ingest_senml).layer(axum::extract::DefaultBodyLimit::max(MAX_INGEST_BODY)),
         )
         .route("/api/v1/devices/{id}/gatt", post(ingest_gatt))
+        .route(
+            "/api/v1/devices/{id}/credentials",
+            post(issue_credentials).delete(revoke_credentials),
+        )
         .route(
             "/api/v1/fhir/Observation",
             post(ingest_fhir).layer(axum::extract::DefaultBodyLimit::max(MAX_INGEST_BODY * 8)),
@@ -458,6 +463,56 @@ async fn ingest_fhir(
         Err(IngestError::Storage(e)) => Err(ApiError::unavailable(format!(
             "not stored, retry later: {e}"
         ))),
+    }
+}
+
+#[derive(Serialize)]
+struct IssuedCredentials {
+    device_id: DeviceId,
+    /// MQTT user name.
+    username: DeviceId,
+    /// MQTT password: shown this once, stored only as a hash.
+    password: String,
+}
+
+/// Issues a device its MQTT credentials, replacing earlier ones.
+async fn issue_credentials(
+    State(p): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<IssuedCredentials>), ApiError> {
+    let id = device_id(&id)?;
+    let registry = p.registry.clone();
+    let device = id.clone();
+    // argon2 hashing is slow on purpose: off the async workers.
+    let token = tokio::task::spawn_blocking(move || registry.issue_credential(&device))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    tracing::info!(device = %id, "device credentials issued");
+    Ok((
+        StatusCode::CREATED,
+        Json(IssuedCredentials {
+            device_id: id.clone(),
+            username: id,
+            password: token,
+        }),
+    ))
+}
+
+async fn revoke_credentials(
+    State(p): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = device_id(&id)?;
+    match p.registry.revoke_credential(&id) {
+        Ok(true) => {
+            tracing::info!(device = %id, "device credentials revoked");
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Ok(false) => Err(ApiError::not_found(format!(
+            "device {id} has no credentials"
+        ))),
+        Err(e) => Err(ApiError::internal(e.to_string())),
     }
 }
 

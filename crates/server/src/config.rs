@@ -158,6 +158,9 @@ pub struct MqttConfig {
     pub max_packet_bytes: usize,
     /// Publishes per connection being stored at once.
     pub max_inflight: usize,
+    /// Accept MQTT clients without credentials. Devices that were issued
+    /// credentials must use them either way.
+    pub allow_anonymous: bool,
 }
 
 impl Default for Config {
@@ -187,6 +190,7 @@ impl Default for MqttConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
             max_packet_bytes: 1 << 20,
             max_inflight: 64,
+            allow_anonymous: true,
         }
     }
 }

@@ -77,6 +77,7 @@ impl Server {
             MqttSettings {
                 max_packet_bytes: config.mqtt.max_packet_bytes,
                 max_inflight: config.mqtt.max_inflight,
+                allow_anonymous: config.mqtt.allow_anonymous,
             },
         )
         .await

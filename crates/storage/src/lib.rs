@@ -11,6 +11,7 @@
 
 mod aggregate;
 mod checkpoint;
+pub mod credentials;
 mod gorilla;
 mod head;
 mod registry;

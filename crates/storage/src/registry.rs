@@ -26,6 +26,9 @@ pub enum RegistryError {
 struct Contents {
     patients: BTreeMap<PatientId, Patient>,
     devices: BTreeMap<DeviceId, Device>,
+    /// argon2 hashes of device tokens (see `credentials`); never served by the API.
+    #[serde(default)]
+    credentials: BTreeMap<DeviceId, String>,
 }
 
 pub struct Registry {
@@ -150,6 +153,40 @@ impl Registry {
         }
         self.save(&c)?;
         Ok(())
+    }
+
+    /// Issues a new token for `device` (registering the device if needed),
+    /// replacing any earlier one. Returns the token, which is not kept.
+    pub fn issue_credential(&self, device: &DeviceId) -> Result<String, RegistryError> {
+        let issued = crate::credentials::issue();
+        let mut c = self.contents.write().expect("registry lock");
+        c.devices.entry(device.clone()).or_insert_with(|| Device {
+            id: device.clone(),
+            patient_id: None,
+        });
+        c.credentials.insert(device.clone(), issued.hash);
+        self.save(&c)?;
+        Ok(issued.token)
+    }
+
+    /// Revokes `device`'s token; returns whether it had one.
+    pub fn revoke_credential(&self, device: &DeviceId) -> Result<bool, RegistryError> {
+        let mut c = self.contents.write().expect("registry lock");
+        let had = c.credentials.remove(device).is_some();
+        if had {
+            self.save(&c)?;
+        }
+        Ok(had)
+    }
+
+    /// The stored hash of `device`'s token, if it has one.
+    pub fn credential_hash(&self, device: &DeviceId) -> Option<String> {
+        self.contents
+            .read()
+            .expect("registry lock")
+            .credentials
+            .get(device)
+            .cloned()
     }
 
     fn save(&self, c: &Contents) -> std::io::Result<()> {

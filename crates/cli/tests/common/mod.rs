@@ -25,6 +25,21 @@ pub async fn start() -> TestServer {
 }
 
 pub async fn start_in(dir: &std::path::Path) -> Running {
+    start_in_with(dir, |_| {}).await
+}
+
+/// A server whose configuration `adjust` changes first.
+pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
+    let data_dir = tempfile::tempdir().unwrap();
+    let running = start_in_with(data_dir.path(), adjust).await;
+    TestServer {
+        running,
+        data_dir,
+        http: reqwest::Client::new(),
+    }
+}
+
+pub async fn start_in_with(dir: &std::path::Path, adjust: impl FnOnce(&mut Config)) -> Running {
     let mut config = Config {
         data_dir: dir.to_path_buf(),
         ..Config::default()
@@ -33,6 +48,7 @@ pub async fn start_in(dir: &std::path::Path) -> Running {
     config.mqtt.listen = "127.0.0.1:0".parse().unwrap();
     config.coap.listen = "127.0.0.1:0".parse().unwrap();
     config.hl7.listen = "127.0.0.1:0".parse().unwrap();
+    adjust(&mut config);
     Server::start(&config).await.expect("server starts")
 }
 

@@ -23,6 +23,8 @@ pub(crate) enum Inbound {
         /// clean session 0, MQTT 5 clean start 0 with a session expiry.
         persistent: bool,
         will: Option<Will>,
+        /// User name and password, if the client sent them.
+        login: Option<(String, String)>,
     },
     Publish {
         topic: Result<String, String>,
@@ -69,6 +71,8 @@ pub(crate) enum AckReason {
     PartlyAccepted(String),
     PayloadFormatInvalid(String),
     TopicNameInvalid(String),
+    /// An authenticated device published for another device.
+    NotAuthorized(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +81,10 @@ pub(crate) enum Outbound {
         session_present: bool,
     },
     ConnAckUnsupportedVersion,
+    /// Wrong user name or password.
+    ConnAckBadCredentials,
+    /// No credentials where they are required.
+    ConnAckNotAuthorized,
     PubAck {
         pkid: u16,
         reason: AckReason,
@@ -186,6 +194,7 @@ fn from_v4(p: v4::Packet) -> Inbound {
                 payload: w.message,
                 qos: w.qos as u8,
             }),
+            login: c.login.map(|l| (l.username, l.password)),
         },
         v4::Packet::Publish(p) => Inbound::Publish {
             topic: Ok(p.topic),
@@ -217,7 +226,7 @@ fn from_v4(p: v4::Packet) -> Inbound {
 
 fn from_v5(p: v5::Packet) -> Inbound {
     match p {
-        v5::Packet::Connect(c, will, _) => Inbound::Connect {
+        v5::Packet::Connect(c, will, login) => Inbound::Connect {
             client_id: c.client_id,
             keep_alive_s: c.keep_alive,
             // MQTT 5: a session outlives the connection only with a
@@ -234,6 +243,7 @@ fn from_v5(p: v5::Packet) -> Inbound {
                     qos: w.qos as u8,
                 })
             }),
+            login: login.map(|l| (l.username, l.password)),
         },
         v5::Packet::Publish(p) => Inbound::Publish {
             // Topic aliases are not offered in CONNACK, so every publish names its topic.
@@ -282,6 +292,12 @@ fn write_v4(packet: &Outbound, out: &mut BytesMut) -> Result<usize, m4::Error> {
         }
         Outbound::ConnAckUnsupportedVersion => {
             v4::ConnAck::new(v4::ConnectReturnCode::RefusedProtocolVersion, false).write(out)
+        }
+        Outbound::ConnAckBadCredentials => {
+            v4::ConnAck::new(v4::ConnectReturnCode::BadUserNamePassword, false).write(out)
+        }
+        Outbound::ConnAckNotAuthorized => {
+            v4::ConnAck::new(v4::ConnectReturnCode::NotAuthorized, false).write(out)
         }
         // MQTT 3.1.1 cannot refuse a publish: it is acknowledged, and the
         // rejection is counted and logged on our side.
@@ -344,6 +360,7 @@ fn write_v5(packet: &Outbound, out: &mut BytesMut) -> Result<usize, m5::Error> {
             AckReason::PartlyAccepted(t) => (v5::PubAckReason::Success, Some(t)),
             AckReason::PayloadFormatInvalid(t) => (v5::PubAckReason::PayloadFormatInvalid, Some(t)),
             AckReason::TopicNameInvalid(t) => (v5::PubAckReason::TopicNameInvalid, Some(t)),
+            AckReason::NotAuthorized(t) => (v5::PubAckReason::NotAuthorized, Some(t)),
         };
         let props = text.map(|t| v5::PubAckProperties {
             reason_string: reason_string(t),
@@ -364,6 +381,18 @@ fn write_v5(packet: &Outbound, out: &mut BytesMut) -> Result<usize, m5::Error> {
             properties: None,
         }
         .write(out),
+        Outbound::ConnAckBadCredentials => v5::ConnAck {
+            session_present: false,
+            code: v5::ConnectReturnCode::BadUserNamePassword,
+            properties: None,
+        }
+        .write(out),
+        Outbound::ConnAckNotAuthorized => v5::ConnAck {
+            session_present: false,
+            code: v5::ConnectReturnCode::NotAuthorized,
+            properties: None,
+        }
+        .write(out),
         Outbound::PubAck { pkid, reason } => {
             let (reason, properties) = ack(reason);
             v5::PubAck {
@@ -378,6 +407,7 @@ fn write_v5(packet: &Outbound, out: &mut BytesMut) -> Result<usize, m5::Error> {
             let reason = match code {
                 v5::PubAckReason::Success => v5::PubRecReason::Success,
                 v5::PubAckReason::PayloadFormatInvalid => v5::PubRecReason::PayloadFormatInvalid,
+                v5::PubAckReason::NotAuthorized => v5::PubRecReason::NotAuthorized,
                 _ => v5::PubRecReason::TopicNameInvalid,
             };
             v5::PubRec {

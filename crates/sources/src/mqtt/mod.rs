@@ -36,6 +36,9 @@ pub struct MqttSettings {
     /// Publishes of one connection being stored at once; further packets
     /// wait, which pushes back on a device that sends faster than the disk.
     pub max_inflight: usize,
+    /// Accept clients that send no credentials (devices that have
+    /// credentials must always use them).
+    pub allow_anonymous: bool,
 }
 
 impl Default for MqttSettings {
@@ -43,6 +46,7 @@ impl Default for MqttSettings {
         MqttSettings {
             max_packet_bytes: 1 << 20,
             max_inflight: 64,
+            allow_anonymous: true,
         }
     }
 }

@@ -9,7 +9,7 @@
 use super::MqttSettings;
 use super::broker::{Broker, Message};
 use super::codec::{self, AckReason, CodecError, Inbound, Outbound, Version};
-use super::topic::{DeviceTopic, parse_topic};
+use super::topic::{DEVICE_TOPIC_PREFIX, DeviceTopic, parse_topic};
 use bytes::{Bytes, BytesMut};
 use medmesh_model::DeviceId;
 use medmesh_pipeline::{IngestError, Pipeline, SourceKind};
@@ -65,15 +65,27 @@ pub(crate) async fn serve(
             Ok(Err(e)) => return Err(e.to_string()),
             Ok(Ok(v)) => v,
         };
-    let (client_id, keep_alive_s, persistent, will) = match codec::read(version, &mut buf, max) {
-        Ok(Some(Inbound::Connect {
-            client_id,
-            keep_alive_s,
-            persistent,
-            will,
-        })) => (client_id, keep_alive_s, persistent, will),
-        Ok(_) => return Err("first packet is not CONNECT".into()),
-        Err(e) => return Err(e.to_string()),
+    let (client_id, keep_alive_s, persistent, will, login) =
+        match codec::read(version, &mut buf, max) {
+            Ok(Some(Inbound::Connect {
+                client_id,
+                keep_alive_s,
+                persistent,
+                will,
+                login,
+            })) => (client_id, keep_alive_s, persistent, will, login),
+            Ok(_) => return Err("first packet is not CONNECT".into()),
+            Err(e) => return Err(e.to_string()),
+        };
+    let identity = match authenticate(&pipeline, &settings, &client_id, login).await {
+        Ok(identity) => identity,
+        Err((refusal, why)) => {
+            let mut out = BytesMut::new();
+            codec::write(version, &refusal, &mut out);
+            let _ = wr.write_all(&out).await;
+            tracing::warn!(client_id, reason = why, "MQTT connection refused");
+            return Err(format!("refused: {why}"));
+        }
     };
     // MQTT 3.1.1 lets a clean-session client leave its ID empty: assign one.
     let client_id = if client_id.is_empty() {
@@ -98,8 +110,11 @@ pub(crate) async fn serve(
             session_present: attached.session_present,
         }))
         .await;
-    // A client ID that is a device ID says which device is on line.
-    let device = DeviceId::new(client_id.clone()).ok();
+    // The authenticated device, or else a client ID that is a device ID,
+    // says which device is on line.
+    let device = identity
+        .clone()
+        .or_else(|| DeviceId::new(client_id.clone()).ok());
     if let Some(d) = &device {
         pipeline.device_status(d, true, "connected");
     }
@@ -108,6 +123,7 @@ pub(crate) async fn serve(
     let idle_limit =
         (keep_alive_s > 0).then(|| Duration::from_millis(u64::from(keep_alive_s) * 1500));
     let conn = Conn {
+        identity: identity.as_ref(),
         client_id: &client_id,
         broker: &broker,
         kick: &attached.kick,
@@ -157,6 +173,8 @@ enum End {
 
 /// What the read loop needs of the connection and its session.
 struct Conn<'a> {
+    /// The device the client authenticated as; `None` for anonymous clients.
+    identity: Option<&'a DeviceId>,
     client_id: &'a str,
     broker: &'a Broker,
     kick: &'a tokio::sync::Notify,
@@ -206,11 +224,21 @@ async fn read_loop(
                 } => Pending::Publish {
                     pkid,
                     qos,
-                    stored: start_storing(pipeline, topic, payload),
+                    stored: start_storing(pipeline, conn.identity.cloned(), topic, payload),
                 },
                 Inbound::PubRel { pkid } => Pending::Reply(Outbound::PubComp { pkid }),
                 Inbound::Subscribe { pkid, filters } => {
-                    let granted = session.broker.subscribe(session.client_id, &filters);
+                    // An authenticated device may only listen under its own topics.
+                    let own = conn.identity.map(|d| format!("{DEVICE_TOPIC_PREFIX}{d}/"));
+                    let granted = filters
+                        .iter()
+                        .map(|(filter, qos)| match &own {
+                            Some(prefix) if !filter.starts_with(prefix.as_str()) => None,
+                            _ => session
+                                .broker
+                                .subscribe(session.client_id, &[(filter.clone(), *qos)])[0],
+                        })
+                        .collect();
                     Pending::Reply(Outbound::SubAck { pkid, granted })
                 }
                 Inbound::Unsubscribe { pkid, filters } => {
@@ -256,15 +284,79 @@ async fn read_loop(
     }
 }
 
+/// Decides who a CONNECT is. A client that sends a user name must be a
+/// device with a valid token (user name = device ID, password = token). One
+/// that sends none is anonymous: refused if its client ID is a device that
+/// has credentials, or if anonymous clients are not allowed.
+async fn authenticate(
+    pipeline: &Pipeline,
+    settings: &MqttSettings,
+    client_id: &str,
+    login: Option<(String, String)>,
+) -> Result<Option<DeviceId>, (Outbound, String)> {
+    let bad = |why: String| (Outbound::ConnAckBadCredentials, why);
+    match login {
+        Some((user, password)) => {
+            let device = DeviceId::new(user.clone())
+                .map_err(|_| bad(format!("user name {user:?} is not a device id")))?;
+            let hash = pipeline
+                .registry
+                .credential_hash(&device)
+                .ok_or_else(|| bad(format!("device {device} has no credentials")))?;
+            // argon2 is slow on purpose: keep it off the async workers.
+            let ok = tokio::task::spawn_blocking(move || {
+                medmesh_storage::credentials::verify(&hash, &password)
+            })
+            .await
+            .unwrap_or(false);
+            if ok {
+                Ok(Some(device))
+            } else {
+                Err(bad(format!("wrong password for device {device}")))
+            }
+        }
+        None => {
+            let has_credentials = DeviceId::new(client_id)
+                .ok()
+                .is_some_and(|d| pipeline.registry.credential_hash(&d).is_some());
+            if has_credentials {
+                Err((
+                    Outbound::ConnAckNotAuthorized,
+                    format!("device {client_id} has credentials but sent none"),
+                ))
+            } else if !settings.allow_anonymous {
+                Err((
+                    Outbound::ConnAckNotAuthorized,
+                    "anonymous clients are not allowed".into(),
+                ))
+            } else {
+                Ok(None)
+            }
+        }
+    }
+}
+
 /// Spawns the storing of one publish; the writer awaits it in order.
 fn start_storing(
     pipeline: &Arc<Pipeline>,
+    identity: Option<DeviceId>,
     topic: Result<String, String>,
     payload: Bytes,
 ) -> StoreTask {
     let target: Result<DeviceTopic, String> = topic.and_then(|t| parse_topic(&t));
     let pipeline = pipeline.clone();
     tokio::spawn(async move {
+        // An authenticated device publishes only for itself.
+        if let (Some(me), Ok(DeviceTopic::Senml(d) | DeviceTopic::Gatt(d, _))) =
+            (&identity, &target)
+        {
+            if me != d {
+                pipeline.metrics.malformed_message(SourceKind::Mqtt);
+                let reason = format!("device {me} may not publish for device {d}");
+                tracing::warn!(reason, "MQTT publish refused");
+                return Ok(AckReason::NotAuthorized(reason));
+            }
+        }
         let stored = match target {
             Ok(DeviceTopic::Senml(device)) => {
                 pipeline
