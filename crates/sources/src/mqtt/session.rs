@@ -349,13 +349,12 @@ fn start_storing(
         // An authenticated device publishes only for itself.
         if let (Some(me), Ok(DeviceTopic::Senml(d) | DeviceTopic::Gatt(d, _))) =
             (&identity, &target)
+            && me != d
         {
-            if me != d {
-                pipeline.metrics.malformed_message(SourceKind::Mqtt);
-                let reason = format!("device {me} may not publish for device {d}");
-                tracing::warn!(reason, "MQTT publish refused");
-                return Ok(AckReason::NotAuthorized(reason));
-            }
+            pipeline.metrics.malformed_message(SourceKind::Mqtt);
+            let reason = format!("device {me} may not publish for device {d}");
+            tracing::warn!(reason, "MQTT publish refused");
+            return Ok(AckReason::NotAuthorized(reason));
         }
         let stored = match target {
             Ok(DeviceTopic::Senml(device)) => {
