@@ -363,3 +363,35 @@ async fn fhir_bundle_built_by_fhir_resources_is_stored_per_patient() {
     assert_eq!(status, 400);
     assert!(err["error"]["reason"].as_str().unwrap().contains("Patient"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_ingest_of_senml_cbor() {
+    let s = start().await;
+    s.admit("p1", "patch-1").await;
+    // [{0: "spo2", 1: "%", 2: 96, -3: 1800000000}]
+    let cbor = vec![
+        0x81, 0xA4, 0x00, 0x64, b's', b'p', b'o', b'2', 0x01, 0x61, b'%', 0x02, 0x18, 96, 0x22,
+        0x1A, 0x6B, 0x49, 0xD2, 0x00,
+    ];
+    let r = s
+        .http
+        .post(s.url("/api/v1/devices/patch-1/senml"))
+        .header("content-type", "application/senml+cbor")
+        .body(cbor)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (_, p) = s.get("/api/v1/patients/p1").await;
+    assert_eq!(p["latest"]["spo2"]["value"], 96.0);
+    // The same bytes announced as JSON are not JSON.
+    let r = s
+        .http
+        .post(s.url("/api/v1/devices/patch-1/senml"))
+        .header("content-type", "application/senml+json")
+        .body(vec![0x81, 0xA0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}

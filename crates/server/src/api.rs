@@ -386,19 +386,40 @@ async fn assign_device(
         })
 }
 
+/// Storage refusing is the server's problem (503, retry); a malformed
+/// payload is the sender's (400).
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> ApiError {
+        match e {
+            IngestError::Malformed(e) => ApiError::bad_request(e.to_string()),
+            IngestError::Storage(e) => {
+                ApiError::unavailable(format!("not stored, retry later: {e}"))
+            }
+        }
+    }
+}
+
+/// SenML JSON, or SenML CBOR when the Content-Type says so
+/// (`application/senml+cbor` or `application/cbor`).
 async fn ingest_senml(
     State(p): State<AppState>,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<IngestReport>, ApiError> {
     let id = device_id(&id)?;
-    match p.ingest_senml_json(SourceKind::Http, &id, &body).await {
-        Ok(report) => Ok(Json(report)),
-        Err(IngestError::Malformed(e)) => Err(ApiError::bad_request(e.to_string())),
-        Err(IngestError::Storage(e)) => Err(ApiError::unavailable(format!(
-            "not stored, retry later: {e}"
-        ))),
-    }
+    let cbor = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| {
+            t.starts_with("application/senml+cbor") || t.starts_with("application/cbor")
+        });
+    let report = if cbor {
+        p.ingest_senml_cbor(SourceKind::Http, &id, &body).await?
+    } else {
+        p.ingest_senml_json(SourceKind::Http, &id, &body).await?
+    };
+    Ok(Json(report))
 }
 
 /// A characteristic value as a phone or hub forwards it.
@@ -441,29 +462,17 @@ async fn ingest_gatt(
             ));
         }
     };
-    match p
+    let report = p
         .ingest_gatt(SourceKind::Http, &id, characteristic, &bytes)
-        .await
-    {
-        Ok(report) => Ok(Json(report)),
-        Err(IngestError::Malformed(e)) => Err(ApiError::bad_request(e.to_string())),
-        Err(IngestError::Storage(e)) => Err(ApiError::unavailable(format!(
-            "not stored, retry later: {e}"
-        ))),
-    }
+        .await?;
+    Ok(Json(report))
 }
 
 async fn ingest_fhir(
     State(p): State<AppState>,
     body: axum::body::Bytes,
 ) -> Result<Json<IngestReport>, ApiError> {
-    match p.ingest_fhir(SourceKind::Http, &body).await {
-        Ok(report) => Ok(Json(report)),
-        Err(IngestError::Malformed(e)) => Err(ApiError::bad_request(e.to_string())),
-        Err(IngestError::Storage(e)) => Err(ApiError::unavailable(format!(
-            "not stored, retry later: {e}"
-        ))),
-    }
+    Ok(Json(p.ingest_fhir(SourceKind::Http, &body).await?))
 }
 
 #[derive(Serialize)]
