@@ -72,49 +72,40 @@ pub struct Server;
 
 impl Server {
     pub async fn start(config: &Config) -> Result<Running, StartError> {
-        let mqtt = MqttListener::bind(
-            config.mqtt.listen,
-            MqttSettings {
-                max_packet_bytes: config.mqtt.max_packet_bytes,
-                max_inflight: config.mqtt.max_inflight,
-                allow_anonymous: config.mqtt.allow_anonymous,
-            },
-        )
-        .await
-        .map_err(|source| StartError::Bind {
-            what: "MQTT",
-            addr: config.mqtt.listen,
-            flag: "--mqtt-listen",
-            source,
-        })?;
+        let bind = |what: &'static str, addr: SocketAddr, flag: &'static str| {
+            move |source| StartError::Bind {
+                what,
+                addr,
+                flag,
+                source,
+            }
+        };
+        let mqtt_settings = MqttSettings {
+            max_packet_bytes: config.mqtt.max_packet_bytes,
+            max_inflight: config.mqtt.max_inflight,
+            allow_anonymous: config.mqtt.allow_anonymous,
+        };
+        let mqtt = MqttListener::bind(config.mqtt.listen, mqtt_settings)
+            .await
+            .map_err(bind("MQTT", config.mqtt.listen, "--mqtt-listen"))?;
         let http = tokio::net::TcpListener::bind(config.http.listen)
             .await
-            .map_err(|source| StartError::Bind {
-                what: "HTTP",
-                addr: config.http.listen,
-                flag: "--http-listen",
-                source,
-            })?;
-        let coap = CoapListener::bind(config.coap.listen)
-            .await
-            .map_err(|source| StartError::Bind {
-                what: "CoAP",
-                addr: config.coap.listen,
-                flag: "--coap-listen",
-                source,
-            })?;
-        let coap_addr = coap.local_addr().expect("bound socket has an address");
-        let hl7 = Hl7Listener::bind(config.hl7.listen)
-            .await
-            .map_err(|source| StartError::Bind {
-                what: "HL7 v2 (MLLP)",
-                addr: config.hl7.listen,
-                flag: "--hl7-listen",
-                source,
-            })?;
-        let hl7_addr = hl7.local_addr().expect("bound socket has an address");
-        let mqtt_addr = mqtt.local_addr().expect("bound socket has an address");
-        let http_addr = http.local_addr().expect("bound socket has an address");
+            .map_err(bind("HTTP", config.http.listen, "--http-listen"))?;
+        let coap = CoapListener::bind(config.coap.listen).await.map_err(bind(
+            "CoAP",
+            config.coap.listen,
+            "--coap-listen",
+        ))?;
+        let hl7 = Hl7Listener::bind(config.hl7.listen).await.map_err(bind(
+            "HL7 v2 (MLLP)",
+            config.hl7.listen,
+            "--hl7-listen",
+        ))?;
+        let bound = "a bound socket has an address";
+        let mqtt_addr = mqtt.local_addr().expect(bound);
+        let http_addr = http.local_addr().expect(bound);
+        let coap_addr = coap.local_addr().expect(bound);
+        let hl7_addr = hl7.local_addr().expect(bound);
 
         let checkpoint_every = config
             .storage

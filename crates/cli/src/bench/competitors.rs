@@ -189,6 +189,47 @@ async fn start_bridge(
     Ok(())
 }
 
+/// Writes one batch of decoded rows into a competitor's database.
+type BatchWriter = Box<
+    dyn FnMut(
+            Vec<Row>,
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>>
+        + Send,
+>;
+
+/// Runs the workload through Mosquitto and the bridge: subscribes the
+/// bridge, publishes every message, and writes what the bridge decodes with
+/// `write` in batches of up to 5,000 rows. Returns the publish figures, when
+/// publishing started and when the last row was written.
+async fn through_bridge(
+    args: &IngestArgs,
+    w: &Workload,
+    broker: SocketAddr,
+    label: &str,
+    mut write: BatchWriter,
+) -> anyhow::Result<(super::client::Published, Instant, Instant)> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+    start_bridge(broker, tx).await?;
+    let total = w.samples;
+    let writer = tokio::spawn(async move {
+        let mut stored = 0u64;
+        while stored < total {
+            let Some(batch) = next_batch(&mut rx, 5000).await else {
+                anyhow::bail!("bridge stopped after {stored} samples");
+            };
+            stored += batch.len() as u64;
+            write(batch).await?;
+        }
+        anyhow::Ok(Instant::now())
+    });
+    let start = Instant::now();
+    let published =
+        publish_all(broker, &w.messages, args.connections, args.inflight, label).await?;
+    let done = writer.await??;
+    Ok((published, start, done))
+}
+
 /// Takes up to `max` rows from the channel, waiting only for the first.
 async fn next_batch(
     rx: &mut tokio::sync::mpsc::Receiver<Vec<Row>>,
@@ -256,17 +297,10 @@ bind-address = "127.0.0.1:{rpc_port}"
         r.status()
     );
 
-    let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
-    start_bridge(broker, tx).await?;
-    let total = w.samples;
-    let writer = tokio::spawn(async move {
-        let mut stored = 0u64;
-        let mut body = String::new();
-        while stored < total {
-            let Some(batch) = next_batch(&mut rx, 5000).await else {
-                anyhow::bail!("bridge stopped after {stored} samples");
-            };
-            body.clear();
+    let write: BatchWriter = Box::new(move |batch| {
+        let (http, base) = (http.clone(), base.clone());
+        Box::pin(async move {
+            let mut body = String::with_capacity(batch.len() * 64);
             for r in &batch {
                 use std::fmt::Write;
                 let _ = writeln!(
@@ -277,7 +311,7 @@ bind-address = "127.0.0.1:{rpc_port}"
             }
             let resp = http
                 .post(format!("{base}/write?db=bench&precision=ms"))
-                .body(body.clone())
+                .body(body)
                 .send()
                 .await?;
             anyhow::ensure!(
@@ -285,20 +319,11 @@ bind-address = "127.0.0.1:{rpc_port}"
                 "InfluxDB write failed: {}",
                 resp.status()
             );
-            stored += batch.len() as u64;
-        }
-        anyhow::Ok(Instant::now())
+            Ok(())
+        })
     });
-    let start = Instant::now();
-    let published = publish_all(
-        broker,
-        &w.messages,
-        args.connections,
-        args.inflight,
-        "mosquitto+influxdb",
-    )
-    .await?;
-    let done = writer.await??;
+    let (published, start, done) =
+        through_bridge(args, w, broker, "mosquitto+influxdb", write).await?;
     // As for medmesh's checkpoint: let InfluxDB move the data from its WAL
     // into compressed TSM files (it does when the shard goes cold), so the
     // disk figure is the lasting one.
@@ -334,18 +359,10 @@ pub async fn sqlite(args: &IngestArgs, w: &Workload, dir: &Path) -> anyhow::Resu
     )?;
     let db = Arc::new(std::sync::Mutex::new(db));
     let db_at_end = db.clone();
-    let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
-    start_bridge(broker, tx).await?;
-    let total = w.samples;
-    let writer = tokio::spawn(async move {
-        let mut stored = 0u64;
-        while stored < total {
-            let Some(batch) = next_batch(&mut rx, 5000).await else {
-                anyhow::bail!("bridge stopped after {stored} samples");
-            };
-            let db = db.clone();
-            let n = batch.len() as u64;
-            // One transaction per batch; commit fsyncs (synchronous=FULL).
+    let write: BatchWriter = Box::new(move |batch| {
+        let db = db.clone();
+        // One transaction per batch; commit fsyncs (synchronous=FULL).
+        Box::pin(async move {
             tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
                 let mut db = db.lock().expect("sqlite lock");
                 let tx = db.transaction()?;
@@ -359,21 +376,11 @@ pub async fn sqlite(args: &IngestArgs, w: &Workload, dir: &Path) -> anyhow::Resu
                 tx.commit()?;
                 Ok(())
             })
-            .await??;
-            stored += n;
-        }
-        anyhow::Ok(Instant::now())
+            .await?
+        })
     });
-    let start = Instant::now();
-    let published = publish_all(
-        broker,
-        &w.messages,
-        args.connections,
-        args.inflight,
-        "mosquitto+sqlite",
-    )
-    .await?;
-    let done = writer.await??;
+    let (published, start, done) =
+        through_bridge(args, w, broker, "mosquitto+sqlite", write).await?;
     // Fold SQLite's WAL into the database file, the lasting form.
     db_at_end
         .lock()
