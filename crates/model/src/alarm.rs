@@ -1,10 +1,10 @@
-//! Alarms raised by rules about a patient.
+//! Alarms raised by rules about a patient, and what clinicians did with them.
 
 use crate::{PatientId, TimestampMs, VitalSign};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// How urgently a clinician must respond.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     Low,
@@ -12,25 +12,34 @@ pub enum Priority {
     High,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AlarmState {
     /// The condition holds and nobody has acted on it yet.
     Active,
-    /// The condition no longer holds.
+    /// Somebody has taken it on; the condition may still hold.
+    Acknowledged,
+    /// The condition no longer holds, or a clinician closed it.
     Resolved,
 }
 
-/// One alarm condition about one patient and one vital sign. A repeat of the
-/// same condition updates the alarm (value, `updated_ms`) rather than raising
-/// a second one.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Who did something to an alarm, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Act {
+    pub by: String,
+    pub at_ms: TimestampMs,
+}
+
+/// One alarm condition about one patient. A repeat of the same condition
+/// updates the alarm (value, `updated_ms`) rather than raising a second one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alarm {
     pub id: u64,
     pub patient_id: PatientId,
-    pub vital: VitalSign,
+    /// The vital sign concerned; `None` for rules over several (NEWS2 aggregate).
+    pub vital: Option<VitalSign>,
     /// Short machine-readable name of the rule that raised it.
-    pub rule: &'static str,
+    pub rule: String,
     pub priority: Priority,
     pub state: AlarmState,
     pub message: String,
@@ -38,4 +47,12 @@ pub struct Alarm {
     pub value: f64,
     pub raised_ms: TimestampMs,
     pub updated_ms: TimestampMs,
+    #[serde(default)]
+    pub acknowledged: Option<Act>,
+    /// Notifications are held back until then.
+    #[serde(default)]
+    pub snoozed_until_ms: Option<TimestampMs>,
+    /// `by` is "medmesh" when the condition cleared by itself.
+    #[serde(default)]
+    pub resolved: Option<Act>,
 }

@@ -9,7 +9,7 @@ mod ids;
 mod observation;
 mod vitals;
 
-pub use alarm::{Alarm, AlarmState, Priority};
+pub use alarm::{Act, Alarm, AlarmState, Priority};
 pub use ids::{DeviceId, IdError, MAX_ID_LEN, PatientId};
 pub use observation::{Observation, ObservationError, TimestampMs, now_ms};
 pub use vitals::{UnitError, VitalSign};

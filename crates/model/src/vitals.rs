@@ -7,7 +7,7 @@
 //! the unit the SenML way (RFC 8428 section 12.1, e.g. `beat/min`) or the UCUM
 //! way (`/min`).
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -277,6 +277,15 @@ impl fmt::Display for VitalSign {
 impl Serialize for VitalSign {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.key())
+    }
+}
+
+/// Read back from its key (as written by `Serialize`), or a LOINC code or alias.
+impl<'de> Deserialize<'de> for VitalSign {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        VitalSign::lookup(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown vital sign {s:?}")))
     }
 }
 

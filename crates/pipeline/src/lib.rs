@@ -19,9 +19,9 @@ pub use metrics::{Metrics, SourceKind};
 
 use medmesh_codecs::{DecodeError, Decoded, RecordError, fhir, gatt, senml};
 use medmesh_model::{Alarm, DeviceId, Observation, PatientId, TimestampMs, now_ms};
-use medmesh_rules::AlarmBoard;
 use medmesh_rules::news2::{self, Aggregate};
-use medmesh_storage::{Registry, Store, StoreError};
+use medmesh_rules::{AlarmBoard, AlarmChange, BoardError};
+use medmesh_storage::{AlarmLog, Registry, Store, StoreError};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -47,6 +47,14 @@ pub enum IngestError {
     Storage(#[from] StoreError),
 }
 
+/// What a clinician does to an alarm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlarmAction {
+    Acknowledge,
+    Snooze { minutes: u32 },
+    Resolve,
+}
+
 /// Last contact with a device, kept in memory.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct DeviceActivity {
@@ -61,6 +69,7 @@ pub struct Pipeline {
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
     alarms: Mutex<AlarmBoard>,
+    alarm_log: AlarmLog,
     activity: Mutex<HashMap<DeviceId, DeviceActivity>>,
     live: broadcast::Sender<LiveEvent>,
 }
@@ -72,12 +81,25 @@ pub fn unassigned_subject(device: &DeviceId) -> String {
 }
 
 impl Pipeline {
-    pub fn new(store: Store, registry: Arc<Registry>, metrics: Arc<Metrics>) -> Pipeline {
+    /// A pipeline over `store` and `registry`, its alarm board rebuilt from
+    /// the alarms `alarm_log` recorded (`recorded`, oldest first).
+    pub fn new(
+        store: Store,
+        registry: Arc<Registry>,
+        metrics: Arc<Metrics>,
+        alarm_log: AlarmLog,
+        recorded: Vec<Alarm>,
+    ) -> Pipeline {
+        let mut board = AlarmBoard::default();
+        for alarm in recorded {
+            board.restore(alarm);
+        }
         Pipeline {
             store,
             registry,
             metrics,
-            alarms: Mutex::new(AlarmBoard::default()),
+            alarms: Mutex::new(board),
+            alarm_log,
             activity: Mutex::new(HashMap::new()),
             live: broadcast::channel(LIVE_BUFFER).0,
         }
@@ -259,13 +281,20 @@ impl Pipeline {
         }
         self.metrics.stored(source, count);
 
+        let news2 = patient.as_ref().and_then(|p| self.news2(p));
         let mut changes = Vec::new();
         if let Some(p) = &patient {
             let mut board = self.alarms.lock().expect("alarm board lock");
             changes.extend(observations.iter().filter_map(|o| board.observe(p, o)));
+            let latest = observations
+                .iter()
+                .map(|o| o.time_ms)
+                .max()
+                .unwrap_or_else(now_ms);
+            changes.extend(board.observe_news2(p, news2, latest));
         }
+        self.record(&changes);
         // Nobody listening is fine: send only fails when there are no subscribers.
-        let news2 = patient.as_ref().and_then(|p| self.news2(p));
         let _ = self.live.send(LiveEvent::observations(
             patient.as_ref(),
             device,
@@ -321,6 +350,48 @@ impl Pipeline {
         self.activity.lock().expect("activity lock").clone()
     }
 
+    /// Writes lifecycle changes to the alarm log. A failure is logged and
+    /// counted: the alarm still reaches the clinicians, which matters more
+    /// than its record.
+    fn record(&self, changes: &[AlarmChange]) {
+        for change in changes.iter().filter(|c| c.is_lifecycle()) {
+            if let Err(e) = self.alarm_log.append(change.alarm()) {
+                self.metrics.storage_error();
+                tracing::error!(alarm = change.alarm().id, error = %e, "alarm change not recorded");
+            }
+        }
+    }
+
+    /// Applies a clinician's action to an alarm: records it, tells the
+    /// live stream, and returns the alarm's new state.
+    pub fn act_on_alarm(
+        &self,
+        action: AlarmAction,
+        id: u64,
+        by: &str,
+    ) -> Result<Alarm, BoardError> {
+        let now = now_ms();
+        let change = {
+            let mut board = self.alarms.lock().expect("alarm board lock");
+            match action {
+                AlarmAction::Acknowledge => board.acknowledge(id, by, now),
+                AlarmAction::Snooze { minutes } => {
+                    board.snooze(id, by, now, now + i64::from(minutes) * 60_000)
+                }
+                AlarmAction::Resolve => board.resolve(id, by, now),
+            }?
+        };
+        self.record(std::slice::from_ref(&change));
+        let alarm = change.alarm().clone();
+        let _ = self.live.send(LiveEvent::alarm(change));
+        Ok(alarm)
+    }
+
+    /// Recently resolved alarms, newest first.
+    pub fn alarm_history(&self, limit: usize) -> Vec<Alarm> {
+        self.alarms.lock().expect("alarm board lock").history(limit)
+    }
+
     pub fn active_alarms(&self) -> Vec<Alarm> {
         self.alarms.lock().expect("alarm board lock").active()
     }
@@ -346,7 +417,8 @@ mod tests {
     fn pipeline(dir: &std::path::Path) -> Pipeline {
         let store = Store::open(dir).unwrap();
         let registry = Arc::new(Registry::open(dir).unwrap());
-        Pipeline::new(store, registry, Arc::new(Metrics::default()))
+        let (log, recorded) = AlarmLog::open(dir).unwrap();
+        Pipeline::new(store, registry, Arc::new(Metrics::default()), log, recorded)
     }
 
     #[tokio::test]

@@ -46,7 +46,7 @@ pub enum LiveEvent {
         reason: String,
     },
     Alarm {
-        /// "raised", "updated" or "resolved".
+        /// "raised", "updated", "acknowledged", "snoozed" or "resolved".
         change: &'static str,
         alarm: Alarm,
     },
@@ -68,19 +68,9 @@ impl LiveEvent {
     }
 
     pub(crate) fn alarm(change: AlarmChange) -> Self {
-        match change {
-            AlarmChange::Raised(alarm) => LiveEvent::Alarm {
-                change: "raised",
-                alarm,
-            },
-            AlarmChange::Updated(alarm) => LiveEvent::Alarm {
-                change: "updated",
-                alarm,
-            },
-            AlarmChange::Resolved(alarm) => LiveEvent::Alarm {
-                change: "resolved",
-                alarm,
-            },
+        LiveEvent::Alarm {
+            change: change.kind(),
+            alarm: change.alarm().clone(),
         }
     }
 }

@@ -1,84 +1,295 @@
-//! The alarm board: active alarms and their changes.
+//! The alarm board: active alarms, their lifecycle, and recent history.
+//!
+//! Rules raise, update and resolve alarms as observations arrive; clinicians
+//! acknowledge, snooze or resolve them. There is one alarm per condition
+//! (patient, vital sign, rule): a repeat updates it, and an acknowledged alarm
+//! stays acknowledged while its condition lasts.
 
-use crate::news2;
-use medmesh_model::{Alarm, AlarmState, Observation, PatientId, Priority, VitalSign};
-use std::collections::HashMap;
+use crate::news2::{self, Aggregate};
+use medmesh_model::{
+    Act, Alarm, AlarmState, Observation, PatientId, Priority, TimestampMs, VitalSign,
+};
+use std::collections::{HashMap, VecDeque};
 
 /// Name of the rule that fires on a NEWS2 parameter score of 3.
 pub const RULE_NEWS2_RED: &str = "news2-single-parameter-3";
+/// Name of the rule that fires on the NEWS2 aggregate (5 or more).
+pub const RULE_NEWS2_AGGREGATE: &str = "news2-aggregate";
+/// Who resolves an alarm whose condition cleared by itself.
+pub const SYSTEM: &str = "medmesh";
+/// Resolved alarms kept in memory for the API (the alarm log keeps all).
+const HISTORY: usize = 10_000;
 
-/// What an observation did to the board.
+/// What happened to an alarm.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AlarmChange {
     Raised(Alarm),
-    /// An active alarm saw another out-of-range value.
+    /// An active alarm saw another out-of-range value (or changed priority).
     Updated(Alarm),
+    Acknowledged(Alarm),
+    Snoozed(Alarm),
     Resolved(Alarm),
 }
 
 impl AlarmChange {
     pub fn alarm(&self) -> &Alarm {
         match self {
-            AlarmChange::Raised(a) | AlarmChange::Updated(a) | AlarmChange::Resolved(a) => a,
+            AlarmChange::Raised(a)
+            | AlarmChange::Updated(a)
+            | AlarmChange::Acknowledged(a)
+            | AlarmChange::Snoozed(a)
+            | AlarmChange::Resolved(a) => a,
         }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AlarmChange::Raised(_) => "raised",
+            AlarmChange::Updated(_) => "updated",
+            AlarmChange::Acknowledged(_) => "acknowledged",
+            AlarmChange::Snoozed(_) => "snoozed",
+            AlarmChange::Resolved(_) => "resolved",
+        }
+    }
+
+    /// Whether the change is part of the alarm's record (an update only
+    /// moves its latest value, which the sample store already holds).
+    pub fn is_lifecycle(&self) -> bool {
+        !matches!(self, AlarmChange::Updated(_))
     }
 }
 
-/// Active alarms, one per (patient, vital sign, rule).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BoardError {
+    #[error("no active alarm with id {0}")]
+    NoSuchAlarm(u64),
+}
+
+type Condition = (PatientId, Option<VitalSign>, String);
+
+/// Active alarms by condition, and recently resolved ones.
 #[derive(Default)]
 pub struct AlarmBoard {
-    active: HashMap<(PatientId, VitalSign, &'static str), Alarm>,
+    active: HashMap<Condition, Alarm>,
+    history: VecDeque<Alarm>,
     next_id: u64,
 }
 
 impl AlarmBoard {
-    /// Evaluates the rules on one accepted observation of `patient`.
+    /// Rebuilds the board from an alarm's latest recorded state (start-up).
+    pub fn restore(&mut self, alarm: Alarm) {
+        self.next_id = self.next_id.max(alarm.id);
+        let key = (alarm.patient_id.clone(), alarm.vital, alarm.rule.clone());
+        if alarm.state == AlarmState::Resolved {
+            self.active.remove(&key);
+            self.remember(alarm);
+        } else {
+            self.active.insert(key, alarm);
+        }
+    }
+
+    fn remember(&mut self, alarm: Alarm) {
+        if self.history.len() >= HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back(alarm);
+    }
+
+    /// Raises or updates the alarm of a condition that holds now.
+    fn holds(
+        &mut self,
+        key: Condition,
+        priority: Priority,
+        message: String,
+        value: f64,
+        time_ms: TimestampMs,
+    ) -> AlarmChange {
+        if let Some(alarm) = self.active.get_mut(&key) {
+            alarm.value = value;
+            alarm.updated_ms = time_ms;
+            alarm.message = message;
+            if priority > alarm.priority {
+                // Worse than when acknowledged: it needs attention again.
+                alarm.priority = priority;
+                alarm.state = AlarmState::Active;
+                alarm.acknowledged = None;
+                alarm.snoozed_until_ms = None;
+                return AlarmChange::Raised(alarm.clone());
+            }
+            alarm.priority = priority;
+            return AlarmChange::Updated(alarm.clone());
+        }
+        self.next_id += 1;
+        let alarm = Alarm {
+            id: self.next_id,
+            patient_id: key.0.clone(),
+            vital: key.1,
+            rule: key.2.clone(),
+            priority,
+            state: AlarmState::Active,
+            message,
+            value,
+            raised_ms: time_ms,
+            updated_ms: time_ms,
+            acknowledged: None,
+            snoozed_until_ms: None,
+            resolved: None,
+        };
+        self.active.insert(key, alarm.clone());
+        AlarmChange::Raised(alarm)
+    }
+
+    /// Resolves the alarm of a condition that no longer holds, if any.
+    fn cleared(
+        &mut self,
+        key: &Condition,
+        value: f64,
+        time_ms: TimestampMs,
+    ) -> Option<AlarmChange> {
+        let mut alarm = self.active.remove(key)?;
+        alarm.state = AlarmState::Resolved;
+        alarm.value = value;
+        alarm.updated_ms = time_ms;
+        alarm.resolved = Some(Act {
+            by: SYSTEM.into(),
+            at_ms: time_ms,
+        });
+        self.remember(alarm.clone());
+        Some(AlarmChange::Resolved(alarm))
+    }
+
+    /// Evaluates the single-parameter rule on one accepted observation.
     ///
     /// RCP NEWS2 Chart 2: a score of 3 in any single parameter calls for an
     /// urgent ward-based response, so it raises a high-priority alarm that
     /// stays active until that parameter scores below 3 again.
     pub fn observe(&mut self, patient: &PatientId, obs: &Observation) -> Option<AlarmChange> {
         let score = news2::parameter_score(obs.vital, obs.value)?;
-        let key = (patient.clone(), obs.vital, RULE_NEWS2_RED);
+        let key = (patient.clone(), Some(obs.vital), RULE_NEWS2_RED.to_string());
         if score == 3 {
-            if let Some(alarm) = self.active.get_mut(&key) {
-                alarm.value = obs.value;
-                alarm.updated_ms = obs.time_ms;
-                return Some(AlarmChange::Updated(alarm.clone()));
-            }
-            self.next_id += 1;
-            let alarm = Alarm {
-                id: self.next_id,
-                patient_id: patient.clone(),
-                vital: obs.vital,
-                rule: RULE_NEWS2_RED,
-                priority: Priority::High,
-                state: AlarmState::Active,
-                message: format!(
-                    "{} {} {} scores 3 on NEWS2: urgent ward-based response",
-                    obs.vital.display(),
-                    obs.value,
-                    obs.vital.ucum()
-                ),
-                value: obs.value,
-                raised_ms: obs.time_ms,
-                updated_ms: obs.time_ms,
-            };
-            self.active.insert(key, alarm.clone());
-            Some(AlarmChange::Raised(alarm))
+            let message = format!(
+                "{} {} {} scores 3 on NEWS2: urgent ward-based response",
+                obs.vital.display(),
+                obs.value,
+                obs.vital.ucum()
+            );
+            Some(self.holds(key, Priority::High, message, obs.value, obs.time_ms))
         } else {
-            let mut alarm = self.active.remove(&key)?;
-            alarm.state = AlarmState::Resolved;
-            alarm.value = obs.value;
-            alarm.updated_ms = obs.time_ms;
-            Some(AlarmChange::Resolved(alarm))
+            self.cleared(&key, obs.value, obs.time_ms)
         }
     }
 
-    /// Active alarms, newest first.
+    /// Evaluates the aggregate rule on the patient's current NEWS2.
+    ///
+    /// RCP NEWS2 Chart 2: an aggregate of 5-6 is the key threshold for an
+    /// urgent response (medium priority here), 7 or more calls for an
+    /// emergency response (high). Below 5 the alarm resolves.
+    pub fn observe_news2(
+        &mut self,
+        patient: &PatientId,
+        news2: Option<Aggregate>,
+        time_ms: TimestampMs,
+    ) -> Option<AlarmChange> {
+        let key = (patient.clone(), None, RULE_NEWS2_AGGREGATE.to_string());
+        let a = news2?;
+        let score = f64::from(a.score);
+        match a.score {
+            7.. => Some(self.holds(
+                key,
+                Priority::High,
+                format!(
+                    "NEWS2 {}: emergency response (clinical team with critical-care competencies)",
+                    a.score
+                ),
+                score,
+                time_ms,
+            )),
+            5..=6 => Some(self.holds(
+                key,
+                Priority::Medium,
+                format!("NEWS2 {}: urgent response (clinician assessment)", a.score),
+                score,
+                time_ms,
+            )),
+            _ => self.cleared(&key, score, time_ms),
+        }
+    }
+
+    fn find(&mut self, id: u64) -> Result<&mut Alarm, BoardError> {
+        self.active
+            .values_mut()
+            .find(|a| a.id == id)
+            .ok_or(BoardError::NoSuchAlarm(id))
+    }
+
+    /// Somebody takes the alarm on.
+    pub fn acknowledge(
+        &mut self,
+        id: u64,
+        by: &str,
+        now: TimestampMs,
+    ) -> Result<AlarmChange, BoardError> {
+        let alarm = self.find(id)?;
+        alarm.state = AlarmState::Acknowledged;
+        alarm.acknowledged = Some(Act {
+            by: by.into(),
+            at_ms: now,
+        });
+        Ok(AlarmChange::Acknowledged(alarm.clone()))
+    }
+
+    /// Holds the alarm's notifications back until `until`; snoozing also
+    /// acknowledges (somebody has seen it).
+    pub fn snooze(
+        &mut self,
+        id: u64,
+        by: &str,
+        now: TimestampMs,
+        until: TimestampMs,
+    ) -> Result<AlarmChange, BoardError> {
+        let alarm = self.find(id)?;
+        alarm.state = AlarmState::Acknowledged;
+        alarm.acknowledged.get_or_insert(Act {
+            by: by.into(),
+            at_ms: now,
+        });
+        alarm.snoozed_until_ms = Some(until);
+        Ok(AlarmChange::Snoozed(alarm.clone()))
+    }
+
+    /// A clinician closes the alarm. If its condition still holds, the next
+    /// observation raises a new one.
+    pub fn resolve(
+        &mut self,
+        id: u64,
+        by: &str,
+        now: TimestampMs,
+    ) -> Result<AlarmChange, BoardError> {
+        let key = self
+            .active
+            .iter()
+            .find(|(_, a)| a.id == id)
+            .map(|(k, _)| k.clone())
+            .ok_or(BoardError::NoSuchAlarm(id))?;
+        let mut alarm = self.active.remove(&key).expect("found above");
+        alarm.state = AlarmState::Resolved;
+        alarm.resolved = Some(Act {
+            by: by.into(),
+            at_ms: now,
+        });
+        self.remember(alarm.clone());
+        Ok(AlarmChange::Resolved(alarm))
+    }
+
+    /// Active and acknowledged alarms, highest priority first, then newest.
     pub fn active(&self) -> Vec<Alarm> {
         let mut v: Vec<_> = self.active.values().cloned().collect();
-        v.sort_by(|a, b| b.raised_ms.cmp(&a.raised_ms).then(b.id.cmp(&a.id)));
+        v.sort_by(|a, b| {
+            b.priority
+                .cmp(&a.priority)
+                .then(b.raised_ms.cmp(&a.raised_ms))
+                .then(b.id.cmp(&a.id))
+        });
         v
     }
 
@@ -88,11 +299,17 @@ impl AlarmBoard {
             .filter(|a| &a.patient_id == patient)
             .collect()
     }
+
+    /// Recently resolved alarms, newest first.
+    pub fn history(&self, limit: usize) -> Vec<Alarm> {
+        self.history.iter().rev().take(limit).cloned().collect()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::news2::Risk;
 
     fn hr(t: i64, v: f64) -> Observation {
         Observation {
@@ -117,23 +334,79 @@ mod tests {
             matches!(updated, AlarmChange::Updated(ref a) if a.id == raised.alarm().id && a.value == 140.0)
         );
         assert_eq!(board.active_for(&p).len(), 1);
-        // Pulse 120 (row 111-130, score 2): resolved.
+        // Pulse 120 (row 111-130, score 2): resolved by medmesh.
         let resolved = board.observe(&p, &hr(4, 120.0)).unwrap();
         assert!(
-            matches!(resolved, AlarmChange::Resolved(ref a) if a.state == AlarmState::Resolved)
+            matches!(resolved, AlarmChange::Resolved(ref a) if a.resolved.as_ref().unwrap().by == SYSTEM)
         );
         assert!(board.active().is_empty());
+        assert_eq!(board.history(10).len(), 1);
     }
 
     #[test]
-    fn non_news2_vitals_never_alarm() {
+    fn acknowledged_alarms_stay_acknowledged_while_the_condition_lasts() {
         let mut board = AlarmBoard::default();
         let p = PatientId::new("p1").unwrap();
-        let dbp = Observation {
-            vital: VitalSign::DiastolicBloodPressure,
-            value: 20.0,
-            time_ms: 1,
-        };
-        assert_eq!(board.observe(&p, &dbp), None);
+        let id = board.observe(&p, &hr(1, 135.0)).unwrap().alarm().id;
+        let ack = board.acknowledge(id, "nurse.jones", 5).unwrap();
+        assert_eq!(ack.alarm().state, AlarmState::Acknowledged);
+        let next = board.observe(&p, &hr(6, 138.0)).unwrap();
+        assert!(matches!(next, AlarmChange::Updated(ref a) if a.state == AlarmState::Acknowledged));
+        let snoozed = board.snooze(id, "nurse.jones", 7, 600_007).unwrap();
+        assert_eq!(snoozed.alarm().snoozed_until_ms, Some(600_007));
+        // A clinician closes it; the condition still holds, so a new one follows.
+        let closed = board.resolve(id, "dr.okafor", 8).unwrap();
+        assert_eq!(closed.alarm().resolved.as_ref().unwrap().by, "dr.okafor");
+        let again = board.observe(&p, &hr(9, 139.0)).unwrap();
+        assert!(matches!(again, AlarmChange::Raised(ref a) if a.id != id));
+        assert_eq!(
+            board.acknowledge(id, "x", 10),
+            Err(BoardError::NoSuchAlarm(id))
+        );
+    }
+
+    /// Chart 2: aggregate 5-6 medium, 7+ high (priority rises), below 5 resolves.
+    #[test]
+    fn news2_aggregate_bands() {
+        let mut board = AlarmBoard::default();
+        let p = PatientId::new("p1").unwrap();
+        let agg = |score, risk| Some(Aggregate { score, risk });
+        assert_eq!(board.observe_news2(&p, agg(4, Risk::Low), 1), None);
+        let a = board.observe_news2(&p, agg(5, Risk::Medium), 2).unwrap();
+        assert!(
+            matches!(a, AlarmChange::Raised(ref x) if x.priority == Priority::Medium && x.vital.is_none())
+        );
+        board.acknowledge(a.alarm().id, "nurse", 3).unwrap();
+        let worse = board.observe_news2(&p, agg(8, Risk::High), 4).unwrap();
+        assert!(
+            matches!(worse, AlarmChange::Raised(ref x) if x.priority == Priority::High && x.state == AlarmState::Active)
+        );
+        assert!(matches!(
+            board.observe_news2(&p, agg(3, Risk::LowMedium), 5),
+            Some(AlarmChange::Resolved(_))
+        ));
+        // No aggregate (a parameter missing): nothing changes.
+        assert_eq!(board.observe_news2(&p, None, 6), None);
+    }
+
+    #[test]
+    fn restore_rebuilds_state_from_the_log() {
+        let mut board = AlarmBoard::default();
+        let p = PatientId::new("p1").unwrap();
+        let raised = board.observe(&p, &hr(1, 135.0)).unwrap().alarm().clone();
+        let acked = board
+            .acknowledge(raised.id, "n", 2)
+            .unwrap()
+            .alarm()
+            .clone();
+        let mut fresh = AlarmBoard::default();
+        fresh.restore(raised);
+        fresh.restore(acked.clone());
+        assert_eq!(fresh.active(), vec![acked]);
+        // Ids continue after the restored ones.
+        let other = fresh
+            .observe(&PatientId::new("p2").unwrap(), &hr(3, 30.0))
+            .unwrap();
+        assert!(other.alarm().id > 1);
     }
 }

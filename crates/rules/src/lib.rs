@@ -8,4 +8,6 @@
 mod board;
 pub mod news2;
 
-pub use board::{AlarmBoard, AlarmChange};
+pub use board::{
+    AlarmBoard, AlarmChange, BoardError, RULE_NEWS2_AGGREGATE, RULE_NEWS2_RED, SYSTEM,
+};

@@ -12,7 +12,8 @@
 //! | POST | /api/v1/devices/{id}/senml | HTTP ingest of a SenML JSON pack |
 //! | POST | /api/v1/devices/{id}/gatt | HTTP ingest of a raw Bluetooth GATT measurement (hex or base64) |
 //! | POST | /api/v1/fhir/Observation | FHIR R4 Observation or Bundle of Observations in |
-//! | GET | /api/v1/alarms | active alarms |
+//! | GET | /api/v1/alarms?state=active\|resolved | active (and acknowledged) alarms, or recent history |
+//! | POST | /api/v1/alarms/{id}/acknowledge, /snooze, /resolve | a clinician acts on an alarm |
 
 use crate::error::ApiError;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -22,8 +23,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use medmesh_model::{Alarm, DeviceId, Patient, PatientId, TimestampMs, VitalSign, now_ms};
 use medmesh_pipeline::{
-    GattCharacteristic, IngestError, IngestReport, LiveObservation, Pipeline, SourceKind,
-    unassigned_subject,
+    AlarmAction, GattCharacteristic, IngestError, IngestReport, LiveObservation, Pipeline,
+    SourceKind, unassigned_subject,
 };
 use medmesh_rules::news2::Aggregate;
 use serde::{Deserialize, Serialize};
@@ -56,6 +57,7 @@ pub fn router(pipeline: Arc<Pipeline>) -> Router {
             post(ingest_fhir).layer(axum::extract::DefaultBodyLimit::max(MAX_INGEST_BODY * 8)),
         )
         .route("/api/v1/alarms", get(list_alarms))
+        .route("/api/v1/alarms/{id}/{action}", post(act_on_alarm))
         .with_state(pipeline)
 }
 
@@ -525,6 +527,68 @@ async fn revoke_credentials(
     }
 }
 
-async fn list_alarms(State(p): State<AppState>) -> Json<Vec<Alarm>> {
-    Json(p.active_alarms())
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlarmQuery {
+    /// "active" (default: active and acknowledged) or "resolved" (recent history).
+    state: Option<String>,
+}
+
+async fn list_alarms(
+    State(p): State<AppState>,
+    query: Result<Query<AlarmQuery>, QueryRejection>,
+) -> Result<Json<Vec<Alarm>>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    match q.state.as_deref() {
+        None | Some("active") => Ok(Json(p.active_alarms())),
+        Some("resolved") => Ok(Json(p.alarm_history(1000))),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "state={other:?}: use \"active\" or \"resolved\""
+        ))),
+    }
+}
+
+/// A clinician's action on an alarm.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlarmActionBody {
+    /// Who acts (a user name, until users and sign-in exist).
+    by: String,
+    /// For snooze: how long, 1 to 1440 minutes.
+    minutes: Option<u32>,
+}
+
+async fn act_on_alarm(
+    State(p): State<AppState>,
+    Path((id, action)): Path<(String, String)>,
+    body: Result<Json<AlarmActionBody>, JsonRejection>,
+) -> Result<Json<Alarm>, ApiError> {
+    let id: u64 = id
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("alarm id {id:?} is not a number")))?;
+    let Json(b) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    if b.by.trim().is_empty() {
+        return Err(ApiError::bad_request("\"by\" (who acts) is empty"));
+    }
+    let action = match (action.as_str(), b.minutes) {
+        ("acknowledge", None) => AlarmAction::Acknowledge,
+        ("resolve", None) => AlarmAction::Resolve,
+        ("snooze", Some(m @ 1..=1440)) => AlarmAction::Snooze { minutes: m },
+        ("snooze", _) => {
+            return Err(ApiError::bad_request(
+                "snooze needs \"minutes\" from 1 to 1440",
+            ));
+        }
+        ("acknowledge" | "resolve", Some(_)) => {
+            return Err(ApiError::bad_request("\"minutes\" only applies to snooze"));
+        }
+        (other, _) => {
+            return Err(ApiError::not_found(format!(
+                "no alarm action {other:?}; use acknowledge, snooze or resolve"
+            )));
+        }
+    };
+    p.act_on_alarm(action, id, b.by.trim())
+        .map(Json)
+        .map_err(|e| ApiError::not_found(e.to_string()))
 }

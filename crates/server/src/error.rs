@@ -51,3 +51,10 @@ impl IntoResponse for ApiError {
 pub async fn not_found(uri: Uri) -> ApiError {
     ApiError::not_found(format!("no such endpoint: {}", uri.path()))
 }
+
+pub async fn method_not_allowed(method: axum::http::Method, uri: Uri) -> ApiError {
+    ApiError {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        reason: format!("{method} is not allowed on {}", uri.path()),
+    }
+}

@@ -19,7 +19,7 @@ use medmesh_pipeline::{Metrics, Pipeline};
 use medmesh_sources::coap::CoapListener;
 use medmesh_sources::hl7::Hl7Listener;
 use medmesh_sources::mqtt::{MqttListener, MqttSettings};
-use medmesh_storage::{Registry, Store, StoreOptions};
+use medmesh_storage::{AlarmLog, Registry, Store, StoreOptions};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
@@ -119,14 +119,22 @@ impl Server {
             },
         )?;
         let registry = Arc::new(Registry::open(&config.data_dir)?);
-        let pipeline = Arc::new(Pipeline::new(store, registry, Arc::new(Metrics::default())));
+        let (alarm_log, recorded) = AlarmLog::open(&config.data_dir).map_err(|source| {
+            StartError::Storage(medmesh_storage::StoreError::DataDir {
+                path: config.data_dir.clone(),
+                source,
+            })
+        })?;
+        let metrics = Arc::new(Metrics::default());
+        let pipeline = Arc::new(Pipeline::new(store, registry, metrics, alarm_log, recorded));
 
         let app = api::router(pipeline.clone())
             .merge(commands::router(mqtt.broker()))
             .merge(stream::router(pipeline.clone()))
             .merge(ops::router(pipeline.clone()))
             .merge(dashboard::router())
-            .fallback(error::not_found);
+            .fallback(error::not_found)
+            .method_not_allowed_fallback(error::method_not_allowed);
         let http_task = tokio::spawn(async move {
             if let Err(e) = axum::serve(http, app).await {
                 tracing::error!(error = %e, "HTTP server stopped");

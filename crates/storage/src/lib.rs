@@ -10,6 +10,7 @@
 //! time; a sample becomes visible to readers only after it is durable.
 
 mod aggregate;
+mod alarm_log;
 mod checkpoint;
 pub mod credentials;
 mod gorilla;
@@ -19,6 +20,7 @@ mod retention;
 mod wal;
 
 pub use aggregate::Bucket;
+pub use alarm_log::AlarmLog;
 pub use head::Point;
 pub use registry::{Registry, RegistryError};
 pub use retention::Retention;

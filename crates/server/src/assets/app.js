@@ -42,7 +42,7 @@ function updateTile(tile, p, changedKeys) {
   badge.className = "news2 " + riskClass(p.news2);
   badge.textContent = p.news2 ? "NEWS2 " + p.news2.score : "NEWS2 –";
   tile.className = "tile " + riskClass(p.news2);
-  const alarmingKeys = new Set([...alarms.values()].filter(a => a.patient_id === p.id).map(a => a.vital));
+  const alarmingKeys = new Set([...alarms.values()].filter(a => a.patient_id === p.id && a.vital).map(a => a.vital));
   if (alarmingKeys.size) tile.classList.add("alarming");
   let newest = 0;
   for (const [key] of VITALS) {
@@ -63,13 +63,29 @@ function renderAlarms() {
   const box = document.getElementById("alarms");
   box.replaceChildren(...[...alarms.values()].sort((a, b) => b.raised_ms - a.raised_ms).map(a => {
     const p = patients.get(a.patient_id);
-    return el("div", { class: "alarm", "data-alarm": a.id },
+    const row = el("div", { class: "alarm alarm-" + a.state, "data-alarm": a.id },
       `${a.priority.toUpperCase()} · ${p ? p.name : a.patient_id}${p && p.bed ? " (bed " + p.bed + ")" : ""}: ${a.message}`);
+    if (a.state === "acknowledged" && a.acknowledged) {
+      row.append(el("span", { class: "ack-by" }, ` · acknowledged by ${a.acknowledged.by}`));
+    } else {
+      const button = el("button", { class: "ack", type: "button" }, "Acknowledge");
+      button.onclick = () => act(a.id, "acknowledge");
+      row.append(" ", button);
+    }
+    return row;
   }));
   for (const p of patients.values()) {
     const tile = document.querySelector(`[data-patient="${CSS.escape(p.id)}"]`);
     if (tile) updateTile(tile, p, []);
   }
+}
+
+// Until users sign in, the central station acts under its own name.
+async function act(id, action) {
+  await fetch(`/api/v1/alarms/${id}/${action}`, {
+    method: "POST", headers: { "content-type": "application/json" },
+    body: JSON.stringify({ by: "central-station" }),
+  });
 }
 
 function renderSummary() {

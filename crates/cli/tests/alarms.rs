@@ -1,0 +1,181 @@
+//! The alarm lifecycle over the API: raised by the rules, acknowledged,
+//! snoozed and resolved by clinicians, recorded durably.
+
+mod common;
+
+use common::*;
+use reqwest::Method;
+use serde_json::json;
+
+/// Posts one SenML pack for `device` at time `t_s` (seconds).
+async fn vitals(s: &TestServer, device: &str, t_s: f64, records: serde_json::Value) {
+    let mut pack = records.as_array().unwrap().clone();
+    pack[0]["bt"] = json!(t_s);
+    let (status, report) = s
+        .send(
+            Method::POST,
+            &format!("/api/v1/devices/{device}/senml"),
+            json!(pack),
+        )
+        .await;
+    assert_eq!(status, 200, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledge_snooze_resolve_and_the_record_survives_a_restart() {
+    let s = start().await;
+    s.admit("p1", "mon-1").await;
+    // Pulse 135 scores 3 (RCP NEWS2 Chart 1, pulse row >=131): a high alarm.
+    vitals(
+        &s,
+        "mon-1",
+        1.8e9,
+        json!([{"n": "heart_rate", "u": "/min", "v": 135}]),
+    )
+    .await;
+    let (_, alarms) = s.get("/api/v1/alarms").await;
+    let id = alarms[0]["id"].as_u64().unwrap();
+    assert_eq!(
+        (alarms[0]["state"].as_str(), alarms[0]["priority"].as_str()),
+        (Some("active"), Some("high"))
+    );
+
+    let (status, a) = s
+        .send(
+            Method::POST,
+            &format!("/api/v1/alarms/{id}/acknowledge"),
+            json!({"by": "nurse.jones"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{a}");
+    assert_eq!(a["state"], "acknowledged");
+    assert_eq!(a["acknowledged"]["by"], "nurse.jones");
+    let (status, a) = s
+        .send(
+            Method::POST,
+            &format!("/api/v1/alarms/{id}/snooze"),
+            json!({"by": "nurse.jones", "minutes": 10}),
+        )
+        .await;
+    assert_eq!(status, 200, "{a}");
+    assert!(a["snoozed_until_ms"].as_i64().unwrap() > a["acknowledged"]["at_ms"].as_i64().unwrap());
+
+    // Restart: the acknowledgement is still there.
+    let TestServer {
+        running,
+        data_dir,
+        http,
+    } = s;
+    running.stop();
+    let s = TestServer {
+        running: start_in(data_dir.path()).await,
+        data_dir,
+        http,
+    };
+    let (_, alarms) = s.get("/api/v1/alarms").await;
+    assert_eq!(alarms[0]["id"], id);
+    assert_eq!(alarms[0]["state"], "acknowledged");
+
+    let (status, a) = s
+        .send(
+            Method::POST,
+            &format!("/api/v1/alarms/{id}/resolve"),
+            json!({"by": "dr.okafor"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{a}");
+    let (_, active) = s.get("/api/v1/alarms").await;
+    assert_eq!(active, json!([]));
+    let (_, resolved) = s.get("/api/v1/alarms?state=resolved").await;
+    assert_eq!(resolved[0]["id"], id);
+    assert_eq!(resolved[0]["resolved"]["by"], "dr.okafor");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn news2_aggregate_of_7_or_more_raises_a_high_alarm() {
+    let s = start().await;
+    s.admit("p1", "mon-1").await;
+    // RR 26 (3) + SpO2 92 (2) + SBP 95 (2) + pulse 120 (2) + temp 37.0 (0) = 9:
+    // Chart 2, emergency response.
+    vitals(
+        &s,
+        "mon-1",
+        1.8e9,
+        json!([
+            {"n": "respiratory_rate", "u": "/min", "v": 26},
+            {"n": "spo2", "u": "%", "v": 92},
+            {"n": "systolic_bp", "u": "mm[Hg]", "v": 95},
+            {"n": "heart_rate", "u": "/min", "v": 120},
+            {"n": "body_temperature", "u": "Cel", "v": 37.0}
+        ]),
+    )
+    .await;
+    let (_, p) = s.get("/api/v1/patients/p1").await;
+    assert_eq!(p["news2"], json!({"score": 9, "risk": "high"}));
+    let alarms = p["alarms"].as_array().unwrap();
+    let aggregate = alarms
+        .iter()
+        .find(|a| a["rule"] == "news2-aggregate")
+        .expect("aggregate alarm");
+    assert_eq!(aggregate["priority"], "high");
+    assert_eq!(aggregate["vital"], serde_json::Value::Null);
+    // The respiration rate of 26 is also a single red parameter.
+    assert!(
+        alarms
+            .iter()
+            .any(|a| a["rule"] == "news2-single-parameter-3" && a["vital"] == "respiratory_rate")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_alarm_actions_get_json_reasons() {
+    let s = start().await;
+    for (path, body, want_status, want) in [
+        (
+            "/api/v1/alarms/99/acknowledge",
+            json!({"by": "n"}),
+            404,
+            "no active alarm with id 99",
+        ),
+        (
+            "/api/v1/alarms/99/acknowledge",
+            json!({"by": " "}),
+            400,
+            "empty",
+        ),
+        (
+            "/api/v1/alarms/99/snooze",
+            json!({"by": "n"}),
+            400,
+            "minutes",
+        ),
+        (
+            "/api/v1/alarms/99/snooze",
+            json!({"by": "n", "minutes": 5000}),
+            400,
+            "minutes",
+        ),
+        (
+            "/api/v1/alarms/99/silence",
+            json!({"by": "n"}),
+            404,
+            "no alarm action",
+        ),
+        (
+            "/api/v1/alarms/x/acknowledge",
+            json!({"by": "n"}),
+            400,
+            "not a number",
+        ),
+    ] {
+        let (status, err) = s.send(Method::POST, path, body.clone()).await;
+        assert_eq!(status, want_status, "{path} {body}: {err}");
+        assert_eq!(err["error"]["status"], want_status, "{path}: a JSON error");
+        assert!(
+            err["error"]["reason"].as_str().unwrap().contains(want),
+            "{path}: {err}"
+        );
+    }
+    let (status, err) = s.get("/api/v1/alarms?state=maybe").await;
+    assert_eq!(status, 400, "{err}");
+}
