@@ -71,6 +71,9 @@ type Condition = (PatientId, Option<VitalSign>, String);
 #[derive(Default)]
 pub struct AlarmBoard {
     active: HashMap<Condition, Alarm>,
+    /// Time of the newest observation judged per condition: an older one
+    /// arriving late (a resend, a gateway catching up) must not overrule it.
+    judged: HashMap<Condition, TimestampMs>,
     history: VecDeque<Alarm>,
     next_id: u64,
 }
@@ -158,6 +161,22 @@ impl AlarmBoard {
         Some(AlarmChange::Resolved(alarm))
     }
 
+    /// Whether an observation at `time_ms` is the newest for `key` (and
+    /// remembers it if so).
+    fn newest(&mut self, key: &Condition, time_ms: TimestampMs) -> bool {
+        match self.judged.get_mut(key) {
+            Some(t) if *t > time_ms => false,
+            Some(t) => {
+                *t = time_ms;
+                true
+            }
+            None => {
+                self.judged.insert(key.clone(), time_ms);
+                true
+            }
+        }
+    }
+
     /// Evaluates the single-parameter rule on one accepted observation.
     ///
     /// RCP NEWS2 Chart 2: a score of 3 in any single parameter calls for an
@@ -166,6 +185,9 @@ impl AlarmBoard {
     pub fn observe(&mut self, patient: &PatientId, obs: &Observation) -> Option<AlarmChange> {
         let score = news2::parameter_score(obs.vital, obs.value)?;
         let key = (patient.clone(), Some(obs.vital), RULE_NEWS2_RED.to_string());
+        if !self.newest(&key, obs.time_ms) {
+            return None;
+        }
         if score == 3 {
             let message = format!(
                 "{} {} {} scores 3 on NEWS2: urgent ward-based response",
@@ -192,6 +214,9 @@ impl AlarmBoard {
     ) -> Option<AlarmChange> {
         let key = (patient.clone(), None, RULE_NEWS2_AGGREGATE.to_string());
         let a = news2?;
+        if !self.newest(&key, time_ms) {
+            return None;
+        }
         let score = f64::from(a.score);
         match a.score {
             7.. => Some(self.holds(
@@ -341,6 +366,23 @@ mod tests {
         );
         assert!(board.active().is_empty());
         assert_eq!(board.history(10).len(), 1);
+    }
+
+    #[test]
+    fn a_late_older_reading_does_not_overrule_a_newer_one() {
+        let mut board = AlarmBoard::default();
+        let p = PatientId::new("p1").unwrap();
+        assert!(matches!(
+            board.observe(&p, &hr(100, 140.0)),
+            Some(AlarmChange::Raised(_))
+        ));
+        // A normal reading from before arrives late: the alarm stands.
+        assert_eq!(board.observe(&p, &hr(50, 80.0)), None);
+        assert_eq!(board.active().len(), 1);
+        assert!(matches!(
+            board.observe(&p, &hr(101, 80.0)),
+            Some(AlarmChange::Resolved(_))
+        ));
     }
 
     #[test]

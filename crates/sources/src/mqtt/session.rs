@@ -88,6 +88,7 @@ pub(crate) async fn serve(
         }
     };
     // MQTT 3.1.1 lets a clean-session client leave its ID empty: assign one.
+    let named = !client_id.is_empty();
     let client_id = if client_id.is_empty() {
         format!("anonymous-{}", ANONYMOUS.fetch_add(1, Ordering::Relaxed))
     } else {
@@ -114,7 +115,7 @@ pub(crate) async fn serve(
     // says which device is on line.
     let device = identity
         .clone()
-        .or_else(|| DeviceId::new(client_id.clone()).ok());
+        .or_else(|| DeviceId::new(client_id.clone()).ok().filter(|_| named));
     if let Some(d) = &device {
         pipeline.device_status(d, true, "connected");
     }
