@@ -179,3 +179,50 @@ async fn bad_alarm_actions_get_json_reasons() {
     let (status, err) = s.get("/api/v1/alarms?state=maybe").await;
     assert_eq!(status, 400, "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alarms_are_published_over_mqtt() {
+    let s = start().await;
+    s.admit("p1", "mon-1").await;
+    let addr = s.running.mqtt_addr;
+    let mut sub = tokio::process::Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            &addr.ip().to_string(),
+            "-p",
+            &addr.port().to_string(),
+            "-q",
+            "1",
+            "-C",
+            "1",
+        ])
+        .args(["-t", "medmesh/v1/alarms/#"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("mosquitto_sub runs");
+    // Until the subscription is in place, alarms go unheard: retry with
+    // fresh readings (alternating so each one raises a new alarm).
+    let mut t = 1.8e9;
+    let got = loop {
+        vitals(&s, "mon-1", t, json!([{"n": "spo2", "u": "%", "v": 90}])).await;
+        vitals(
+            &s,
+            "mon-1",
+            t + 1.0,
+            json!([{"n": "spo2", "u": "%", "v": 98}]),
+        )
+        .await;
+        t += 2.0;
+        if let Ok(status) =
+            tokio::time::timeout(std::time::Duration::from_millis(200), sub.wait()).await
+        {
+            assert!(status.unwrap().success());
+            break sub.wait_with_output().await.unwrap();
+        }
+        assert!(t < 1.8e9 + 100.0, "no alarm over MQTT");
+    };
+    let msg: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
+    assert_eq!(msg["change"], "raised");
+    assert_eq!(msg["alarm"]["patient_id"], "p1");
+    assert_eq!(msg["alarm"]["vital"], "spo2");
+}

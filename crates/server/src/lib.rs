@@ -128,8 +128,9 @@ impl Server {
         let metrics = Arc::new(Metrics::default());
         let pipeline = Arc::new(Pipeline::new(store, registry, metrics, alarm_log, recorded));
 
+        let broker = mqtt.broker();
         let app = api::router(pipeline.clone())
-            .merge(commands::router(mqtt.broker()))
+            .merge(commands::router(broker.clone()))
             .merge(stream::router(pipeline.clone()))
             .merge(ops::router(pipeline.clone()))
             .merge(dashboard::router())
@@ -142,6 +143,10 @@ impl Server {
         });
         let mqtt_task = tokio::spawn(mqtt.run(pipeline.clone()));
         let coap_task = tokio::spawn(coap.run(pipeline.clone()));
+        let alarm_sink = tokio::spawn(medmesh_sinks::mqtt_alarms::run(
+            pipeline.clone(),
+            broker.clone(),
+        ));
         let hl7_task = tokio::spawn(hl7.run(pipeline.clone()));
         let store = pipeline.store.clone();
         let checkpoint_task = tokio::spawn(async move {
@@ -161,7 +166,14 @@ impl Server {
             coap_addr,
             hl7_addr,
             pipeline,
-            tasks: vec![checkpoint_task, hl7_task, coap_task, mqtt_task, http_task],
+            tasks: vec![
+                alarm_sink,
+                checkpoint_task,
+                hl7_task,
+                coap_task,
+                mqtt_task,
+                http_task,
+            ],
         })
     }
 }

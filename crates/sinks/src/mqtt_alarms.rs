@@ -1,0 +1,38 @@
+//! Alarms published over MQTT: every lifecycle change (raised, acknowledged,
+//! snoozed, resolved) goes to `medmesh/v1/alarms/{patient_id}` as JSON,
+//! QoS 1, for nurse-call systems, pagers and wall displays subscribed to the
+//! embedded broker. Value updates of an ongoing alarm are left out: a pager
+//! must not buzz every second while a condition lasts.
+
+use medmesh_pipeline::{LiveEvent, Pipeline};
+use medmesh_sources::mqtt::{Broker, Message};
+use std::sync::Arc;
+use tokio::sync::broadcast::error::RecvError;
+
+/// The topic a patient's alarms are published to.
+pub fn alarm_topic(patient: &str) -> String {
+    format!("medmesh/v1/alarms/{patient}")
+}
+
+/// Publishes alarm changes until the pipeline goes away.
+pub async fn run(pipeline: Arc<Pipeline>, broker: Arc<Broker>) {
+    let mut events = pipeline.subscribe();
+    loop {
+        match events.recv().await {
+            Ok(LiveEvent::Alarm { change, alarm }) if change != "updated" => {
+                let body = serde_json::json!({"change": change, "alarm": alarm});
+                broker.publish(Message {
+                    topic: alarm_topic(alarm.patient_id.as_str()),
+                    payload: serde_json::to_vec(&body).expect("alarm JSON").into(),
+                    qos: 1,
+                });
+            }
+            Ok(_) => {}
+            Err(RecvError::Lagged(n)) => tracing::warn!(
+                missed = n,
+                "MQTT alarm sink fell behind; alarm changes missed"
+            ),
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
