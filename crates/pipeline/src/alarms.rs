@@ -1,7 +1,7 @@
 //! Alarms in the pipeline: recording lifecycle changes and clinicians'
 //! actions. The rules themselves run in `Pipeline::store_for`.
 
-use crate::{LiveEvent, Pipeline};
+use crate::Pipeline;
 use medmesh_model::{Alarm, PatientId, now_ms};
 use medmesh_rules::{AlarmChange, BoardError};
 
@@ -14,15 +14,11 @@ pub enum AlarmAction {
 }
 
 impl Pipeline {
-    /// Writes lifecycle changes to the alarm log. A failure is logged and
-    /// counted: the alarm still reaches the clinicians, which matters more
-    /// than its record.
+    /// Queues the lifecycle changes the rules made for the alarm log (the
+    /// ingest path never waits for it).
     pub(crate) fn record(&self, changes: &[AlarmChange]) {
         for change in changes.iter().filter(|c| c.is_lifecycle()) {
-            if let Err(e) = self.alarm_log.append(change.alarm()) {
-                self.metrics.storage_error();
-                tracing::error!(alarm = change.alarm().id, error = %e, "alarm change not recorded");
-            }
+            self.alarm_log.append(change.alarm());
         }
     }
 
@@ -45,9 +41,15 @@ impl Pipeline {
                 AlarmAction::Resolve => board.resolve(id, by, now),
             }?
         };
-        self.record(std::slice::from_ref(&change));
+        // A clinician's action is on disk before it is confirmed. If it
+        // cannot be recorded it still stands: acting on the alarm matters
+        // more than its record, so the failure is logged and counted.
+        if let Err(e) = self.alarm_log.append_durable(change.alarm()) {
+            self.metrics.storage_error();
+            tracing::error!(alarm = id, error = %e, "alarm action not recorded");
+        }
         let alarm = change.alarm().clone();
-        let _ = self.live.send(LiveEvent::alarm(change));
+        self.publish_alarm(change);
         Ok(alarm)
     }
 

@@ -21,8 +21,8 @@ pub use metrics::{Metrics, SourceKind};
 
 use medmesh_codecs::{DecodeError, Decoded, RecordError, fhir, gatt, senml};
 use medmesh_model::{Alarm, DeviceId, Observation, PatientId, TimestampMs, now_ms};
-use medmesh_rules::AlarmBoard;
 use medmesh_rules::news2::{self, Aggregate};
+use medmesh_rules::{AlarmBoard, AlarmChange};
 use medmesh_storage::{AlarmLog, Registry, Store, StoreError};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -66,6 +66,9 @@ pub struct Pipeline {
     alarm_log: AlarmLog,
     activity: Mutex<HashMap<DeviceId, DeviceActivity>>,
     live: broadcast::Sender<LiveEvent>,
+    /// Alarm lifecycle changes only (no value updates): sinks that deliver
+    /// alarms need not wake for every observation.
+    alarm_events: broadcast::Sender<LiveEvent>,
 }
 
 /// Storage subject of an unassigned device's samples. `:` cannot occur in a
@@ -96,6 +99,7 @@ impl Pipeline {
             alarm_log,
             activity: Mutex::new(HashMap::new()),
             live: broadcast::channel(LIVE_BUFFER).0,
+            alarm_events: broadcast::channel(LIVE_BUFFER).0,
         }
     }
 
@@ -296,7 +300,7 @@ impl Pipeline {
             news2,
         ));
         for change in changes {
-            let _ = self.live.send(LiveEvent::alarm(change));
+            self.publish_alarm(change);
         }
         Ok(())
     }
@@ -345,6 +349,21 @@ impl Pipeline {
     }
 
     /// A stream of everything accepted from now on.
+    /// A stream of alarm changes only, from now on.
+    pub fn subscribe_alarms(&self) -> broadcast::Receiver<LiveEvent> {
+        self.alarm_events.subscribe()
+    }
+
+    /// Sends an alarm change to both live streams.
+    pub(crate) fn publish_alarm(&self, change: AlarmChange) {
+        let lifecycle = change.is_lifecycle();
+        let event = LiveEvent::alarm(change);
+        if lifecycle {
+            let _ = self.alarm_events.send(event.clone());
+        }
+        let _ = self.live.send(event);
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {
         self.live.subscribe()
     }

@@ -65,29 +65,55 @@ pub enum BoardError {
     NoSuchAlarm(u64),
 }
 
-type Condition = (PatientId, Option<VitalSign>, String);
+/// One patient's condition: the vital sign concerned and the rule.
+type Condition = (Option<VitalSign>, &'static str);
 
-/// Active alarms by condition, and recently resolved ones.
+/// The rules' names, to map recorded alarms back to their rule.
+const RULES: [&str; 2] = [RULE_NEWS2_RED, RULE_NEWS2_AGGREGATE];
+
+/// One patient's active alarms, and when each condition was last judged.
 #[derive(Default)]
-pub struct AlarmBoard {
+struct PatientAlarms {
     active: HashMap<Condition, Alarm>,
     /// Time of the newest observation judged per condition: an older one
     /// arriving late (a resend, a gateway catching up) must not overrule it.
     judged: HashMap<Condition, TimestampMs>,
+}
+
+/// Active alarms by patient and condition, and recently resolved ones.
+/// Keyed by patient first so that the per-sample path looks up by
+/// reference and allocates nothing.
+#[derive(Default)]
+pub struct AlarmBoard {
+    patients: HashMap<PatientId, PatientAlarms>,
     history: VecDeque<Alarm>,
     next_id: u64,
 }
 
 impl AlarmBoard {
+    fn patient(&mut self, patient: &PatientId) -> &mut PatientAlarms {
+        if !self.patients.contains_key(patient) {
+            self.patients
+                .insert(patient.clone(), PatientAlarms::default());
+        }
+        self.patients.get_mut(patient).expect("inserted above")
+    }
+
     /// Rebuilds the board from an alarm's latest recorded state (start-up).
     pub fn restore(&mut self, alarm: Alarm) {
         self.next_id = self.next_id.max(alarm.id);
-        let key = (alarm.patient_id.clone(), alarm.vital, alarm.rule.clone());
+        let Some(rule) = RULES.iter().find(|r| **r == alarm.rule) else {
+            // A rule this version no longer has: keep it as history only.
+            self.remember(alarm);
+            return;
+        };
+        let key = (alarm.vital, *rule);
+        let patient = alarm.patient_id.clone();
         if alarm.state == AlarmState::Resolved {
-            self.active.remove(&key);
+            self.patient(&patient).active.remove(&key);
             self.remember(alarm);
         } else {
-            self.active.insert(key, alarm);
+            self.patient(&patient).active.insert(key, alarm);
         }
     }
 
@@ -101,17 +127,20 @@ impl AlarmBoard {
     /// Raises or updates the alarm of a condition that holds now.
     fn holds(
         &mut self,
+        patient: &PatientId,
         key: Condition,
         priority: Priority,
-        message: String,
+        message: impl FnOnce() -> String,
         value: f64,
         time_ms: TimestampMs,
     ) -> AlarmChange {
-        if let Some(alarm) = self.active.get_mut(&key) {
+        let next_id = self.next_id + 1;
+        let alarms = self.patient(patient);
+        if let Some(alarm) = alarms.active.get_mut(&key) {
             alarm.value = value;
             alarm.updated_ms = time_ms;
-            alarm.message = message;
             if priority > alarm.priority {
+                alarm.message = message();
                 // Worse than when acknowledged: it needs attention again.
                 alarm.priority = priority;
                 alarm.state = AlarmState::Active;
@@ -122,15 +151,14 @@ impl AlarmBoard {
             alarm.priority = priority;
             return AlarmChange::Updated(alarm.clone());
         }
-        self.next_id += 1;
         let alarm = Alarm {
-            id: self.next_id,
-            patient_id: key.0.clone(),
-            vital: key.1,
-            rule: key.2.clone(),
+            id: next_id,
+            patient_id: patient.clone(),
+            vital: key.0,
+            rule: key.1.to_string(),
             priority,
             state: AlarmState::Active,
-            message,
+            message: message(),
             value,
             raised_ms: time_ms,
             updated_ms: time_ms,
@@ -138,18 +166,20 @@ impl AlarmBoard {
             snoozed_until_ms: None,
             resolved: None,
         };
-        self.active.insert(key, alarm.clone());
+        alarms.active.insert(key, alarm.clone());
+        self.next_id = next_id;
         AlarmChange::Raised(alarm)
     }
 
     /// Resolves the alarm of a condition that no longer holds, if any.
     fn cleared(
         &mut self,
+        patient: &PatientId,
         key: &Condition,
         value: f64,
         time_ms: TimestampMs,
     ) -> Option<AlarmChange> {
-        let mut alarm = self.active.remove(key)?;
+        let mut alarm = self.patients.get_mut(patient)?.active.remove(key)?;
         alarm.state = AlarmState::Resolved;
         alarm.value = value;
         alarm.updated_ms = time_ms;
@@ -161,17 +191,18 @@ impl AlarmBoard {
         Some(AlarmChange::Resolved(alarm))
     }
 
-    /// Whether an observation at `time_ms` is the newest for `key` (and
-    /// remembers it if so).
-    fn newest(&mut self, key: &Condition, time_ms: TimestampMs) -> bool {
-        match self.judged.get_mut(key) {
+    /// Whether an observation at `time_ms` is the newest for the condition
+    /// (and remembers it if so).
+    fn newest(&mut self, patient: &PatientId, key: Condition, time_ms: TimestampMs) -> bool {
+        let judged = &mut self.patient(patient).judged;
+        match judged.get_mut(&key) {
             Some(t) if *t > time_ms => false,
             Some(t) => {
                 *t = time_ms;
                 true
             }
             None => {
-                self.judged.insert(key.clone(), time_ms);
+                judged.insert(key, time_ms);
                 true
             }
         }
@@ -184,20 +215,29 @@ impl AlarmBoard {
     /// stays active until that parameter scores below 3 again.
     pub fn observe(&mut self, patient: &PatientId, obs: &Observation) -> Option<AlarmChange> {
         let score = news2::parameter_score(obs.vital, obs.value)?;
-        let key = (patient.clone(), Some(obs.vital), RULE_NEWS2_RED.to_string());
-        if !self.newest(&key, obs.time_ms) {
+        let key = (Some(obs.vital), RULE_NEWS2_RED);
+        if !self.newest(patient, key, obs.time_ms) {
             return None;
         }
         if score == 3 {
-            let message = format!(
-                "{} {} {} scores 3 on NEWS2: urgent ward-based response",
-                obs.vital.display(),
+            let message = || {
+                format!(
+                    "{} {} {} scores 3 on NEWS2: urgent ward-based response",
+                    obs.vital.display(),
+                    obs.value,
+                    obs.vital.ucum()
+                )
+            };
+            Some(self.holds(
+                patient,
+                key,
+                Priority::High,
+                message,
                 obs.value,
-                obs.vital.ucum()
-            );
-            Some(self.holds(key, Priority::High, message, obs.value, obs.time_ms))
+                obs.time_ms,
+            ))
         } else {
-            self.cleared(&key, obs.value, obs.time_ms)
+            self.cleared(patient, &key, obs.value, obs.time_ms)
         }
     }
 
@@ -212,37 +252,39 @@ impl AlarmBoard {
         news2: Option<Aggregate>,
         time_ms: TimestampMs,
     ) -> Option<AlarmChange> {
-        let key = (patient.clone(), None, RULE_NEWS2_AGGREGATE.to_string());
+        let key = (None, RULE_NEWS2_AGGREGATE);
         let a = news2?;
-        if !self.newest(&key, time_ms) {
+        if !self.newest(patient, key, time_ms) {
             return None;
         }
         let score = f64::from(a.score);
         match a.score {
             7.. => Some(self.holds(
+                patient,
                 key,
                 Priority::High,
-                format!(
-                    "NEWS2 {}: emergency response (clinical team with critical-care competencies)",
+                || format!("NEWS2 {}: emergency response (clinical team with critical-care competencies)",
                     a.score
                 ),
                 score,
                 time_ms,
             )),
             5..=6 => Some(self.holds(
+                patient,
                 key,
                 Priority::Medium,
-                format!("NEWS2 {}: urgent response (clinician assessment)", a.score),
+                || format!("NEWS2 {}: urgent response (clinician assessment)", a.score),
                 score,
                 time_ms,
             )),
-            _ => self.cleared(&key, score, time_ms),
+            _ => self.cleared(patient, &key, score, time_ms),
         }
     }
 
     fn find(&mut self, id: u64) -> Result<&mut Alarm, BoardError> {
-        self.active
+        self.patients
             .values_mut()
+            .flat_map(|p| p.active.values_mut())
             .find(|a| a.id == id)
             .ok_or(BoardError::NoSuchAlarm(id))
     }
@@ -290,13 +332,14 @@ impl AlarmBoard {
         by: &str,
         now: TimestampMs,
     ) -> Result<AlarmChange, BoardError> {
-        let key = self
-            .active
-            .iter()
-            .find(|(_, a)| a.id == id)
-            .map(|(k, _)| k.clone())
+        let mut alarm = self
+            .patients
+            .values_mut()
+            .find_map(|p| {
+                let key = p.active.iter().find(|(_, a)| a.id == id).map(|(k, _)| *k)?;
+                p.active.remove(&key)
+            })
             .ok_or(BoardError::NoSuchAlarm(id))?;
-        let mut alarm = self.active.remove(&key).expect("found above");
         alarm.state = AlarmState::Resolved;
         alarm.resolved = Some(Act {
             by: by.into(),
@@ -308,7 +351,11 @@ impl AlarmBoard {
 
     /// Active and acknowledged alarms, highest priority first, then newest.
     pub fn active(&self) -> Vec<Alarm> {
-        let mut v: Vec<_> = self.active.values().cloned().collect();
+        let mut v: Vec<_> = self
+            .patients
+            .values()
+            .flat_map(|p| p.active.values().cloned())
+            .collect();
         v.sort_by(|a, b| {
             b.priority
                 .cmp(&a.priority)

@@ -16,7 +16,7 @@ pub fn alarm_topic(patient: &str) -> String {
 
 /// Publishes alarm changes until the pipeline goes away.
 pub async fn run(pipeline: Arc<Pipeline>, broker: Arc<Broker>) {
-    let mut events = pipeline.subscribe();
+    let mut events = pipeline.subscribe_alarms();
     loop {
         match events.recv().await {
             Ok(LiveEvent::Alarm { change, alarm }) if change != "updated" => {

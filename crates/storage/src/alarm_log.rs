@@ -1,16 +1,27 @@
 //! The alarm log: every lifecycle change of every alarm (raised,
 //! acknowledged, snoozed, resolved, with who and when), one JSON line each,
-//! fsynced, append-only. Replaying it rebuilds the alarm board after a
+//! append-only, fsynced. Replaying it rebuilds the alarm board after a
 //! restart; a torn last line (a crash mid-write) is cut off.
+//!
+//! One thread owns the file and writes in batches with one fsync each, so
+//! rules raising alarms on the ingest path never wait for the disk.
+//! Clinicians' actions use [`AlarmLog::append_durable`], which returns once
+//! the line is on disk; changes made by rules use [`AlarmLog::append`], which
+//! only queues (a crash can lose the last few, and the rules raise them again
+//! from the stored samples).
 
 use medmesh_model::Alarm;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::mpsc;
+
+enum Entry {
+    Line(Vec<u8>, Option<mpsc::Sender<std::io::Result<()>>>),
+}
 
 pub struct AlarmLog {
-    file: Mutex<File>,
+    lines: mpsc::Sender<Entry>,
 }
 
 impl AlarmLog {
@@ -44,21 +55,68 @@ impl AlarmLog {
             file.set_len(good as u64)?;
             file.sync_all()?;
         }
-        Ok((
-            AlarmLog {
-                file: Mutex::new(file),
-            },
-            alarms,
-        ))
+        let (lines, queue) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("medmesh-alarm-log".into())
+            .spawn(move || write_batches(file, queue))?;
+        Ok((AlarmLog { lines }, alarms))
     }
 
-    /// Records an alarm's new state durably.
-    pub fn append(&self, alarm: &Alarm) -> std::io::Result<()> {
-        let mut line = serde_json::to_vec(alarm).map_err(std::io::Error::other)?;
+    fn line(alarm: &Alarm) -> Vec<u8> {
+        let mut line = serde_json::to_vec(alarm).expect("an alarm serialises");
         line.push(b'\n');
-        let mut file = self.file.lock().expect("alarm log lock");
-        file.write_all(&line)?;
-        file.sync_data()
+        line
+    }
+
+    /// Queues an alarm's new state for the log.
+    pub fn append(&self, alarm: &Alarm) {
+        if self
+            .lines
+            .send(Entry::Line(Self::line(alarm), None))
+            .is_err()
+        {
+            tracing::error!(
+                alarm = alarm.id,
+                "alarm log writer is gone; change not recorded"
+            );
+        }
+    }
+
+    /// Records an alarm's new state and returns once it is on disk.
+    pub fn append_durable(&self, alarm: &Alarm) -> std::io::Result<()> {
+        let (done, wait) = mpsc::channel();
+        self.lines
+            .send(Entry::Line(Self::line(alarm), Some(done)))
+            .map_err(|_| std::io::Error::other("alarm log writer is gone"))?;
+        wait.recv()
+            .map_err(|_| std::io::Error::other("alarm log writer is gone"))?
+    }
+}
+
+/// The writer thread: everything queued, one write, one fsync, then answers.
+fn write_batches(mut file: File, queue: mpsc::Receiver<Entry>) {
+    let mut buf = Vec::new();
+    let mut waiting = Vec::new();
+    while let Ok(first) = queue.recv() {
+        let mut next = Some(first);
+        while let Some(Entry::Line(line, done)) = next {
+            buf.extend_from_slice(&line);
+            waiting.extend(done);
+            next = queue.try_recv().ok();
+        }
+        let result = file.write_all(&buf).and_then(|()| file.sync_data());
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "alarm log write failed");
+        }
+        for done in waiting.drain(..) {
+            let _ = done.send(
+                result
+                    .as_ref()
+                    .map(|_| ())
+                    .map_err(|e| std::io::Error::new(e.kind(), e.to_string())),
+            );
+        }
+        buf.clear();
     }
 }
 
@@ -91,8 +149,10 @@ mod tests {
         {
             let (log, old) = AlarmLog::open(dir.path()).unwrap();
             assert!(old.is_empty());
-            log.append(&alarm(1, AlarmState::Active)).unwrap();
-            log.append(&alarm(1, AlarmState::Acknowledged)).unwrap();
+            log.append(&alarm(1, AlarmState::Active));
+            // A durable append also makes everything queued before it durable.
+            log.append_durable(&alarm(1, AlarmState::Acknowledged))
+                .unwrap();
         }
         std::fs::OpenOptions::new()
             .append(true)
@@ -105,7 +165,7 @@ mod tests {
             alarms.iter().map(|a| a.state).collect::<Vec<_>>(),
             [AlarmState::Active, AlarmState::Acknowledged]
         );
-        log.append(&alarm(2, AlarmState::Resolved)).unwrap();
+        log.append_durable(&alarm(2, AlarmState::Resolved)).unwrap();
         drop(log);
         let (_, alarms) = AlarmLog::open(dir.path()).unwrap();
         assert_eq!(alarms.len(), 3);
