@@ -595,6 +595,25 @@ async fn devices_with_credentials_must_use_them_and_publish_only_for_themselves(
         mosquitto_pub(addr, &["-i", "cuff-1", "-t", &topic("cuff-1"), "-m", pack]).await;
     assert!(!ok && said.to_lowercase().contains("not authori"), "{said}");
 
+    // Authenticated as cuff-1 but under cuff-2's client ID (its session): refused.
+    let (ok, said) = mosquitto_pub(
+        addr,
+        &[
+            "-i",
+            "cuff-2",
+            "-u",
+            "cuff-1",
+            "-P",
+            &token,
+            "-t",
+            &topic("cuff-1"),
+            "-m",
+            pack,
+        ],
+    )
+    .await;
+    assert!(!ok && said.to_lowercase().contains("not authori"), "{said}");
+
     // Authenticated as cuff-1, publishing for cuff-2: refused (MQTT 5 says why), not stored.
     let (_, said) = mosquitto_pub(
         addr,

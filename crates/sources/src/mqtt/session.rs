@@ -310,11 +310,20 @@ async fn authenticate(
             })
             .await
             .unwrap_or(false);
-            if ok {
-                Ok(Some(device))
-            } else {
-                Err(bad(format!("wrong password for device {device}")))
+            if !ok {
+                return Err(bad(format!("wrong password for device {device}")));
             }
+            // The session is the device's own: another client ID would let one
+            // device take over another's session and commands.
+            if !client_id.is_empty() && client_id != device.as_str() {
+                return Err((
+                    Outbound::ConnAckNotAuthorized,
+                    format!(
+                        "device {device} must connect with client ID {device}, not {client_id:?}"
+                    ),
+                ));
+            }
+            Ok(Some(device))
         }
         None => {
             let has_credentials = DeviceId::new(client_id)
