@@ -203,7 +203,7 @@ async fn mosquitto_pub_reaches_the_api() {
         let value = if version == "mqttv5" { 101 } else { 99 };
         let out = tokio::process::Command::new("mosquitto_pub")
             .args(["-h", &addr.ip().to_string(), "-p", &addr.port().to_string(), "-V", version, "-q", "1"])
-            .args(["-t", &topic("bedside-7")])
+            .args(["-i", "bedside-7", "-t", &topic("bedside-7")])
             .args(["-m", &format!(r#"[{{"n":"heart_rate","u":"/min","v":{value}}}]"#)])
             .output()
             .await
@@ -221,6 +221,10 @@ async fn mosquitto_pub_reaches_the_api() {
             "{version}"
         );
     }
+    // mosquitto_pub says goodbye (DISCONNECT): that is not a lost device.
+    assert!(eventually_online(&s, "bedside-7", Some(false)).await);
+    let (_, alarms) = s.get("/api/v1/alarms").await;
+    assert!(!alarms.to_string().contains("device-offline"), "{alarms}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -489,6 +493,7 @@ async fn a_device_that_vanishes_has_its_last_will_published_and_shows_off_line()
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    s.admit("p5", "monitor-5").await;
     let mut device = paho(&s, "will", "monitor-5");
     assert_eq!(read_line(&mut device).await, "connected");
     assert!(eventually_online(&s, "monitor-5", Some(true)).await);
@@ -507,6 +512,19 @@ async fn a_device_that_vanishes_has_its_last_will_published_and_shows_off_line()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "offline");
     assert!(eventually_online(&s, "monitor-5", Some(false)).await);
+    // The patient's monitor vanished: a medium device-offline alarm.
+    let (_, alarms) = s.get("/api/v1/alarms").await;
+    let a = alarms
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["rule"] == "device-offline")
+        .unwrap_or_else(|| panic!("{alarms}"));
+    assert_eq!(
+        (a["patient_id"].as_str(), a["device_id"].as_str()),
+        (Some("p5"), Some("monitor-5"))
+    );
+    assert_eq!(a["priority"], "medium");
 }
 
 /// Runs mosquitto_pub with `args` after the connection options; returns

@@ -1,6 +1,6 @@
 //! Alarms raised by rules about a patient, and what clinicians did with them.
 
-use crate::{PatientId, TimestampMs, VitalSign};
+use crate::{DeviceId, PatientId, TimestampMs, VitalSign};
 use serde::{Deserialize, Serialize};
 
 /// How urgently a clinician must respond.
@@ -38,6 +38,9 @@ pub struct Alarm {
     pub patient_id: PatientId,
     /// The vital sign concerned; `None` for rules over several (NEWS2 aggregate).
     pub vital: Option<VitalSign>,
+    /// The device concerned, for alarms about a device (it went off line).
+    #[serde(default)]
+    pub device_id: Option<DeviceId>,
     /// Short machine-readable name of the rule that raised it.
     pub rule: String,
     pub priority: Priority,

@@ -323,7 +323,10 @@ impl Pipeline {
     }
 
     /// A device connected or went away (an MQTT connection opened or closed).
-    pub fn device_status(&self, device: &DeviceId, online: bool, reason: &str) {
+    /// Going away without saying goodbye (`graceful` false: a crash, a lost
+    /// network, an expired keep-alive) raises a device-offline alarm for
+    /// its patient, resolved when it reconnects.
+    pub fn device_status(&self, device: &DeviceId, online: bool, graceful: bool, reason: &str) {
         {
             let mut activity = self.activity.lock().expect("activity lock");
             let a = activity.entry(device.clone()).or_insert(DeviceActivity {
@@ -336,6 +339,18 @@ impl Pipeline {
         }
         if !online {
             tracing::info!(%device, reason, "device went off line");
+        }
+        if let Some(patient) = self.registry.device(device).and_then(|d| d.patient_id) {
+            let change = if online || !graceful {
+                let mut board = self.alarms.lock().expect("alarm board lock");
+                board.device_status(&patient, device, online, reason, now_ms())
+            } else {
+                None
+            };
+            if let Some(change) = change {
+                self.record(std::slice::from_ref(&change));
+                self.publish_alarm(change);
+            }
         }
         let _ = self.live.send(LiveEvent::DeviceStatus {
             device_id: device.clone(),

@@ -7,7 +7,7 @@
 
 use crate::news2::{self, Aggregate};
 use medmesh_model::{
-    Act, Alarm, AlarmState, Observation, PatientId, Priority, TimestampMs, VitalSign,
+    Act, Alarm, AlarmState, DeviceId, Observation, PatientId, Priority, TimestampMs, VitalSign,
 };
 use std::collections::{HashMap, VecDeque};
 
@@ -15,6 +15,8 @@ use std::collections::{HashMap, VecDeque};
 pub const RULE_NEWS2_RED: &str = "news2-single-parameter-3";
 /// Name of the rule that fires on the NEWS2 aggregate (5 or more).
 pub const RULE_NEWS2_AGGREGATE: &str = "news2-aggregate";
+/// Name of the rule that fires when a patient's device drops off line.
+pub const RULE_DEVICE_OFFLINE: &str = "device-offline";
 /// Who resolves an alarm whose condition cleared by itself.
 pub const SYSTEM: &str = "medmesh";
 /// Resolved alarms kept in memory for the API (the alarm log keeps all).
@@ -65,11 +67,11 @@ pub enum BoardError {
     NoSuchAlarm(u64),
 }
 
-/// One patient's condition: the vital sign concerned and the rule.
-type Condition = (Option<VitalSign>, &'static str);
+/// One patient's condition: the vital sign or device concerned, and the rule.
+type Condition = (Option<VitalSign>, Option<DeviceId>, &'static str);
 
 /// The rules' names, to map recorded alarms back to their rule.
-const RULES: [&str; 2] = [RULE_NEWS2_RED, RULE_NEWS2_AGGREGATE];
+const RULES: [&str; 3] = [RULE_NEWS2_RED, RULE_NEWS2_AGGREGATE, RULE_DEVICE_OFFLINE];
 
 /// One patient's active alarms, and when each condition was last judged.
 #[derive(Default)]
@@ -107,7 +109,7 @@ impl AlarmBoard {
             self.remember(alarm);
             return;
         };
-        let key = (alarm.vital, *rule);
+        let key = (alarm.vital, alarm.device_id.clone(), *rule);
         let patient = alarm.patient_id.clone();
         if alarm.state == AlarmState::Resolved {
             self.patient(&patient).active.remove(&key);
@@ -155,7 +157,8 @@ impl AlarmBoard {
             id: next_id,
             patient_id: patient.clone(),
             vital: key.0,
-            rule: key.1.to_string(),
+            device_id: key.1.clone(),
+            rule: key.2.to_string(),
             priority,
             state: AlarmState::Active,
             message: message(),
@@ -193,16 +196,16 @@ impl AlarmBoard {
 
     /// Whether an observation at `time_ms` is the newest for the condition
     /// (and remembers it if so).
-    fn newest(&mut self, patient: &PatientId, key: Condition, time_ms: TimestampMs) -> bool {
+    fn newest(&mut self, patient: &PatientId, key: &Condition, time_ms: TimestampMs) -> bool {
         let judged = &mut self.patient(patient).judged;
-        match judged.get_mut(&key) {
+        match judged.get_mut(key) {
             Some(t) if *t > time_ms => false,
             Some(t) => {
                 *t = time_ms;
                 true
             }
             None => {
-                judged.insert(key, time_ms);
+                judged.insert(key.clone(), time_ms);
                 true
             }
         }
@@ -215,8 +218,8 @@ impl AlarmBoard {
     /// stays active until that parameter scores below 3 again.
     pub fn observe(&mut self, patient: &PatientId, obs: &Observation) -> Option<AlarmChange> {
         let score = news2::parameter_score(obs.vital, obs.value)?;
-        let key = (Some(obs.vital), RULE_NEWS2_RED);
-        if !self.newest(patient, key, obs.time_ms) {
+        let key = (Some(obs.vital), None, RULE_NEWS2_RED);
+        if !self.newest(patient, &key, obs.time_ms) {
             return None;
         }
         if score == 3 {
@@ -252,9 +255,9 @@ impl AlarmBoard {
         news2: Option<Aggregate>,
         time_ms: TimestampMs,
     ) -> Option<AlarmChange> {
-        let key = (None, RULE_NEWS2_AGGREGATE);
+        let key = (None, None, RULE_NEWS2_AGGREGATE);
         let a = news2?;
-        if !self.newest(patient, key, time_ms) {
+        if !self.newest(patient, &key, time_ms) {
             return None;
         }
         let score = f64::from(a.score);
@@ -278,6 +281,30 @@ impl AlarmBoard {
                 time_ms,
             )),
             _ => self.cleared(patient, &key, score, time_ms),
+        }
+    }
+
+    /// A device measuring `patient` went off line without saying goodbye
+    /// (`online` false) or came back (`online` true). Losing a monitor means
+    /// losing sight of the patient: a medium alarm until it returns.
+    pub fn device_status(
+        &mut self,
+        patient: &PatientId,
+        device: &DeviceId,
+        online: bool,
+        reason: &str,
+        time_ms: TimestampMs,
+    ) -> Option<AlarmChange> {
+        let key = (None, Some(device.clone()), RULE_DEVICE_OFFLINE);
+        if online {
+            self.cleared(patient, &key, 1.0, time_ms)
+        } else {
+            let message = || {
+                format!(
+                    "Device {device} went off line ({reason}): no readings from it until it reconnects"
+                )
+            };
+            Some(self.holds(patient, key, Priority::Medium, message, 0.0, time_ms))
         }
     }
 
@@ -336,7 +363,11 @@ impl AlarmBoard {
             .patients
             .values_mut()
             .find_map(|p| {
-                let key = p.active.iter().find(|(_, a)| a.id == id).map(|(k, _)| *k)?;
+                let key = p
+                    .active
+                    .iter()
+                    .find(|(_, a)| a.id == id)
+                    .map(|(k, _)| k.clone())?;
                 p.active.remove(&key)
             })
             .ok_or(BoardError::NoSuchAlarm(id))?;
@@ -476,6 +507,30 @@ mod tests {
         ));
         // No aggregate (a parameter missing): nothing changes.
         assert_eq!(board.observe_news2(&p, None, 6), None);
+    }
+
+    #[test]
+    fn a_device_off_line_raises_a_medium_alarm_until_it_returns() {
+        let mut board = AlarmBoard::default();
+        let p = PatientId::new("p1").unwrap();
+        let (a, b) = (
+            DeviceId::new("mon-a").unwrap(),
+            DeviceId::new("cuff-b").unwrap(),
+        );
+        let raised = board
+            .device_status(&p, &a, false, "keep-alive expired", 1)
+            .unwrap();
+        assert!(
+            matches!(raised, AlarmChange::Raised(ref x) if x.priority == Priority::Medium && x.device_id.as_ref() == Some(&a))
+        );
+        board.device_status(&p, &b, false, "closed", 2).unwrap();
+        assert_eq!(board.active().len(), 2, "one alarm per device");
+        assert!(matches!(
+            board.device_status(&p, &a, true, "connected", 3),
+            Some(AlarmChange::Resolved(_))
+        ));
+        assert_eq!(board.active().len(), 1);
+        assert_eq!(board.device_status(&p, &a, true, "connected", 4), None);
     }
 
     #[test]

@@ -130,6 +130,7 @@ mod tests {
             id,
             patient_id: PatientId::new("p1").unwrap(),
             vital: Some(VitalSign::HeartRate),
+            device_id: None,
             rule: "news2-single-parameter-3".into(),
             priority: Priority::High,
             state,

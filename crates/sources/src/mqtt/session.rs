@@ -117,7 +117,7 @@ pub(crate) async fn serve(
         .clone()
         .or_else(|| DeviceId::new(client_id.clone()).ok().filter(|_| named));
     if let Some(d) = &device {
-        pipeline.device_status(d, true, "connected");
+        pipeline.device_status(d, true, true, "connected");
     }
 
     // The server may close a connection idle for 1.5 x keep-alive (MQTT 3.1.1 section 3.1.2.10).
@@ -154,7 +154,7 @@ pub(crate) async fn serve(
         }
     }
     if let Some(d) = &device {
-        pipeline.device_status(d, false, &reason);
+        pipeline.device_status(d, false, matches!(end, Ok(End::Disconnect)), &reason);
     }
     // Let the writer finish acknowledging what was already stored.
     let written = writer.await.unwrap_or_else(|e| Err(e.to_string()));
