@@ -185,6 +185,8 @@ async fn alarms_are_published_over_mqtt() {
     let s = start().await;
     s.admit("p1", "mon-1").await;
     let addr = s.running.mqtt_addr;
+    // Two messages: the subscription may come in between a raise and its
+    // resolution, so the first one heard can be either.
     let mut sub = tokio::process::Command::new("mosquitto_sub")
         .args([
             "-h",
@@ -194,14 +196,14 @@ async fn alarms_are_published_over_mqtt() {
             "-q",
             "1",
             "-C",
-            "1",
+            "2",
         ])
         .args(["-t", "medmesh/v1/alarms/#"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("mosquitto_sub runs");
-    // Until the subscription is in place, alarms go unheard: retry with
-    // fresh readings (alternating so each one raises a new alarm).
+    // Until the subscription is in place, alarms go unheard: keep raising
+    // (SpO2 90 scores 3) and resolving (98 scores 0) with fresh readings.
     let mut t = 1.8e9;
     let got = loop {
         vitals(&s, "mon-1", t, json!([{"n": "spo2", "u": "%", "v": 90}])).await;
@@ -221,8 +223,16 @@ async fn alarms_are_published_over_mqtt() {
         }
         assert!(t < 1.8e9 + 100.0, "no alarm over MQTT");
     };
-    let msg: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
-    assert_eq!(msg["change"], "raised");
-    assert_eq!(msg["alarm"]["patient_id"], "p1");
-    assert_eq!(msg["alarm"]["vital"], "spo2");
+    let messages: Vec<serde_json::Value> = String::from_utf8_lossy(&got.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(messages.len(), 2);
+    let raised = messages
+        .iter()
+        .find(|m| m["change"] == "raised")
+        .expect("a raise among two messages");
+    assert_eq!(raised["alarm"]["patient_id"], "p1");
+    assert_eq!(raised["alarm"]["vital"], "spo2");
+    assert_eq!(raised["alarm"]["priority"], "high");
 }

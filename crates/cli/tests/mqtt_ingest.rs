@@ -487,9 +487,14 @@ async fn a_device_that_vanishes_has_its_last_will_published_and_shows_off_line()
             "-q",
             "1",
             "-C",
-            "1",
+            "2",
         ])
-        .args(["-t", "medmesh/v1/devices/+/status"])
+        .args([
+            "-t",
+            "medmesh/v1/devices/+/status",
+            "-t",
+            "medmesh/v1/devices/watcher/commands",
+        ])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -497,8 +502,9 @@ async fn a_device_that_vanishes_has_its_last_will_published_and_shows_off_line()
     let mut device = paho(&s, "will", "monitor-5");
     assert_eq!(read_line(&mut device).await, "connected");
     assert!(eventually_online(&s, "monitor-5", Some(true)).await);
-    // Give the watcher time to subscribe, then let the device die.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A command the watcher receives proves it is subscribed; then the device dies.
+    let delivery = send_command(&s, "watcher", json!("ready")).await;
+    assert_eq!(delivery["delivered"], 1, "{delivery}");
     device
         .stdin
         .as_mut()
@@ -510,7 +516,11 @@ async fn a_device_that_vanishes_has_its_last_will_published_and_shows_off_line()
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "offline");
+    let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(lines, ["\"ready\"", "offline"]);
     assert!(eventually_online(&s, "monitor-5", Some(false)).await);
     // The patient's monitor vanished: a medium device-offline alarm.
     let (_, alarms) = s.get("/api/v1/alarms").await;
