@@ -171,12 +171,14 @@ async fn respond(
     };
     match response.message.to_bytes() {
         Ok(bytes) => {
-            let _ = socket.send_to(&bytes, key.0).await;
+            // Recorded before it is sent: a retransmission that crosses the
+            // answer must find it, not an exchange still "in progress".
             exchanges
                 .lock()
                 .expect("exchanges lock")
                 .map
-                .insert(key, Exchange::Answered(Instant::now(), bytes));
+                .insert(key, Exchange::Answered(Instant::now(), bytes.clone()));
+            let _ = socket.send_to(&bytes, key.0).await;
         }
         Err(e) => tracing::error!(error = ?e, "cannot encode CoAP response"),
     }
