@@ -1,128 +1,44 @@
 //! The alarm log: every lifecycle change of every alarm (raised,
 //! acknowledged, snoozed, resolved, with who and when), one JSON line each,
-//! append-only, fsynced. Replaying it rebuilds the alarm board after a
-//! restart; a torn last line (a crash mid-write) is cut off.
+//! append-only, fsynced (a [`Journal`]). Replaying it rebuilds the alarm
+//! board after a restart.
 //!
-//! One thread owns the file and writes in batches with one fsync each, so
-//! rules raising alarms on the ingest path never wait for the disk.
 //! Clinicians' actions use [`AlarmLog::append_durable`], which returns once
 //! the line is on disk; changes made by rules use [`AlarmLog::append`], which
 //! only queues (a crash can lose the last few, and the rules raise them again
 //! from the stored samples).
 
+use crate::journal::Journal;
 use medmesh_model::Alarm;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::Path;
-use std::sync::mpsc;
-
-enum Entry {
-    Line(Vec<u8>, Option<mpsc::Sender<std::io::Result<()>>>),
-}
 
 pub struct AlarmLog {
-    lines: mpsc::Sender<Entry>,
+    journal: Journal<Alarm>,
 }
 
 impl AlarmLog {
     /// Opens (creating) `alarms.jsonl` under `dir`; returns the log and every
     /// recorded alarm state, oldest first.
     pub fn open(dir: &Path) -> std::io::Result<(AlarmLog, Vec<Alarm>)> {
-        std::fs::create_dir_all(dir)?;
-        let path = dir.join("alarms.jsonl");
-        let data = match std::fs::read(&path) {
-            Ok(d) => d,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(e),
-        };
-        let mut alarms = Vec::new();
-        let mut good = 0;
-        for line in data.split_inclusive(|b| *b == b'\n') {
-            if !line.ends_with(b"\n") {
-                break; // torn final write
-            }
-            match serde_json::from_slice::<Alarm>(line) {
-                Ok(a) => alarms.push(a),
-                Err(e) => {
-                    tracing::error!(path = %path.display(), error = %e, "unreadable alarm log line; later lines ignored");
-                    break;
-                }
-            }
-            good += line.len();
-        }
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
-        if good < data.len() {
-            file.set_len(good as u64)?;
-            file.sync_all()?;
-        }
-        let (lines, queue) = mpsc::channel();
-        std::thread::Builder::new()
-            .name("medmesh-alarm-log".into())
-            .spawn(move || write_batches(file, queue))?;
-        Ok((AlarmLog { lines }, alarms))
-    }
-
-    fn line(alarm: &Alarm) -> Vec<u8> {
-        let mut line = serde_json::to_vec(alarm).expect("an alarm serialises");
-        line.push(b'\n');
-        line
+        let (journal, alarms) = Journal::open(dir, "alarms.jsonl")?;
+        Ok((AlarmLog { journal }, alarms))
     }
 
     /// Queues an alarm's new state for the log.
     pub fn append(&self, alarm: &Alarm) {
-        if self
-            .lines
-            .send(Entry::Line(Self::line(alarm), None))
-            .is_err()
-        {
-            tracing::error!(
-                alarm = alarm.id,
-                "alarm log writer is gone; change not recorded"
-            );
-        }
+        self.journal.append(alarm);
     }
 
     /// Records an alarm's new state and returns once it is on disk.
     pub fn append_durable(&self, alarm: &Alarm) -> std::io::Result<()> {
-        let (done, wait) = mpsc::channel();
-        self.lines
-            .send(Entry::Line(Self::line(alarm), Some(done)))
-            .map_err(|_| std::io::Error::other("alarm log writer is gone"))?;
-        wait.recv()
-            .map_err(|_| std::io::Error::other("alarm log writer is gone"))?
-    }
-}
-
-/// The writer thread: everything queued, one write, one fsync, then answers.
-fn write_batches(mut file: File, queue: mpsc::Receiver<Entry>) {
-    let mut buf = Vec::new();
-    let mut waiting = Vec::new();
-    while let Ok(first) = queue.recv() {
-        let mut next = Some(first);
-        while let Some(Entry::Line(line, done)) = next {
-            buf.extend_from_slice(&line);
-            waiting.extend(done);
-            next = queue.try_recv().ok();
-        }
-        let result = file.write_all(&buf).and_then(|()| file.sync_data());
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "alarm log write failed");
-        }
-        for done in waiting.drain(..) {
-            let _ = done.send(
-                result
-                    .as_ref()
-                    .map(|_| ())
-                    .map_err(|e| std::io::Error::new(e.kind(), e.to_string())),
-            );
-        }
-        buf.clear();
+        self.journal.append_durable(alarm)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
     use medmesh_model::{AlarmState, PatientId, Priority, VitalSign};
 
     fn alarm(id: u64, state: AlarmState) -> Alarm {

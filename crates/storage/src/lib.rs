@@ -15,6 +15,7 @@ mod checkpoint;
 pub mod credentials;
 mod gorilla;
 mod head;
+mod journal;
 mod registry;
 mod retention;
 mod wal;
@@ -22,6 +23,7 @@ mod wal;
 pub use aggregate::Bucket;
 pub use alarm_log::AlarmLog;
 pub use head::Point;
+pub use journal::Journal;
 pub use registry::{Registry, RegistryError};
 pub use retention::Retention;
 
@@ -290,6 +292,24 @@ fn dir_bytes(dir: &Path) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
+}
+
+/// Replaces the file at `path` with `bytes` atomically and durably: written
+/// to a temporary file, fsynced, renamed over the old one, directory fsynced.
+/// A crash leaves either the old or the new contents, never a mix.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        sync_dir(dir)?;
+    }
+    Ok(())
 }
 
 /// fsyncs a directory so that a file created or renamed in it survives a crash.

@@ -8,7 +8,6 @@
 use medmesh_model::{Device, DeviceId, Patient, PatientId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
@@ -190,15 +189,8 @@ impl Registry {
     }
 
     fn save(&self, c: &Contents) -> std::io::Result<()> {
-        let tmp = self.path.with_extension("json.tmp");
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&serde_json::to_vec_pretty(c).map_err(std::io::Error::other)?)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &self.path)?;
-        if let Some(dir) = self.path.parent() {
-            crate::sync_dir(dir)?;
-        }
-        Ok(())
+        let bytes = serde_json::to_vec_pretty(c).map_err(std::io::Error::other)?;
+        crate::write_atomically(&self.path, &bytes)
     }
 }
 
