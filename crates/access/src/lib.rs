@@ -37,7 +37,7 @@ pub use directory::{
     validate_username,
 };
 pub use role::Role;
-pub use session::Sessions;
+pub use session::{MAX_AGE as SESSION_MAX_AGE, Sessions};
 pub use throttle::LoginThrottle;
 
 use medmesh_model::PatientId;

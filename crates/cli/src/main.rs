@@ -5,7 +5,9 @@
 //! - `medmesh simulate`: the simulator alone, as a load generator against any broker.
 
 mod bench;
+mod demo;
 mod progress;
+mod user;
 
 use clap::{Args, Parser, Subcommand};
 use medmesh_server::{Config, Server};
@@ -50,6 +52,10 @@ enum Command {
     /// Benchmarks, compared side by side with other systems in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Manage user accounts in a data directory (with the server stopped;
+    /// while it runs, use the API: POST /api/v1/users).
+    #[command(subcommand)]
+    User(user::UserCommand),
 }
 
 #[derive(Subcommand)]
@@ -74,9 +80,11 @@ struct ServeArgs {
     /// MQTT listen address [config: mqtt.listen; default: 127.0.0.1:1883].
     #[arg(long)]
     mqtt_listen: Option<SocketAddr>,
-    /// Accept MQTT clients without credentials [config: mqtt.allow_anonymous; default: true].
+    /// Accept readings from devices that were issued no credentials, on MQTT
+    /// and HTTP [config: devices.allow_anonymous; default: only on listeners
+    /// bound to loopback].
     #[arg(long)]
-    mqtt_allow_anonymous: Option<bool>,
+    allow_anonymous_devices: Option<bool>,
     /// CoAP (UDP) listen address [config: coap.listen; default: 127.0.0.1:5683].
     #[arg(long)]
     coap_listen: Option<SocketAddr>,
@@ -161,8 +169,8 @@ impl ServeArgs {
         if let Some(a) = self.mqtt_listen {
             config.mqtt.listen = a;
         }
-        if let Some(b) = self.mqtt_allow_anonymous {
-            config.mqtt.allow_anonymous = b;
+        if let Some(b) = self.allow_anonymous_devices {
+            config.devices.allow_anonymous = Some(b);
         }
         if let Some(a) = self.coap_listen {
             config.coap.listen = a;
@@ -238,6 +246,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Serve(args) => {
             let config = args.config("medmesh-data")?;
             let running = Server::start(&config).await?;
+            if let Some(password) = &running.bootstrap_password {
+                eprintln!(
+                    "medmesh: first start, created administrator account\n  username: admin\n  password: {password}\n  (shown once: sign in and keep it safe, or add users with `medmesh user add`)"
+                );
+            }
             eprintln!(
                 "medmesh serving: dashboard http://{} · MQTT {} · CoAP {} · HL7 {} · data in {}",
                 running.http_addr,
@@ -266,6 +279,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     .registry
                     .assign_device(p.device.clone(), Some(p.patient.id.clone()))?;
             }
+            let accounts = demo::accounts(&running, &ward)?;
             // The ward speaks every protocol, like a real one: bedside monitors
             // on MQTT and through an HL7 gateway, constrained sensors on CoAP,
             // a few devices on plain HTTP.
@@ -293,7 +307,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 }
             });
             eprintln!(
-                "medmesh demo: {patients} simulated patients on Ward A\n  dashboard  http://{}\n  MQTT       {} (try: mosquitto_pub -h {} -p {} -t {} -m '[{{\"n\":\"heart_rate\",\"u\":\"/min\",\"v\":140}}]')",
+                "medmesh demo: {patients} simulated patients on Ward A\n  dashboard  http://{}\n  sign in    {accounts}\n  MQTT       {} (try: mosquitto_pub -h {} -p {} -t {} -m '[{{\"n\":\"heart_rate\",\"u\":\"/min\",\"v\":140}}]')",
                 running.http_addr,
                 running.mqtt_addr,
                 running.mqtt_addr.ip(),
@@ -305,6 +319,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Simulate(args) => simulate(args).await,
         Command::Bench(BenchCommand::Ingest(args)) => bench::ingest(args).await,
         Command::Bench(BenchCommand::Query(args)) => bench::query::run(args).await,
+        Command::User(cmd) => user::run(cmd),
     }
 }
 

@@ -126,17 +126,27 @@ fn a_bad_config_file_names_the_file_and_the_key() {
     );
 }
 
-fn get_json(url: &str) -> serde_json::Value {
+fn get_json(token: &str, url: &str) -> serde_json::Value {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(async { reqwest::get(url).await.unwrap().json().await.unwrap() })
+    rt.block_on(async {
+        common::http_client(token)
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    })
 }
 
 #[test]
 fn demo_shows_a_live_ward_and_accepts_mosquitto_pub() {
     let dir = tempfile::tempdir().unwrap();
+    let token = common::provision_admin(dir.path());
     let mut child = Command::new(BIN)
         .args([
             "demo",
@@ -167,7 +177,7 @@ fn demo_shows_a_live_ward_and_accepts_mosquitto_pub() {
     // Within seconds every patient has live vitals, and they change.
     let deadline = Instant::now() + Duration::from_secs(20);
     let first = loop {
-        let list = get_json(&format!("http://{http}/api/v1/patients"));
+        let list = get_json(&token, &format!("http://{http}/api/v1/patients"));
         let with_vitals = list
             .as_array()
             .unwrap()
@@ -185,7 +195,7 @@ fn demo_shows_a_live_ward_and_accepts_mosquitto_pub() {
     };
     assert!(first.as_array().unwrap().len() >= 20);
     std::thread::sleep(Duration::from_millis(1500));
-    let later = get_json(&format!("http://{http}/api/v1/patients"));
+    let later = get_json(&token, &format!("http://{http}/api/v1/patients"));
     assert_ne!(
         first[0]["latest"]["heart_rate"]["time_ms"],
         later[0]["latest"]["heart_rate"]["time_ms"]
@@ -213,7 +223,7 @@ fn demo_shows_a_live_ward_and_accepts_mosquitto_pub() {
         .status()
         .expect("mosquitto_pub is installed");
     assert!(status.success());
-    let p = get_json(&format!("http://{http}/api/v1/patients/ward-a-001"));
+    let p = get_json(&token, &format!("http://{http}/api/v1/patients/ward-a-001"));
     assert_eq!(p["latest"]["body_temperature"]["value"], 39.9, "{p}");
     assert_eq!(
         p["latest"]["body_temperature"]["time_ms"],
@@ -224,6 +234,7 @@ fn demo_shows_a_live_ward_and_accepts_mosquitto_pub() {
 #[test]
 fn simulate_speaks_every_protocol_and_everything_is_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
+    let token = common::provision_admin(dir.path());
     let (_server, a) = spawn_serve_full(dir.path(), &[]);
     let out = Command::new(BIN)
         .args(["simulate", "--protocol", "mqtt,coap,http,hl7"])
@@ -262,7 +273,7 @@ fn simulate_speaks_every_protocol_and_everything_is_acknowledged() {
     assert_eq!((acked, errors), (messages, 0), "{done}");
 
     // Every protocol delivered its share: 5 devices each.
-    let metrics = reqwest_blocking_text(&format!("http://{}/metrics", a.http));
+    let metrics = reqwest_blocking_text(&token, &format!("http://{}/metrics", a.http));
     let stored = |source: &str| -> u64 {
         let prefix = format!("medmesh_ingest_samples_stored_total{{source=\"{source}\"}} ");
         metrics
@@ -278,10 +289,19 @@ fn simulate_speaks_every_protocol_and_everything_is_acknowledged() {
     assert_eq!(per.iter().sum::<u64>(), samples, "{per:?}");
 }
 
-fn reqwest_blocking_text(url: &str) -> String {
+fn reqwest_blocking_text(token: &str, url: &str) -> String {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(async { reqwest::get(url).await.unwrap().text().await.unwrap() })
+    rt.block_on(async {
+        common::http_client(token)
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    })
 }

@@ -101,7 +101,7 @@ async fn sigkill_during_ingest_loses_no_acknowledged_sample() {
         .and_then(|r| r.parse().ok())
         .unwrap_or(20);
     let dir = tempfile::tempdir().unwrap();
-    let http = reqwest::Client::new();
+    let http = common::http_client(&common::provision_admin(dir.path()));
     let writers = MQTT_WRITERS + HTTP_WRITERS;
     let acked: Vec<Acked> = (0..writers).map(|_| Acked::default()).collect();
     let mut rng = rand::rng();

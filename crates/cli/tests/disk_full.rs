@@ -49,7 +49,8 @@ async fn full_disk_refuses_reports_and_recovers_without_losing_acknowledged_data
     let _mount = mount_tmpfs(root.path(), "4m");
     let data = root.path().join("data");
     let filler = root.path().join("filler");
-    let http = reqwest::Client::new();
+    std::fs::create_dir_all(&data).unwrap();
+    let http = common::http_client(&common::provision_admin(&data));
     let mut acked = BTreeSet::new();
     let mut t = 1_800_000_000_000i64;
     {

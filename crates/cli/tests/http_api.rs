@@ -318,6 +318,7 @@ async fn fhir_bundle_built_by_fhir_resources_is_stored_per_patient() {
             "/tests/peers/fhir_post.py"
         ))
         .arg(s.url("/api/v1/fhir/Observation"))
+        .env("MEDMESH_TOKEN", &s.token)
         .output()
         .expect("python3 runs");
     assert!(

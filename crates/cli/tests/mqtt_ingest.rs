@@ -290,7 +290,14 @@ async fn acknowledged_data_survives_a_restart() {
         "http://{}/api/v1/patients/p1/observations?code=heart_rate&from=2027-01-15T08:00:00Z&to=1800000010000",
         running.http_addr
     );
-    let body: serde_json::Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+    let body: serde_json::Value = http_client(&admin_token(&running))
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(
         body["series"][0]["points"].as_array().unwrap().len(),
         5,
@@ -693,7 +700,7 @@ async fn devices_with_credentials_must_use_them_and_publish_only_for_themselves(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anonymous_clients_can_be_turned_away() {
-    let s = start_with(|c| c.mqtt.allow_anonymous = false).await;
+    let s = start_with(|c| c.devices.allow_anonymous = Some(false)).await;
     let (ok, said) = mosquitto_pub(s.running.mqtt_addr, &["-t", &topic("x"), "-m", "[]"]).await;
     assert!(!ok && said.to_lowercase().contains("not authori"), "{said}");
 }

@@ -198,10 +198,13 @@ impl Pipeline {
     /// Stores the Observations of a FHIR R4 Observation or Bundle. Each names
     /// its patient (`subject`), who must be known; the device is the
     /// Observation's `device`, or "fhir" when it names none.
+    /// FHIR Observations in; `may_record` says for which patients the sender
+    /// may record readings (the others are rejected, each with a reason).
     pub async fn ingest_fhir(
         &self,
         source: SourceKind,
         payload: &[u8],
+        may_record: &(dyn Fn(&PatientId) -> bool + Sync),
     ) -> Result<IngestReport, IngestError> {
         let decoded = match fhir::decode(payload) {
             Ok(d) => d,
@@ -220,6 +223,10 @@ impl Pipeline {
                 .filter(|p| self.registry.patient(p).is_some());
             let device = DeviceId::new(o.device.clone().unwrap_or_else(|| "fhir".into()));
             match (patient, device) {
+                (Some(p), _) if !may_record(&p) => rejected.push(RecordError {
+                    index: o.index,
+                    reason: format!("not permitted to record readings for Patient/{p}"),
+                }),
                 (Some(p), Ok(d)) => groups.entry((p, d)).or_default().push(o.observation),
                 (None, _) => rejected.push(RecordError {
                     index: o.index,

@@ -14,13 +14,21 @@
 //! | POST | /api/v1/fhir/Observation | FHIR R4 Observation or Bundle of Observations in |
 //! | GET | /api/v1/alarms?state=active\|resolved | active (and acknowledged) alarms, or recent history |
 //! | POST | /api/v1/alarms/{id}/acknowledge, /snooze, /resolve | a clinician acts on an alarm |
+//!
+//! Every route needs a signed-in caller ([`Caller`]) and answers only with
+//! the patients the caller may reach (see `medmesh_access` for the policy);
+//! device ingest routes instead need the device's own credentials (or none,
+//! where anonymous devices are allowed).
 
+use crate::app::App;
+use crate::auth::Caller;
 use crate::error::ApiError;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use medmesh_access::{GlobalRight, Outcome, PatientRight};
 use medmesh_model::{Alarm, DeviceId, Patient, PatientId, TimestampMs, VitalSign, now_ms};
 use medmesh_pipeline::{
     AlarmAction, GattCharacteristic, IngestError, IngestReport, LiveObservation, Pipeline,
@@ -36,7 +44,7 @@ type AppState = Arc<Pipeline>;
 /// Largest SenML body accepted over HTTP.
 const MAX_INGEST_BODY: usize = 1 << 20;
 
-pub fn router(pipeline: Arc<Pipeline>) -> Router {
+pub fn router() -> Router<App> {
     Router::new()
         .route("/api/v1/patients", get(list_patients).post(upsert_patient))
         .route("/api/v1/patients/{id}", get(get_patient))
@@ -58,7 +66,6 @@ pub fn router(pipeline: Arc<Pipeline>) -> Router {
         )
         .route("/api/v1/alarms", get(list_alarms))
         .route("/api/v1/alarms/{id}/{action}", post(act_on_alarm))
-        .with_state(pipeline)
 }
 
 #[derive(Serialize)]
@@ -72,20 +79,42 @@ struct PatientSummary {
     alarms: Vec<Alarm>,
 }
 
-fn summarise(p: &Pipeline, patient: Patient) -> PatientSummary {
-    let latest = p
-        .store
-        .latest(patient.id.as_str())
-        .into_iter()
-        .map(|(vital, point)| (vital.key(), observation(vital, point.time_ms, point.value)))
-        .collect();
+/// A patient's summary with what the caller may see: readings (and NEWS2)
+/// only with the right to read observations, alarms only with the right to
+/// read alarms.
+fn summarise(p: &Pipeline, caller: &Caller, patient: Patient) -> PatientSummary {
+    let readings = caller.may(PatientRight::ReadObservations, &patient);
+    let alarms = caller.may(PatientRight::ReadAlarms, &patient);
+    let latest = if readings {
+        p.store
+            .latest(patient.id.as_str())
+            .into_iter()
+            .map(|(vital, point)| (vital.key(), observation(vital, point.time_ms, point.value)))
+            .collect()
+    } else {
+        BTreeMap::new()
+    };
     PatientSummary {
-        devices: p.registry.devices_of(&patient.id),
-        news2: p.news2(&patient.id),
-        alarms: p.active_alarms_for(&patient.id),
+        devices: if readings {
+            p.registry.devices_of(&patient.id)
+        } else {
+            Vec::new()
+        },
+        news2: readings.then(|| p.news2(&patient.id)).flatten(),
+        alarms: if alarms {
+            p.active_alarms_for(&patient.id)
+        } else {
+            Vec::new()
+        },
         latest,
         patient,
     }
+}
+
+/// Whether the caller may see anything of the patient.
+fn may_see(caller: &Caller, patient: &Patient) -> bool {
+    caller.may(PatientRight::ReadObservations, patient)
+        || caller.may(PatientRight::ReadAlarms, patient)
 }
 
 fn observation(vital: VitalSign, time_ms: TimestampMs, value: f64) -> LiveObservation {
@@ -106,36 +135,63 @@ fn device_id(raw: &str) -> Result<DeviceId, ApiError> {
     DeviceId::new(raw).map_err(|e| ApiError::bad_request(format!("device id {raw:?}: {e}")))
 }
 
-async fn list_patients(State(p): State<AppState>) -> Json<Vec<PatientSummary>> {
+async fn list_patients(State(p): State<AppState>, caller: Caller) -> Json<Vec<PatientSummary>> {
     Json(
         p.registry
             .patients()
             .into_iter()
-            .map(|pt| summarise(&p, pt))
+            .filter(|pt| may_see(&caller, pt))
+            .map(|pt| {
+                caller.audit("list patients", Some(&pt.id), Outcome::Allowed);
+                summarise(&p, &caller, pt)
+            })
             .collect(),
     )
 }
 
 async fn get_patient(
     State(p): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<PatientSummary>, ApiError> {
     let id = patient_id(&id)?;
-    let patient = p
-        .registry
-        .patient(&id)
-        .ok_or_else(|| ApiError::not_found(format!("no patient with id {id:?}")))?;
-    Ok(Json(summarise(&p, patient)))
+    let right = match p.registry.patient(&id) {
+        Some(pt) if !caller.may(PatientRight::ReadObservations, &pt) => PatientRight::ReadAlarms,
+        _ => PatientRight::ReadObservations,
+    };
+    let patient = caller.require(&p, right, &id, "read patient")?;
+    Ok(Json(summarise(&p, &caller, patient)))
 }
 
 async fn upsert_patient(
     State(p): State<AppState>,
+    caller: Caller,
     body: Result<Json<Patient>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Patient>), ApiError> {
     let Json(patient) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
     if patient.name.trim().is_empty() {
         return Err(ApiError::bad_request("patient name is empty"));
     }
+    // The caller must care for the patient as recorded and as they will be
+    // (no moving someone else's patient onto one's own ward).
+    let existing = p.registry.patient(&patient.id);
+    let permitted = caller.may(PatientRight::Care, &patient)
+        && existing
+            .as_ref()
+            .is_none_or(|e| caller.may(PatientRight::Care, e));
+    if !permitted {
+        caller.audit(
+            "admit or update patient",
+            Some(&patient.id),
+            Outcome::Denied,
+        );
+        return Err(caller.forbidden("admit or update this patient"));
+    }
+    caller.audit(
+        "admit or update patient",
+        Some(&patient.id),
+        Outcome::Allowed,
+    );
     let added = p
         .registry
         .upsert_patient(patient.clone())
@@ -228,14 +284,13 @@ fn parse_bucket(raw: &str) -> Result<i64, ApiError> {
 
 async fn observations(
     State(p): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     query: Result<Query<RangeQuery>, QueryRejection>,
 ) -> Result<Json<SeriesResponse>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let id = patient_id(&id)?;
-    if p.registry.patient(&id).is_none() {
-        return Err(ApiError::not_found(format!("no patient with id {id:?}")));
-    }
+    caller.require(&p, PatientRight::ReadObservations, &id, "read observations")?;
     let to =
         q.to.as_deref()
             .map(|t| parse_time("to", t))
@@ -321,7 +376,16 @@ struct DeviceSummary {
     unassigned_latest: BTreeMap<&'static str, LiveObservation>,
 }
 
-async fn list_devices(State(p): State<AppState>) -> Json<Vec<DeviceSummary>> {
+/// Devices: all of them for administrators and operations; for clinicians,
+/// those assigned to patients they care for.
+async fn list_devices(
+    State(p): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<DeviceSummary>>, ApiError> {
+    let all = caller.may_global(GlobalRight::ManageDevices);
+    if !all && !caller.who.role.is_clinician() {
+        return Err(caller.forbidden("list devices"));
+    }
     let activity = p.device_activity();
     let mut out: BTreeMap<DeviceId, DeviceSummary> = BTreeMap::new();
     for d in p.registry.devices() {
@@ -360,7 +424,14 @@ async fn list_devices(State(p): State<AppState>) -> Json<Vec<DeviceSummary>> {
             .map(|(v, pt)| (v.key(), observation(v, pt.time_ms, pt.value)))
             .collect();
     }
-    Json(out.into_values().collect())
+    let visible = |d: &DeviceSummary| {
+        all || d.patient_id.as_ref().is_some_and(|id| {
+            p.registry
+                .patient(id)
+                .is_some_and(|pt| caller.may(PatientRight::Care, &pt))
+        })
+    };
+    Ok(Json(out.into_values().filter(visible).collect()))
 }
 
 #[derive(Deserialize)]
@@ -370,13 +441,40 @@ struct Assignment {
     patient_id: Option<PatientId>,
 }
 
+/// Administrators and operations assign any device; a clinician may move a
+/// device between (or off) patients they care for.
 async fn assign_device(
     State(p): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     body: Result<Json<Assignment>, JsonRejection>,
 ) -> Result<Json<medmesh_model::Device>, ApiError> {
     let id = device_id(&id)?;
     let Json(a) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let cares_for = |pid: &PatientId| {
+        p.registry
+            .patient(pid)
+            .is_some_and(|pt| caller.may(PatientRight::Care, &pt))
+    };
+    let current = p.registry.device(&id).and_then(|d| d.patient_id);
+    let permitted = caller.may_global(GlobalRight::ManageDevices)
+        || (caller.who.role.is_clinician()
+            && (a.patient_id.is_some() || current.is_some())
+            && a.patient_id.as_ref().is_none_or(cares_for)
+            && current.as_ref().is_none_or(cares_for));
+    if !permitted {
+        caller.audit(
+            &format!("assign device {id}"),
+            a.patient_id.as_ref(),
+            Outcome::Denied,
+        );
+        return Err(caller.forbidden("assign this device"));
+    }
+    caller.audit(
+        &format!("assign device {id}"),
+        a.patient_id.as_ref(),
+        Outcome::Allowed,
+    );
     p.registry
         .assign_device(id, a.patient_id)
         .map(Json)
@@ -404,12 +502,14 @@ impl From<IngestError> for ApiError {
 /// SenML JSON, or SenML CBOR when the Content-Type says so
 /// (`application/senml+cbor` or `application/cbor`).
 async fn ingest_senml(
-    State(p): State<AppState>,
+    State(app): State<App>,
     Path(id): Path<String>,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<IngestReport>, ApiError> {
     let id = device_id(&id)?;
+    crate::device_auth::authenticate(&app, &headers, &id).await?;
+    let p = &app.pipeline;
     let cbor = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -437,12 +537,15 @@ struct GattValue {
 }
 
 async fn ingest_gatt(
-    State(p): State<AppState>,
+    State(app): State<App>,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
     body: Result<Json<GattValue>, JsonRejection>,
 ) -> Result<Json<IngestReport>, ApiError> {
     use base64::Engine;
     let id = device_id(&id)?;
+    crate::device_auth::authenticate(&app, &headers, &id).await?;
+    let p = &app.pipeline;
     let Json(v) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let characteristic = GattCharacteristic::parse(&v.characteristic).ok_or_else(|| {
         ApiError::bad_request(format!(
@@ -470,11 +573,32 @@ async fn ingest_gatt(
     Ok(Json(report))
 }
 
+/// Readings from an EHR or gateway, recorded for the patients the caller
+/// cares for (others are rejected per record).
 async fn ingest_fhir(
     State(p): State<AppState>,
+    caller: Caller,
     body: axum::body::Bytes,
 ) -> Result<Json<IngestReport>, ApiError> {
-    Ok(Json(p.ingest_fhir(SourceKind::Http, &body).await?))
+    let registry = p.registry.clone();
+    let may_record = |id: &PatientId| {
+        let ok = registry
+            .patient(id)
+            .is_some_and(|pt| caller.may(PatientRight::Care, &pt));
+        caller.audit(
+            "record observations",
+            Some(id),
+            if ok {
+                Outcome::Allowed
+            } else {
+                Outcome::Denied
+            },
+        );
+        ok
+    };
+    Ok(Json(
+        p.ingest_fhir(SourceKind::Http, &body, &may_record).await?,
+    ))
 }
 
 #[derive(Serialize)]
@@ -489,9 +613,12 @@ struct IssuedCredentials {
 /// Issues a device its MQTT credentials, replacing earlier ones.
 async fn issue_credentials(
     State(p): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<IssuedCredentials>), ApiError> {
     let id = device_id(&id)?;
+    caller.require_global(GlobalRight::ManageDevices, "provision device credentials")?;
+    caller.audit(&format!("provision device {id}"), None, Outcome::Allowed);
     let registry = p.registry.clone();
     let device = id.clone();
     // argon2 hashing is slow on purpose: off the async workers.
@@ -512,9 +639,12 @@ async fn issue_credentials(
 
 async fn revoke_credentials(
     State(p): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = device_id(&id)?;
+    caller.require_global(GlobalRight::ManageDevices, "revoke device credentials")?;
+    caller.audit(&format!("revoke device {id}"), None, Outcome::Allowed);
     match p.registry.revoke_credential(&id) {
         Ok(true) => {
             tracing::info!(device = %id, "device credentials revoked");
@@ -536,40 +666,61 @@ struct AlarmQuery {
 
 async fn list_alarms(
     State(p): State<AppState>,
+    caller: Caller,
     query: Result<Query<AlarmQuery>, QueryRejection>,
 ) -> Result<Json<Vec<Alarm>>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    match q.state.as_deref() {
-        None | Some("active") => Ok(Json(p.active_alarms())),
-        Some("resolved") => Ok(Json(p.alarm_history(1000))),
-        Some(other) => Err(ApiError::bad_request(format!(
-            "state={other:?}: use \"active\" or \"resolved\""
-        ))),
-    }
+    let alarms = match q.state.as_deref() {
+        None | Some("active") => p.active_alarms(),
+        Some("resolved") => p.alarm_history(1000),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "state={other:?}: use \"active\" or \"resolved\""
+            )));
+        }
+    };
+    let mut seen = std::collections::HashMap::new();
+    let alarms = alarms
+        .into_iter()
+        .filter(|a| {
+            *seen.entry(a.patient_id.clone()).or_insert_with(|| {
+                let ok = p
+                    .registry
+                    .patient(&a.patient_id)
+                    .is_some_and(|pt| caller.may(PatientRight::ReadAlarms, &pt));
+                if ok {
+                    caller.audit("read alarms", Some(&a.patient_id), Outcome::Allowed);
+                }
+                ok
+            })
+        })
+        .collect();
+    Ok(Json(alarms))
 }
 
-/// A clinician's action on an alarm.
-#[derive(Deserialize)]
+/// A clinician's action on an alarm. Who acts is the signed-in caller.
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct AlarmActionBody {
-    /// Who acts (a user name, until users and sign-in exist).
-    by: String,
     /// For snooze: how long, 1 to 1440 minutes.
     minutes: Option<u32>,
 }
 
 async fn act_on_alarm(
     State(p): State<AppState>,
+    caller: Caller,
     Path((id, action)): Path<(String, String)>,
-    body: Result<Json<AlarmActionBody>, JsonRejection>,
+    body: axum::body::Bytes,
 ) -> Result<Json<Alarm>, ApiError> {
     let id: u64 = id
         .parse()
         .map_err(|_| ApiError::bad_request(format!("alarm id {id:?} is not a number")))?;
-    let Json(b) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    if b.by.trim().is_empty() {
-        return Err(ApiError::bad_request("\"by\" (who acts) is empty"));
-    }
+    let b: AlarmActionBody = if body.iter().all(u8::is_ascii_whitespace) {
+        AlarmActionBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("alarm action body: {e}")))?
+    };
     let action = match (action.as_str(), b.minutes) {
         ("acknowledge", None) => AlarmAction::Acknowledge,
         ("resolve", None) => AlarmAction::Resolve,
@@ -588,7 +739,24 @@ async fn act_on_alarm(
             )));
         }
     };
-    p.act_on_alarm(action, id, b.by.trim())
+    let patient = p
+        .active_alarms()
+        .into_iter()
+        .find(|a| a.id == id)
+        .map(|a| a.patient_id)
+        .ok_or_else(|| ApiError::not_found(format!("no active alarm with id {id}")))?;
+    let verb = match action {
+        AlarmAction::Acknowledge => "acknowledge",
+        AlarmAction::Snooze { .. } => "snooze",
+        AlarmAction::Resolve => "resolve",
+    };
+    caller.require(
+        &p,
+        PatientRight::Care,
+        &patient,
+        &format!("{verb} alarm {id}"),
+    )?;
+    p.act_on_alarm(action, id, &caller.who.username)
         .map(Json)
         .map_err(|e| ApiError::not_found(e.to_string()))
 }

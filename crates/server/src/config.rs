@@ -39,6 +39,27 @@ pub struct Config {
     pub coap: CoapConfig,
     pub hl7: Hl7Config,
     pub storage: StorageConfig,
+    pub devices: DevicesConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DevicesConfig {
+    /// Accept readings from devices that were issued no credentials. Devices
+    /// that were issued credentials must use them either way. When not set,
+    /// a listener accepts anonymous devices only while it is bound to
+    /// loopback: exposing it to a network without credentials must be an
+    /// explicit choice.
+    pub allow_anonymous: Option<bool>,
+}
+
+impl Config {
+    /// Whether a listener on `listen` accepts devices without credentials.
+    pub fn anonymous_devices_on(&self, listen: SocketAddr) -> bool {
+        self.devices
+            .allow_anonymous
+            .unwrap_or(listen.ip().is_loopback())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -158,9 +179,6 @@ pub struct MqttConfig {
     pub max_packet_bytes: usize,
     /// Publishes per connection being stored at once.
     pub max_inflight: usize,
-    /// Accept MQTT clients without credentials. Devices that were issued
-    /// credentials must use them either way.
-    pub allow_anonymous: bool,
 }
 
 impl Default for Config {
@@ -172,6 +190,7 @@ impl Default for Config {
             coap: CoapConfig::default(),
             hl7: Hl7Config::default(),
             storage: StorageConfig::default(),
+            devices: DevicesConfig::default(),
         }
     }
 }
@@ -190,7 +209,6 @@ impl Default for MqttConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
             max_packet_bytes: 1 << 20,
             max_inflight: 64,
-            allow_anonymous: true,
         }
     }
 }
@@ -244,6 +262,13 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/var/lib/medmesh"));
         assert_eq!(c.mqtt.listen.port(), 1884);
         assert_eq!(c.http.listen.port(), 8080);
+        assert!(c.anonymous_devices_on(c.http.listen));
+        assert!(
+            !c.anonymous_devices_on(c.mqtt.listen),
+            "0.0.0.0 needs credentials"
+        );
+        let open = Config::from_toml("[devices]\nallow_anonymous = true\n").unwrap();
+        assert!(open.anonymous_devices_on("0.0.0.0:1883".parse().unwrap()));
         let err = Config::from_toml("[mqtt]\nlistn = \"x\"").unwrap_err();
         assert!(err.contains("listn"), "{err}");
     }

@@ -8,7 +8,7 @@ const INDEX_HTML: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
 const APP_CSS: &str = include_str!("assets/app.css");
 
-pub fn router() -> Router {
+pub fn router() -> Router<crate::app::App> {
     Router::new()
         .route(
             "/",

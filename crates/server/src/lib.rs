@@ -5,16 +5,24 @@
 //! reported before anything else happens, then opens the store (replaying the
 //! write-ahead log) and only then starts accepting connections.
 
+mod admin;
 mod api;
+mod app;
+mod auth;
 mod commands;
 mod config;
+mod consents;
 mod dashboard;
+mod device_auth;
 mod error;
 mod ops;
 mod stream;
 
-pub use config::{CoapConfig, Config, Hl7Config, HttpConfig, MqttConfig, StorageConfig};
+pub use config::{
+    CoapConfig, Config, DevicesConfig, Hl7Config, HttpConfig, MqttConfig, StorageConfig,
+};
 
+use medmesh_access::Access;
 use medmesh_pipeline::{Metrics, Pipeline};
 use medmesh_sources::coap::CoapListener;
 use medmesh_sources::hl7::Hl7Listener;
@@ -40,6 +48,8 @@ pub enum StartError {
     Registry(#[from] medmesh_storage::RegistryError),
     #[error("configuration: {0}")]
     Config(String),
+    #[error(transparent)]
+    Access(#[from] medmesh_access::DirectoryError),
 }
 
 /// A started server. Dropping it does not stop it; call [`Running::stop`].
@@ -49,6 +59,10 @@ pub struct Running {
     pub coap_addr: SocketAddr,
     pub hl7_addr: SocketAddr,
     pub pipeline: Arc<Pipeline>,
+    pub access: Arc<Access>,
+    /// On the first start (no users yet): the one-time password of the
+    /// `admin` user just created, for the operator to see once.
+    pub bootstrap_password: Option<String>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -83,7 +97,7 @@ impl Server {
         let mqtt_settings = MqttSettings {
             max_packet_bytes: config.mqtt.max_packet_bytes,
             max_inflight: config.mqtt.max_inflight,
-            allow_anonymous: config.mqtt.allow_anonymous,
+            allow_anonymous: config.anonymous_devices_on(config.mqtt.listen),
         };
         let mqtt = MqttListener::bind(config.mqtt.listen, mqtt_settings)
             .await
@@ -128,16 +142,31 @@ impl Server {
         let metrics = Arc::new(Metrics::default());
         let pipeline = Arc::new(Pipeline::new(store, registry, metrics, alarm_log, recorded));
 
+        let access = Arc::new(Access::open(&config.data_dir)?);
+        let bootstrap_password = access.bootstrap_admin()?;
+
         let broker = mqtt.broker();
-        let app = api::router(pipeline.clone())
-            .merge(commands::router(broker.clone()))
-            .merge(stream::router(pipeline.clone()))
-            .merge(ops::router(pipeline.clone()))
+        let state = app::App {
+            pipeline: pipeline.clone(),
+            access: access.clone(),
+            broker: broker.clone(),
+            allow_anonymous_devices: config.anonymous_devices_on(config.http.listen),
+            https: false,
+        };
+        let routes = api::router()
+            .merge(auth::router())
+            .merge(admin::router())
+            .merge(consents::router())
+            .merge(commands::router())
+            .merge(stream::router())
+            .merge(ops::router())
             .merge(dashboard::router())
             .fallback(error::not_found)
-            .method_not_allowed_fallback(error::method_not_allowed);
+            .method_not_allowed_fallback(error::method_not_allowed)
+            .with_state(state)
+            .into_make_service_with_connect_info::<SocketAddr>();
         let http_task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(http, app).await {
+            if let Err(e) = axum::serve(http, routes).await {
                 tracing::error!(error = %e, "HTTP server stopped");
             }
         });
@@ -166,6 +195,8 @@ impl Server {
             coap_addr,
             hl7_addr,
             pipeline,
+            access,
+            bootstrap_password,
             tasks: vec![
                 alarm_sink,
                 checkpoint_task,

@@ -1,5 +1,10 @@
-//! Operations endpoints: Prometheus metrics and health.
+//! Operations endpoints: Prometheus metrics (operations and admin callers,
+//! e.g. a Prometheus job with an API token) and health (open, for load
+//! balancers: it carries no health data).
 
+use crate::app::App;
+use crate::auth::Caller;
+use crate::error::ApiError;
 use axum::Router;
 use axum::extract::State;
 use axum::http::header;
@@ -9,11 +14,10 @@ use medmesh_pipeline::Pipeline;
 use std::fmt::Write;
 use std::sync::Arc;
 
-pub fn router(pipeline: Arc<Pipeline>) -> Router {
+pub fn router() -> Router<App> {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(health))
-        .with_state(pipeline)
 }
 
 /// 200 while the server can store and acknowledge samples, 503 (with the
@@ -32,7 +36,11 @@ async fn health(State(p): State<Arc<Pipeline>>) -> impl IntoResponse {
     (status, axum::Json(body))
 }
 
-async fn metrics(State(p): State<Arc<Pipeline>>) -> impl IntoResponse {
+async fn metrics(
+    State(p): State<Arc<Pipeline>>,
+    caller: Caller,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require_global(medmesh_access::GlobalRight::ReadMetrics, "read metrics")?;
     let mut text = p.metrics.render();
     // Store gauges are read at scrape time; they go before the closing "# EOF".
     let stats = p.store.stats();
@@ -71,11 +79,11 @@ async fn metrics(State(p): State<Arc<Pipeline>>) -> impl IntoResponse {
         );
     }
     text.insert_str(eof, &gauges);
-    (
+    Ok((
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         text,
-    )
+    ))
 }

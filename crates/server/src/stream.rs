@@ -1,33 +1,71 @@
 //! `GET /api/v1/stream`: live events as server-sent events.
 //!
 //! Each event's `event:` field is its type (`observations`, `alarm`,
-//! `device_status`) and its
-//! data the JSON of [`medmesh_pipeline::LiveEvent`]. A client too slow to keep
-//! up receives a `resync` event and should reload its view.
+//! `device_status`) and its data the JSON of [`medmesh_pipeline::LiveEvent`].
+//! A client too slow to keep up receives a `resync` event and should reload
+//! its view.
+//!
+//! A caller receives only what they may see: readings of patients whose
+//! observations they may read, alarms of patients whose alarms they may
+//! read, device status for devices they manage or whose patient they care
+//! for. The decision is made per event, so a consent revoked or a care team
+//! changed takes effect on an open stream at once.
 
+use crate::app::App;
+use crate::auth::Caller;
 use axum::Router;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::get;
-use medmesh_pipeline::{LiveEvent, Pipeline};
+use medmesh_access::{GlobalRight, Outcome, PatientRight};
+use medmesh_model::PatientId;
+use medmesh_pipeline::LiveEvent;
 use std::convert::Infallible;
-use std::sync::Arc;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::{Stream, StreamExt};
 
-pub fn router(pipeline: Arc<Pipeline>) -> Router {
-    Router::new()
-        .route("/api/v1/stream", get(stream))
-        .with_state(pipeline)
+pub fn router() -> Router<App> {
+    Router::new().route("/api/v1/stream", get(stream))
+}
+
+fn visible(app: &App, caller: &Caller, event: &LiveEvent) -> bool {
+    let may = |right, id: &PatientId| {
+        app.pipeline
+            .registry
+            .patient(id)
+            .is_some_and(|pt| caller.may(right, &pt))
+    };
+    match event {
+        LiveEvent::Observations { patient_id, .. } => patient_id
+            .as_ref()
+            .map_or(caller.may_global(GlobalRight::ManageDevices), |id| {
+                may(PatientRight::ReadObservations, id)
+            }),
+        LiveEvent::Alarm { alarm, .. } => may(PatientRight::ReadAlarms, &alarm.patient_id),
+        LiveEvent::DeviceStatus { device_id, .. } => {
+            caller.may_global(GlobalRight::ManageDevices)
+                || app
+                    .pipeline
+                    .registry
+                    .device(device_id)
+                    .and_then(|d| d.patient_id)
+                    .is_some_and(|id| may(PatientRight::Care, &id))
+        }
+    }
 }
 
 async fn stream(
-    State(p): State<Arc<Pipeline>>,
+    State(app): State<App>,
+    caller: Caller,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let events = BroadcastStream::new(p.subscribe()).map(|item| {
-        Ok(match item {
+    caller.audit("open live stream", None, Outcome::Allowed);
+    let events = BroadcastStream::new(app.pipeline.subscribe()).filter_map(move |item| {
+        Some(Ok(match item {
             Ok(ev) => {
+                if !visible(&app, &caller, &ev) {
+                    return None;
+                }
                 let name = match &ev {
                     LiveEvent::Observations { .. } => "observations",
                     LiveEvent::Alarm { .. } => "alarm",
@@ -41,7 +79,7 @@ async fn stream(
             Err(BroadcastStreamRecvError::Lagged(n)) => {
                 Event::default().event("resync").data(n.to_string())
             }
-        })
+        }))
     });
     Sse::new(events).keep_alive(KeepAlive::default())
 }

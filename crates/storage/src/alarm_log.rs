@@ -38,8 +38,8 @@ impl AlarmLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
     use medmesh_model::{AlarmState, PatientId, Priority, VitalSign};
+    use std::io::Write;
 
     fn alarm(id: u64, state: AlarmState) -> Alarm {
         Alarm {

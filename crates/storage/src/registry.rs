@@ -8,8 +8,9 @@
 use medmesh_model::{Device, DeviceId, Patient, PatientId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -33,6 +34,10 @@ struct Contents {
 pub struct Registry {
     path: PathBuf,
     contents: RwLock<Contents>,
+    /// SHA-256 of the token each device last proved it holds, so a device
+    /// on HTTP or CoAP pays for argon2 once, not on every request. Cleared
+    /// when the device's credentials are issued again or revoked.
+    verified: Mutex<HashMap<DeviceId, [u8; 32]>>,
 }
 
 impl Registry {
@@ -54,6 +59,7 @@ impl Registry {
         Ok(Registry {
             path,
             contents: RwLock::new(contents),
+            verified: Mutex::new(HashMap::new()),
         })
     }
 
@@ -165,6 +171,8 @@ impl Registry {
         });
         c.credentials.insert(device.clone(), issued.hash);
         self.save(&c)?;
+        drop(c);
+        self.verified.lock().expect("verified lock").remove(device);
         Ok(issued.token)
     }
 
@@ -175,6 +183,8 @@ impl Registry {
         if had {
             self.save(&c)?;
         }
+        drop(c);
+        self.verified.lock().expect("verified lock").remove(device);
         Ok(had)
     }
 
@@ -188,6 +198,30 @@ impl Registry {
             .cloned()
     }
 
+    /// Whether `token` is `device`'s current token. The first check of a
+    /// token is slow (argon2): call this off the async executor.
+    pub fn verify_credential(&self, device: &DeviceId, token: &str) -> bool {
+        use sha2::Digest;
+        let fingerprint: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        if self.verified.lock().expect("verified lock").get(device) == Some(&fingerprint) {
+            return true;
+        }
+        let Some(hash) = self.credential_hash(device) else {
+            return false;
+        };
+        if !crate::credentials::verify(&hash, token) {
+            return false;
+        }
+        // Remember it only if the credentials were not replaced meanwhile;
+        // checked under the cache lock, which issue and revoke take after
+        // changing the hash, so a revoked token is never left cached.
+        let mut verified = self.verified.lock().expect("verified lock");
+        if self.credential_hash(device).as_ref() == Some(&hash) {
+            verified.insert(device.clone(), fingerprint);
+        }
+        true
+    }
+
     fn save(&self, c: &Contents) -> std::io::Result<()> {
         let bytes = serde_json::to_vec_pretty(c).map_err(std::io::Error::other)?;
         crate::write_atomically(&self.path, &bytes)
@@ -196,6 +230,22 @@ impl Registry {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn credentials_verify_until_replaced_or_revoked() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = super::Registry::open(dir.path()).unwrap();
+        let d = medmesh_model::DeviceId::new("cuff-1").unwrap();
+        let old = r.issue_credential(&d).unwrap();
+        assert!(r.verify_credential(&d, &old));
+        assert!(r.verify_credential(&d, &old), "cached the second time");
+        assert!(!r.verify_credential(&d, "guess"));
+        let new = r.issue_credential(&d).unwrap();
+        assert!(!r.verify_credential(&d, &old), "replaced token is refused");
+        assert!(r.verify_credential(&d, &new));
+        r.revoke_credential(&d).unwrap();
+        assert!(!r.verify_credential(&d, &new), "revoked token is refused");
+    }
+
     use super::*;
 
     fn patient(id: &str) -> Patient {

@@ -11,17 +11,95 @@ use std::time::Duration;
 pub struct TestServer {
     pub running: Running,
     pub data_dir: tempfile::TempDir,
+    /// The administrator's API token `http` sends.
+    pub token: String,
     pub http: reqwest::Client,
 }
 
 pub async fn start() -> TestServer {
-    let data_dir = tempfile::tempdir().unwrap();
-    let running = start_in(data_dir.path()).await;
-    TestServer {
-        running,
-        data_dir,
-        http: reqwest::Client::new(),
+    start_with(|_| {}).await
+}
+
+/// An HTTP client that sends `token` as its API token on every request.
+pub fn http_client(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
+/// An API token of the administrator of a running in-process server.
+pub fn admin_token(running: &Running) -> String {
+    running
+        .access
+        .directory
+        .create_token("admin", "tests")
+        .unwrap()
+        .0
+}
+
+/// A client signed in (API token) as a new clinician `username` of a care
+/// team covering ward "Test", where [`TestServer::admit`] puts patients.
+pub fn clinician(s: &TestServer, username: &str, role: medmesh_access::Role) -> reqwest::Client {
+    let d = &s.running.access.directory;
+    d.add_user(username, role, None, "a long test password")
+        .unwrap();
+    let mut team = d
+        .teams()
+        .into_iter()
+        .find(|t| t.id == "test-team")
+        .unwrap_or_else(|| medmesh_access::Team {
+            id: "test-team".into(),
+            wards: ["Test".to_string()].into(),
+            ..Default::default()
+        });
+    team.members.insert(username.to_string());
+    d.put_team(team).unwrap();
+    http_client(&d.create_token(username, "tests").unwrap().0)
+}
+
+/// Sends `body` with `client`; returns the status and JSON answer.
+pub async fn send_as(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    body: Value,
+) -> (u16, Value) {
+    let r = client
+        .request(method, url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Prepares `dir` for a spawned server: an administrator account
+/// `test-admin` (created once) and a new API token for it.
+pub fn provision_admin(dir: &std::path::Path) -> String {
+    let access = medmesh_access::Access::open(dir).unwrap();
+    if access.directory.user("test-admin").is_none() {
+        access
+            .directory
+            .add_user(
+                "test-admin",
+                medmesh_access::Role::Admin,
+                None,
+                "test-admin-password",
+            )
+            .unwrap();
     }
+    access
+        .directory
+        .create_token("test-admin", "tests")
+        .unwrap()
+        .0
 }
 
 pub async fn start_in(dir: &std::path::Path) -> Running {
@@ -32,10 +110,13 @@ pub async fn start_in(dir: &std::path::Path) -> Running {
 pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
     let data_dir = tempfile::tempdir().unwrap();
     let running = start_in_with(data_dir.path(), adjust).await;
+    let token = admin_token(&running);
+    let http = http_client(&token);
     TestServer {
         running,
         data_dir,
-        http: reqwest::Client::new(),
+        token,
+        http,
     }
 }
 

@@ -7,6 +7,7 @@ Patient/nobody. Prints "<status> <response body>".
 """
 import sys
 import urllib.error
+import os
 import urllib.request
 
 from fhir.resources.R4B.bundle import Bundle
@@ -56,7 +57,11 @@ bundle = Bundle.model_validate({
 })
 
 request = urllib.request.Request(
-    sys.argv[1], data=bundle.model_dump_json().encode(), headers={"Content-Type": "application/fhir+json"}
+    sys.argv[1], data=bundle.model_dump_json().encode(), headers={
+        "Content-Type": "application/fhir+json",
+        # The sender is an integration with an API token (MEDMESH_TOKEN).
+        "Authorization": "Bearer " + os.environ["MEDMESH_TOKEN"],
+    }
 )
 try:
     with urllib.request.urlopen(request) as response:

@@ -80,11 +80,10 @@ function renderAlarms() {
   }
 }
 
-// Until users sign in, the central station acts under its own name.
+// The server records the signed-in user as the one who acted.
 async function act(id, action) {
   await fetch(`/api/v1/alarms/${id}/${action}`, {
-    method: "POST", headers: { "content-type": "application/json" },
-    body: JSON.stringify({ by: "central-station" }),
+    method: "POST", headers: { "content-type": "application/json" }, body: "{}",
   });
 }
 
@@ -95,6 +94,7 @@ function renderSummary() {
 
 async function load() {
   const res = await fetch("/api/v1/patients");
+  if (res.status === 401) { showSignIn(); return; }
   const list = await res.json();
   patients.clear(); alarms.clear();
   for (const p of list) { patients.set(p.id, p); for (const a of p.alarms) alarms.set(a.id, a); }
@@ -122,15 +122,57 @@ function onAlarm(ev) {
   renderAlarms(); renderSummary();
 }
 
+let stream = null;
 function connect() {
   const conn = document.getElementById("conn");
-  const es = new EventSource("/api/v1/stream");
+  if (stream) stream.close();
+  const es = stream = new EventSource("/api/v1/stream");
   es.onopen = () => { conn.textContent = "live"; conn.className = "conn conn-up"; load(); };
-  es.onerror = () => { conn.textContent = "reconnecting…"; conn.className = "conn conn-down"; };
+  es.onerror = () => {
+    conn.textContent = "reconnecting…"; conn.className = "conn conn-down";
+    // A session that ended (signed out elsewhere, expired) shows the sign-in form.
+    fetch("/api/v1/me").then(r => { if (r.status === 401) showSignIn(); });
+  };
   es.addEventListener("observations", e => onObservations(JSON.parse(e.data)));
   es.addEventListener("alarm", e => onAlarm(JSON.parse(e.data)));
   es.addEventListener("resync", () => load());
 }
 
-load().catch(() => {});
-connect();
+function showSignIn() {
+  if (stream) { stream.close(); stream = null; }
+  document.getElementById("station").hidden = true;
+  document.getElementById("user").hidden = true;
+  document.getElementById("sign-in").hidden = false;
+}
+
+async function start() {
+  const me = await fetch("/api/v1/me");
+  if (me.status === 401) { showSignIn(); return; }
+  const who = await me.json();
+  document.getElementById("user-name").textContent = `${who.username} (${who.role})`;
+  document.getElementById("user").hidden = false;
+  document.getElementById("sign-in").hidden = true;
+  document.getElementById("station").hidden = false;
+  await load();
+  connect();
+}
+
+document.getElementById("sign-in").addEventListener("submit", async e => {
+  e.preventDefault();
+  const form = new FormData(e.target);
+  const res = await fetch("/api/v1/login", {
+    method: "POST", headers: { "content-type": "application/json" },
+    body: JSON.stringify({ username: form.get("username"), password: form.get("password") }),
+  });
+  const error = document.getElementById("sign-in-error");
+  if (res.ok) { error.textContent = ""; e.target.reset(); start(); return; }
+  const body = await res.json().catch(() => ({}));
+  error.textContent = body.error ? body.error.reason : `sign-in failed (${res.status})`;
+});
+
+document.getElementById("sign-out").addEventListener("click", async () => {
+  await fetch("/api/v1/logout", { method: "POST" });
+  showSignIn();
+});
+
+start().catch(() => showSignIn());

@@ -300,13 +300,14 @@ async fn authenticate(
         Some((user, password)) => {
             let device = DeviceId::new(user.clone())
                 .map_err(|_| bad(format!("user name {user:?} is not a device id")))?;
-            let hash = pipeline
-                .registry
-                .credential_hash(&device)
-                .ok_or_else(|| bad(format!("device {device} has no credentials")))?;
+            if pipeline.registry.credential_hash(&device).is_none() {
+                return Err(bad(format!("device {device} has no credentials")));
+            }
             // argon2 is slow on purpose: keep it off the async workers.
+            let registry = pipeline.registry.clone();
+            let checked = device.clone();
             let ok = tokio::task::spawn_blocking(move || {
-                medmesh_storage::credentials::verify(&hash, &password)
+                registry.verify_credential(&checked, &password)
             })
             .await
             .unwrap_or(false);
