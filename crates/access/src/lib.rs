@@ -38,7 +38,7 @@ pub use directory::{
 };
 pub use role::Role;
 pub use session::{MAX_AGE as SESSION_MAX_AGE, Sessions};
-pub use throttle::LoginThrottle;
+pub use throttle::{FREE_ATTEMPTS as LOGIN_FREE_ATTEMPTS, LoginThrottle};
 
 use medmesh_model::PatientId;
 use std::path::Path;

@@ -580,25 +580,36 @@ async fn ingest_fhir(
     caller: Caller,
     body: axum::body::Bytes,
 ) -> Result<Json<IngestReport>, ApiError> {
-    let registry = p.registry.clone();
+    // One decision (and one audit entry) per patient, however many
+    // observations the bundle holds for them.
+    let decided = std::sync::Mutex::new(std::collections::HashMap::new());
     let may_record = |id: &PatientId| {
-        let ok = registry
-            .patient(id)
-            .is_some_and(|pt| caller.may(PatientRight::Care, &pt));
-        caller.audit(
-            "record observations",
-            Some(id),
-            if ok {
-                Outcome::Allowed
-            } else {
-                Outcome::Denied
-            },
-        );
-        ok
+        *decided
+            .lock()
+            .expect("decisions lock")
+            .entry(id.clone())
+            .or_insert_with(|| {
+                let ok = p
+                    .registry
+                    .patient(id)
+                    .is_some_and(|pt| caller.may(PatientRight::Care, &pt));
+                let outcome = if ok {
+                    Outcome::Allowed
+                } else {
+                    Outcome::Denied
+                };
+                caller.audit("record observations", Some(id), outcome);
+                ok
+            })
     };
-    Ok(Json(
-        p.ingest_fhir(SourceKind::Http, &body, &may_record).await?,
-    ))
+    let report = p.ingest_fhir(SourceKind::Http, &body, &may_record).await?;
+    let decided = decided.into_inner().expect("decisions lock");
+    // Nothing recorded and every known subject refused: the caller may not
+    // do this at all.
+    if report.accepted == 0 && !decided.is_empty() && decided.values().all(|ok| !ok) {
+        return Err(caller.forbidden("record readings for these patients"));
+    }
+    Ok(Json(report))
 }
 
 #[derive(Serialize)]
