@@ -85,6 +85,17 @@ struct ServeArgs {
     /// bound to loopback].
     #[arg(long)]
     allow_anonymous_devices: Option<bool>,
+    /// PEM certificate chain: with --tls-key, turns TLS on for the HTTP, MQTT
+    /// and HL7 listeners [config: tls.cert; default: off].
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert [config: tls.key].
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA whose client certificates identify MQTT devices by Common Name
+    /// [config: tls.client_ca].
+    #[arg(long)]
+    tls_client_ca: Option<PathBuf>,
     /// CoAP (UDP) listen address [config: coap.listen; default: 127.0.0.1:5683].
     #[arg(long)]
     coap_listen: Option<SocketAddr>,
@@ -172,6 +183,15 @@ impl ServeArgs {
         if let Some(b) = self.allow_anonymous_devices {
             config.devices.allow_anonymous = Some(b);
         }
+        if let Some(p) = &self.tls_cert {
+            config.tls.cert = Some(p.clone());
+        }
+        if let Some(p) = &self.tls_key {
+            config.tls.key = Some(p.clone());
+        }
+        if let Some(p) = &self.tls_client_ca {
+            config.tls.client_ca = Some(p.clone());
+        }
         if let Some(a) = self.coap_listen {
             config.coap.listen = a;
         }
@@ -252,10 +272,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 );
             }
             eprintln!(
-                "medmesh serving: dashboard http://{} · MQTT {} · CoAP {} · HL7 {} · data in {}",
+                "medmesh serving: dashboard {}://{} · MQTT{} {} · CoAP {} · HL7{} {} · data in {}",
+                if running.tls { "https" } else { "http" },
                 running.http_addr,
+                if running.tls { "S" } else { "" },
                 running.mqtt_addr,
                 running.coap_addr,
+                if running.tls { " (TLS)" } else { "" },
                 running.hl7_addr,
                 config.data_dir.display()
             );

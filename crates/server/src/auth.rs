@@ -31,7 +31,6 @@ use medmesh_access::{
 };
 use medmesh_model::{Patient, PatientId};
 use serde::Deserialize;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub const SESSION_COOKIE: &str = "medmesh_session";
@@ -191,7 +190,7 @@ struct LoginBody {
 
 async fn login(
     State(app): State<App>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    ConnectInfo(crate::https::ClientAddr(client)): ConnectInfo<crate::https::ClientAddr>,
     body: Result<Json<LoginBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(b) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;

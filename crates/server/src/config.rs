@@ -40,6 +40,37 @@ pub struct Config {
     pub hl7: Hl7Config,
     pub storage: StorageConfig,
     pub devices: DevicesConfig,
+    pub tls: TlsConfig,
+}
+
+/// TLS for the TCP listeners: setting `cert` and `key` turns it on for
+/// HTTP, MQTT and HL7 (MLLP) at once. CoAP (UDP) stays plain.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain of the server, leaf first.
+    pub cert: Option<PathBuf>,
+    /// PEM private key of the server.
+    pub key: Option<PathBuf>,
+    /// PEM CA certificate(s): MQTT clients may present a certificate it
+    /// issued, whose Common Name is their device ID.
+    pub client_ca: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    /// The files to load, if TLS is on; an error if only half is given.
+    pub fn files(&self) -> Result<Option<medmesh_sources::tls::TlsFiles>, String> {
+        match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => Ok(Some(medmesh_sources::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: self.client_ca.clone(),
+            })),
+            (None, None) if self.client_ca.is_none() => Ok(None),
+            (None, None) => Err("tls.client_ca needs tls.cert and tls.key".into()),
+            _ => Err("TLS needs both tls.cert and tls.key".into()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -191,6 +222,7 @@ impl Default for Config {
             hl7: Hl7Config::default(),
             storage: StorageConfig::default(),
             devices: DevicesConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }

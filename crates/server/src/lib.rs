@@ -15,11 +15,12 @@ mod consents;
 mod dashboard;
 mod device_auth;
 mod error;
+mod https;
 mod ops;
 mod stream;
 
 pub use config::{
-    CoapConfig, Config, DevicesConfig, Hl7Config, HttpConfig, MqttConfig, StorageConfig,
+    CoapConfig, Config, DevicesConfig, Hl7Config, HttpConfig, MqttConfig, StorageConfig, TlsConfig,
 };
 
 use medmesh_access::Access;
@@ -58,6 +59,8 @@ pub struct Running {
     pub mqtt_addr: SocketAddr,
     pub coap_addr: SocketAddr,
     pub hl7_addr: SocketAddr,
+    /// HTTP, MQTT and HL7 listeners speak TLS.
+    pub tls: bool,
     pub pipeline: Arc<Pipeline>,
     pub access: Arc<Access>,
     /// On the first start (no users yet): the one-time password of the
@@ -94,12 +97,21 @@ impl Server {
                 source,
             }
         };
+        // TLS files are read before anything binds: a bad path or key is
+        // reported at once, naming the file.
+        let tls = config
+            .tls
+            .files()
+            .map_err(StartError::Config)?
+            .map(|f| medmesh_sources::tls::acceptor(&f))
+            .transpose()
+            .map_err(|e| StartError::Config(format!("tls: {e}")))?;
         let mqtt_settings = MqttSettings {
             max_packet_bytes: config.mqtt.max_packet_bytes,
             max_inflight: config.mqtt.max_inflight,
             allow_anonymous: config.anonymous_devices_on(config.mqtt.listen),
         };
-        let mqtt = MqttListener::bind(config.mqtt.listen, mqtt_settings)
+        let mut mqtt = MqttListener::bind(config.mqtt.listen, mqtt_settings)
             .await
             .map_err(bind("MQTT", config.mqtt.listen, "--mqtt-listen"))?;
         let http = tokio::net::TcpListener::bind(config.http.listen)
@@ -110,11 +122,15 @@ impl Server {
             config.coap.listen,
             "--coap-listen",
         ))?;
-        let hl7 = Hl7Listener::bind(config.hl7.listen).await.map_err(bind(
+        let mut hl7 = Hl7Listener::bind(config.hl7.listen).await.map_err(bind(
             "HL7 v2 (MLLP)",
             config.hl7.listen,
             "--hl7-listen",
         ))?;
+        if let Some(acceptor) = &tls {
+            mqtt = mqtt.with_tls(acceptor.clone());
+            hl7 = hl7.with_tls(acceptor.clone());
+        }
         let bound = "a bound socket has an address";
         let mqtt_addr = mqtt.local_addr().expect(bound);
         let http_addr = http.local_addr().expect(bound);
@@ -151,7 +167,7 @@ impl Server {
             access: access.clone(),
             broker: broker.clone(),
             allow_anonymous_devices: config.anonymous_devices_on(config.http.listen),
-            https: false,
+            https: tls.is_some(),
         };
         let routes = api::router()
             .merge(auth::router())
@@ -164,12 +180,28 @@ impl Server {
             .fallback(error::not_found)
             .method_not_allowed_fallback(error::method_not_allowed)
             .with_state(state)
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let http_task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(http, routes).await {
-                tracing::error!(error = %e, "HTTP server stopped");
+            .into_make_service_with_connect_info::<https::ClientAddr>();
+        let http_task = match tls.clone() {
+            None => tokio::spawn(async move {
+                if let Err(e) = axum::serve(http, routes).await {
+                    tracing::error!(error = %e, "HTTP server stopped");
+                }
+            }),
+            Some(acceptor) => {
+                let https =
+                    https::TlsListener::new(http, acceptor).map_err(|source| StartError::Bind {
+                        what: "HTTPS",
+                        addr: http_addr,
+                        flag: "--http-listen",
+                        source,
+                    })?;
+                tokio::spawn(async move {
+                    if let Err(e) = axum::serve(https, routes).await {
+                        tracing::error!(error = %e, "HTTPS server stopped");
+                    }
+                })
             }
-        });
+        };
         let mqtt_task = tokio::spawn(mqtt.run(pipeline.clone()));
         let coap_task = tokio::spawn(coap.run(pipeline.clone()));
         let alarm_sink = tokio::spawn(medmesh_sinks::mqtt_alarms::run(
@@ -194,6 +226,7 @@ impl Server {
             mqtt_addr,
             coap_addr,
             hl7_addr,
+            tls: tls.is_some(),
             pipeline,
             access,
             bootstrap_password,

@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 const START: u8 = 0x0B;
 const END: [u8; 2] = [0x1C, 0x0D];
@@ -28,13 +28,21 @@ const MAX_MESSAGE: usize = 1 << 20;
 
 pub struct Hl7Listener {
     listener: TcpListener,
+    tls: Option<crate::tls::TlsAcceptor>,
 }
 
 impl Hl7Listener {
     pub async fn bind(addr: SocketAddr) -> std::io::Result<Hl7Listener> {
         Ok(Hl7Listener {
             listener: TcpListener::bind(addr).await?,
+            tls: None,
         })
+    }
+
+    /// Serves MLLP inside TLS instead of plain TCP.
+    pub fn with_tls(mut self, acceptor: crate::tls::TlsAcceptor) -> Hl7Listener {
+        self.tls = Some(acceptor);
+        self
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -49,8 +57,18 @@ impl Hl7Listener {
                 Ok((stream, peer)) => {
                     let pipeline = pipeline.clone();
                     let acks = acks.clone();
+                    let tls = self.tls.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = serve(stream, &pipeline, &acks).await {
+                        let served = match tls {
+                            None => serve(stream, &pipeline, &acks).await,
+                            Some(acceptor) => {
+                                match crate::tls::handshake(&acceptor, stream).await {
+                                    Ok(tls) => serve(tls, &pipeline, &acks).await,
+                                    Err(e) => Err(e),
+                                }
+                            }
+                        };
+                        if let Err(e) = served {
                             tracing::info!(%peer, reason = %e, "MLLP connection closed");
                         }
                     });
@@ -84,7 +102,11 @@ fn next_frame(buf: &mut BytesMut) -> Result<Option<Vec<u8>>, String> {
     Ok(None)
 }
 
-async fn serve(mut stream: TcpStream, pipeline: &Pipeline, acks: &AtomicU64) -> Result<(), String> {
+async fn serve(
+    mut stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    pipeline: &Pipeline,
+    acks: &AtomicU64,
+) -> Result<(), String> {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     loop {
         while let Some(frame) = next_frame(&mut buf)? {

@@ -8,3 +8,4 @@
 pub mod coap;
 pub mod hl7;
 pub mod mqtt;
+pub mod tls;

@@ -67,6 +67,7 @@ pub struct MqttListener {
     listener: TcpListener,
     settings: Arc<MqttSettings>,
     broker: Arc<Broker>,
+    tls: Option<crate::tls::TlsAcceptor>,
 }
 
 impl MqttListener {
@@ -75,7 +76,14 @@ impl MqttListener {
             listener: TcpListener::bind(addr).await?,
             settings: Arc::new(settings),
             broker: Arc::new(Broker::default()),
+            tls: None,
         })
+    }
+
+    /// Serves MQTT over TLS (MQTTS) instead of plain TCP.
+    pub fn with_tls(mut self, acceptor: crate::tls::TlsAcceptor) -> MqttListener {
+        self.tls = Some(acceptor);
+        self
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -97,8 +105,22 @@ impl MqttListener {
                     let pipeline = pipeline.clone();
                     let settings = self.settings.clone();
                     let broker = self.broker.clone();
+                    let tls = self.tls.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = session::serve(stream, pipeline, broker, settings).await {
+                        let served = match tls {
+                            None => session::serve(stream, None, pipeline, broker, settings).await,
+                            Some(acceptor) => {
+                                match crate::tls::handshake(&acceptor, stream).await {
+                                    Ok(tls) => {
+                                        let device = crate::tls::certified_device(&tls);
+                                        session::serve(tls, device, pipeline, broker, settings)
+                                            .await
+                                    }
+                                    Err(e) => Err(e),
+                                }
+                            }
+                        };
+                        if let Err(e) = served {
                             tracing::info!(%peer, reason = %e, "MQTT connection closed");
                         }
                     });

@@ -17,8 +17,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -38,13 +36,19 @@ enum Pending {
     },
 }
 
-pub(crate) async fn serve(
-    stream: TcpStream,
+/// Serves one MQTT connection, over TCP or TLS. `certified` is the device a
+/// verified TLS client certificate names, if any.
+pub(crate) async fn serve<S>(
+    stream: S,
+    certified: Option<DeviceId>,
     pipeline: Arc<Pipeline>,
     broker: Arc<Broker>,
     settings: Arc<MqttSettings>,
-) -> Result<(), String> {
-    let (mut rd, mut wr) = stream.into_split();
+) -> Result<(), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let max = settings.max_packet_bytes;
     let mut buf = BytesMut::with_capacity(8 * 1024);
 
@@ -77,7 +81,7 @@ pub(crate) async fn serve(
             Ok(_) => return Err("first packet is not CONNECT".into()),
             Err(e) => return Err(e.to_string()),
         };
-    let identity = match authenticate(&pipeline, &settings, &client_id, login).await {
+    let identity = match authenticate(&pipeline, &settings, &client_id, login, certified).await {
         Ok(identity) => identity,
         Err((refusal, why)) => {
             let mut out = BytesMut::new();
@@ -186,7 +190,7 @@ struct Conn<'a> {
 }
 
 async fn read_version(
-    rd: &mut OwnedReadHalf,
+    rd: &mut (impl tokio::io::AsyncRead + Unpin),
     buf: &mut BytesMut,
     max: usize,
 ) -> Result<Version, CodecError> {
@@ -206,7 +210,7 @@ async fn read_version(
 }
 
 async fn read_loop(
-    rd: &mut OwnedReadHalf,
+    rd: &mut (impl tokio::io::AsyncRead + Unpin),
     buf: &mut BytesMut,
     replies: &mpsc::Sender<Pending>,
     conn: &Conn<'_>,
@@ -294,8 +298,20 @@ async fn authenticate(
     settings: &MqttSettings,
     client_id: &str,
     login: Option<(String, String)>,
+    certified: Option<DeviceId>,
 ) -> Result<Option<DeviceId>, (Outbound, String)> {
     let bad = |why: String| (Outbound::ConnAckBadCredentials, why);
+    // A client certificate issued by the configured device CA names the
+    // device (its Common Name); no password is needed on top.
+    if let Some(device) = certified {
+        if !client_id.is_empty() && client_id != device.as_str() {
+            return Err((
+                Outbound::ConnAckNotAuthorized,
+                format!("certificate of device {device} used under client ID {client_id:?}"),
+            ));
+        }
+        return Ok(Some(device));
+    }
     match login {
         Some((user, password)) => {
             let device = DeviceId::new(user.clone())
@@ -403,7 +419,7 @@ fn start_storing(
 }
 
 async fn write_loop(
-    mut wr: OwnedWriteHalf,
+    mut wr: impl tokio::io::AsyncWrite + Unpin,
     version: Version,
     mut queue: mpsc::Receiver<Pending>,
     mut deliveries: mpsc::Receiver<Outbound>,
