@@ -396,3 +396,47 @@ async fn http_ingest_of_senml_cbor() {
         .unwrap();
     assert_eq!(r.status(), 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_moved_to_another_patient_never_mixes_their_data() {
+    let s = start().await;
+    s.admit("p1", "cuff-1").await;
+    let moved_at_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    s.admit("p2", "cuff-1").await; // the cuff goes home with p2
+    // The cuff uploads its memory late: a reading taken while with p1, then
+    // one taken with p2.
+    let (status, r) = s
+        .send(
+            Method::POST,
+            "/api/v1/devices/cuff-1/senml",
+            json!([
+                {"bn": "cuff-1/", "bt": moved_at_s - 600.0, "n": "heart_rate", "u": "/min", "v": 61},
+                {"t": 610.0, "n": "heart_rate", "u": "/min", "v": 92}
+            ]),
+        )
+        .await;
+    assert_eq!(status, 200, "{r}");
+    let (_, p1) = s.get("/api/v1/patients/p1").await;
+    let (_, p2) = s.get("/api/v1/patients/p2").await;
+    assert_eq!(p1["latest"]["heart_rate"]["value"], 61.0, "{p1}");
+    assert_eq!(p2["latest"]["heart_rate"]["value"], 92.0, "{p2}");
+    // The device records both assignments.
+    let (_, devices) = s.get("/api/v1/devices").await;
+    let cuff = devices
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == "cuff-1")
+        .unwrap();
+    assert_eq!(cuff["patient_id"], "p2");
+    let history: Vec<_> = cuff["assignments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["patient_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(history, ["p1", "p2"]);
+}

@@ -170,10 +170,32 @@ impl Pipeline {
         device: &DeviceId,
         observations: Vec<Observation>,
     ) -> Result<(), IngestError> {
-        // Attribution happens now, at acceptance: a device later moved to
-        // another patient does not carry these samples with it.
-        let patient = self.registry.device(device).and_then(|d| d.patient_id);
-        self.store_for(source, device, patient, observations).await
+        // Each reading belongs to the patient the device was assigned to at
+        // the reading's own time, so a device moved between patients never
+        // mixes their data (nor carries past readings along).
+        let Some(d) = self.registry.device(device) else {
+            return self.store_for(source, device, None, observations).await;
+        };
+        let first = observations.first().map(|o| d.patient_at(o.time_ms));
+        if observations
+            .iter()
+            .all(|o| Some(d.patient_at(o.time_ms)) == first)
+        {
+            let patient = first.flatten().cloned();
+            return self.store_for(source, device, patient, observations).await;
+        }
+        let mut groups: Vec<(Option<PatientId>, Vec<Observation>)> = Vec::new();
+        for o in observations {
+            let p = d.patient_at(o.time_ms).cloned();
+            match groups.iter_mut().find(|(q, _)| *q == p) {
+                Some((_, group)) => group.push(o),
+                None => groups.push((p, vec![o])),
+            }
+        }
+        for (patient, group) in groups {
+            self.store_for(source, device, patient, group).await?;
+        }
+        Ok(())
     }
 
     /// Stores observations of a message that names its patient itself (an

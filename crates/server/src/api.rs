@@ -366,6 +366,8 @@ async fn observations(
 struct DeviceSummary {
     id: DeviceId,
     patient_id: Option<PatientId>,
+    /// Who the device was assigned to, and from when, oldest first.
+    assignments: Vec<medmesh_model::Assignment>,
     /// Whether the device is in the registry (as opposed to merely seen).
     registered: bool,
     last_seen_ms: Option<TimestampMs>,
@@ -394,6 +396,7 @@ async fn list_devices(
             DeviceSummary {
                 id: d.id,
                 patient_id: d.patient_id,
+                assignments: d.assignments,
                 registered: true,
                 last_seen_ms: None,
                 messages: 0,
@@ -406,6 +409,7 @@ async fn list_devices(
         let entry = out.entry(id.clone()).or_insert_with(|| DeviceSummary {
             id,
             patient_id: None,
+            assignments: Vec::new(),
             registered: false,
             last_seen_ms: None,
             messages: 0,

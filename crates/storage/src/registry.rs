@@ -132,10 +132,12 @@ impl Registry {
         if let Some(p) = patient.as_ref().filter(|p| !c.patients.contains_key(*p)) {
             return Err(RegistryError::UnknownPatient(p.to_string()));
         }
-        let d = Device {
-            id: device.clone(),
-            patient_id: patient,
-        };
+        let mut d = c
+            .devices
+            .get(&device)
+            .cloned()
+            .unwrap_or_else(|| Device::new(device.clone()));
+        d.assign(patient, medmesh_model::now_ms());
         if c.devices.get(&device) != Some(&d) {
             c.devices.insert(device, d.clone());
             self.save(&c)?;
@@ -147,13 +149,11 @@ impl Registry {
     pub fn admit_all(&self, admissions: Vec<(Patient, DeviceId)>) -> Result<(), RegistryError> {
         let mut c = self.contents.write().expect("registry lock");
         for (patient, device) in admissions {
-            c.devices.insert(
-                device.clone(),
-                Device {
-                    id: device,
-                    patient_id: Some(patient.id.clone()),
-                },
-            );
+            let now = medmesh_model::now_ms();
+            c.devices
+                .entry(device.clone())
+                .or_insert_with(|| Device::new(device))
+                .assign(Some(patient.id.clone()), now);
             c.patients.insert(patient.id.clone(), patient);
         }
         self.save(&c)?;
@@ -165,10 +165,9 @@ impl Registry {
     pub fn issue_credential(&self, device: &DeviceId) -> Result<String, RegistryError> {
         let issued = crate::credentials::issue();
         let mut c = self.contents.write().expect("registry lock");
-        c.devices.entry(device.clone()).or_insert_with(|| Device {
-            id: device.clone(),
-            patient_id: None,
-        });
+        c.devices
+            .entry(device.clone())
+            .or_insert_with(|| Device::new(device.clone()));
         c.credentials.insert(device.clone(), issued.hash);
         self.save(&c)?;
         drop(c);
