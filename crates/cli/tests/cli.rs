@@ -305,3 +305,110 @@ fn reqwest_blocking_text(token: &str, url: &str) -> String {
             .unwrap()
     })
 }
+
+#[test]
+fn first_start_creates_an_admin_once_and_user_add_manages_accounts() {
+    use std::io::{BufRead, Write};
+    let dir = tempfile::tempdir().unwrap();
+    // `medmesh user add` with the password on stdin, then `user list`.
+    let mut add = Command::new(BIN)
+        .args(["user", "add", "--role", "nurse", "--data-dir"])
+        .arg(dir.path())
+        .arg("nurse.kim")
+        .arg("--password-stdin")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(add.stdin.take().unwrap(), "kim's long password").unwrap();
+    let out = add.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("added nurse.kim (nurse)"));
+    let out = Command::new(BIN)
+        .args(["user", "add", "--role", "patient", "--data-dir"])
+        .arg(dir.path())
+        .arg("pat")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a patient account needs --patient"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("patient id"));
+    let out = Command::new(BIN)
+        .args(["user", "list", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nurse.kim"));
+
+    // Users exist, so the first start creates no admin.
+    drop(spawn_serve_full(dir.path(), &[]));
+    let out = Command::new(BIN)
+        .args(["user", "list", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("admin"));
+    let fresh = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--mqtt-listen",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--coap-listen",
+            "127.0.0.1:0",
+            "--hl7-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(fresh.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let _guard = Guard(child);
+    let password = wait_for_line(&mut lines, "password:")
+        .split("password:")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .to_string();
+    let serving = wait_for_line(&mut lines, "medmesh serving:");
+    let http = serving
+        .split("http://")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    std::thread::spawn(move || for _ in lines {});
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = |password: String| {
+        rt.block_on(async {
+            reqwest::Client::new()
+                .post(format!("http://{http}/api/v1/login"))
+                .json(&serde_json::json!({"username": "admin", "password": password}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    };
+    assert_eq!(
+        status(password.clone()),
+        200,
+        "the printed one-time password signs in"
+    );
+    assert_eq!(status(format!("{password}x")), 401);
+}
