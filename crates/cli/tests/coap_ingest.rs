@@ -193,3 +193,58 @@ async fn a_retransmitted_confirmable_request_is_stored_once_and_answered_again()
         "{m}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coap_devices_prove_who_they_are_with_their_token() {
+    let s = start_with(|c| c.devices.allow_anonymous = Some(false)).await;
+    s.admit("p1", "sensor-1").await;
+    let (_, creds) = s
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/devices/sensor-1/credentials",
+            serde_json::json!(null),
+        )
+        .await;
+    let token = creds["password"].as_str().unwrap();
+    let pack = r#"[{"n":"heart_rate","u":"/min","v":81,"bt":1.8e9}]"#;
+    let post = |query: &str| {
+        coap_client(&[
+            "-m",
+            "post",
+            "-t",
+            "110",
+            "-e",
+            pack,
+            &uri(&s, &format!("/medmesh/v1/devices/sensor-1/senml{query}")),
+        ])
+    };
+    let said = post("");
+    assert!(
+        said.contains("4.01") && said.contains("has credentials but sent none"),
+        "{said}"
+    );
+    let said = post("?token=guess");
+    assert!(
+        said.contains("4.01") && said.contains("wrong token"),
+        "{said}"
+    );
+    let said = post(&format!("?token={token}"));
+    assert!(said.contains("1 stored"), "{said}");
+    let (_, p) = s.get("/api/v1/patients/p1").await;
+    assert_eq!(p["latest"]["heart_rate"]["value"], 81.0);
+    // Another device with no token, where anonymous devices are not allowed.
+    s.admit("p2", "sensor-2").await;
+    let said = coap_client(&[
+        "-m",
+        "post",
+        "-t",
+        "110",
+        "-e",
+        pack,
+        &uri(&s, "/medmesh/v1/devices/sensor-2/senml"),
+    ]);
+    assert!(
+        said.contains("4.01") && said.contains("anonymous"),
+        "{said}"
+    );
+}

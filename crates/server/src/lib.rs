@@ -117,11 +117,10 @@ impl Server {
         let http = tokio::net::TcpListener::bind(config.http.listen)
             .await
             .map_err(bind("HTTP", config.http.listen, "--http-listen"))?;
-        let coap = CoapListener::bind(config.coap.listen).await.map_err(bind(
-            "CoAP",
-            config.coap.listen,
-            "--coap-listen",
-        ))?;
+        let coap = CoapListener::bind(config.coap.listen)
+            .await
+            .map_err(bind("CoAP", config.coap.listen, "--coap-listen"))?
+            .allow_anonymous(config.anonymous_devices_on(config.coap.listen));
         let mut hl7 = Hl7Listener::bind(config.hl7.listen).await.map_err(bind(
             "HL7 v2 (MLLP)",
             config.hl7.listen,

@@ -56,13 +56,22 @@ impl Exchanges {
 
 pub struct CoapListener {
     socket: Arc<UdpSocket>,
+    allow_anonymous: bool,
 }
 
 impl CoapListener {
     pub async fn bind(addr: SocketAddr) -> std::io::Result<CoapListener> {
         Ok(CoapListener {
             socket: Arc::new(UdpSocket::bind(addr).await?),
+            allow_anonymous: true,
         })
+    }
+
+    /// Whether devices that send no token are accepted (devices that were
+    /// issued one must always send it).
+    pub fn allow_anonymous(mut self, allow: bool) -> CoapListener {
+        self.allow_anonymous = allow;
+        self
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -151,8 +160,9 @@ impl CoapListener {
             let socket = self.socket.clone();
             let pipeline = pipeline.clone();
             let exchanges = exchanges.clone();
+            let allow_anonymous = self.allow_anonymous;
             tokio::spawn(async move {
-                handle(&pipeline, &mut request).await;
+                handle(&pipeline, allow_anonymous, &mut request).await;
                 respond(&socket, &exchanges, key, &request).await;
             });
         }
@@ -193,7 +203,44 @@ fn set(request: &mut CoapRequest<SocketAddr>, status: ResponseType, diagnostic: 
 }
 
 /// Routes, decodes and stores one complete request, setting its response.
-async fn handle(pipeline: &Pipeline, request: &mut CoapRequest<SocketAddr>) {
+/// A device proves who it is with the token issued to it, as the URI query
+/// `?token=...` (there is no DTLS yet, so only on networks the operator
+/// trusts). `Err` is the reason to refuse.
+async fn authenticate(
+    pipeline: &Pipeline,
+    allow_anonymous: bool,
+    device: &DeviceId,
+    request: &CoapRequest<SocketAddr>,
+) -> Result<(), String> {
+    let token = request
+        .message
+        .get_option(coap_lite::CoapOption::UriQuery)
+        .into_iter()
+        .flatten()
+        .filter_map(|q| std::str::from_utf8(q).ok())
+        .find_map(|q| q.strip_prefix("token="))
+        .map(str::to_string);
+    let has_credentials = pipeline.registry.credential_hash(device).is_some();
+    match token {
+        Some(token) => {
+            let (registry, checked) = (pipeline.registry.clone(), device.clone());
+            let ok =
+                tokio::task::spawn_blocking(move || registry.verify_credential(&checked, &token))
+                    .await
+                    .unwrap_or(false);
+            if ok {
+                Ok(())
+            } else {
+                Err(format!("wrong token for device {device}"))
+            }
+        }
+        None if has_credentials => Err(format!("device {device} has credentials but sent none")),
+        None if !allow_anonymous => Err("anonymous devices are not allowed: add ?token=".into()),
+        None => Ok(()),
+    }
+}
+
+async fn handle(pipeline: &Pipeline, allow_anonymous: bool, request: &mut CoapRequest<SocketAddr>) {
     let path = request.get_path();
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let (device, target) = match segments.as_slice() {
@@ -222,6 +269,11 @@ async fn handle(pipeline: &Pipeline, request: &mut CoapRequest<SocketAddr>) {
         MessageClass::Request(RequestType::Post | RequestType::Put)
     ) {
         return set(request, ResponseType::MethodNotAllowed, "use POST or PUT");
+    }
+    if let Err(why) = authenticate(pipeline, allow_anonymous, &device, request).await {
+        pipeline.metrics.malformed_message(SourceKind::Coap);
+        tracing::warn!(%device, reason = why, "CoAP device refused");
+        return set(request, ResponseType::Unauthorized, &why);
     }
     let payload = std::mem::take(&mut request.message.payload);
     let result = match target.as_slice() {
