@@ -9,26 +9,42 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_medmesh");
 
+/// Every listener flag of `serve`.
+const LISTENERS: [&str; 4] = [
+    "--http-listen",
+    "--mqtt-listen",
+    "--coap-listen",
+    "--hl7-listen",
+];
+
+/// `medmesh serve` on `data_dir` with every listener on an ephemeral
+/// loopback port, except those `taken` (which the caller sets).
+fn serve(data_dir: &std::path::Path, taken: &[&str]) -> Command {
+    let mut command = Command::new(BIN);
+    command.arg("serve").arg("--data-dir").arg(data_dir);
+    for flag in LISTENERS.iter().filter(|f| !taken.contains(f)) {
+        command.args([flag, "127.0.0.1:0"]);
+    }
+    command
+}
+
+/// Runs a future to completion on a fresh single-threaded runtime.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
 #[test]
 fn a_port_in_use_is_one_clear_line_naming_the_flag() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
-    for (flag, other) in [
-        ("--mqtt-listen", "--http-listen"),
-        ("--http-listen", "--mqtt-listen"),
-    ] {
-        let out = Command::new(BIN)
-            .args([
-                "serve",
-                "--coap-listen",
-                "127.0.0.1:0",
-                "--hl7-listen",
-                "127.0.0.1:0",
-            ])
-            .arg("--data-dir")
-            .arg(dir.path())
-            .args([flag, &format!("127.0.0.1:{port}"), other, "127.0.0.1:0"])
+    for flag in ["--mqtt-listen", "--http-listen"] {
+        let out = serve(dir.path(), &[flag])
+            .args([flag, &format!("127.0.0.1:{port}")])
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(2));
@@ -44,22 +60,8 @@ fn a_port_in_use_is_one_clear_line_naming_the_flag() {
     // The CoAP listener is UDP: a UDP port in use.
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let taken = udp.local_addr().unwrap().to_string();
-    let out = Command::new(BIN)
-        .args([
-            "serve",
-            "--http-listen",
-            "127.0.0.1:0",
-            "--mqtt-listen",
-            "127.0.0.1:0",
-        ])
-        .args([
-            "--coap-listen",
-            &taken,
-            "--hl7-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(dir.path())
+    let out = serve(dir.path(), &["--coap-listen"])
+        .args(["--coap-listen", &taken])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -77,22 +79,8 @@ fn a_port_in_use_is_one_clear_line_naming_the_flag() {
 #[test]
 fn a_bad_retention_flag_is_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
-        .args([
-            "serve",
-            "--http-listen",
-            "127.0.0.1:0",
-            "--mqtt-listen",
-            "127.0.0.1:0",
-        ])
-        .args([
-            "--coap-listen",
-            "127.0.0.1:0",
-            "--hl7-listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--retention", "lactate=1day", "--data-dir"])
-        .arg(dir.path())
+    let out = serve(dir.path(), &[])
+        .args(["--retention", "lactate=1day"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -127,11 +115,7 @@ fn a_bad_config_file_names_the_file_and_the_key() {
 }
 
 fn get_json(token: &str, url: &str) -> serde_json::Value {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    block_on(async {
         common::http_client(token)
             .get(url)
             .send()
@@ -290,11 +274,7 @@ fn simulate_speaks_every_protocol_and_everything_is_acknowledged() {
 }
 
 fn reqwest_blocking_text(token: &str, url: &str) -> String {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    block_on(async {
         common::http_client(token)
             .get(url)
             .send()
@@ -352,22 +332,7 @@ fn first_start_creates_an_admin_once_and_user_add_manages_accounts() {
         .unwrap();
     assert!(!String::from_utf8_lossy(&out.stdout).contains("admin"));
     let fresh = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--http-listen",
-            "127.0.0.1:0",
-            "--mqtt-listen",
-            "127.0.0.1:0",
-        ])
-        .args([
-            "--coap-listen",
-            "127.0.0.1:0",
-            "--hl7-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(fresh.path())
+    let mut child = serve(fresh.path(), &[])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -389,12 +354,8 @@ fn first_start_creates_an_admin_once_and_user_add_manages_accounts() {
         .unwrap()
         .to_string();
     std::thread::spawn(move || for _ in lines {});
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     let status = |password: String| {
-        rt.block_on(async {
+        block_on(async {
             reqwest::Client::new()
                 .post(format!("http://{http}/api/v1/login"))
                 .json(&serde_json::json!({"username": "admin", "password": password}))

@@ -11,6 +11,7 @@
 //! [`Pipeline::ingest_senml_json`] returned `Ok`: by then its samples are durable.
 
 mod alarms;
+mod device_tokens;
 mod live;
 mod metrics;
 

@@ -110,13 +110,7 @@ async fn check(app: &App, headers: &HeaderMap, device: &DeviceId) -> Result<(), 
                     "device {device} has no credentials; provision them first"
                 )));
             }
-            let (registry, checked) = (registry.clone(), device.clone());
-            // argon2 on first sight of a token: off the async workers.
-            let ok =
-                tokio::task::spawn_blocking(move || registry.verify_credential(&checked, &token))
-                    .await
-                    .unwrap_or(false);
-            if ok {
+            if app.pipeline.verify_device_token(device, token).await {
                 Ok(())
             } else {
                 Err(ApiError::unauthorized(format!(

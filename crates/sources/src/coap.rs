@@ -223,12 +223,7 @@ async fn authenticate(
     let has_credentials = pipeline.registry.credential_hash(device).is_some();
     match token {
         Some(token) => {
-            let (registry, checked) = (pipeline.registry.clone(), device.clone());
-            let ok =
-                tokio::task::spawn_blocking(move || registry.verify_credential(&checked, &token))
-                    .await
-                    .unwrap_or(false);
-            if ok {
+            if pipeline.verify_device_token(device, token).await {
                 Ok(())
             } else {
                 Err(format!("wrong token for device {device}"))

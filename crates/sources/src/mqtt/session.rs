@@ -319,15 +319,7 @@ async fn authenticate(
             if pipeline.registry.credential_hash(&device).is_none() {
                 return Err(bad(format!("device {device} has no credentials")));
             }
-            // argon2 is slow on purpose: keep it off the async workers.
-            let registry = pipeline.registry.clone();
-            let checked = device.clone();
-            let ok = tokio::task::spawn_blocking(move || {
-                registry.verify_credential(&checked, &password)
-            })
-            .await
-            .unwrap_or(false);
-            if !ok {
+            if !pipeline.verify_device_token(&device, password).await {
                 return Err(bad(format!("wrong password for device {device}")));
             }
             // The session is the device's own: another client ID would let one
