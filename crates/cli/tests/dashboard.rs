@@ -27,6 +27,7 @@ use std::time::Duration;
 const WARD_SIZE: usize = 500;
 const NURSE: &str = "nurse.ward";
 const PATIENT_USER: &str = "pat.0001";
+const ADMIN: &str = "admin.ward";
 const PASSWORD: &str = "a long test password";
 
 fn patient(i: usize) -> String {
@@ -115,6 +116,7 @@ async fn the_dashboard_in_a_browser_is_live_acknowledges_charts_and_holds_500_pa
         .unwrap();
     d.add_user("carer.0001", Role::Caregiver, None, PASSWORD)
         .unwrap();
+    d.add_user(ADMIN, Role::Admin, None, PASSWORD).unwrap();
     d.grant_consent(
         p1,
         "carer.0001",
@@ -149,11 +151,17 @@ async fn the_dashboard_in_a_browser_is_live_acknowledges_charts_and_holds_500_pa
         .as_secs_f64();
     for m in 1..=30 {
         let t = now_s - 60.0 * f64::from(m);
-        seed.push((device(1), pack("heart_rate", "/min", 70.0 + f64::from(m % 7), Some(t))));
+        seed.push((
+            device(1),
+            pack("heart_rate", "/min", 70.0 + f64::from(m % 7), Some(t)),
+        ));
     }
     for day in 1..=60 {
         let t = now_s - 86_400.0 * f64::from(day);
-        seed.push((device(1), pack("heart_rate", "/min", 65.0 + f64::from(day % 11), Some(t))));
+        seed.push((
+            device(1),
+            pack("heart_rate", "/min", 65.0 + f64::from(day % 11), Some(t)),
+        ));
     }
     mqtt.publish(seed).await;
 
@@ -167,6 +175,8 @@ async fn the_dashboard_in_a_browser_is_live_acknowledges_charts_and_holds_500_pa
         .env("NURSE_PASSWORD", PASSWORD)
         .env("PATIENT_USER", PATIENT_USER)
         .env("PATIENT_PASSWORD", PASSWORD)
+        .env("ADMIN_USER", ADMIN)
+        .env("ADMIN_PASSWORD", PASSWORD)
         .env("LIVE_PATIENT", patient(1))
         .env("WARD_SIZE", WARD_SIZE.to_string())
         .stdin(std::process::Stdio::piped())
@@ -224,10 +234,11 @@ async fn the_dashboard_in_a_browser_is_live_acknowledges_charts_and_holds_500_pa
                     }
                     "check-acknowledged" => {
                         let (_, alarms) = s.get("/api/v1/alarms").await;
-                        let id: u64 = serde_json::from_str::<Value>(rest.split_once(' ').unwrap().1)
-                            .unwrap()["alarm"]
-                            .as_u64()
-                            .unwrap();
+                        let id: u64 =
+                            serde_json::from_str::<Value>(rest.split_once(' ').unwrap().1).unwrap()
+                                ["alarm"]
+                                .as_u64()
+                                .unwrap();
                         let alarm = alarms
                             .as_array()
                             .unwrap()
@@ -273,45 +284,110 @@ async fn the_dashboard_in_a_browser_is_live_acknowledges_charts_and_holds_500_pa
     let ward = &results["ward"];
     assert_eq!(ward["tiles"], WARD_SIZE);
     eprintln!("500-patient ward: {ward}");
-    assert_eq!(results["live_value"], json!({"before": "72", "after": "97"}));
+    // A reload with 500 patients paints in about 0.3-0.6 s here (debug
+    // build, shared machine); the bound only catches a page that freezes.
+    assert!(
+        ward["load_to_painted_ms"].as_u64().unwrap() < 3000,
+        "{ward}"
+    );
+    assert_eq!(
+        results["live_value"],
+        json!({"before": "72", "after": "97"})
+    );
 
     let ack = &results["acknowledged"];
-    assert!(ack["tile_class"].as_str().unwrap().contains("alarm-high"), "{ack}");
-    assert!(ack["banner"].as_str().unwrap().contains("1 high-priority alarm"), "{ack}");
-    assert!(ack["beeps"].as_u64().unwrap() >= 1, "no beep for a high alarm: {ack}");
+    assert!(
+        ack["tile_class"].as_str().unwrap().contains("alarm-high"),
+        "{ack}"
+    );
+    assert!(
+        ack["banner"]
+            .as_str()
+            .unwrap()
+            .contains("1 high-priority alarm"),
+        "{ack}"
+    );
+    assert!(
+        ack["beeps"].as_u64().unwrap() >= 1,
+        "no beep for a high alarm: {ack}"
+    );
 
     // The console row: priority, patient, message, age, state, escalation.
     let row = results["console"]["row"].as_array().unwrap();
     assert_eq!(row[0], "HIGH");
     assert!(row[1].as_str().unwrap().contains("Patient 0001"), "{row:?}");
-    assert!(row[4].as_str().unwrap().contains(&format!("acknowledged by {NURSE}")), "{row:?}");
+    assert!(
+        row[4]
+            .as_str()
+            .unwrap()
+            .contains(&format!("acknowledged by {NURSE}")),
+        "{row:?}"
+    );
     let (_, alarms) = s.get("/api/v1/alarms").await;
-    let snoozed = alarms.as_array().unwrap().iter().find(|a| a["id"] == ack["alarm"]);
+    let snoozed = alarms
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == ack["alarm"]);
     // The later reading of 98/min resolved the alarm; while it was open the
     // snooze from the console was recorded.
     let history = s.get("/api/v1/alarms?state=resolved").await.1;
-    let all: Vec<&Value> = alarms.as_array().unwrap().iter().chain(history.as_array().unwrap()).collect();
-    let alarm = snoozed.or_else(|| all.iter().copied().find(|a| a["id"] == ack["alarm"])).unwrap();
-    assert!(alarm["snoozed_until_ms"].as_i64().is_some(), "snooze not recorded: {alarm}");
+    let all: Vec<&Value> = alarms
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(history.as_array().unwrap())
+        .collect();
+    let alarm = snoozed
+        .or_else(|| all.iter().copied().find(|a| a["id"] == ack["alarm"]))
+        .unwrap();
+    assert!(
+        alarm["snoozed_until_ms"].as_i64().is_some(),
+        "snooze not recorded: {alarm}"
+    );
 
-    assert_eq!(results["home"]["first"], patient(1), "the patient with the alarm comes first");
+    assert_eq!(
+        results["home"]["first"],
+        patient(1),
+        "the patient with the alarm comes first"
+    );
     assert_eq!(results["home"]["rows"], WARD_SIZE);
 
     let p = &results["patient"];
     // 30 history readings plus the live ones of the last hour.
     assert!(p["points_1h"].as_u64().unwrap() >= 30, "{p}");
-    assert!(p["points_live"].as_u64().unwrap() > p["points_1h"].as_u64().unwrap(), "{p}");
+    assert!(
+        p["points_live"].as_u64().unwrap() > p["points_1h"].as_u64().unwrap(),
+        "{p}"
+    );
     assert!(p["table_rows"].as_u64().unwrap() >= 30, "{p}");
     assert_eq!(p["devices"], json!([device(1)]));
-    assert!(p["care_plan"].as_str().unwrap().contains("No care plan"), "{p}");
+    assert!(
+        p["care_plan"].as_str().unwrap().contains("No care plan"),
+        "{p}"
+    );
     // 60 daily readings fall into as many 3-hour buckets (plus today's).
     assert!(p["buckets_90d"].as_u64().unwrap() >= 60, "{p}");
 
     let portal = &results["portal"];
     assert_eq!(portal["nav"], json!(["My health"]));
-    assert!(portal["consents"][0].as_str().unwrap().contains("carer.0001"), "{portal}");
-    assert!(portal["reminders"].as_str().unwrap().contains("No reminders"), "{portal}");
-    let (_, consents) = s.get(&format!("/api/v1/patients/{}/consents", patient(1))).await;
+    assert!(
+        portal["consents"][0]
+            .as_str()
+            .unwrap()
+            .contains("carer.0001"),
+        "{portal}"
+    );
+    assert!(
+        portal["reminders"]
+            .as_str()
+            .unwrap()
+            .contains("No reminders"),
+        "{portal}"
+    );
+    let (_, consents) = s
+        .get(&format!("/api/v1/patients/{}/consents", patient(1)))
+        .await;
     let revoked = consents
         .as_array()
         .unwrap()
@@ -319,8 +395,54 @@ async fn the_dashboard_in_a_browser_is_live_acknowledges_charts_and_holds_500_pa
         .find(|c| c["id"] == portal["revoked"])
         .unwrap();
     assert!(revoked["revoked_ms"].as_i64().is_some(), "{revoked}");
-    for shot in ["station", "alarm", "alarms", "patient", "portal"] {
+    // The administrator provisioned a device from the Devices tab: the token
+    // the page showed once lets that device send readings, and the audit
+    // log viewer listed the provisioning.
+    let admin = &results["admin"];
+    assert_eq!(
+        admin["nav"],
+        json!(["Central station", "Alarms", "Home monitoring", "Admin"])
+    );
+    assert_eq!(admin["device"], "spare-9");
+    let token = admin["password"].as_str().unwrap();
+    let sent = reqwest::Client::new()
+        .post(s.url("/api/v1/devices/spare-9/senml"))
+        .bearer_auth(token)
+        .body(pack("heart_rate", "/min", 70.0, None))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 200, "the token shown in the page works");
+    let wrong = reqwest::Client::new()
+        .post(s.url("/api/v1/devices/spare-9/senml"))
+        .bearer_auth("not-the-token")
+        .body(pack("heart_rate", "/min", 70.0, None))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert!(
+        admin["audit_actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "provision device spare-9"),
+        "{admin}"
+    );
+    for shot in [
+        "station",
+        "alarm",
+        "alarms",
+        "patient",
+        "portal",
+        "admin-devices",
+        "admin-audit",
+    ] {
         let png = shots.join(format!("{shot}.png"));
-        assert!(std::fs::metadata(&png).is_ok_and(|m| m.len() > 10_000), "{}", png.display());
+        assert!(
+            std::fs::metadata(&png).is_ok_and(|m| m.len() > 10_000),
+            "{}",
+            png.display()
+        );
     }
 }

@@ -80,7 +80,8 @@ async fn asset(Path(path): Path<String>) -> Response {
             *body,
         )
             .into_response(),
-        None => crate::error::ApiError::not_found(format!("no dashboard file {path:?}"))
-            .into_response(),
+        None => {
+            crate::error::ApiError::not_found(format!("no dashboard file {path:?}")).into_response()
+        }
     }
 }

@@ -5,6 +5,7 @@
 //
 //   node dashboard.mjs <base-url> <screenshot-dir>
 //   environment: NURSE_USER, NURSE_PASSWORD, PATIENT_USER, PATIENT_PASSWORD,
+//                ADMIN_USER, ADMIN_PASSWORD,
 //                LIVE_PATIENT (a patient id), WARD_SIZE (tiles expected)
 //
 // Protocol on stdout/stdin, one line each:
@@ -176,6 +177,30 @@ try {
   await page.click(revoke);
   await page.waitForFunction(id => !document.querySelector(`#consents tr[data-consent="${id}"] button.revoke`), consentId);
   result("portal", { nav: patientNav, consents, revoked: consentId, reminders: await page.textContent("main section:last-of-type") });
+
+  // --- the administrator: devices (provision), users, audit log ---------
+  await page.click("#sign-out");
+  await page.waitForSelector("#sign-in:not([hidden])");
+  await page.fill("#sign-in input[name=username]", env("ADMIN_USER"));
+  await page.fill("#sign-in input[name=password]", env("ADMIN_PASSWORD"));
+  await page.click("#sign-in button[type=submit]");
+  await page.waitForSelector("#nav a");
+  const adminNav = await page.$$eval("#nav a", as => as.map(a => a.textContent));
+  await page.click('#nav a[href="#/admin"]');
+  await page.waitForSelector(".admin-body[data-tab=devices] table.devices");
+  await page.fill('input[aria-label="New device id"]', "spare-9");
+  await page.click("text=Provision credentials");
+  await page.waitForSelector(".secret .secret-value");
+  const secret = await page.$$eval(".secret .secret-value", c => c.map(x => x.textContent));
+  await page.waitForSelector('tr[data-device="spare-9"]');
+  await page.screenshot({ path: join(shots, "admin-devices.png") });
+  await page.click('.tabs a[href="#/admin/users"]');
+  await page.waitForSelector(`tr[data-user="${env("NURSE_USER")}"]`);
+  await page.click('.tabs a[href="#/admin/audit"]');
+  await page.waitForSelector("#audit table tbody tr");
+  const audit = await page.$$eval("#audit tbody tr", rows => rows.map(r => r.children[4].textContent));
+  await page.screenshot({ path: join(shots, "admin-audit.png") });
+  result("admin", { nav: adminNav, device: secret[0], password: secret[1], audit_actions: audit.slice(0, 50) });
 
   if (errors.length) throw new Error("errors in the page:\n" + errors.join("\n"));
   console.log("DONE");
