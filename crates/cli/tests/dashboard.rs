@@ -132,6 +132,13 @@ async fn the_dashboard_in_a_browser_is_live_acknowledges_charts_and_holds_500_pa
     // and one a day over the last 60 days, for the 1-hour and 90-day charts.
     let (client, acks) = mqtt_client(s.running.mqtt_addr, "ward-gateway").await;
     let mut mqtt = Publisher { client, acks };
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    // The last patient's readings are three hours old (a home patient who
+    // missed their readings), everyone else's are current.
+    let when = |i: usize| (i == WARD_SIZE).then_some(now_s - 3.0 * 3600.0);
     let mut seed = Vec::new();
     for i in 1..=WARD_SIZE {
         for (n, u, v) in [
@@ -142,13 +149,10 @@ async fn the_dashboard_in_a_browser_is_live_acknowledges_charts_and_holds_500_pa
             ("systolic_bp", "mm[Hg]", 120.0),
             ("diastolic_bp", "mm[Hg]", 80.0),
         ] {
-            seed.push((device(i), pack(n, u, v, None)));
+            seed.push((device(i), pack(n, u, v, when(i))));
         }
     }
-    let now_s = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64();
+
     for m in 1..=30 {
         let t = now_s - 60.0 * f64::from(m);
         seed.push((
@@ -222,7 +226,10 @@ async fn the_dashboard_in_a_browser_is_live_acknowledges_charts_and_holds_500_pa
                     "publish-whole-ward" => {
                         mqtt.publish(
                             (1..=WARD_SIZE)
-                                .map(|i| (device(i), pack("respiratory_rate", "/min", 17.0, None)))
+                                .map(|i| {
+                                    let t = when(i).map(|t| t + 60.0);
+                                    (device(i), pack("respiratory_rate", "/min", 17.0, t))
+                                })
                                 .collect(),
                         )
                         .await
@@ -311,6 +318,12 @@ async fn the_dashboard_in_a_browser_is_live_acknowledges_charts_and_holds_500_pa
         ack["beeps"].as_u64().unwrap() >= 1,
         "no beep for a high alarm: {ack}"
     );
+    assert_eq!(ack["muted"], json!(["true", "1", "Sound: muted"]));
+    assert_eq!(ack["unmuted"], "false");
+    // Every tile took the whole ward's burst of readings without a freeze.
+    let burst = &results["whole_ward"];
+    assert_eq!(burst["long_tasks_observed"], true);
+    assert!(burst["longest_task_ms"].as_u64().unwrap() < 1000, "{burst}");
 
     // The console row: priority, patient, message, age, state, escalation.
     let row = results["console"]["row"].as_array().unwrap();
@@ -346,10 +359,18 @@ async fn the_dashboard_in_a_browser_is_live_acknowledges_charts_and_holds_500_pa
         "snooze not recorded: {alarm}"
     );
 
+    // First the patient with an alarm, then the one without a reading for
+    // three hours, then the rest (current readings, equal NEWS2).
+    let home = &results["home"]["first"];
     assert_eq!(
-        results["home"]["first"],
+        home[0],
         patient(1),
         "the patient with the alarm comes first"
+    );
+    assert_eq!(
+        home[1],
+        patient(WARD_SIZE),
+        "then the one who missed readings"
     );
     assert_eq!(results["home"]["rows"], WARD_SIZE);
 

@@ -197,7 +197,11 @@ async fn dashboard_page_and_assets_are_served() {
         ("/assets/app.js", "text/javascript", "./js/live.js"),
         ("/assets/js/live.js", "text/javascript", "EventSource"),
         ("/assets/app.css", "text/css", ".tile"),
-        ("/assets/vendor/uplot/uPlot.iife.min.js", "text/javascript", "uPlot"),
+        (
+            "/assets/vendor/uplot/uPlot.iife.min.js",
+            "text/javascript",
+            "uPlot",
+        ),
         ("/assets/vendor/uplot/LICENSE", "text/plain", "MIT License"),
     ] {
         let r = s.http.get(s.url(path)).send().await.unwrap();

@@ -95,6 +95,7 @@ function showSignIn() {
   document.getElementById("user").hidden = true;
   document.getElementById("conn").hidden = true;
   document.getElementById("summary").textContent = "";
+  document.getElementById("toasts")?.replaceChildren();
   document.getElementById("sign-in").hidden = false;
 }
 

@@ -39,7 +39,7 @@ export function mount(root) {
       el("td", {}, ...(k.alarms.length ? k.alarms.map(a => el("span", { class: `chip prio-${a.priority}`, text: `${a.priority}: ${a.message}` })) : ["–"])),
       el("td", { class: k.last ? "" : "muted", title: time(k.last), text: k.last ? age(k.last, now) + " ago" : "no reading yet" }),
       el("td", {}, el("span", { class: "news2 " + riskClass(p.news2), text: p.news2 ? String(p.news2.score) : "–" })),
-      el("td", { class: "muted", text: VITALS.filter(([key]) => p.latest[key]).map(([key, label]) => `${label} ${fmtValue(key, p.latest[key].value)}`).join(" · ") })));
+      el("td", { class: "muted", text: VITALS.filter(([key]) => p.latest[key]).map(([key, label]) => `${label} ${fmtValue(key, p.latest[key].value)}${key === "systolic_bp" && p.latest.diastolic_bp ? "/" + fmtValue(key, p.latest.diastolic_bp.value) : ""}`).join(" · ") })));
     body.replaceChildren(table(["Patient", "Ward / programme", "Active alarms", "Last reading", "NEWS2", "Latest"], rows, { class: "grid home" }));
   }
 
