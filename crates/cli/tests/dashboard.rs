@@ -28,6 +28,7 @@ const WARD_SIZE: usize = 500;
 const NURSE: &str = "nurse.ward";
 const PATIENT_USER: &str = "pat.0001";
 const ADMIN: &str = "admin.ward";
+const CARER: &str = "carer.0001";
 const PASSWORD: &str = "a long test password";
 
 fn patient(i: usize) -> String {
@@ -114,12 +115,11 @@ async fn the_dashboard_in_a_browser_is_live_acknowledges_charts_and_holds_500_pa
     let p1 = medmesh_model::PatientId::new(patient(1)).unwrap();
     d.add_user(PATIENT_USER, Role::Patient, Some(p1.clone()), PASSWORD)
         .unwrap();
-    d.add_user("carer.0001", Role::Caregiver, None, PASSWORD)
-        .unwrap();
+    d.add_user(CARER, Role::Caregiver, None, PASSWORD).unwrap();
     d.add_user(ADMIN, Role::Admin, None, PASSWORD).unwrap();
     d.grant_consent(
         p1,
-        "carer.0001",
+        CARER,
         vec![medmesh_access::Scope::Observations],
         "family care",
         None,
@@ -179,6 +179,8 @@ async fn the_dashboard_in_a_browser_is_live_acknowledges_charts_and_holds_500_pa
         .env("NURSE_PASSWORD", PASSWORD)
         .env("PATIENT_USER", PATIENT_USER)
         .env("PATIENT_PASSWORD", PASSWORD)
+        .env("CARER_USER", CARER)
+        .env("CARER_PASSWORD", PASSWORD)
         .env("ADMIN_USER", ADMIN)
         .env("ADMIN_PASSWORD", PASSWORD)
         .env("LIVE_PATIENT", patient(1))
@@ -416,6 +418,24 @@ async fn the_dashboard_in_a_browser_is_live_acknowledges_charts_and_holds_500_pa
         .find(|c| c["id"] == portal["revoked"])
         .unwrap();
     assert!(revoked["revoked_ms"].as_i64().is_some(), "{revoked}");
+    let granted = consents
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["purpose"] == "night checks")
+        .unwrap_or_else(|| panic!("the consent granted in the page: {consents}"));
+    assert_eq!(granted["grantee"], CARER);
+    assert_eq!(granted["scopes"], json!(["observations", "alarms"]));
+    assert!(granted["revoked_ms"].is_null(), "{granted}");
+    // The carer sees the one patient who shares with them, under the new
+    // consent's purpose.
+    let carer = &results["carer"];
+    assert_eq!(carer["nav"], json!(["Shared with me"]));
+    assert_eq!(carer["cards"], json!([patient(1)]));
+    assert!(
+        carer["shared"].as_str().unwrap().contains("night checks"),
+        "{carer}"
+    );
     // The administrator provisioned a device from the Devices tab: the token
     // the page showed once lets that device send readings, and the audit
     // log viewer listed the provisioning.
@@ -456,6 +476,8 @@ async fn the_dashboard_in_a_browser_is_live_acknowledges_charts_and_holds_500_pa
         "alarms",
         "patient",
         "portal",
+        "carer",
+        "home",
         "admin-devices",
         "admin-audit",
     ] {

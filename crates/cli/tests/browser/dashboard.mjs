@@ -5,7 +5,7 @@
 //
 //   node dashboard.mjs <base-url> <screenshot-dir>
 //   environment: NURSE_USER, NURSE_PASSWORD, PATIENT_USER, PATIENT_PASSWORD,
-//                ADMIN_USER, ADMIN_PASSWORD,
+//                CARER_USER, CARER_PASSWORD, ADMIN_USER, ADMIN_PASSWORD,
 //                LIVE_PATIENT (a patient id), WARD_SIZE (tiles expected)
 //
 // Protocol on stdout/stdin, one line each:
@@ -184,7 +184,29 @@ try {
   const consentId = await page.$eval(revoke, b => b.closest("tr").dataset.consent);
   await page.click(revoke);
   await page.waitForFunction(id => !document.querySelector(`#consents tr[data-consent="${id}"] button.revoke`), consentId);
+  // Grant the carer readings and alerts for a new purpose, from the form.
+  await page.fill("form.grant input[name=grantee]", "carer.0001");
+  await page.fill("form.grant input[name=purpose]", "night checks");
+  await page.check("form.grant input[name=alarms]");
+  await page.click("form.grant button[type=submit]");
+  await page.waitForFunction(() => [...document.querySelectorAll("#consents tr[data-consent]")].some(r => r.textContent.includes("night checks") && r.querySelector("button.revoke")));
   result("portal", { nav: patientNav, consents, revoked: consentId, reminders: await page.textContent("main section:last-of-type") });
+
+  // --- the carer: what the patient shares, and nothing else -------------
+  await page.click("#sign-out");
+  await page.waitForSelector("#sign-in:not([hidden])");
+  await page.fill("#sign-in input[name=username]", env("CARER_USER"));
+  await page.fill("#sign-in input[name=password]", env("CARER_PASSWORD"));
+  await page.click("#sign-in button[type=submit]");
+  const card = `.shared-card[data-patient="${livePatient}"]`;
+  await page.waitForSelector(`${card} .portal-latest`);
+  const carerNav = await page.$$eval("#nav a", as => as.map(a => a.textContent));
+  const cards = await page.$$eval(".shared-card", cs => cs.map(c => c.dataset.patient));
+  const shared = await page.textContent(card);
+  await page.click(`${card} button`);
+  await page.waitForSelector("#view .trends .chart[data-key=heart_rate] canvas");
+  await page.screenshot({ path: join(shots, "carer.png") });
+  result("carer", { nav: carerNav, cards, shared });
 
   // --- the administrator: devices (provision), users, audit log ---------
   await page.click("#sign-out");
