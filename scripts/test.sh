@@ -10,6 +10,10 @@ command -v mosquitto_pub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
 # rusqlite (the SQLite side of `medmesh bench ingest`) links the system library.
 dpkg -s libsqlite3-dev >/dev/null 2>&1 || need_apt+=(libsqlite3-dev)
 command -v coap-client-notls >/dev/null 2>&1 || need_apt+=(libcoap3-bin)
+# The dashboard's browser test: Debian's Chromium, driven from Node.
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 if ((${#need_apt[@]})); then
   echo "== installing ${need_apt[*]} (Debian packages the tests use as real peers)"
   sudo_cmd=""
@@ -21,6 +25,15 @@ fi
 if ! python3 -c "import aiocoap, hl7apy, fhir.resources, paho.mqtt" >/dev/null 2>&1; then
   echo "== installing aiocoap, hl7apy, fhir.resources and paho-mqtt (PyPI; peers the tests use)"
   python3 -m pip install --quiet aiocoap hl7apy fhir.resources paho-mqtt
+fi
+
+# playwright-core (npm) drives /usr/bin/chromium; it never downloads a browser.
+browser_tests=crates/cli/tests/browser
+want=$(node -p "require('./$browser_tests/package.json').dependencies['playwright-core']")
+have=$(node -p "require('./$browser_tests/node_modules/playwright-core/package.json').version" 2>/dev/null || true)
+if [ "$want" != "$have" ]; then
+  echo "== npm ci in $browser_tests (playwright-core for the dashboard's browser test)"
+  (cd "$browser_tests" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 echo "== cargo fmt --check"

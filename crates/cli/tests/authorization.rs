@@ -211,6 +211,14 @@ async fn authorization_matrix_every_route_every_role() {
     let matrix: Vec<(Method, String, Option<Value>, &[Who])> = vec![
         (Method::GET, "/healthz".into(), None, open),
         (Method::GET, "/".into(), None, open),
+        (Method::GET, "/assets/app.js".into(), None, open),
+        (Method::GET, "/assets/js/admin.js".into(), None, open),
+        (
+            Method::GET,
+            "/assets/vendor/uplot/uPlot.iife.min.js".into(),
+            None,
+            open,
+        ),
         (Method::GET, "/metrics".into(), None, FLEET),
         (Method::GET, "/api/v1/me".into(), None, SIGNED_IN),
         (Method::GET, "/api/v1/patients".into(), None, SIGNED_IN),

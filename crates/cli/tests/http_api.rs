@@ -194,8 +194,15 @@ async fn dashboard_page_and_assets_are_served() {
     let s = start().await;
     for (path, kind, needle) in [
         ("/", "text/html", "/assets/app.js"),
-        ("/assets/app.js", "text/javascript", "EventSource"),
+        ("/assets/app.js", "text/javascript", "./js/live.js"),
+        ("/assets/js/live.js", "text/javascript", "EventSource"),
         ("/assets/app.css", "text/css", ".tile"),
+        (
+            "/assets/vendor/uplot/uPlot.iife.min.js",
+            "text/javascript",
+            "uPlot",
+        ),
+        ("/assets/vendor/uplot/LICENSE", "text/plain", "MIT License"),
     ] {
         let r = s.http.get(s.url(path)).send().await.unwrap();
         assert_eq!(r.status(), 200, "{path}");
@@ -208,6 +215,8 @@ async fn dashboard_page_and_assets_are_served() {
         );
         assert!(r.text().await.unwrap().contains(needle), "{path}");
     }
+    let r = s.http.get(s.url("/assets/nope.js")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,246 @@
+// End-to-end test of the medmesh dashboard in headless Chromium (Debian's
+// /usr/bin/chromium, driven by playwright-core). Run by
+// crates/cli/tests/dashboard.rs, which starts the server, admits the
+// patients and publishes readings over MQTT when this script asks:
+//
+//   node dashboard.mjs <base-url> <screenshot-dir>
+//   environment: NURSE_USER, NURSE_PASSWORD, PATIENT_USER, PATIENT_PASSWORD,
+//                CARER_USER, CARER_PASSWORD, ADMIN_USER, ADMIN_PASSWORD,
+//                LIVE_PATIENT (a patient id), WARD_SIZE (tiles expected)
+//
+// Protocol on stdout/stdin, one line each:
+//   script: "WAIT <step> <json>"   the test does what the step needs, then
+//   test:   "GO"                   ... and the script goes on.
+//   script: "RESULT <name> <json>" facts the Rust test asserts on.
+//   script: "DONE"                 every step passed.
+// Any failure: a message on stderr and exit code 1.
+
+import { chromium } from "playwright-core";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+
+const [base, shots] = process.argv.slice(2);
+const env = name => {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set`);
+  return v;
+};
+const livePatient = env("LIVE_PATIENT");
+const wardSize = Number(env("WARD_SIZE"));
+
+const stdin = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+async function wait(step, data = {}) {
+  console.log(`WAIT ${step} ${JSON.stringify(data)}`);
+  const { value, done } = await stdin.next();
+  if (done || value.trim() !== "GO") throw new Error(`test answered ${JSON.stringify(value)} to ${step}`);
+}
+const result = (name, data) => console.log(`RESULT ${name} ${JSON.stringify(data)}`);
+
+const userDataDir = mkdtempSync(join(tmpdir(), "medmesh-chromium-"));
+const context = await chromium.launchPersistentContext(userDataDir, {
+  executablePath: "/usr/bin/chromium",
+  headless: true,
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required"],
+  viewport: { width: 1400, height: 900 },
+});
+context.setDefaultTimeout(15000);
+const page = context.pages()[0] || await context.newPage();
+const errors = [];
+page.on("pageerror", e => errors.push(String(e)));
+// Resources that fail to load are reported by URL below (a 401 before
+// signing in is expected); console errors and uncaught exceptions fail.
+page.on("console", m => { if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) errors.push(m.text()); });
+page.on("response", r => {
+  const path = new URL(r.url()).pathname;
+  if (r.status() >= 400 && !(r.status() === 401 && path === "/api/v1/me")) errors.push(`${r.status()} ${r.request().method()} ${path}`);
+});
+
+try {
+  // --- sign in as the nurse; the ward of WARD_SIZE patients paints -------
+  await page.goto(base + "/");
+  await page.fill("#sign-in input[name=username]", env("NURSE_USER"));
+  await page.fill("#sign-in input[name=password]", env("NURSE_PASSWORD"));
+  const started = Date.now();
+  await page.click("#sign-in button[type=submit]");
+  await page.waitForFunction(n => document.querySelectorAll("#ward .tile").length === n, wardSize, { timeout: 30000 });
+  const signInToTilesMs = Date.now() - started;
+  const nav = await page.$$eval("#nav a", as => as.map(a => a.textContent));
+  result("nurse_nav", nav);
+  await page.screenshot({ path: join(shots, "station.png") });
+
+  // A cold load of the page with the session in place: navigation start to
+  // every tile in the DOM and a frame painted after it.
+  await page.evaluate(() => localStorage.setItem("medmesh.ward", ""));
+  await page.reload();
+  const firstPaintMs = await page.evaluate(async n => {
+    while (document.querySelectorAll("#ward .tile").length !== n) await new Promise(r => setTimeout(r, 5));
+    await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
+    const at = name => Math.round(performance.getEntriesByName(name)[0]?.startTime ?? -1);
+    const api = performance.getEntriesByType("resource").find(e => e.name.endsWith("/api/v1/patients"));
+    return { painted: Math.round(performance.now()), dom_content_loaded: Math.round(performance.getEntriesByType("navigation")[0].domContentLoadedEventEnd),
+      patients_loaded: at("medmesh:patients-loaded"), patients_api: Math.round(api ? api.duration : -1), station_built: at("medmesh:station-built") };
+  }, wardSize);
+  result("ward", { tiles: wardSize, sign_in_to_tiles_ms: signInToTilesMs, load_to_painted_ms: firstPaintMs.painted, timings_ms: firstPaintMs });
+  await page.waitForSelector("#conn.conn-up");
+
+  // --- a value published after the page loaded shows up live -----------
+  const tile = `#ward .tile[data-patient="${livePatient}"]`;
+  const hr = `${tile} .vital[data-key=heart_rate] .value`;
+  const before = await page.textContent(hr);
+  await wait("publish-heart-rate", { patient: livePatient });
+  await page.waitForFunction(([sel, want]) => document.querySelector(sel).textContent === want, [hr, "97"]);
+  result("live_value", { before, after: await page.textContent(hr) });
+
+  // --- every patient's reading at once: the page keeps up, no long stall --
+  // Long tasks (over 50 ms of main thread) are what a user feels as a freeze.
+  const longTasksObserved = await page.evaluate(() => {
+    window.__longest = 0;
+    new PerformanceObserver(l => { for (const e of l.getEntries()) window.__longest = Math.max(window.__longest, e.duration); })
+      .observe({ type: "longtask", buffered: false });
+    return PerformanceObserver.supportedEntryTypes.includes("longtask");
+  });
+  await wait("publish-whole-ward");
+  await page.waitForFunction(() => [...document.querySelectorAll("#ward .tile .vital[data-key=respiratory_rate] .value")].every(v => v.textContent === "17"), null, { timeout: 30000 });
+  result("whole_ward", { long_tasks_observed: longTasksObserved, longest_task_ms: Math.round(await page.evaluate(() => window.__longest)) });
+
+  // --- a high alarm: visual and audible cue, acknowledged from the tile --
+  const beepsBefore = Number(await page.evaluate(() => document.documentElement.dataset.beeps || "0"));
+  await wait("raise-alarm", { patient: livePatient });
+  const ackButton = `${tile} .tile-alarm.prio-high button.ack`;
+  await page.waitForSelector(ackButton);
+  await page.waitForSelector("#alarm-banner:not([hidden])");
+  const cue = await page.evaluate(([t]) => ({
+    tile_class: document.querySelector(t).className,
+    banner: document.getElementById("alarm-banner").textContent,
+    beeps: Number(document.documentElement.dataset.beeps || "0"),
+  }), [tile]);
+  cue.beeps -= beepsBefore;
+  await page.screenshot({ path: join(shots, "alarm.png") });
+  // The mute toggle: pressed, remembered, and pressed again.
+  await page.click("#mute");
+  cue.muted = await page.evaluate(() => [document.getElementById("mute").getAttribute("aria-pressed"), localStorage.getItem("medmesh.muted"), document.getElementById("mute").textContent]);
+  await page.click("#mute");
+  cue.unmuted = await page.getAttribute("#mute", "aria-pressed");
+  const alarmId = await page.getAttribute(`${tile} .tile-alarm.prio-high`, "data-alarm");
+  await page.click(ackButton);
+  await page.waitForSelector(`${tile} .tile-alarm[data-alarm="${alarmId}"].state-acknowledged`);
+  await page.waitForSelector("#alarm-banner[hidden]", { state: "attached" });
+  result("acknowledged", { alarm: Number(alarmId), ...cue });
+  await wait("check-acknowledged", { alarm: Number(alarmId) });
+
+  // --- alarm console: the acknowledged alarm listed, snoozed from there --
+  await page.click('#nav a[href="#/alarms"]');
+  const row = `#alarm-console tr[data-alarm="${alarmId}"]`;
+  await page.waitForSelector(row);
+  const consoleRow = await page.$$eval(`${row} td`, tds => tds.map(td => td.textContent));
+  await page.fill(`${row} input.minutes`, "15");
+  await page.click(`${row} button.snooze`);
+  await page.waitForFunction(sel => /snoozed until/.test(document.querySelector(sel + " td.state").textContent), row);
+  await page.screenshot({ path: join(shots, "alarms.png") });
+  result("console", { row: consoleRow });
+
+  // --- home monitoring: the patient with the alarm comes first ----------
+  await page.click('#nav a[href="#/home"]');
+  await page.waitForSelector("#home-list tbody tr");
+  const order = await page.$$eval("#home-list tbody tr", rows => rows.map(r => r.dataset.patient));
+  await page.screenshot({ path: join(shots, "home.png") });
+  result("home", { first: order.slice(0, 3), rows: order.length });
+
+  // --- patient view: a chart of the readings, live, and a long range ----
+  await page.goto(`${base}/#/patients/${encodeURIComponent(livePatient)}`);
+  const chart = '.chart[data-key=heart_rate]';
+  await page.waitForSelector(`${chart} canvas`);
+  const points1h = Number(await page.getAttribute(chart, "data-points"));
+  await wait("publish-more", { patient: livePatient });
+  await page.waitForFunction(([sel, n]) => Number(document.querySelector(sel).dataset.points) > n, [chart, points1h]);
+  const pointsLive = Number(await page.getAttribute(chart, "data-points"));
+  const tableRows = Number(await page.getAttribute(".obs-table", "data-rows"));
+  const devices = await page.$$eval(".patient-devices tr[data-device]", r => r.map(x => x.dataset.device));
+  const carePlan = await page.textContent(".care-plan");
+  await page.screenshot({ path: join(shots, "patient.png"), fullPage: true });
+  await page.click('.ranges button[data-range="90 days"]');
+  await page.waitForFunction(() => document.querySelector(".charts").dataset.state === "ready"
+    && document.querySelector(".ranges button.on").dataset.range === "90 days");
+  await page.waitForSelector(`${chart} canvas`);
+  const buckets90d = Number(await page.getAttribute(chart, "data-points"));
+  result("patient", { points_1h: points1h, points_live: pointsLive, table_rows: tableRows, devices, care_plan: carePlan, buckets_90d: buckets90d });
+
+  // --- the patient's own portal: nav, readings, consents, revoke --------
+  await page.click("#sign-out");
+  await page.waitForSelector("#sign-in:not([hidden])");
+  await page.fill("#sign-in input[name=username]", env("PATIENT_USER"));
+  await page.fill("#sign-in input[name=password]", env("PATIENT_PASSWORD"));
+  await page.click("#sign-in button[type=submit]");
+  await page.waitForSelector("#consents table");
+  await page.waitForSelector(".trends .chart canvas");
+  const patientNav = await page.$$eval("#nav a", as => as.map(a => a.textContent));
+  const consents = await page.$$eval("#consents tr[data-consent]", rows => rows.map(r => r.textContent));
+  await page.screenshot({ path: join(shots, "portal.png"), fullPage: true });
+  const revoke = "#consents tr[data-consent] button.revoke";
+  const consentId = await page.$eval(revoke, b => b.closest("tr").dataset.consent);
+  await page.click(revoke);
+  await page.waitForFunction(id => !document.querySelector(`#consents tr[data-consent="${id}"] button.revoke`), consentId);
+  // Grant the carer readings and alerts for a new purpose, from the form.
+  await page.fill("form.grant input[name=grantee]", "carer.0001");
+  await page.fill("form.grant input[name=purpose]", "night checks");
+  await page.check("form.grant input[name=alarms]");
+  await page.click("form.grant button[type=submit]");
+  await page.waitForFunction(() => [...document.querySelectorAll("#consents tr[data-consent]")].some(r => r.textContent.includes("night checks") && r.querySelector("button.revoke")));
+  result("portal", { nav: patientNav, consents, revoked: consentId, reminders: await page.textContent("main section:last-of-type") });
+
+  // --- the carer: what the patient shares, and nothing else -------------
+  await page.click("#sign-out");
+  await page.waitForSelector("#sign-in:not([hidden])");
+  await page.fill("#sign-in input[name=username]", env("CARER_USER"));
+  await page.fill("#sign-in input[name=password]", env("CARER_PASSWORD"));
+  await page.click("#sign-in button[type=submit]");
+  const card = `.shared-card[data-patient="${livePatient}"]`;
+  await page.waitForSelector(`${card} .portal-latest`);
+  const carerNav = await page.$$eval("#nav a", as => as.map(a => a.textContent));
+  const cards = await page.$$eval(".shared-card", cs => cs.map(c => c.dataset.patient));
+  const shared = await page.textContent(card);
+  await page.click(`${card} button`);
+  await page.waitForSelector("#view .trends .chart[data-key=heart_rate] canvas");
+  await page.screenshot({ path: join(shots, "carer.png") });
+  result("carer", { nav: carerNav, cards, shared });
+
+  // --- the administrator: devices (provision), users, audit log ---------
+  await page.click("#sign-out");
+  await page.waitForSelector("#sign-in:not([hidden])");
+  await page.fill("#sign-in input[name=username]", env("ADMIN_USER"));
+  await page.fill("#sign-in input[name=password]", env("ADMIN_PASSWORD"));
+  await page.click("#sign-in button[type=submit]");
+  await page.waitForSelector("#nav a");
+  const adminNav = await page.$$eval("#nav a", as => as.map(a => a.textContent));
+  await page.click('#nav a[href="#/admin"]');
+  await page.waitForSelector(".admin-body[data-tab=devices] table.devices");
+  await page.fill('input[aria-label="New device id"]', "spare-9");
+  await page.click("text=Provision credentials");
+  await page.waitForSelector(".secret .secret-value");
+  const secret = await page.$$eval(".secret .secret-value", c => c.map(x => x.textContent));
+  await page.waitForSelector('tr[data-device="spare-9"]');
+  await page.screenshot({ path: join(shots, "admin-devices.png") });
+  await page.click('.tabs a[href="#/admin/users"]');
+  await page.waitForSelector(`tr[data-user="${env("NURSE_USER")}"]`);
+  await page.click('.tabs a[href="#/admin/audit"]');
+  await page.waitForSelector("#audit table tbody tr");
+  const audit = await page.$$eval("#audit tbody tr", rows => rows.map(r => r.children[4].textContent));
+  await page.screenshot({ path: join(shots, "admin-audit.png") });
+  result("admin", { nav: adminNav, device: secret[0], password: secret[1], audit_actions: audit.slice(0, 50) });
+
+  if (errors.length) throw new Error("errors in the page:\n" + errors.join("\n"));
+  console.log("DONE");
+} catch (e) {
+  console.error(e.stack || String(e));
+  console.error("page errors:", errors.join("\n"));
+  await page.screenshot({ path: join(shots, "failure.png"), fullPage: true }).catch(() => {});
+  process.exitCode = 1;
+} finally {
+  await context.close();
+  rmSync(userDataDir, { recursive: true, force: true });
+  process.exit(process.exitCode || 0);
+}

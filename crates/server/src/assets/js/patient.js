@@ -1,0 +1,224 @@
+// Patient view (#/patients/{id}): trend charts over 1 hour to 90 days,
+// observations table, alarms, devices, care plan. Charts are uPlot
+// (vendored); ranges past a few hours use the API's bucket roll-ups
+// (min/max/mean per bucket) instead of every point.
+
+import { el, age, time, fmtValue, fmtUnit, riskClass, VITAL_NAMES, busy, table, emptyState, toast } from "./ui.js";
+import { api, enc } from "./api.js";
+import { ward, subscribe, alarmsOf, actOnAlarm } from "./live.js";
+
+/** Range label, length, bucket width (null: every point). About 700 points a chart at most. */
+export const RANGES = [
+  ["1 h", 3600e3, null],
+  ["6 h", 6 * 3600e3, "30s"],
+  ["24 h", 24 * 3600e3, "2m"],
+  ["7 days", 7 * 86400e3, "15m"],
+  ["30 days", 30 * 86400e3, "1h"],
+  ["90 days", 90 * 86400e3, "3h"],
+];
+
+/** Vital signs drawn together on one chart. */
+const GROUPS = [
+  ["heart_rate"], ["respiratory_rate"], ["spo2"], ["body_temperature"],
+  ["systolic_bp", "diastolic_bp", "mean_bp"], ["blood_glucose"], ["body_weight"],
+];
+const COLOURS = ["#4fc3f7", "#ffb74d", "#aed581", "#f06292"];
+
+/**
+ * Range picker, one chart per vital-sign group and the observations table,
+ * for patient `id`; kept live on the 1-hour range. Answers a cleanup function.
+ */
+export function trends(root, id) {
+  const picker = el("div", { class: "ranges", role: "group", "aria-label": "Time range" });
+  const charts = el("div", { class: "charts" });
+  const obsTable = el("div", { class: "obs-table" });
+  root.append(picker, charts, el("h3", { text: "Observations" }), obsTable);
+  let plots = [];
+  let current = 0;
+  let raw = null; // key -> [[t, v]] on the live range
+  let request = 0;
+
+  for (const [i, [label]] of RANGES.entries()) {
+    const b = el("button", { type: "button", "data-range": label, text: label });
+    b.onclick = () => { current = i; load(); };
+    picker.append(b);
+  }
+
+  function destroy() { for (const p of plots) p.plot.destroy(); plots = []; }
+
+  async function load() {
+    for (const [i, b] of [...picker.children].entries()) b.classList.toggle("on", i === current);
+    const [, length, bucket] = RANGES[current];
+    const to = Date.now();
+    const mine = ++request;
+    charts.dataset.state = "loading";
+    let res;
+    try {
+      res = await api(`/api/v1/patients/${enc(id)}/observations?from=${Math.round(to - length)}&to=${to}${bucket ? "&bucket=" + bucket : ""}`);
+    } catch (e) {
+      charts.replaceChildren(emptyState(e.message));
+      return;
+    }
+    if (mine !== request) return; // a newer choice won
+    destroy();
+    charts.replaceChildren();
+    const byKey = new Map(res.series.map(s => [s.key, s]));
+    raw = bucket ? null : new Map(res.series.map(s => [s.key, s.points.slice()]));
+    for (const group of GROUPS) {
+      const present = group.filter(k => byKey.has(k));
+      if (!present.length) continue;
+      const box = el("figure", { class: "chart", "data-key": present[0] },
+        el("figcaption", { text: present.map(k => byKey.get(k).display).join(" / ") + ` (${fmtUnit(byKey.get(present[0]).unit)})` }));
+      charts.append(box);
+      plots.push({ group: present, box, plot: makePlot(box, present.map(k => byKey.get(k)), !!bucket, res.from_ms, res.to_ms) });
+    }
+    if (!plots.length) charts.append(emptyState(`No readings in the last ${RANGES[current][0]}.`));
+    charts.dataset.state = "ready";
+    renderTable(res.series, !!bucket);
+  }
+
+  function makePlot(box, series, bucketed, from, to) {
+    const width = Math.max(300, (charts.clientWidth || 900) - 8);
+    const columns = [];
+    const specs = [{}];
+    series.forEach((s, i) => {
+      const colour = COLOURS[i % COLOURS.length];
+      if (bucketed) {
+        const b = s.buckets;
+        columns.push([b.map(x => x.start_ms / 1000), b.map(x => x.mean), b.map(x => x.min), b.map(x => x.max)]);
+        specs.push({ label: `${label(s.key)} mean`, stroke: colour, width: 2, spanGaps: false },
+          { label: "min", stroke: colour + "66", width: 1, dash: [4, 4] },
+          { label: "max", stroke: colour + "66", width: 1, dash: [4, 4] });
+      } else {
+        columns.push([s.points.map(p => p[0] / 1000), s.points.map(p => p[1])]);
+        specs.push({ label: label(s.key), stroke: colour, width: 2, points: { show: s.points.length < 60 } });
+      }
+    });
+    const data = columns.length === 1 ? columns[0] : uPlot.join(columns);
+    box.dataset.points = String(data[0].length);
+    const opts = {
+      width, height: 180, series: specs,
+      scales: { x: { time: true, min: from / 1000, max: to / 1000 } },
+      axes: [{ stroke: "#8b98a5", grid: { stroke: "#26313c" } }, { stroke: "#8b98a5", grid: { stroke: "#26313c" } }],
+      legend: { live: true },
+    };
+    return new uPlot(opts, data, box);
+  }
+
+  function label(key) { return VITAL_NAMES[key] || key; }
+
+  function renderTable(series, bucketed) {
+    let rows;
+    if (bucketed) {
+      const all = series.flatMap(s => s.buckets.map(b => ({ s, b }))).sort((x, y) => y.b.start_ms - x.b.start_ms).slice(0, 200);
+      rows = all.map(({ s, b }) => el("tr", {}, el("td", { text: time(b.start_ms) }), el("td", { text: label(s.key) }),
+        el("td", { text: `${fmtValue(s.key, b.mean)} (${fmtValue(s.key, b.min)}–${fmtValue(s.key, b.max)})` }),
+        el("td", { text: fmtUnit(s.unit) }), el("td", { text: String(b.count) })));
+      obsTable.replaceChildren(rows.length ? table(["Bucket from", "Vital sign", "Mean (min–max)", "Unit", "Readings"], rows, { class: "grid" }) : emptyState("No observations in this range."));
+    } else {
+      const all = series.flatMap(s => s.points.map(p => ({ s, p }))).sort((x, y) => y.p[0] - x.p[0]).slice(0, 200);
+      rows = all.map(({ s, p }) => el("tr", {}, el("td", { text: time(p[0]) }), el("td", { text: label(s.key) }),
+        el("td", { class: "num", text: fmtValue(s.key, p[1]) }), el("td", { text: fmtUnit(s.unit) }), el("td", { class: "muted", text: s.code })));
+      obsTable.replaceChildren(rows.length ? table(["Time", "Vital sign", "Value", "Unit", "LOINC"], rows, { class: "grid" }) : emptyState("No observations in this range."));
+    }
+    obsTable.dataset.rows = String(rows.length);
+  }
+
+  // Live on the 1-hour range: new readings join the charts once a frame.
+  const unsubscribe = subscribe(change => {
+    const keys = change.patients.get(id);
+    const p = ward.patients.get(id);
+    if (!keys || !keys.size || !p || !raw || RANGES[current][2]) return;
+    let grew = false;
+    for (const key of keys) {
+      const o = p.latest[key];
+      const pts = raw.get(key) || [];
+      if (!raw.has(key)) raw.set(key, pts);
+      if (o && (!pts.length || pts[pts.length - 1][0] < o.time_ms)) { pts.push([o.time_ms, o.value]); grew = true; }
+    }
+    if (!grew) return;
+    const missing = [...keys].some(k => !plots.some(pl => pl.group.includes(k)));
+    if (missing) { load(); return; } // a vital sign with no chart yet
+    const now = Date.now();
+    for (const pl of plots) {
+      if (!pl.group.some(k => keys.has(k))) continue;
+      const cols = pl.group.map(k => { const pts = raw.get(k) || []; return [pts.map(q => q[0] / 1000), pts.map(q => q[1])]; });
+      const data = cols.length === 1 ? cols[0] : uPlot.join(cols);
+      pl.box.dataset.points = String(data[0].length);
+      pl.plot.setScale("x", { min: (now - 3600e3) / 1000, max: now / 1000 });
+      pl.plot.setData(data, false);
+    }
+  });
+
+  // uPlot is a classic script loaded with `defer`; modules run after it.
+  load();
+  return () => { unsubscribe(); destroy(); };
+}
+
+export function mount(root, ctx, id) {
+  const head = el("div", { class: "patient-head" });
+  const trendBox = el("section", { class: "trends", "aria-label": "Trends" });
+  const alarmsBox = el("section", { class: "patient-alarms" });
+  const devicesBox = el("section", { class: "patient-devices" });
+  const carePlan = el("section", { class: "care-plan" }, el("h3", { text: "Care plan" }),
+    emptyState("No care plan. medmesh does not keep care plans yet; nothing is shown rather than something made up."));
+  root.append(head, el("div", { class: "patient-layout" },
+    el("div", { class: "main-col" }, el("h3", { text: "Trends" }), trendBox),
+    el("aside", { class: "side-col" }, alarmsBox, devicesBox, carePlan)));
+
+  let summary = null;
+  function renderHead() {
+    const p = ward.patients.get(id) || summary;
+    if (!p) return;
+    head.replaceChildren(el("a", { href: "#/station", class: "back", text: "← Central station" }),
+      el("h2", {}, p.name, " ", el("span", { class: "muted", text: [p.ward, p.bed && "bed " + p.bed, p.id].filter(Boolean).join(" · ") })),
+      el("span", { class: "news2 big " + riskClass(p.news2), text: p.news2 ? `NEWS2 ${p.news2.score} (${p.news2.risk})` : "NEWS2 –" }));
+  }
+
+  let history = [];
+  function renderAlarms() {
+    const active = ward.loaded ? alarmsOf(id) : (summary ? summary.alarms : []);
+    const rows = active.map(a => {
+      const row = el("li", { class: `prio-${a.priority} state-${a.state}`, "data-alarm": a.id },
+        el("span", { class: "prio", text: a.priority.toUpperCase() }), ` ${a.message} · ${age(a.raised_ms)} · ${a.state}`);
+      if (a.state === "active" && ctx.can.actOnAlarms) {
+        const b = el("button", { type: "button", class: "ack", text: "Acknowledge" });
+        b.onclick = () => busy(b, () => actOnAlarm(a.id, "acknowledge"));
+        row.append(" ", b);
+      }
+      return row;
+    });
+    alarmsBox.replaceChildren(el("h3", { text: "Alarms" }),
+      rows.length ? el("ul", { class: "alarm-list" }, ...rows) : emptyState("No active alarms."),
+      history.length ? el("details", {}, el("summary", { text: `Resolved (${history.length})` }),
+        el("ul", { class: "alarm-list" }, ...history.map(a => el("li", { class: "muted", text: `${a.priority}: ${a.message}, ${time(a.raised_ms)} – ${time(a.resolved && a.resolved.at_ms)}${a.resolved ? " by " + a.resolved.by : ""}` })))) : "");
+  }
+
+  async function loadDevices() {
+    devicesBox.replaceChildren(el("h3", { text: "Devices" }));
+    if (!ctx.can.devices) { devicesBox.append(emptyState("Device details are for the care team.")); return; }
+    try {
+      const devices = (await api("/api/v1/devices")).filter(d => d.patient_id === id);
+      devicesBox.append(devices.length ? table(["Device", "Status", "Last seen", "Assigned since"], devices.map(d => {
+        const since = d.assignments.filter(a => a.patient_id === id).map(a => a.from_ms).pop();
+        return el("tr", { "data-device": d.id }, el("td", { text: d.id }),
+          el("td", { class: d.online ? "online" : "muted", text: d.online === null ? "–" : d.online ? "on line" : "off line" }),
+          el("td", { text: d.last_seen_ms ? age(d.last_seen_ms) + " ago" : "never" }),
+          el("td", { text: since ? time(since) : "–" }));
+      }), { class: "grid" }) : emptyState("No device assigned."));
+    } catch (e) { devicesBox.append(emptyState(e.message)); }
+  }
+
+  (async () => {
+    try { summary = await api(`/api/v1/patients/${enc(id)}`); } catch (e) { head.replaceChildren(emptyState(e.message)); toast(e.message, "error"); return; }
+    renderHead();
+    renderAlarms();
+    api("/api/v1/alarms?state=resolved").then(all => { history = all.filter(a => a.patient_id === id).sort((a, b) => b.updated_ms - a.updated_ms); renderAlarms(); }).catch(() => {});
+  })();
+  const stopTrends = trends(trendBox, id);
+  loadDevices();
+  const unsubscribe = subscribe(change => {
+    if (change.reloaded || change.patients.has(id)) { renderHead(); renderAlarms(); }
+  });
+  return () => { unsubscribe(); stopTrends(); };
+}

@@ -1,0 +1,84 @@
+// Small DOM and formatting helpers shared by the views.
+
+/** Creates an element: attributes (on* are listeners, `class`, `text`) and children. */
+export function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else if (k === "text") e.textContent = v;
+    else e.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children) if (c !== null && c !== undefined && c !== false) e.append(c);
+  return e;
+}
+
+/** The vital signs a tile shows, in bedside order. */
+export const VITALS = [
+  ["heart_rate", "HR"], ["respiratory_rate", "RR"], ["spo2", "SpO₂"],
+  ["body_temperature", "Temp"], ["systolic_bp", "BP"],
+];
+
+export const VITAL_NAMES = {
+  heart_rate: "Heart rate", respiratory_rate: "Respiratory rate", spo2: "SpO₂",
+  body_temperature: "Body temperature", systolic_bp: "Systolic BP", diastolic_bp: "Diastolic BP",
+  mean_bp: "Mean BP", body_weight: "Body weight", blood_glucose: "Blood glucose",
+};
+
+export function fmtValue(key, v) {
+  if (v === undefined || v === null || Number.isNaN(v)) return "–";
+  if (key === "body_temperature" || key === "body_weight") return v.toFixed(1);
+  if (key === "blood_glucose") return Math.round(v).toString();
+  return Math.round(v).toString();
+}
+
+/** UCUM units as people read them. */
+export function fmtUnit(ucum) {
+  return { "mm[Hg]": "mmHg", Cel: "°C", "/min": "/min" }[ucum] ?? ucum ?? "";
+}
+
+export function riskClass(news2) { return news2 ? "risk-" + news2.risk : "risk-none"; }
+
+export const PRIORITY_RANK = { high: 3, medium: 2, low: 1 };
+
+/** "12 s", "5 min", "3 h", "2 d" since `ms`. */
+export function age(ms, now = Date.now()) {
+  if (!ms) return "never";
+  const s = Math.max(0, Math.round((now - ms) / 1000));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+  return `${Math.floor(s / 86400)} d`;
+}
+
+export function time(ms) { return ms ? new Date(ms).toLocaleString() : "–"; }
+
+/** Newest reading time of a patient summary's `latest`. */
+export function lastReading(p) {
+  let newest = 0;
+  for (const o of Object.values(p.latest || {})) newest = Math.max(newest, o.time_ms);
+  return newest;
+}
+
+/** A short-lived message in the corner (results of actions, errors). */
+export function toast(text, kind = "info") {
+  let box = document.getElementById("toasts");
+  if (!box) { box = el("div", { id: "toasts", "aria-live": "polite" }); document.body.append(box); }
+  const t = el("div", { class: "toast toast-" + kind, text });
+  box.append(t);
+  setTimeout(() => t.remove(), kind === "error" ? 8000 : 4000);
+}
+
+/** Runs an async action from a button, disabling it meanwhile; errors become toasts. */
+export async function busy(button, action) {
+  if (button) button.disabled = true;
+  try { return await action(); } catch (e) { toast(e.message, "error"); } finally { if (button) button.disabled = false; }
+}
+
+export function table(headers, rows, attrs = {}) {
+  return el("table", attrs,
+    el("thead", {}, el("tr", {}, ...headers.map(h => el("th", { text: h })))),
+    el("tbody", {}, ...rows));
+}
+
+export function emptyState(text) { return el("p", { class: "empty", text }); }
