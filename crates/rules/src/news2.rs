@@ -71,8 +71,8 @@ pub struct Inputs {
     pub on_oxygen: bool,
 }
 
-/// SpO2 scale 2 (Chart 1): <=83: 3, 84-85: 2, 86-87: 1, 88-92: 0,
-/// >=93 on air: 0; on oxygen 93-94: 1, 95-96: 2, >=97: 3 (over-oxygenation
+/// SpO2 scale 2 (Chart 1): <=83: 3, 84-85: 2, 86-87: 1, 88-92: 0, on
+/// air >=93: 0; on oxygen 93-94: 1, 95-96: 2, >=97: 3 (over-oxygenation
 /// risks hypercapnia in these patients).
 pub fn spo2_scale2_score(value: f64, on_oxygen: bool) -> u8 {
     let low = band(value, &[(83.0, 3), (85.0, 2), (87.0, 1), (92.0, 0)], 4);

@@ -7,9 +7,10 @@
 //! Where the built-in numbers come from:
 //!
 //! - `adult-ward`: the limits sit where RCP NEWS2 (2017) Chart 1 starts
-//!   scoring a parameter 2 or more on SpO2 scale 1 (respiration <=8 or
-//!   >=21/min, SpO2 <=93 %, systolic <=100 or >=220 mmHg, pulse <=40 or
-//!   >=111/min, temperature <=35.0 or >=39.1 Cel), so a parameter drifting
+//!   scoring a parameter 2 or more on SpO2 scale 1 (respiration at most 8
+//!   or at least 21/min, SpO2 at most 93 %, systolic at most 100 or at
+//!   least 220 mmHg, pulse at most 40 or at least 111/min, temperature at
+//!   most 35.0 or at least 39.1 Cel), so a parameter drifting
 //!   towards a red score is flagged before the aggregate moves. The 60 s
 //!   sustained-for delay and 15 min stale-data delay are product defaults.
 //! - `paediatric`: product defaults, not a clinical standard, for a
