@@ -510,6 +510,50 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn stale_data_on_the_timer_and_settings_saved_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = pipeline(dir.path())
+            .with_rules(&RulesConfig::default(), dir.path())
+            .unwrap();
+        let patient = PatientId::new("p1").unwrap();
+        let device = DeviceId::new("hub-1").unwrap();
+        p.registry
+            .upsert_patient(Patient {
+                id: patient.clone(),
+                name: "A".into(),
+                ward: String::new(),
+                bed: String::new(),
+            })
+            .unwrap();
+        p.registry
+            .assign_device(device.clone(), Some(patient.clone()))
+            .unwrap();
+        let settings: medmesh_rules::AlarmSettings =
+            serde_json::from_str(r#"{"profile": "home-copd", "spo2_scale": 2}"#).unwrap();
+        p.set_alarm_settings(&patient, Some(settings.clone()))
+            .unwrap();
+        // home-copd expects a reading a day.
+        let now = now_ms();
+        assert_eq!(p.check_stale(now + 3_600_000), 0);
+        assert_eq!(p.check_stale(now + 25 * 3_600_000), 1);
+        assert_eq!(p.check_stale(now + 26 * 3_600_000), 0, "raised once");
+        assert_eq!(p.active_alarms_for(&patient)[0].rule, "stale-data");
+        p.ingest_senml_json(
+            SourceKind::Http,
+            &device,
+            br#"[{"n":"spo2","u":"%","v":90}]"#,
+        )
+        .await
+        .unwrap();
+        assert!(p.active_alarms_for(&patient).is_empty());
+        drop(p);
+        let p = pipeline(dir.path())
+            .with_rules(&RulesConfig::default(), dir.path())
+            .unwrap();
+        assert_eq!(p.alarm_settings(&patient).0, Some(settings));
+    }
+
+    #[tokio::test]
     async fn unassigned_device_samples_are_kept_under_the_device() {
         let dir = tempfile::tempdir().unwrap();
         let p = pipeline(dir.path());
