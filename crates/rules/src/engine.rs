@@ -149,18 +149,17 @@ impl RuleEngine {
                 .collect()
         };
         let still = watched(&new);
-        let mut out: Vec<Finding> = watched(&old)
-            .into_iter()
-            .filter(|c| !still.contains(c))
-            .map(|(vital, rule)| clears(Some(vital), rule, now_ms, 0.0))
-            .collect();
         let state = self.state.entry(patient.clone()).or_default();
-        for (vital, rule) in &out.iter().map(|f| (f.vital, f.rule)).collect::<Vec<_>>() {
-            if let Some(v) = vital {
-                state.quiet.insert((*v, rule));
-                state.thresholds.remove(v);
-                state.trends.remove(v);
+        let mut out = Vec::new();
+        for (vital, rule) in watched(&old).into_iter().filter(|c| !still.contains(c)) {
+            // Forget the rule's history, so a later return starts afresh.
+            if rule == RULE_THRESHOLD {
+                state.thresholds.remove(&vital);
+            } else {
+                state.trends.remove(&vital);
             }
+            state.quiet.insert((vital, rule));
+            out.push(clears(Some(vital), rule, now_ms, 0.0));
         }
         let stale_watched = |e: &Option<Arc<Effective>>| e.as_ref().and_then(|e| e.stale_after_s);
         if stale_watched(&old).is_some() && stale_watched(&new).is_none() {
@@ -209,7 +208,11 @@ impl RuleEngine {
             }
             return out;
         };
-        let state = self.state.entry(patient.clone()).or_default();
+        // Look up before inserting: no patient id clone per message.
+        if !self.state.contains_key(patient) {
+            self.state.insert(patient.clone(), PatientState::default());
+        }
+        let state = self.state.get_mut(patient).expect("inserted above");
         state.last_reading_ms = Some(now_ms);
         state.stale_raised = false;
         if !state.stale_quiet {
@@ -342,9 +345,9 @@ impl RuleEngine {
             state.stale_raised = true;
             state.stale_quiet = false;
             let since = if state.last_reading_ms.is_some() {
-                "no reading"
+                "No reading"
             } else {
-                "no reading since monitoring started"
+                "No reading since monitoring started"
             };
             let message = format!(
                 "{since} for {} (expected at least every {}{})",
@@ -356,10 +359,6 @@ impl RuleEngine {
                     .map(|p| format!(", profile {p}"))
                     .unwrap_or_default(),
             );
-            let mut message = message;
-            if let Some(first) = message.get_mut(0..1) {
-                first.make_ascii_uppercase();
-            }
             out.push((
                 patient,
                 Finding {
