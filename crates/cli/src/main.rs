@@ -120,6 +120,18 @@ struct ServeArgs {
     /// [config: storage.retention; default: forever].
     #[arg(long, value_name = "KIND=DURATION")]
     retention: Vec<String>,
+    /// Alarm profile of patients given no alarm settings
+    /// [config: rules.default_profile; default: none].
+    #[arg(long)]
+    default_alarm_profile: Option<String>,
+    /// Battery level (percent) under which a device's patient gets a
+    /// low-priority alarm [config: rules.battery_low_percent; default: 20].
+    #[arg(long)]
+    battery_low_percent: Option<f64>,
+    /// Seconds between runs of the timer rules (stale data)
+    /// [config: rules.timer_interval_s; default: 10].
+    #[arg(long)]
+    rules_timer_interval_s: Option<u64>,
 }
 
 #[derive(Args)]
@@ -209,6 +221,15 @@ impl ServeArgs {
         }
         if let Some(i) = &self.checkpoint_interval {
             config.storage.checkpoint_interval = i.clone();
+        }
+        if let Some(p) = &self.default_alarm_profile {
+            config.rules.default_profile = Some(p.clone());
+        }
+        if let Some(p) = self.battery_low_percent {
+            config.rules.battery_low_percent = p;
+        }
+        if let Some(s) = self.rules_timer_interval_s {
+            config.rules.timer_interval_s = s;
         }
         for r in &self.retention {
             let (kind, keep) = r.split_once('=').ok_or_else(|| {

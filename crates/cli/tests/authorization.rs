@@ -37,6 +37,9 @@ const SIGNED_IN: &[Who] = &[
 /// the caregiver and researcher its consents name.
 const READ_P1: &[Who] = &[Researcher, Caregiver, Patient, Nurse, Physician, Admin];
 const CARE_P1: &[Who] = &[Nurse, Physician, Admin];
+/// Those who see p1's alarms: its care team, the patient, an admin, and the
+/// caregiver whose consent covers alarms.
+const ALARMS_P1: &[Who] = &[Caregiver, Patient, Nurse, Physician, Admin];
 const DEVICES: &[Who] = &[Operations, Nurse, Physician, Admin];
 const FLEET: &[Who] = &[Operations, Admin];
 const ADMIN: &[Who] = &[Admin];
@@ -272,6 +275,42 @@ async fn authorization_matrix_every_route_every_role() {
             format!("/api/v1/alarms/{alarm}/resolve"),
             Some(json!({})),
             CARE_P1,
+        ),
+        (
+            Method::GET,
+            "/api/v1/patients/p1/alarm-settings".into(),
+            None,
+            ALARMS_P1,
+        ),
+        (
+            Method::GET,
+            "/api/v1/patients/p2/alarm-settings".into(),
+            None,
+            ADMIN,
+        ),
+        (
+            Method::PUT,
+            "/api/v1/patients/p1/alarm-settings".into(),
+            Some(json!({"profile": "adult-ward"})),
+            CARE_P1,
+        ),
+        (
+            Method::PUT,
+            "/api/v1/patients/p2/alarm-settings".into(),
+            Some(json!({"profile": "adult-ward"})),
+            ADMIN,
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/patients/p1/alarm-settings".into(),
+            None,
+            CARE_P1,
+        ),
+        (
+            Method::GET,
+            "/api/v1/alarm-profiles".into(),
+            None,
+            SIGNED_IN,
         ),
         (Method::GET, "/api/v1/devices".into(), None, DEVICES),
         (

@@ -26,9 +26,11 @@ pub enum Characteristic {
     PlxContinuousMeasurement,
     GlucoseMeasurement,
     WeightMeasurement,
+    /// Battery Service, Battery Level (0x2A19): device telemetry, not a vital sign.
+    BatteryLevel,
 }
 
-const TABLE: [(Characteristic, u16, &str); 7] = [
+const TABLE: [(Characteristic, u16, &str); 8] = [
     (
         Characteristic::HeartRateMeasurement,
         0x2A37,
@@ -64,6 +66,7 @@ const TABLE: [(Characteristic, u16, &str); 7] = [
         0x2A9D,
         "weight_measurement",
     ),
+    (Characteristic::BatteryLevel, 0x2A19, "battery_level"),
 ];
 
 /// The Bluetooth base UUID a 16-bit UUID sits in: 0000xxxx-0000-1000-8000-00805f9b34fb.
@@ -240,6 +243,22 @@ pub fn decode(
         pos: 0,
         what,
     };
+    if what == Characteristic::BatteryLevel {
+        // Battery Service: one uint8, the remaining charge in percent
+        // (0-100); 101-255 are reserved. No flags byte.
+        let percent = c.u8("the battery level")?;
+        if percent > 100 {
+            return Err(DecodeError(format!(
+                "battery_level (0x2A19): {percent} is a reserved value (0-100 %)"
+            )));
+        }
+        let mut out = Decoded::default();
+        out.device.push(medmesh_model::DeviceReport::Battery {
+            percent: f64::from(percent),
+            time_ms: received_ms,
+        });
+        return Ok(out);
+    }
     let flags = c.u8("the flags")?;
     let bit = |n: u8| flags & (1 << n) != 0;
     let mut f = Fields::new();
@@ -468,6 +487,8 @@ pub fn decode(
             };
             f.add("weight", VitalSign::BodyWeight, weight, unit, time);
         }
+        // Decoded above, before the flags byte it does not have.
+        Characteristic::BatteryLevel => {}
     }
     Ok(f.out)
 }
@@ -799,5 +820,25 @@ mod tests {
                 .to_string()
                 .contains("flags")
         );
+    }
+
+    #[test]
+    fn battery_level_is_a_device_report() {
+        assert_eq!(
+            Characteristic::parse("2a19"),
+            Some(Characteristic::BatteryLevel)
+        );
+        let d = ok(Characteristic::BatteryLevel, &[17]);
+        assert!(d.observations.is_empty());
+        assert_eq!(
+            d.device,
+            vec![medmesh_model::DeviceReport::Battery {
+                percent: 17.0,
+                time_ms: NOW
+            }]
+        );
+        let err = decode(Characteristic::BatteryLevel, &[101], NOW).unwrap_err();
+        assert!(err.to_string().contains("reserved"), "{err}");
+        assert!(decode(Characteristic::BatteryLevel, &[], NOW).is_err());
     }
 }

@@ -11,7 +11,7 @@ pub mod hl7v2;
 pub mod ieee11073;
 pub mod senml;
 
-use medmesh_model::Observation;
+use medmesh_model::{DeviceReport, Observation};
 use serde::Serialize;
 
 /// The outcome of decoding one message.
@@ -19,6 +19,8 @@ use serde::Serialize;
 pub struct Decoded {
     pub observations: Vec<Observation>,
     pub rejected: Vec<RecordError>,
+    /// Device telemetry and events (battery level, falls) in the message.
+    pub device: Vec<DeviceReport>,
 }
 
 /// Why one record of a message was rejected.

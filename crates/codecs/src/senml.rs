@@ -7,7 +7,7 @@
 //! a bare `8867-4` both work) against the vital-sign catalogue.
 
 use crate::{DecodeError, Decoded, RecordError};
-use medmesh_model::{Observation, TimestampMs, VitalSign};
+use medmesh_model::{DeviceReport, Observation, TimestampMs, VitalSign};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -35,7 +35,7 @@ struct Record<'a> {
     #[serde(default)]
     vs: Option<serde::de::IgnoredAny>,
     #[serde(default)]
-    vb: Option<serde::de::IgnoredAny>,
+    vb: Option<bool>,
     #[serde(default)]
     vd: Option<serde::de::IgnoredAny>,
     #[serde(default)]
@@ -69,18 +69,28 @@ pub fn decode_json(payload: &[u8], now_ms: TimestampMs) -> Result<Decoded, Decod
     let mut base = Base::default();
     for (index, raw) in records.iter().enumerate() {
         match decode_record(raw, &mut base, now_ms) {
-            Ok(obs) => out.observations.push(obs),
+            Ok(Item::Observation(obs)) => out.observations.push(obs),
+            Ok(Item::Device(report)) => out.device.push(report),
+            Ok(Item::Nothing) => {}
             Err(reason) => out.rejected.push(RecordError { index, reason }),
         }
     }
     Ok(out)
 }
 
-fn decode_record(
-    raw: &RawValue,
-    base: &mut Base,
-    now_ms: TimestampMs,
-) -> Result<Observation, String> {
+/// What one record carries.
+enum Item {
+    Observation(Observation),
+    Device(DeviceReport),
+    /// A valid record that reports nothing to act on (`fall` false).
+    Nothing,
+}
+
+/// Battery level, the SenML units registry's `%EL` (percentage of remaining
+/// battery energy, RFC 8428 section 12.1); plain `%` is accepted too.
+const BATTERY_UNITS: [&str; 2] = ["%EL", "%"];
+
+fn decode_record(raw: &RawValue, base: &mut Base, now_ms: TimestampMs) -> Result<Item, String> {
     let rec: Record =
         serde_json::from_str(raw.get()).map_err(|e| format!("malformed record: {e}"))?;
     if let Some(field) = rec.other.keys().find(|k| k.ends_with('_')) {
@@ -108,6 +118,31 @@ fn decode_record(
         return Err("record has no name (n or bn)".into());
     }
     let short = name.rsplit([':', '/']).next().unwrap_or(&name);
+    let time_ms = record_time(base, rec.t, now_ms)?;
+    if short.eq_ignore_ascii_case("fall") {
+        // A wearable's fall detector: `"vb": true` reports a fall.
+        return match rec.vb {
+            Some(true) => Ok(Item::Device(DeviceReport::Fall { time_ms })),
+            Some(false) => Ok(Item::Nothing),
+            None => Err("fall needs a boolean value (vb)".into()),
+        };
+    }
+    if short.eq_ignore_ascii_case("battery") {
+        let percent = rec
+            .v
+            .map(|v| base.value + v)
+            .ok_or("battery record has no value (v)")?;
+        let unit = rec.u.as_deref().or(base.unit.as_deref()).unwrap_or("");
+        if !BATTERY_UNITS.contains(&unit) {
+            return Err(format!(
+                "battery unit {unit:?} is not accepted; send \"%EL\""
+            ));
+        }
+        if !(0.0..=100.0).contains(&percent) {
+            return Err(format!("battery level {percent} %EL is outside 0..100"));
+        }
+        return Ok(Item::Device(DeviceReport::Battery { percent, time_ms }));
+    }
     let vital = VitalSign::lookup(short).or_else(|| VitalSign::lookup(&name)).ok_or_else(|| {
         format!("unknown measurement {short:?}; use a LOINC code (e.g. \"8867-4\") or a name such as \"heart_rate\"")
     })?;
@@ -129,16 +164,22 @@ fn decode_record(
         )
     })?;
 
-    let time_s = base.time + rec.t.unwrap_or(0.0);
+    Observation::measured(vital, value, unit, time_ms)
+        .map(Item::Observation)
+        .map_err(|e| e.to_string())
+}
+
+/// The record's time: base time plus its own, relative to `now_ms` when small.
+fn record_time(base: &Base, t: Option<f64>, now_ms: TimestampMs) -> Result<TimestampMs, String> {
+    let time_s = base.time + t.unwrap_or(0.0);
     if !time_s.is_finite() {
         return Err("time is not a finite number".into());
     }
-    let time_ms = if time_s.abs() < RELATIVE_TIME_LIMIT {
+    Ok(if time_s.abs() < RELATIVE_TIME_LIMIT {
         now_ms + (time_s * 1000.0).round() as i64
     } else {
         (time_s * 1000.0).round() as i64
-    };
-    Observation::measured(vital, value, unit, time_ms).map_err(|e| e.to_string())
+    })
 }
 
 /// SenML CBOR labels (RFC 8428 section 6, table 4).
@@ -359,5 +400,33 @@ mod tests {
         let d = decode(r#"[42, {"n":"hr","u":"/min","v":60}]"#);
         assert_eq!(d.observations.len(), 1);
         assert_eq!(d.rejected[0].index, 0);
+    }
+
+    #[test]
+    fn battery_and_fall_records_are_device_reports() {
+        let d = decode(
+            r#"[{"bt":1.8e9,"n":"battery","u":"%EL","v":15},
+                {"n":"fall","vb":true,"t":2},
+                {"n":"fall","vb":false},
+                {"n":"battery","u":"V","v":3.7},
+                {"n":"fall","v":1},
+                {"n":"heart_rate","u":"/min","v":70}]"#,
+        );
+        assert_eq!(
+            d.device,
+            vec![
+                DeviceReport::Battery {
+                    percent: 15.0,
+                    time_ms: 1_800_000_000_000
+                },
+                DeviceReport::Fall {
+                    time_ms: 1_800_000_002_000
+                }
+            ]
+        );
+        assert_eq!(d.observations.len(), 1);
+        let bad: Vec<_> = d.rejected.iter().map(|r| r.index).collect();
+        assert_eq!(bad, vec![3, 4], "{:?}", d.rejected);
+        assert!(d.rejected[0].reason.contains("%EL"));
     }
 }

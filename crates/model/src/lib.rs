@@ -7,11 +7,13 @@
 mod alarm;
 mod ids;
 mod observation;
+mod telemetry;
 mod vitals;
 
 pub use alarm::{Act, Alarm, AlarmState, Priority};
 pub use ids::{DeviceId, IdError, MAX_ID_LEN, PatientId};
 pub use observation::{Observation, ObservationError, TimestampMs, now_ms};
+pub use telemetry::DeviceReport;
 pub use vitals::{UnitError, VitalSign};
 
 use serde::{Deserialize, Serialize};

@@ -21,6 +21,7 @@ pub enum VitalSign {
     BodyWeight,
     MeanBloodPressure,
     BloodGlucose,
+    OxygenFlow,
 }
 
 /// A value arrived in a unit medmesh cannot convert to the vital sign's unit.
@@ -187,11 +188,27 @@ const SPECS: &[Spec] = &[
         conversions: &[conv("mmol/L", GLUCOSE_MG_DL_PER_MMOL_L, 0.0)],
         plausible: (10.0, 1500.0),
     },
+    Spec {
+        vital: VitalSign::OxygenFlow,
+        // 3151-8 is "Inhaled oxygen flow rate", in L/min: the component the
+        // FHIR (US Core) pulse-oximetry profile uses for supplemental oxygen.
+        // NEWS2 scores "on oxygen" from it (any flow above 0 L/min); 0 means
+        // the patient breathes air.
+        loinc: "3151-8",
+        display: "Inhaled oxygen flow rate",
+        key: "oxygen_flow",
+        aliases: &["o2_flow", "inhaled_oxygen_flow"],
+        ucum: "L/min",
+        unit_spellings: &["l/min"],
+        conversions: &[],
+        // High-flow nasal therapy reaches 60-70 L/min.
+        plausible: (0.0, 80.0),
+    },
 ];
 
 impl VitalSign {
     /// Every vital sign, in display order.
-    pub const ALL: [VitalSign; 9] = [
+    pub const ALL: [VitalSign; 10] = [
         VitalSign::HeartRate,
         VitalSign::RespiratoryRate,
         VitalSign::OxygenSaturation,
@@ -201,6 +218,7 @@ impl VitalSign {
         VitalSign::BodyWeight,
         VitalSign::MeanBloodPressure,
         VitalSign::BloodGlucose,
+        VitalSign::OxygenFlow,
     ];
 
     fn spec(self) -> &'static Spec {
@@ -312,6 +330,8 @@ mod tests {
         );
         assert_eq!(VitalSign::lookup("lactate"), None);
         assert_eq!(VitalSign::lookup("15074-8"), Some(VitalSign::BloodGlucose));
+        assert_eq!(VitalSign::lookup("3151-8"), Some(VitalSign::OxygenFlow));
+        assert_eq!(VitalSign::OxygenFlow.ucum(), "L/min");
     }
 
     #[test]

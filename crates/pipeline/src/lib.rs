@@ -10,11 +10,15 @@
 //! A source must acknowledge a message to its device only after
 //! [`Pipeline::ingest_senml_json`] returned `Ok`: by then its samples are durable.
 
+mod alarm_settings;
 mod alarms;
+mod device_reports;
 mod device_tokens;
 mod live;
 mod metrics;
+mod timers;
 
+pub use alarm_settings::{SETTINGS_FILE, SettingsError};
 pub use alarms::AlarmAction;
 pub use live::{LiveEvent, LiveObservation};
 pub use medmesh_codecs::gatt::Characteristic as GattCharacteristic;
@@ -23,7 +27,7 @@ pub use metrics::{Metrics, SourceKind};
 use medmesh_codecs::{DecodeError, Decoded, RecordError, fhir, gatt, senml};
 use medmesh_model::{Alarm, DeviceId, Observation, PatientId, TimestampMs, now_ms};
 use medmesh_rules::news2::{self, Aggregate};
-use medmesh_rules::{AlarmBoard, AlarmChange};
+use medmesh_rules::{AlarmBoard, AlarmChange, RuleEngine, RulesConfig};
 use medmesh_storage::{AlarmLog, Registry, Store, StoreError};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -57,6 +61,8 @@ pub struct DeviceActivity {
     pub messages: u64,
     /// Connected now (MQTT), if the device keeps a connection.
     pub online: Option<bool>,
+    /// Battery level last reported (percent), if the device reports one.
+    pub battery_percent: Option<f64>,
 }
 
 pub struct Pipeline {
@@ -64,6 +70,11 @@ pub struct Pipeline {
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
     alarms: Mutex<AlarmBoard>,
+    /// Profile rules and their per-patient state; locked before (never
+    /// while holding) the board.
+    rules: Mutex<RuleEngine>,
+    settings_path: Option<std::path::PathBuf>,
+    settings_write: Mutex<()>,
     alarm_log: AlarmLog,
     activity: Mutex<HashMap<DeviceId, DeviceActivity>>,
     live: broadcast::Sender<LiveEvent>,
@@ -97,6 +108,12 @@ impl Pipeline {
             registry,
             metrics,
             alarms: Mutex::new(board),
+            rules: Mutex::new(
+                RuleEngine::new(&RulesConfig::default(), now_ms())
+                    .expect("default rules are valid"),
+            ),
+            settings_path: None,
+            settings_write: Mutex::new(()),
             alarm_log,
             activity: Mutex::new(HashMap::new()),
             live: broadcast::channel(LIVE_BUFFER).0,
@@ -157,8 +174,9 @@ impl Pipeline {
             }
         };
         self.note_rejected(source, device, &decoded.rejected);
-        let accepted = decoded.observations.len();
+        let accepted = decoded.observations.len() + decoded.device.len();
         self.accept(source, device, decoded.observations).await?;
+        self.device_reports(device, &decoded.device);
         Ok(IngestReport {
             accepted,
             rejected: decoded.rejected,
@@ -309,11 +327,22 @@ impl Pipeline {
         }
         self.metrics.stored(source, count);
 
-        let news2 = patient.as_ref().and_then(|p| self.news2(p));
+        let (news2, inputs) = match &patient {
+            Some(p) => self.news2_with_inputs(p),
+            None => (None, news2::Inputs::default()),
+        };
         let mut changes = Vec::new();
         if let Some(p) = &patient {
+            let findings =
+                self.rules
+                    .lock()
+                    .expect("rules lock")
+                    .observe(p, &observations, now_ms());
             let mut board = self.alarms.lock().expect("alarm board lock");
-            changes.extend(observations.iter().filter_map(|o| board.observe(p, o)));
+            changes.extend(observations.iter().filter_map(|o| {
+                board.observe_scored(p, o, news2::score_with(o.vital, o.value, inputs))
+            }));
+            changes.extend(findings.into_iter().filter_map(|f| board.apply(p, f)));
             let latest = observations
                 .iter()
                 .map(|o| o.time_ms)
@@ -341,15 +370,29 @@ impl Pipeline {
             last_seen_ms: 0,
             messages: 0,
             online: None,
+            battery_percent: None,
         });
         a.last_seen_ms = now_ms();
         a.messages += 1;
     }
 
-    /// The patient's NEWS2 from their latest readings (see [`medmesh_rules::news2::aggregate`]).
-    pub fn news2(&self, patient: &PatientId) -> Option<Aggregate> {
+    /// The patient's NEWS2 and the scoring inputs (SpO2 scale, oxygen)
+    /// from their latest readings and settings.
+    fn news2_with_inputs(&self, patient: &PatientId) -> (Option<Aggregate>, news2::Inputs) {
+        let scale = self.rules.lock().expect("rules lock").spo2_scale(patient);
         let latest = self.store.latest(patient.as_str());
-        news2::aggregate(|v| latest.iter().find(|(lv, _)| *lv == v).map(|(_, p)| p.value))
+        let value = |v| latest.iter().find(|(lv, _)| *lv == v).map(|(_, p)| p.value);
+        let inputs = news2::Inputs {
+            scale,
+            on_oxygen: news2::on_oxygen(value),
+        };
+        (news2::aggregate_with(value, scale), inputs)
+    }
+
+    /// The patient's NEWS2 from their latest readings, on their SpO2 scale
+    /// (see [`medmesh_rules::news2::aggregate_with`]).
+    pub fn news2(&self, patient: &PatientId) -> Option<Aggregate> {
+        self.news2_with_inputs(patient).0
     }
 
     /// A device connected or went away (an MQTT connection opened or closed).
@@ -363,6 +406,7 @@ impl Pipeline {
                 last_seen_ms: 0,
                 messages: 0,
                 online: None,
+                battery_percent: None,
             });
             a.online = Some(online);
             a.last_seen_ms = now_ms();
@@ -464,6 +508,50 @@ mod tests {
             LiveEvent::Alarm { .. }
         ));
         assert_eq!(p.active_alarms_for(&patient).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn stale_data_on_the_timer_and_settings_saved_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = pipeline(dir.path())
+            .with_rules(&RulesConfig::default(), dir.path())
+            .unwrap();
+        let patient = PatientId::new("p1").unwrap();
+        let device = DeviceId::new("hub-1").unwrap();
+        p.registry
+            .upsert_patient(Patient {
+                id: patient.clone(),
+                name: "A".into(),
+                ward: String::new(),
+                bed: String::new(),
+            })
+            .unwrap();
+        p.registry
+            .assign_device(device.clone(), Some(patient.clone()))
+            .unwrap();
+        let settings: medmesh_rules::AlarmSettings =
+            serde_json::from_str(r#"{"profile": "home-copd", "spo2_scale": 2}"#).unwrap();
+        p.set_alarm_settings(&patient, Some(settings.clone()))
+            .unwrap();
+        // home-copd expects a reading a day.
+        let now = now_ms();
+        assert_eq!(p.check_stale(now + 3_600_000), 0);
+        assert_eq!(p.check_stale(now + 25 * 3_600_000), 1);
+        assert_eq!(p.check_stale(now + 26 * 3_600_000), 0, "raised once");
+        assert_eq!(p.active_alarms_for(&patient)[0].rule, "stale-data");
+        p.ingest_senml_json(
+            SourceKind::Http,
+            &device,
+            br#"[{"n":"spo2","u":"%","v":90}]"#,
+        )
+        .await
+        .unwrap();
+        assert!(p.active_alarms_for(&patient).is_empty());
+        drop(p);
+        let p = pipeline(dir.path())
+            .with_rules(&RulesConfig::default(), dir.path())
+            .unwrap();
+        assert_eq!(p.alarm_settings(&patient).0, Some(settings));
     }
 
     #[tokio::test]

@@ -5,6 +5,7 @@
 //! (patient, vital sign, rule): a repeat updates it, and an acknowledged alarm
 //! stays acknowledged while its condition lasts.
 
+use crate::finding::{Finding, Verdict};
 use crate::news2::{self, Aggregate};
 use medmesh_model::{
     Act, Alarm, AlarmState, DeviceId, Observation, PatientId, Priority, TimestampMs, VitalSign,
@@ -17,6 +18,16 @@ pub const RULE_NEWS2_RED: &str = "news2-single-parameter-3";
 pub const RULE_NEWS2_AGGREGATE: &str = "news2-aggregate";
 /// Name of the rule that fires when a patient's device drops off line.
 pub const RULE_DEVICE_OFFLINE: &str = "device-offline";
+/// Name of the rule that fires on a value beyond a profile's or patient's limit.
+pub const RULE_THRESHOLD: &str = "threshold";
+/// Name of the rule that fires on a rise or fall faster than a profile allows.
+pub const RULE_RATE_OF_CHANGE: &str = "rate-of-change";
+/// Name of the rule that fires when a patient sends no reading for too long.
+pub const RULE_STALE_DATA: &str = "stale-data";
+/// Name of the rule that fires on a device's low battery.
+pub const RULE_BATTERY_LOW: &str = "battery-low";
+/// Name of the rule that fires on a fall a wearable detected.
+pub const RULE_FALL: &str = "fall";
 /// Who resolves an alarm whose condition cleared by itself.
 pub const SYSTEM: &str = "medmesh";
 /// Resolved alarms kept in memory for the API (the alarm log keeps all).
@@ -71,7 +82,16 @@ pub enum BoardError {
 type Condition = (Option<VitalSign>, Option<DeviceId>, &'static str);
 
 /// The rules' names, to map recorded alarms back to their rule.
-const RULES: [&str; 3] = [RULE_NEWS2_RED, RULE_NEWS2_AGGREGATE, RULE_DEVICE_OFFLINE];
+const RULES: [&str; 8] = [
+    RULE_NEWS2_RED,
+    RULE_NEWS2_AGGREGATE,
+    RULE_DEVICE_OFFLINE,
+    RULE_THRESHOLD,
+    RULE_RATE_OF_CHANGE,
+    RULE_STALE_DATA,
+    RULE_BATTERY_LOW,
+    RULE_FALL,
+];
 
 /// One patient's active alarms, and when each condition was last judged.
 #[derive(Default)]
@@ -211,13 +231,39 @@ impl AlarmBoard {
         }
     }
 
-    /// Evaluates the single-parameter rule on one accepted observation.
+    /// Applies what a rule module found about one condition: raises or
+    /// updates its alarm while it holds, resolves it once it clears.
+    pub fn apply(&mut self, patient: &PatientId, finding: Finding) -> Option<AlarmChange> {
+        let key = (finding.vital, finding.device, finding.rule);
+        match finding.verdict {
+            Verdict::Holds {
+                priority,
+                message,
+                value,
+            } => Some(self.holds(patient, key, priority, || message, value, finding.time_ms)),
+            Verdict::Clears { value } => self.cleared(patient, &key, value, finding.time_ms),
+        }
+    }
+
+    /// Evaluates the single-parameter rule on one accepted observation
+    /// (SpO2 scale 1, on air); see [`AlarmBoard::observe_scored`].
+    pub fn observe(&mut self, patient: &PatientId, obs: &Observation) -> Option<AlarmChange> {
+        self.observe_scored(patient, obs, news2::parameter_score(obs.vital, obs.value))
+    }
+
+    /// The single-parameter rule on an observation and its NEWS2 `score`
+    /// (scored on the patient's SpO2 scale and oxygen).
     ///
     /// RCP NEWS2 Chart 2: a score of 3 in any single parameter calls for an
     /// urgent ward-based response, so it raises a high-priority alarm that
     /// stays active until that parameter scores below 3 again.
-    pub fn observe(&mut self, patient: &PatientId, obs: &Observation) -> Option<AlarmChange> {
-        let score = news2::parameter_score(obs.vital, obs.value)?;
+    pub fn observe_scored(
+        &mut self,
+        patient: &PatientId,
+        obs: &Observation,
+        score: Option<u8>,
+    ) -> Option<AlarmChange> {
+        let score = score?;
         let key = (Some(obs.vital), None, RULE_NEWS2_RED);
         if !self.newest(patient, &key, obs.time_ms) {
             return None;

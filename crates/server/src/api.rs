@@ -374,6 +374,8 @@ struct DeviceSummary {
     messages: u64,
     /// Connected over MQTT now (`null` if it never kept a connection).
     online: Option<bool>,
+    /// Battery level last reported since the server started (percent).
+    battery_percent: Option<f64>,
     /// Latest readings of an unassigned device (kept under the device).
     unassigned_latest: BTreeMap<&'static str, LiveObservation>,
 }
@@ -401,6 +403,7 @@ async fn list_devices(
                 last_seen_ms: None,
                 messages: 0,
                 online: None,
+                battery_percent: None,
                 unassigned_latest: BTreeMap::new(),
             },
         );
@@ -414,11 +417,13 @@ async fn list_devices(
             last_seen_ms: None,
             messages: 0,
             online: None,
+            battery_percent: None,
             unassigned_latest: BTreeMap::new(),
         });
         entry.last_seen_ms = Some(a.last_seen_ms);
         entry.messages = a.messages;
         entry.online = a.online;
+        entry.battery_percent = a.battery_percent;
     }
     for d in out.values_mut().filter(|d| d.patient_id.is_none()) {
         d.unassigned_latest = p
@@ -554,7 +559,8 @@ async fn ingest_gatt(
     let characteristic = GattCharacteristic::parse(&v.characteristic).ok_or_else(|| {
         ApiError::bad_request(format!(
             "characteristic {:?} is not supported; use 2a37 (heart rate), 2a35 (blood pressure), \
-             2a1c (temperature), 2a5e or 2a5f (pulse oximetry), 2a18 (glucose) or 2a9d (weight)",
+             2a1c (temperature), 2a5e or 2a5f (pulse oximetry), 2a18 (glucose), 2a9d (weight) \
+             or 2a19 (battery level)",
             v.characteristic
         ))
     })?;

@@ -41,6 +41,8 @@ pub struct Config {
     pub storage: StorageConfig,
     pub devices: DevicesConfig,
     pub tls: TlsConfig,
+    /// Alarm rules: profiles, default profile, battery threshold, timers.
+    pub rules: medmesh_rules::RulesConfig,
 }
 
 /// TLS for the TCP listeners: setting `cert` and `key` turns it on for
@@ -223,6 +225,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             devices: DevicesConfig::default(),
             tls: TlsConfig::default(),
+            rules: medmesh_rules::RulesConfig::default(),
         }
     }
 }
@@ -303,5 +306,16 @@ mod tests {
         assert!(open.anonymous_devices_on("0.0.0.0:1883".parse().unwrap()));
         let err = Config::from_toml("[mqtt]\nlistn = \"x\"").unwrap_err();
         assert!(err.contains("listn"), "{err}");
+    }
+
+    #[test]
+    fn rules_table_parses_profiles() {
+        let c = Config::from_toml(
+            "[rules]\ndefault_profile = \"adult-ward\"\nbattery_low_percent = 15\n[rules.profiles.step-down.thresholds.heart_rate]\nhigh = 120\nsustained_s = 30\n[[rules.profiles.step-down.trends]]\nvital = \"body_weight\"\nrise = 2\nwindow_s = 259200\n",
+        )
+        .unwrap();
+        assert_eq!(c.rules.battery_low_percent, 15.0);
+        assert_eq!(c.rules.profiles["step-down"].trends.len(), 1);
+        assert!(Config::from_toml("[rules]\nbattery = 1\n").is_err());
     }
 }

@@ -6,6 +6,7 @@
 //! write-ahead log) and only then starts accepting connections.
 
 mod admin;
+mod alarm_settings;
 mod api;
 mod app;
 mod auth;
@@ -155,7 +156,11 @@ impl Server {
             })
         })?;
         let metrics = Arc::new(Metrics::default());
-        let pipeline = Arc::new(Pipeline::new(store, registry, metrics, alarm_log, recorded));
+        let pipeline = Arc::new(
+            Pipeline::new(store, registry, metrics, alarm_log, recorded)
+                .with_rules(&config.rules, &config.data_dir)
+                .map_err(StartError::Config)?,
+        );
 
         let access = Arc::new(Access::open(&config.data_dir)?);
         let bootstrap_password = access.bootstrap_admin()?;
@@ -171,6 +176,7 @@ impl Server {
         let routes = api::router()
             .merge(auth::router())
             .merge(admin::router())
+            .merge(alarm_settings::router())
             .merge(consents::router())
             .merge(commands::router())
             .merge(stream::router())
@@ -219,6 +225,16 @@ impl Server {
                 }
             }
         });
+        // Timer rules (stale data), on the server's clock.
+        let timers = pipeline.clone();
+        let timer_every = std::time::Duration::from_secs(config.rules.timer_interval_s);
+        let timer_task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(timer_every);
+            loop {
+                tick.tick().await;
+                timers.check_stale(medmesh_model::now_ms());
+            }
+        });
         tracing::info!(%http_addr, %mqtt_addr, %coap_addr, %hl7_addr, data_dir = %config.data_dir.display(), "medmesh serving");
         Ok(Running {
             http_addr,
@@ -230,6 +246,7 @@ impl Server {
             access,
             bootstrap_password,
             tasks: vec![
+                timer_task,
                 alarm_sink,
                 checkpoint_task,
                 hl7_task,
