@@ -11,13 +11,14 @@
 //! [`Pipeline::ingest_senml_json`] returned `Ok`: by then its samples are durable.
 
 mod alarms;
+mod escalation;
 mod live;
 mod metrics;
 
 pub use alarms::AlarmAction;
 pub use live::{LiveEvent, LiveObservation};
 pub use medmesh_codecs::gatt::Characteristic as GattCharacteristic;
-pub use metrics::{Metrics, SourceKind};
+pub use metrics::{DeliveryOutcome, Metrics, SourceKind};
 
 use medmesh_codecs::{DecodeError, Decoded, RecordError, fhir, gatt, senml};
 use medmesh_model::{Alarm, DeviceId, Observation, PatientId, TimestampMs, now_ms};

@@ -4,8 +4,10 @@
 //!   Physicians, per parameter and aggregated.
 //! - [`AlarmBoard`]: turns rule results into alarms, keeping one alarm per
 //!   condition (a repeat updates it, a return to normal resolves it).
+//! - [`escalation`]: when an unacknowledged alarm climbs its escalation chain.
 
 mod board;
+pub mod escalation;
 pub mod news2;
 
 pub use board::{

@@ -57,6 +57,8 @@ mod tests {
             acknowledged: None,
             snoozed_until_ms: None,
             resolved: None,
+            escalation_level: 0,
+            escalation_since_ms: None,
         }
     }
 
