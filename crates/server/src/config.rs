@@ -41,6 +41,8 @@ pub struct Config {
     pub storage: StorageConfig,
     pub devices: DevicesConfig,
     pub tls: TlsConfig,
+    /// Escalation, quiet hours, webhook and e-mail delivery (`alarms_config.rs`).
+    pub alarms: crate::alarms_config::AlarmsConfig,
 }
 
 /// TLS for the TCP listeners: setting `cert` and `key` turns it on for
@@ -223,6 +225,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             devices: DevicesConfig::default(),
             tls: TlsConfig::default(),
+            alarms: Default::default(),
         }
     }
 }

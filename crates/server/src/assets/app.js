@@ -65,6 +65,7 @@ function renderAlarms() {
     const p = patients.get(a.patient_id);
     const row = el("div", { class: "alarm alarm-" + a.state, "data-alarm": a.id },
       `${a.priority.toUpperCase()} · ${p ? p.name : a.patient_id}${p && p.bed ? " (bed " + p.bed + ")" : ""}: ${a.message}`);
+    if (a.escalation_level > 0) row.append(el("span", { class: "escalated" }, ` · escalated to level ${a.escalation_level}`));
     if (a.state === "acknowledged" && a.acknowledged) {
       row.append(el("span", { class: "ack-by" }, ` · acknowledged by ${a.acknowledged.by}`));
     } else {
