@@ -62,8 +62,9 @@ pub struct Alarm {
     /// responders, each level above was notified because nobody acted in time.
     #[serde(default)]
     pub escalation_level: u32,
-    /// When the current escalation level began (`None`: when raised); the
-    /// next level's delay counts from here.
+    /// When the current escalation level began, by medmesh's clock (`None`
+    /// until the escalation timer first sees the alarm); the next level's
+    /// delay counts from here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub escalation_since_ms: Option<TimestampMs>,
 }

@@ -155,7 +155,7 @@ impl AlarmBoard {
                 alarm.acknowledged = None;
                 alarm.snoozed_until_ms = None;
                 alarm.escalation_level = 0;
-                alarm.escalation_since_ms = Some(time_ms);
+                alarm.escalation_since_ms = None;
                 return AlarmChange::Raised(alarm.clone());
             }
             alarm.priority = priority;
@@ -400,6 +400,13 @@ impl AlarmBoard {
             .values_mut()
             .flat_map(|p| p.active.values_mut())
         {
+            if alarm.state == AlarmState::Active && alarm.escalation_since_ms.is_none() {
+                // The clock starts when medmesh raised the alarm (this tick,
+                // within a second of it), not at the reading's own time,
+                // which may be hours old (a cuff uploading its memory).
+                alarm.escalation_since_ms = Some(now);
+                continue;
+            }
             if let Some((level, since)) = policy.due(alarm, now) {
                 if alarm.state == AlarmState::Acknowledged {
                     alarm.state = AlarmState::Active;
@@ -588,7 +595,13 @@ mod tests {
                 risk: crate::news2::Risk::Medium,
             })
         };
-        let id = board.observe_news2(&p, agg(5), 0).unwrap().alarm().id;
+        // The reading is from long ago: the clock starts at the first tick.
+        let id = board
+            .observe_news2(&p, agg(5), -9_999_999)
+            .unwrap()
+            .alarm()
+            .id;
+        assert!(board.escalate(&policy, 0).is_empty());
         assert!(board.escalate(&policy, 119_999).is_empty());
         let up = board.escalate(&policy, 120_000);
         assert!(matches!(&up[..], [AlarmChange::Escalated(a)] if a.escalation_level == 1));
@@ -610,7 +623,15 @@ mod tests {
         let worse = board.observe_news2(&p, agg(7), 430_000).unwrap();
         assert!(
             matches!(worse, AlarmChange::Raised(ref a) if a.escalation_level == 0
-            && a.escalation_since_ms == Some(430_000))
+            && a.escalation_since_ms.is_none())
+        );
+        assert!(
+            board.escalate(&policy, 440_000).is_empty(),
+            "clock restarts"
+        );
+        assert!(
+            board.escalate(&policy, 9_999_999).is_empty(),
+            "high has no ladder"
         );
     }
 

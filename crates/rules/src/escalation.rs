@@ -6,13 +6,16 @@
 //! climb comes 3 minutes after the first). The rules are:
 //!
 //! - Only an **active** (unacknowledged) alarm climbs, one level at a time.
-//!   Acknowledging stops the climb for good (while the alarm lasts).
+//!   Acknowledging stops the climb for good (while the alarm lasts). The
+//!   clock is medmesh's: it starts when the escalation timer first sees the
+//!   alarm (within a second of its raise), not at the reading's timestamp.
 //! - A **snoozed** alarm is quiet until its snooze ends. If it is still on the
 //!   board then, nobody dealt with it in the time they asked for: it becomes
 //!   active again and climbs one level at once (at the top level it notifies
 //!   the top level again), then goes on climbing with the ladder's delays.
 //! - A **re-raised** alarm (its priority rose) starts again at level 0.
-//! - After a restart the climb resumes where the alarm log left it; a level
+//! - After a restart the climb resumes where the alarm log left it (an
+//!   alarm still at level 0 starts its clock again); a level
 //!   that fell due while medmesh was down is taken at once, and the next one
 //!   counts from when the previous was due, not from when it was taken.
 //!
@@ -64,7 +67,7 @@ impl Policy {
             AlarmState::Active => {
                 let next = alarm.escalation_level + 1;
                 let gap = delay(next)? - delay(alarm.escalation_level).unwrap_or(0);
-                let since = alarm.escalation_since_ms.unwrap_or(alarm.raised_ms);
+                let since = alarm.escalation_since_ms?;
                 let at = since + gap.max(0);
                 (now >= at).then_some((next, at))
             }
@@ -145,7 +148,7 @@ mod tests {
             snoozed_until_ms: None,
             resolved: None,
             escalation_level: 0,
-            escalation_since_ms: None,
+            escalation_since_ms: Some(1_000),
         }
     }
 
@@ -181,6 +184,9 @@ mod tests {
     fn acknowledged_and_resolved_alarms_and_unladdered_priorities_never_climb() {
         let p = policy();
         let mut a = alarm(Priority::High);
+        a.escalation_since_ms = None;
+        assert_eq!(p.due(&a, i64::MAX / 2), None, "clock not started");
+        a.escalation_since_ms = Some(1_000);
         a.state = AlarmState::Acknowledged;
         a.acknowledged = Some(Act {
             by: "n".into(),
