@@ -210,14 +210,14 @@ first_retry = "100ms"
     assert_eq!(a["escalation_level"], 2);
     let acked = hook.next().await;
     assert_eq!(acked["body"]["change"], "acknowledged");
-    let policy = Config::from_toml(&format!(
-        "[alarms.escalation]\nhigh = [{{ roles = [\"nurse\"] }}, {{ after = \"1s\", roles = [\"nurse\"] }}, {{ after = \"2s\", roles = [\"nurse\"] }}, {{ after = \"1h\", roles = [\"admin\"] }}]"
-    ))
-    .unwrap()
-    .alarms
-    .build()
-    .unwrap()
-    .policy;
+    let ladder = r#"[alarms.escalation]
+high = [{ roles = ["nurse"] }, { after = "1s", roles = ["nurse"] }, { after = "2s", roles = ["nurse"] }, { after = "1h", roles = ["admin"] }]"#;
+    let policy = Config::from_toml(ladder)
+        .unwrap()
+        .alarms
+        .build()
+        .unwrap()
+        .policy;
     assert_eq!(
         s.running
             .pipeline
