@@ -175,6 +175,12 @@ async fn send(pipeline: &Pipeline, settings: &EmailSettings, message: Message, u
     }
 }
 
+/// A Unix time in ms as RFC 3339 (UTC), as people read it.
+fn utc(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
 /// Subject and plain-text body of a notification.
 fn compose(
     change: &str,
@@ -201,11 +207,11 @@ fn compose(
     };
     let subject = format!("[medmesh] {priority} alarm {what}: {who}");
     let text = format!(
-        "{priority} alarm {what}\n\nPatient: {who}\nAlarm: {}\nRule: {}\nValue: {}\nRaised: {} (Unix ms)\nAlarm id: {}\nEscalation level: {}\n\nSent by medmesh. Acknowledge it on the dashboard or with POST /api/v1/alarms/{}/acknowledge.\n",
+        "{priority} alarm {what}\n\nPatient: {who}\nAlarm: {}\nRule: {}\nValue: {}\nRaised: {} (UTC)\nAlarm id: {}\nEscalation level: {}\n\nSent by medmesh. Acknowledge it on the dashboard or with POST /api/v1/alarms/{}/acknowledge.\n",
         alarm.message,
         alarm.rule,
         alarm.value,
-        alarm.raised_ms,
+        utc(alarm.raised_ms),
         alarm.id,
         alarm.escalation_level,
         alarm.id
