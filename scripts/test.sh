@@ -22,9 +22,9 @@ if ((${#need_apt[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q "${need_apt[@]}"
 fi
 
-if ! python3 -c "import aiocoap, hl7apy, fhir.resources, paho.mqtt" >/dev/null 2>&1; then
-  echo "== installing aiocoap, hl7apy, fhir.resources and paho-mqtt (PyPI; peers the tests use)"
-  python3 -m pip install --quiet aiocoap hl7apy fhir.resources paho-mqtt
+if ! python3 -c "import aiocoap, hl7apy, fhir.resources, paho.mqtt, aiosmtpd" >/dev/null 2>&1; then
+  echo "== installing aiocoap, hl7apy, fhir.resources, paho-mqtt and aiosmtpd (PyPI; peers the tests use)"
+  python3 -m pip install --quiet aiocoap hl7apy fhir.resources paho-mqtt aiosmtpd
 fi
 
 # playwright-core (npm) drives /usr/bin/chromium; it never downloads a browser.

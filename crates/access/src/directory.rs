@@ -38,6 +38,10 @@ pub struct User {
     pub patient: Option<PatientId>,
     pub disabled: bool,
     pub created_ms: TimestampMs,
+    /// Where alarm notifications for this user are e-mailed (escalation
+    /// steps that name them, consents that let them follow a patient).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
 }
 
 /// The part of a user that travels with each request.
@@ -118,6 +122,28 @@ pub fn validate_username(name: &str) -> Result<(), DirectoryError> {
     } else {
         Err(DirectoryError::Invalid(format!(
             "username {name:?}: use 1 to 64 letters, digits, '.', '_', '-' or '@'"
+        )))
+    }
+}
+
+/// An e-mail address, checked for shape only (`local@domain`, no spaces);
+/// whether it exists is for the mail server to say.
+pub fn validate_email(email: &str) -> Result<(), DirectoryError> {
+    let ok = email.len() <= 254
+        && !email
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';'))
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && !domain.is_empty()
+                && !domain.contains('@')
+                && !domain.starts_with('.')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(DirectoryError::Invalid(format!(
+            "email {email:?}: expected an address like name@example.org"
         )))
     }
 }
@@ -214,6 +240,7 @@ impl Directory {
                 patient,
                 disabled: false,
                 created_ms: now_ms(),
+                email: None,
             };
             c.users.insert(
                 username.to_string(),
@@ -241,6 +268,22 @@ impl Directory {
                 .ok_or_else(|| DirectoryError::NotFound(format!("user {username:?}")))?;
             u.password_hash = hash;
             Ok(())
+        })
+    }
+
+    /// Sets (or with `None` removes) the e-mail address alarm notifications
+    /// go to.
+    pub fn set_email(&self, username: &str, email: Option<&str>) -> Result<User, DirectoryError> {
+        if let Some(e) = email {
+            validate_email(e)?;
+        }
+        self.change(|c| {
+            let u = c
+                .users
+                .get_mut(username)
+                .ok_or_else(|| DirectoryError::NotFound(format!("user {username:?}")))?;
+            u.user.email = email.map(str::to_string);
+            Ok(u.user.clone())
         })
     }
 
@@ -401,6 +444,30 @@ impl Directory {
             t.members.contains(username)
                 && (t.patients.contains(patient) || (!ward.is_empty() && t.wards.contains(ward)))
         })
+    }
+
+    /// Members of every care team that covers the patient (by id or ward).
+    pub fn care_team_members(&self, patient: &PatientId, ward: &str) -> BTreeSet<String> {
+        self.read()
+            .teams
+            .values()
+            .filter(|t| {
+                t.patients.contains(patient) || (!ward.is_empty() && t.wards.contains(ward))
+            })
+            .flat_map(|t| t.members.iter().cloned())
+            .collect()
+    }
+
+    /// Enabled users who follow the patient's alarms: each holds a consent
+    /// in force at `now` from the patient that covers the `alarms` scope.
+    pub fn alarm_followers(&self, patient: &PatientId, now: TimestampMs) -> BTreeSet<String> {
+        let c = self.read();
+        c.consents
+            .iter()
+            .filter(|k| &k.patient == patient && k.in_force(now) && k.covers(Scope::Alarms))
+            .filter(|k| c.users.get(&k.grantee).is_some_and(|u| !u.user.disabled))
+            .map(|k| k.grantee.clone())
+            .collect()
     }
 
     pub fn grant_consent(

@@ -33,7 +33,7 @@ mod throttle;
 pub use audit::{AuditEntry, AuditLog, Event, Filter, Outcome, verify_chain};
 pub use consent::{Consent, Scope};
 pub use directory::{
-    ApiToken, Directory, DirectoryError, MIN_PASSWORD_CHARS, Principal, Team, User,
+    ApiToken, Directory, DirectoryError, MIN_PASSWORD_CHARS, Principal, Team, User, validate_email,
     validate_username,
 };
 pub use role::Role;
@@ -247,6 +247,70 @@ mod tests {
     }
 
     const PW: &str = "a long enough password";
+
+    #[test]
+    fn alarm_followers_hold_an_alarms_consent_in_force() {
+        let (_dir, a) = setup();
+        let d = &a.directory;
+        for u in ["son", "daughter", "friend", "insurer"] {
+            let role = if u == "insurer" {
+                Role::Insurer
+            } else {
+                Role::Caregiver
+            };
+            d.add_user(u, role, None, PW).unwrap();
+        }
+        let p1 = pid("p1");
+        let alarms = vec![Scope::Alarms, Scope::Observations];
+        let son = d
+            .grant_consent(p1.clone(), "son", alarms.clone(), "family", None, "p1")
+            .unwrap();
+        d.grant_consent(
+            p1.clone(),
+            "daughter",
+            vec![Scope::Observations],
+            "family",
+            None,
+            "p1",
+        )
+        .unwrap();
+        let soon = medmesh_model::now_ms() + 60_000;
+        d.grant_consent(
+            p1.clone(),
+            "friend",
+            alarms.clone(),
+            "care",
+            Some(soon),
+            "p1",
+        )
+        .unwrap();
+        d.grant_consent(pid("p2"), "insurer", alarms, "claim", None, "p2")
+            .unwrap();
+        let now = medmesh_model::now_ms();
+        let names = |s: &[&str]| {
+            s.iter()
+                .map(|x| x.to_string())
+                .collect::<std::collections::BTreeSet<_>>()
+        };
+        assert_eq!(d.alarm_followers(&p1, now), names(&["friend", "son"]));
+        assert_eq!(d.alarm_followers(&p1, soon), names(&["son"]), "expired");
+        d.revoke_consent(&son.id).unwrap();
+        assert_eq!(d.alarm_followers(&p1, now), names(&["friend"]), "revoked");
+        d.disable_user("friend").unwrap();
+        assert!(d.alarm_followers(&p1, now).is_empty(), "disabled");
+        // E-mail addresses: shape-checked, settable and removable.
+        assert_eq!(
+            d.set_email("son", Some("son@example.org"))
+                .unwrap()
+                .email
+                .as_deref(),
+            Some("son@example.org")
+        );
+        assert!(d.set_email("son", Some("not an address")).is_err());
+        assert!(d.set_email("son", Some("a@b@c")).is_err());
+        assert!(d.set_email("nobody", Some("x@example.org")).is_err());
+        assert_eq!(d.set_email("son", None).unwrap().email, None);
+    }
 
     #[test]
     fn policy_follows_teams_links_and_consents() {

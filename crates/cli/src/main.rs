@@ -132,6 +132,28 @@ struct ServeArgs {
     /// [config: rules.timer_interval_s; default: 10].
     #[arg(long)]
     rules_timer_interval_s: Option<u64>,
+    /// Alarm changes are POSTed (signed) to this URL, repeatable
+    /// [config: alarms.webhook.urls; default: none].
+    #[arg(long, value_name = "URL")]
+    webhook_url: Vec<String>,
+    /// Shared secret that signs webhook requests, 16+ characters
+    /// [config: alarms.webhook.secret; env: MEDMESH_WEBHOOK_SECRET].
+    #[arg(long, env = "MEDMESH_WEBHOOK_SECRET", hide_env_values = true)]
+    webhook_secret: Option<String>,
+    /// SMTP server for alarm e-mail, e.g. smtp://127.0.0.1:25
+    /// [config: alarms.email.smtp_url; default: no e-mail].
+    #[arg(long, value_name = "URL")]
+    smtp_url: Option<String>,
+    /// Sender of alarm e-mail, e.g. "medmesh <alarms@example.org>" [config: alarms.email.from].
+    #[arg(long)]
+    email_from: Option<String>,
+    /// Hold low-priority e-mail and webhooks during START-END, e.g. 22:00-07:00
+    /// [config: alarms.quiet_hours.start, .end; default: none].
+    #[arg(long, value_name = "START-END")]
+    quiet_hours: Option<String>,
+    /// UTC offset of --quiet-hours, e.g. +01:00 [config: alarms.quiet_hours.utc_offset; default: UTC].
+    #[arg(long, requires = "quiet_hours", allow_hyphen_values = true)]
+    quiet_hours_utc_offset: Option<String>,
 }
 
 #[derive(Args)]
@@ -239,6 +261,30 @@ impl ServeArgs {
                 .storage
                 .retention
                 .insert(kind.to_string(), keep.to_string());
+        }
+        if !self.webhook_url.is_empty() {
+            config.alarms.webhook.urls = self.webhook_url.clone();
+        }
+        if let Some(s) = &self.webhook_secret {
+            config.alarms.webhook.secret = Some(s.clone());
+        }
+        if let Some(u) = &self.smtp_url {
+            config.alarms.email.smtp_url = Some(u.clone());
+        }
+        if let Some(f) = &self.email_from {
+            config.alarms.email.from = Some(f.clone());
+        }
+        if let Some(q) = &self.quiet_hours {
+            let (start, end) = q.split_once('-').ok_or_else(|| {
+                anyhow::anyhow!("--quiet-hours {q:?}: expected START-END, e.g. 22:00-07:00")
+            })?;
+            let offset = self.quiet_hours_utc_offset.clone();
+            let old = config.alarms.quiet_hours.take();
+            config.alarms.quiet_hours = Some(medmesh_server::QuietHoursConfig {
+                start: start.into(),
+                end: end.into(),
+                utc_offset: offset.or(old.map(|o| o.utc_offset)).unwrap_or_default(),
+            });
         }
         anyhow::ensure!(
             config.storage.wal_segment_bytes >= 1 << 16,

@@ -36,6 +36,9 @@ pub struct AddArgs {
     /// For --role patient: the patient id the account belongs to.
     #[arg(long)]
     patient: Option<String>,
+    /// Where alarm notifications for this user are e-mailed.
+    #[arg(long)]
+    email: Option<String>,
     /// Read the password from the first line of standard input.
     #[arg(long)]
     password_stdin: bool,
@@ -46,6 +49,9 @@ pub fn run(cmd: UserCommand) -> anyhow::Result<()> {
     match cmd {
         UserCommand::Add(a) => {
             let access = Access::open(&a.data_dir)?;
+            if let Some(e) = &a.email {
+                medmesh_access::validate_email(e)?;
+            }
             let patient = a
                 .patient
                 .map(PatientId::new)
@@ -61,6 +67,9 @@ pub fn run(cmd: UserCommand) -> anyhow::Result<()> {
             let user = access
                 .directory
                 .add_user(&a.username, a.role, patient, &password)?;
+            if let Some(e) = &a.email {
+                access.directory.set_email(&user.username, Some(e))?;
+            }
             access.audit.record(Event {
                 actor: "medmesh user add",
                 role: None,

@@ -413,6 +413,12 @@ async fn authorization_matrix_every_route_every_role() {
             Some(json!({"username": "new.nurse", "role": "nurse"})),
             ADMIN,
         ),
+        (
+            Method::PATCH,
+            "/api/v1/users/leaver".into(),
+            Some(json!({"email": "leaver@example.org"})),
+            ADMIN,
+        ),
         (Method::DELETE, "/api/v1/users/leaver".into(), None, ADMIN),
         (Method::GET, "/api/v1/teams".into(), None, ADMIN),
         (

@@ -58,4 +58,13 @@ pub struct Alarm {
     /// `by` is "medmesh" when the condition cleared by itself.
     #[serde(default)]
     pub resolved: Option<Act>,
+    /// How far up its escalation chain the alarm has climbed: 0 is the first
+    /// responders, each level above was notified because nobody acted in time.
+    #[serde(default)]
+    pub escalation_level: u32,
+    /// When the current escalation level began, by medmesh's clock (`None`
+    /// until the escalation timer first sees the alarm); the next level's
+    /// delay counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalation_since_ms: Option<TimestampMs>,
 }

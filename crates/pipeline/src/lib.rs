@@ -14,6 +14,7 @@ mod alarm_settings;
 mod alarms;
 mod device_reports;
 mod device_tokens;
+mod escalation;
 mod live;
 mod metrics;
 mod timers;
@@ -22,7 +23,7 @@ pub use alarm_settings::{SETTINGS_FILE, SettingsError};
 pub use alarms::AlarmAction;
 pub use live::{LiveEvent, LiveObservation};
 pub use medmesh_codecs::gatt::Characteristic as GattCharacteristic;
-pub use metrics::{Metrics, SourceKind};
+pub use metrics::{DeliveryOutcome, Metrics, SourceKind};
 
 use medmesh_codecs::{DecodeError, Decoded, RecordError, fhir, gatt, senml};
 use medmesh_model::{Alarm, DeviceId, Observation, PatientId, TimestampMs, now_ms};

@@ -46,7 +46,8 @@ pub enum LiveEvent {
         reason: String,
     },
     Alarm {
-        /// "raised", "updated", "acknowledged", "snoozed" or "resolved".
+        /// "raised", "updated", "acknowledged", "snoozed", "resolved" or
+        /// "escalated".
         change: &'static str,
         alarm: Alarm,
     },

@@ -37,8 +37,40 @@ struct SourceLabel {
     source: SourceKind,
 }
 
+/// What became of one attempt to deliver an alarm notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeliveryOutcome {
+    /// The receiver took it (HTTP 2xx, SMTP accepted).
+    Delivered,
+    /// An attempt failed and another will follow.
+    Retried,
+    /// Every attempt failed: the notification is given up.
+    Failed,
+    /// Held back by quiet hours (sent when they end).
+    Held,
+}
+
+impl EncodeLabelValue for DeliveryOutcome {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        let label = match self {
+            DeliveryOutcome::Delivered => "delivered",
+            DeliveryOutcome::Retried => "retried",
+            DeliveryOutcome::Failed => "failed",
+            DeliveryOutcome::Held => "held",
+        };
+        std::fmt::Write::write_str(encoder, label)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct DeliveryLabel {
+    channel: &'static str,
+    outcome: DeliveryOutcome,
+}
+
 pub struct Metrics {
     registry: Registry,
+    alarm_deliveries: Family<DeliveryLabel, Counter>,
     samples_stored: Family<SourceLabel, Counter>,
     malformed_messages: Family<SourceLabel, Counter>,
     rejected_records: Family<SourceLabel, Counter>,
@@ -72,8 +104,15 @@ impl Default for Metrics {
             "Appends refused because the write-ahead log could not be written",
             storage_errors.clone(),
         );
+        let alarm_deliveries = Family::<DeliveryLabel, Counter>::default();
+        registry.register(
+            "alarm_deliveries",
+            "Alarm notifications by channel (webhook, email) and outcome",
+            alarm_deliveries.clone(),
+        );
         Metrics {
             registry,
+            alarm_deliveries,
             samples_stored,
             malformed_messages,
             rejected_records,
@@ -114,6 +153,19 @@ impl Metrics {
     pub fn rejected_record_count(&self, source: SourceKind) -> u64 {
         self.rejected_records
             .get_or_create(&SourceLabel { source })
+            .get()
+    }
+
+    /// Counts a delivery attempt's outcome on `channel` ("webhook", "email").
+    pub fn delivery(&self, channel: &'static str, outcome: DeliveryOutcome) {
+        self.alarm_deliveries
+            .get_or_create(&DeliveryLabel { channel, outcome })
+            .inc();
+    }
+
+    pub fn delivery_count(&self, channel: &'static str, outcome: DeliveryOutcome) -> u64 {
+        self.alarm_deliveries
+            .get_or_create(&DeliveryLabel { channel, outcome })
             .get()
     }
 

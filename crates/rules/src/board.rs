@@ -6,6 +6,7 @@
 //! stays acknowledged while its condition lasts.
 
 use crate::finding::{Finding, Verdict};
+use crate::escalation::Policy;
 use crate::news2::{self, Aggregate};
 use medmesh_model::{
     Act, Alarm, AlarmState, DeviceId, Observation, PatientId, Priority, TimestampMs, VitalSign,
@@ -42,6 +43,9 @@ pub enum AlarmChange {
     Acknowledged(Alarm),
     Snoozed(Alarm),
     Resolved(Alarm),
+    /// Nobody acknowledged it in time (or its snooze ran out): the next
+    /// level of its escalation chain is told (`escalation_level`).
+    Escalated(Alarm),
 }
 
 impl AlarmChange {
@@ -51,7 +55,8 @@ impl AlarmChange {
             | AlarmChange::Updated(a)
             | AlarmChange::Acknowledged(a)
             | AlarmChange::Snoozed(a)
-            | AlarmChange::Resolved(a) => a,
+            | AlarmChange::Resolved(a)
+            | AlarmChange::Escalated(a) => a,
         }
     }
 
@@ -62,6 +67,7 @@ impl AlarmChange {
             AlarmChange::Acknowledged(_) => "acknowledged",
             AlarmChange::Snoozed(_) => "snoozed",
             AlarmChange::Resolved(_) => "resolved",
+            AlarmChange::Escalated(_) => "escalated",
         }
     }
 
@@ -168,6 +174,8 @@ impl AlarmBoard {
                 alarm.state = AlarmState::Active;
                 alarm.acknowledged = None;
                 alarm.snoozed_until_ms = None;
+                alarm.escalation_level = 0;
+                alarm.escalation_since_ms = None;
                 return AlarmChange::Raised(alarm.clone());
             }
             alarm.priority = priority;
@@ -188,6 +196,8 @@ impl AlarmBoard {
             acknowledged: None,
             snoozed_until_ms: None,
             resolved: None,
+            escalation_level: 0,
+            escalation_since_ms: None,
         };
         alarms.active.insert(key, alarm.clone());
         self.next_id = next_id;
@@ -362,7 +372,7 @@ impl AlarmBoard {
             .ok_or(BoardError::NoSuchAlarm(id))
     }
 
-    /// Somebody takes the alarm on.
+    /// Somebody takes the alarm on (ending any snooze: see `escalation`).
     pub fn acknowledge(
         &mut self,
         id: u64,
@@ -371,6 +381,7 @@ impl AlarmBoard {
     ) -> Result<AlarmChange, BoardError> {
         let alarm = self.find(id)?;
         alarm.state = AlarmState::Acknowledged;
+        alarm.snoozed_until_ms = None;
         alarm.acknowledged = Some(Act {
             by: by.into(),
             at_ms: now,
@@ -424,6 +435,36 @@ impl AlarmBoard {
         });
         self.remember(alarm.clone());
         Ok(AlarmChange::Resolved(alarm))
+    }
+
+    /// Climbs every alarm whose next escalation level is due at `now`
+    /// ([`Policy::due`]); a snooze that ran out makes the alarm active again.
+    pub fn escalate(&mut self, policy: &Policy, now: TimestampMs) -> Vec<AlarmChange> {
+        let mut changes = Vec::new();
+        for alarm in self
+            .patients
+            .values_mut()
+            .flat_map(|p| p.active.values_mut())
+        {
+            if alarm.state == AlarmState::Active && alarm.escalation_since_ms.is_none() {
+                // The clock starts when medmesh raised the alarm (this tick,
+                // within a second of it), not at the reading's own time,
+                // which may be hours old (a cuff uploading its memory).
+                alarm.escalation_since_ms = Some(now);
+                continue;
+            }
+            if let Some((level, since)) = policy.due(alarm, now) {
+                if alarm.state == AlarmState::Acknowledged {
+                    alarm.state = AlarmState::Active;
+                    alarm.acknowledged = None;
+                    alarm.snoozed_until_ms = None;
+                }
+                alarm.escalation_level = level;
+                alarm.escalation_since_ms = Some(since);
+                changes.push(AlarmChange::Escalated(alarm.clone()));
+            }
+        }
+        changes
     }
 
     /// Active and acknowledged alarms, highest priority first, then newest.
@@ -577,6 +618,67 @@ mod tests {
         ));
         assert_eq!(board.active().len(), 1);
         assert_eq!(board.device_status(&p, &a, true, "connected", 4), None);
+    }
+
+    #[test]
+    fn escalation_climbs_until_acknowledged_and_a_raise_starts_over() {
+        use crate::escalation::Step;
+        let mut policy = Policy::default();
+        let step = |after_ms, role: &str| Step {
+            after_ms,
+            roles: vec![role.into()],
+            users: vec![],
+        };
+        policy.ladders.insert(
+            Priority::Medium,
+            vec![step(0, "nurse"), step(120_000, "physician")],
+        );
+        let mut board = AlarmBoard::default();
+        let p = PatientId::new("p1").unwrap();
+        let agg = |score| {
+            Some(Aggregate {
+                score,
+                risk: crate::news2::Risk::Medium,
+            })
+        };
+        // The reading is from long ago: the clock starts at the first tick.
+        let id = board
+            .observe_news2(&p, agg(5), -9_999_999)
+            .unwrap()
+            .alarm()
+            .id;
+        assert!(board.escalate(&policy, 0).is_empty());
+        assert!(board.escalate(&policy, 119_999).is_empty());
+        let up = board.escalate(&policy, 120_000);
+        assert!(matches!(&up[..], [AlarmChange::Escalated(a)] if a.escalation_level == 1));
+        assert!(
+            board.escalate(&policy, 999_999).is_empty(),
+            "top of the ladder"
+        );
+        // Snoozed: quiet until the snooze ends, then active again at the top.
+        board.snooze(id, "nurse", 130_000, 400_000).unwrap();
+        assert!(board.escalate(&policy, 399_999).is_empty());
+        let back = board.escalate(&policy, 400_000);
+        assert!(matches!(&back[..], [AlarmChange::Escalated(a)]
+            if a.state == AlarmState::Active && a.snoozed_until_ms.is_none() && a.acknowledged.is_none()));
+        // Acknowledging (even after a snooze) stops it for good.
+        board.snooze(id, "nurse", 410_000, 500_000).unwrap();
+        board.acknowledge(id, "nurse", 420_000).unwrap();
+        assert!(board.escalate(&policy, 9_999_999).is_empty());
+        // Worse (NEWS2 7, high): raised again at level 0.
+        let worse = board.observe_news2(&p, agg(7), 430_000).unwrap();
+        assert!(
+            matches!(worse, AlarmChange::Raised(ref a) if a.escalation_level == 0
+            && a.escalation_since_ms.is_none())
+        );
+        assert!(
+            board.escalate(&policy, 440_000).is_empty(),
+            "clock restarts"
+        );
+        assert!(
+            board.escalate(&policy, 9_999_999).is_empty(),
+            "high has no ladder"
+        );
     }
 
     #[test]

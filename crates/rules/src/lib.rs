@@ -12,11 +12,13 @@
 //!   [`Finding`]s.
 //! - [`AlarmBoard`]: turns rule results into alarms, keeping one alarm per
 //!   condition (a repeat updates it, a return to normal resolves it).
+//! - [`escalation`]: when an unacknowledged alarm climbs its escalation chain.
 
 mod board;
 pub mod device;
 mod engine;
 mod finding;
+pub mod escalation;
 pub mod news2;
 pub mod profiles;
 pub mod settings;

@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | GET / POST | /api/v1/users | list users / add one (password generated and shown once if not given) |
 //! | DELETE | /api/v1/users/{username} | disable a user: sessions end, API tokens revoked |
+//! | PATCH | /api/v1/users/{username} | `{"email": "..."}` (or `null`): where alarm notifications go |
 //! | GET | /api/v1/teams | care teams |
 //! | PUT | /api/v1/teams/{id} | create or replace a care team (members, wards, patients) |
 //! | GET | /api/v1/audit?actor=&patient=&action=&since_ms=&limit= | audit entries, newest first |
@@ -14,7 +15,7 @@ use crate::error::ApiError;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get, put};
+use axum::routing::{get, put};
 use axum::{Json, Router};
 use medmesh_access::{AuditEntry, Filter, GlobalRight, Outcome, Role, Team, User};
 use medmesh_model::PatientId;
@@ -23,7 +24,10 @@ use serde::{Deserialize, Serialize};
 pub fn router() -> Router<App> {
     Router::new()
         .route("/api/v1/users", get(list_users).post(add_user))
-        .route("/api/v1/users/{username}", delete(disable_user))
+        .route(
+            "/api/v1/users/{username}",
+            axum::routing::delete(disable_user).patch(patch_user),
+        )
         .route("/api/v1/teams", get(list_teams))
         .route("/api/v1/teams/{id}", put(put_team))
         .route("/api/v1/audit", get(audit))
@@ -43,6 +47,8 @@ struct NewUser {
     patient: Option<PatientId>,
     /// At least 12 characters; generated when absent.
     password: Option<String>,
+    /// Where alarm notifications for the user are e-mailed.
+    email: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -70,12 +76,19 @@ async fn add_user(
         .password
         .is_none()
         .then(medmesh_access::secret::random_password);
+    if let Some(e) = &b.email {
+        medmesh_access::validate_email(e)?;
+    }
     let password = b.password.or(generated.clone()).expect("one of them");
     let access = app.access.clone();
     let user = tokio::task::spawn_blocking(move || {
-        access
+        let user = access
             .directory
-            .add_user(&b.username, b.role, b.patient, &password)
+            .add_user(&b.username, b.role, b.patient, &password)?;
+        match &b.email {
+            Some(e) => access.directory.set_email(&user.username, Some(e)),
+            None => Ok(user),
+        }
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))??;
@@ -91,6 +104,33 @@ async fn add_user(
             password: generated,
         }),
     ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserChange {
+    /// A new address, or `null` to stop e-mailing the user.
+    email: Option<String>,
+}
+
+async fn patch_user(
+    State(app): State<App>,
+    caller: Caller,
+    Path(username): Path<String>,
+    body: Result<Json<UserChange>, JsonRejection>,
+) -> Result<Json<User>, ApiError> {
+    caller.require_global(GlobalRight::ManageUsers, "change user")?;
+    let Json(change) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let user = app
+        .access
+        .directory
+        .set_email(&username, change.email.as_deref())?;
+    caller.audit(
+        &format!("change e-mail of user {username}"),
+        None,
+        Outcome::Allowed,
+    );
+    Ok(Json(user))
 }
 
 async fn disable_user(

@@ -43,6 +43,8 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Alarm rules: profiles, default profile, battery threshold, timers.
     pub rules: medmesh_rules::RulesConfig,
+    /// Escalation, quiet hours, webhook and e-mail delivery (`alarms_config.rs`).
+    pub alarms: crate::alarms_config::AlarmsConfig,
 }
 
 /// TLS for the TCP listeners: setting `cert` and `key` turns it on for
@@ -226,6 +228,7 @@ impl Default for Config {
             devices: DevicesConfig::default(),
             tls: TlsConfig::default(),
             rules: medmesh_rules::RulesConfig::default(),
+            alarms: Default::default(),
         }
     }
 }

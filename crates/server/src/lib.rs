@@ -7,6 +7,7 @@
 
 mod admin;
 mod alarm_settings;
+mod alarms_config;
 mod api;
 mod app;
 mod auth;
@@ -20,6 +21,7 @@ mod https;
 mod ops;
 mod stream;
 
+pub use alarms_config::{AlarmsConfig, EmailConfig, QuietHoursConfig, StepConfig, WebhookConfig};
 pub use config::{
     CoapConfig, Config, DevicesConfig, Hl7Config, HttpConfig, MqttConfig, StorageConfig, TlsConfig,
 };
@@ -107,6 +109,7 @@ impl Server {
             .map(|f| medmesh_sources::tls::acceptor(&f))
             .transpose()
             .map_err(|e| StartError::Config(format!("tls: {e}")))?;
+        let delivery = config.alarms.build().map_err(StartError::Config)?;
         let mqtt_settings = MqttSettings {
             max_packet_bytes: config.mqtt.max_packet_bytes,
             max_inflight: config.mqtt.max_inflight,
@@ -214,6 +217,7 @@ impl Server {
             broker.clone(),
         ));
         let hl7_task = tokio::spawn(hl7.run(pipeline.clone()));
+        let delivery_tasks = delivery_tasks(delivery, &pipeline, &access);
         let store = pipeline.store.clone();
         let checkpoint_task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(checkpoint_every);
@@ -245,15 +249,57 @@ impl Server {
             pipeline,
             access,
             bootstrap_password,
-            tasks: vec![
-                timer_task,
-                alarm_sink,
-                checkpoint_task,
-                hl7_task,
-                coap_task,
-                mqtt_task,
-                http_task,
-            ],
+            tasks: delivery_tasks
+                .into_iter()
+                .chain([
+                    timer_task,
+                    alarm_sink,
+                    checkpoint_task,
+                    hl7_task,
+                    coap_task,
+                    mqtt_task,
+                    http_task,
+                ])
+                .collect(),
         })
     }
+}
+
+/// The escalation timer and the webhook and e-mail sinks, each its own task.
+fn delivery_tasks(
+    delivery: alarms_config::AlarmDelivery,
+    pipeline: &Arc<Pipeline>,
+    access: &Arc<Access>,
+) -> Vec<JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    if let Some(w) = delivery.webhook {
+        tasks.push(tokio::spawn(medmesh_sinks::webhook::run(
+            pipeline.clone(),
+            w,
+        )));
+    }
+    if let Some(e) = delivery.email {
+        tasks.push(tokio::spawn(medmesh_sinks::email::run(
+            pipeline.clone(),
+            access.clone(),
+            e,
+        )));
+    }
+    // Always on, ladders or not: a snooze that runs out brings its alarm back.
+    let (pipeline, policy) = (pipeline.clone(), delivery.policy);
+    tasks.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let pipeline = pipeline.clone();
+            let policy = policy.clone();
+            // The alarm log's fsync blocks: keep it off the async workers.
+            let _ = tokio::task::spawn_blocking(move || {
+                pipeline.escalate_due(&policy, medmesh_model::now_ms())
+            })
+            .await;
+        }
+    }));
+    tasks
 }

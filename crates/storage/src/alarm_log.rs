@@ -57,6 +57,8 @@ mod tests {
             acknowledged: None,
             snoozed_until_ms: None,
             resolved: None,
+            escalation_level: 0,
+            escalation_since_ms: None,
         }
     }
 
@@ -86,5 +88,19 @@ mod tests {
         drop(log);
         let (_, alarms) = AlarmLog::open(dir.path()).unwrap();
         assert_eq!(alarms.len(), 3);
+    }
+
+    #[test]
+    fn logs_written_before_escalation_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        // A line as this version's predecessor wrote it: no escalation fields.
+        let old = r#"{"id":7,"patient_id":"p1","vital":"heart_rate","device_id":null,"rule":"news2-single-parameter-3","priority":"high","state":"active","message":"m","value":135.0,"raised_ms":1,"updated_ms":1,"acknowledged":null,"snoozed_until_ms":null,"resolved":null}"#;
+        std::fs::write(dir.path().join("alarms.jsonl"), format!("{old}\n")).unwrap();
+        let (_, alarms) = AlarmLog::open(dir.path()).unwrap();
+        assert_eq!(alarms.len(), 1);
+        assert_eq!(
+            (alarms[0].escalation_level, alarms[0].escalation_since_ms),
+            (0, None)
+        );
     }
 }

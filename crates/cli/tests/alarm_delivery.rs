@@ -1,0 +1,581 @@
+//! Alarm escalation and delivery end to end: the server's escalation timer,
+//! the alarm log, the live stream, MQTT, signed and retried webhooks (to a
+//! Python http.server receiver that checks the signature its own way),
+//! e-mail over SMTP (to aiosmtpd) for escalation levels and consented
+//! followers, and quiet hours.
+
+mod common;
+
+use common::*;
+use medmesh_model::now_ms;
+use medmesh_server::Config;
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::io::BufRead;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+const SECRET: &str = "a shared secret for tests";
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A Python peer from `tests/peers/` printing one JSON object per line.
+struct Peer {
+    _child: Child,
+    lines: mpsc::UnboundedReceiver<Value>,
+}
+
+impl Peer {
+    fn start(script: &str, args: &[&str]) -> Peer {
+        let path = format!("{}/tests/peers/{script}", env!("CARGO_MANIFEST_DIR"));
+        Self::spawn(std::process::Command::new("python3").arg(path).args(args))
+    }
+
+    fn spawn(command: &mut std::process::Command) -> Peer {
+        let mut child = command
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("peer starts (scripts/test.sh installs what it needs)");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                let Ok(v) = serde_json::from_str(&line) else {
+                    continue;
+                };
+                if tx.send(v).is_err() {
+                    return;
+                }
+            }
+        });
+        Peer {
+            _child: Child(child),
+            lines,
+        }
+    }
+
+    async fn next(&mut self) -> Value {
+        tokio::time::timeout(WAIT, self.lines.recv())
+            .await
+            .expect("peer heard something within 30 s")
+            .expect("peer still running")
+    }
+}
+
+/// A local port nobody listens on.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A server whose `[alarms]` table is `toml`.
+async fn start_alarms(toml: &str) -> TestServer {
+    let alarms = Config::from_toml(toml).expect("test config parses").alarms;
+    start_with(|c| c.alarms = alarms).await
+}
+
+/// Pulse `bpm` for `device` at time `t_s`; 135 scores 3 (RCP NEWS2 Chart 1,
+/// pulse >= 131): a high alarm; 80 scores 0 and resolves it.
+async fn pulse(s: &TestServer, device: &str, t_s: f64, bpm: f64) {
+    let (status, report) = s
+        .send(
+            Method::POST,
+            &format!("/api/v1/devices/{device}/senml"),
+            json!([{"bt": t_s, "n": "heart_rate", "u": "/min", "v": bpm}]),
+        )
+        .await;
+    assert_eq!(status, 200, "{report}");
+}
+
+/// Polls `/metrics` until `name` reaches `want` (or 30 s pass).
+async fn metric_reaches(s: &TestServer, name: &str, want: f64) -> f64 {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let v = metric(&s.metrics().await, name);
+        if v >= want || tokio::time::Instant::now() > deadline {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn delivery_metric(channel: &str, outcome: &str) -> String {
+    format!("medmesh_alarm_deliveries_total{{channel=\"{channel}\",outcome=\"{outcome}\"}}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escalations_are_recorded_streamed_and_sent_by_signed_retried_webhooks() {
+    // The receiver answers 503 twice before it takes anything.
+    let mut hook = Peer::start("webhook_receiver.py", &[SECRET, "2"]);
+    let port = hook.next().await["port"].as_u64().unwrap();
+    let s = start_alarms(&format!(
+        r#"
+[alarms.escalation]
+high = [
+  {{ roles = ["nurse"] }},
+  {{ after = "1s", users = ["charge.kim"] }},
+  {{ after = "2s", roles = ["physician"] }},
+  {{ after = "1h", roles = ["admin"] }},
+]
+[alarms.webhook]
+urls = ["http://127.0.0.1:{port}/medmesh"]
+secret = "{SECRET}"
+attempts = 4
+first_retry = "100ms"
+"#
+    ))
+    .await;
+    s.admit("p1", "mon-1").await;
+    let nurse = clinician(&s, "nurse.jones", medmesh_access::Role::Nurse);
+    let mut stream = s.http.get(s.url("/api/v1/stream")).send().await.unwrap();
+    let mqtt = s.running.mqtt_addr;
+    let mut mqtt_sub = Peer::spawn(
+        std::process::Command::new("mosquitto_sub")
+            .args(["-h", "127.0.0.1", "-p", &mqtt.port().to_string()])
+            .args(["-q", "1", "-t", "medmesh/v1/alarms/p1"]),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    pulse(&s, "mon-1", 1.8e9, 135.0).await;
+
+    // The raise: refused twice, then taken; one delivery id, every attempt signed.
+    let attempts: Vec<Value> = vec![hook.next().await, hook.next().await, hook.next().await];
+    let statuses: Vec<_> = attempts
+        .iter()
+        .map(|a| a["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [503, 503, 200]);
+    for a in &attempts {
+        assert_eq!(a["signature_ok"], true, "{a}");
+        assert_eq!(
+            a["delivery"], attempts[0]["delivery"],
+            "retries keep their id"
+        );
+        assert_eq!(a["body"]["change"], "raised");
+        assert_eq!(a["body"]["alarm"]["escalation_level"], 0);
+    }
+    let id = attempts[0]["body"]["alarm"]["id"].as_u64().unwrap();
+
+    // Nobody acknowledges: the server's own timer climbs to level 1, then 2.
+    for level in [1, 2] {
+        let e = hook.next().await;
+        assert_eq!(
+            (e["status"].as_u64(), e["signature_ok"].as_bool()),
+            (Some(200), Some(true))
+        );
+        assert_eq!(e["body"]["change"], "escalated", "{e}");
+        assert_eq!(e["body"]["alarm"]["escalation_level"], level, "{e}");
+        assert_eq!(e["body"]["alarm"]["id"], id);
+    }
+    assert_eq!(
+        metric(&s.metrics().await, &delivery_metric("webhook", "retried")),
+        2.0
+    );
+    assert_eq!(
+        metric_reaches(&s, &delivery_metric("webhook", "delivered"), 3.0).await,
+        3.0
+    );
+
+    // The same escalations went to the dashboard's live stream and to MQTT.
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !text.contains(r#""escalation_level":2"#) {
+        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
+            .await
+            .expect("escalation on the live stream");
+        text.push_str(&String::from_utf8_lossy(&chunk.unwrap().unwrap()));
+    }
+    assert!(text.contains(r#""change":"escalated""#), "{text}");
+    let levels_heard = loop {
+        let m = mqtt_sub.next().await;
+        if m["change"] == "escalated" && m["alarm"]["escalation_level"] == 2 {
+            break m;
+        }
+    };
+    assert_eq!(levels_heard["alarm"]["id"], id);
+
+    // Acknowledging stops the climb: level 3 (after an hour) never comes,
+    // however late it is.
+    let (status, a) = send_as(
+        &nurse,
+        Method::POST,
+        s.url(&format!("/api/v1/alarms/{id}/acknowledge")),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{a}");
+    assert_eq!(a["escalation_level"], 2);
+    let acked = hook.next().await;
+    assert_eq!(acked["body"]["change"], "acknowledged");
+    let ladder = r#"[alarms.escalation]
+high = [{ roles = ["nurse"] }, { after = "1s", roles = ["nurse"] }, { after = "2s", roles = ["nurse"] }, { after = "1h", roles = ["admin"] }]"#;
+    let policy = Config::from_toml(ladder)
+        .unwrap()
+        .alarms
+        .build()
+        .unwrap()
+        .policy;
+    assert_eq!(
+        s.running
+            .pipeline
+            .escalate_due(&policy, now_ms() + 7_200_000),
+        0
+    );
+
+    // The escalation level is in the alarm log: it survives a restart.
+    let TestServer {
+        running,
+        data_dir,
+        token,
+        http,
+    } = s;
+    running.stop();
+    let s = TestServer {
+        running: start_in(data_dir.path()).await,
+        data_dir,
+        token,
+        http,
+    };
+    let (_, alarms) = s.get("/api/v1/alarms").await;
+    assert_eq!(alarms[0]["id"], id);
+    assert_eq!(alarms[0]["escalation_level"], 2);
+    assert_eq!(alarms[0]["state"], "acknowledged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_webhook_receiver_is_retried_then_given_up_and_ingest_goes_on() {
+    let port = free_port();
+    let s = start_alarms(&format!(
+        "[alarms.webhook]\nurls = [\"http://127.0.0.1:{port}/down\"]\nsecret = \"{SECRET}\"\nattempts = 3\nfirst_retry = \"50ms\"\n"
+    ))
+    .await;
+    s.admit("p1", "mon-1").await;
+    pulse(&s, "mon-1", 1.8e9, 135.0).await;
+    assert_eq!(
+        metric_reaches(&s, &delivery_metric("webhook", "failed"), 1.0).await,
+        1.0
+    );
+    let m = s.metrics().await;
+    assert_eq!(metric(&m, &delivery_metric("webhook", "retried")), 2.0);
+    assert_eq!(metric(&m, &delivery_metric("webhook", "delivered")), 0.0);
+    // Ingest never waited for the receiver, and still works.
+    pulse(&s, "mon-1", 1.8e9 + 1.0, 80.0).await;
+    let (status, health) = s.get("/healthz").await;
+    assert_eq!(status, 200, "{health}");
+}
+
+/// `HH:MM:SS` (UTC) of a Unix time in ms.
+fn utc_clock(ms: i64) -> String {
+    let s = ms.div_euclid(1000).rem_euclid(86_400);
+    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_hours_hold_low_priority_webhooks_until_they_end_but_never_high() {
+    // No rule of this version raises low-priority alarms yet; a low alarm
+    // recorded in the alarm log, snoozed until a moment ago, stands in: its
+    // snooze ran out, so the timer brings it back (change "escalated").
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_ms();
+    let low = json!({
+        "id": 1, "patient_id": "p9", "vital": null, "device_id": "cuff-9",
+        "rule": "device-offline", "priority": "low", "state": "acknowledged",
+        "message": "cuff battery low", "value": 0.0, "raised_ms": now - 600_000,
+        "updated_ms": now - 600_000, "acknowledged": {"by": "nurse", "at_ms": now - 500_000},
+        "snoozed_until_ms": now - 1_000, "resolved": null
+    });
+    std::fs::write(dir.path().join("alarms.jsonl"), format!("{low}\n")).unwrap();
+    let mut hook = Peer::start("webhook_receiver.py", &[SECRET, "0"]);
+    let port = hook.next().await["port"].as_u64().unwrap();
+    // Quiet from a minute ago until 8 s from now (UTC): time for the server
+    // to start and the held notification to be counted, even on a busy machine.
+    let quiet_end_ms = (now / 1000 + 8) * 1000;
+    let alarms = Config::from_toml(&format!(
+        "[alarms.quiet_hours]\nstart = \"{}\"\nend = \"{}\"\nutc_offset = \"UTC\"\n[alarms.webhook]\nurls = [\"http://127.0.0.1:{port}/\"]\nsecret = \"{SECRET}\"\n",
+        utc_clock(now - 60_000),
+        utc_clock(quiet_end_ms)
+    ))
+    .unwrap()
+    .alarms;
+    let running = start_in_with(dir.path(), |c| c.alarms = alarms).await;
+    let s = TestServer {
+        http: http_client(&admin_token(&running)),
+        token: String::new(),
+        running,
+        data_dir: dir,
+    };
+    s.admit("p1", "mon-1").await;
+    assert_eq!(
+        metric_reaches(&s, &delivery_metric("webhook", "held"), 1.0).await,
+        1.0
+    );
+    pulse(&s, "mon-1", 1.8e9, 135.0).await;
+    // The high alarm comes at once, during quiet hours...
+    let first = hook.next().await;
+    assert_eq!(first["body"]["alarm"]["priority"], "high", "{first}");
+    assert!(first["received_ms"].as_i64().unwrap() < quiet_end_ms);
+    // ...the low one only when they end.
+    let second = hook.next().await;
+    assert_eq!(second["body"]["alarm"]["priority"], "low", "{second}");
+    assert_eq!(second["body"]["change"], "escalated");
+    assert!(
+        second["received_ms"].as_i64().unwrap() >= quiet_end_ms,
+        "{second}"
+    );
+    assert_eq!(
+        metric(&s.metrics().await, &delivery_metric("webhook", "held")),
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_goes_to_each_escalation_level_and_to_consented_followers_only() {
+    let smtp_port = free_port();
+    let mut smtp = Peer::start("smtp_sink.py", &[&smtp_port.to_string(), "1"]);
+    assert_eq!(smtp.next().await["ready"], smtp_port);
+    // Quiet hours are on right now: high alarms are never held.
+    let now = now_ms();
+    let s = start_alarms(&format!(
+        r#"
+[alarms.escalation]
+high = [
+  {{ roles = ["nurse"] }},
+  {{ after = "1s", users = ["charge.kim"] }},
+  {{ after = "2s", roles = ["physician"] }},
+]
+[alarms.quiet_hours]
+start = "{}"
+end = "{}"
+[alarms.email]
+smtp_url = "smtp://127.0.0.1:{smtp_port}"
+from = "medmesh <alarms@medmesh.test>"
+first_retry = "100ms"
+"#,
+        utc_clock(now - 60_000),
+        utc_clock(now + 3_600_000)
+    ))
+    .await;
+    s.admit("p1", "mon-1").await;
+    // Staff: the care team (ward "Test") and the charge nurse, who is not in it.
+    clinician(&s, "nurse.ada", medmesh_access::Role::Nurse);
+    clinician(&s, "nurse.nomail", medmesh_access::Role::Nurse);
+    clinician(&s, "dr.bo", medmesh_access::Role::Physician);
+    let users = [
+        ("charge.kim", "nurse"),
+        ("son", "caregiver"),
+        ("wife", "caregiver"),
+        ("daughter", "caregiver"),
+        ("friend", "caregiver"),
+        ("insurer", "insurer"),
+    ];
+    for (name, role) in users {
+        let (status, u) = s
+            .send(
+                Method::POST,
+                "/api/v1/users",
+                json!({"username": name, "role": role, "email": format!("{name}@family.test")}),
+            )
+            .await;
+        assert_eq!(status, 201, "{u}");
+        assert_eq!(u["email"], format!("{name}@family.test"));
+    }
+    for name in ["nurse.ada", "dr.bo"] {
+        let (status, u) = s
+            .send(
+                Method::PATCH,
+                &format!("/api/v1/users/{name}"),
+                json!({"email": format!("{name}@hospital.test")}),
+            )
+            .await;
+        assert_eq!(status, 200, "{u}");
+    }
+    let (status, e) = s
+        .send(
+            Method::PATCH,
+            "/api/v1/users/son",
+            json!({"email": "not an address"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{e}");
+
+    // The patient's consents, as an admin may not grant them: straight in the directory.
+    let d = &s.running.access.directory;
+    let p1 = medmesh_model::PatientId::new("p1").unwrap();
+    use medmesh_access::Scope::{Alarms, Observations};
+    let grant = |who: &str, scopes: Vec<medmesh_access::Scope>, expires: Option<i64>| {
+        d.grant_consent(p1.clone(), who, scopes, "family care", expires, "p1")
+            .unwrap()
+    };
+    let son = grant("son", vec![Alarms], None);
+    grant("wife", vec![Alarms, Observations], None);
+    grant("daughter", vec![Observations], None);
+    grant("friend", vec![Alarms], Some(now_ms() + 500));
+    let insurer = grant("insurer", vec![Alarms], None);
+    d.revoke_consent(&insurer.id).unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await; // the friend's consent expires
+
+    pulse(&s, "mon-1", 1.8e9, 135.0).await;
+    let mut mails: Vec<Value> = Vec::new();
+    let mut rejected = 0;
+    // Raised: the nurse with an address and both followers in force (one
+    // first refused by the server with 451, then retried); level 1 the
+    // charge nurse; level 2 the physician.
+    while mails.len() < 5 {
+        let m = smtp.next().await;
+        if m.get("rejected").is_some() {
+            rejected += 1;
+        } else {
+            mails.push(m);
+        }
+    }
+    assert_eq!(rejected, 1);
+    // Then the son's consent is revoked and the alarm resolves: only the wife hears.
+    d.revoke_consent(&son.id).unwrap();
+    pulse(&s, "mon-1", 1.8e9 + 60.0, 80.0).await;
+    mails.push(smtp.next().await);
+    assert_eq!(
+        metric_reaches(&s, &delivery_metric("email", "delivered"), 6.0).await,
+        6.0
+    );
+    // Anything else would have been sent by now (one send per recipient,
+    // all started before the resolution's).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        metric(&s.metrics().await, &delivery_metric("email", "delivered")),
+        6.0
+    );
+
+    let mut got: Vec<(String, String)> = mails
+        .iter()
+        .map(|m| {
+            assert_eq!(m["from"], "alarms@medmesh.test");
+            assert_eq!(
+                m["to"].as_array().unwrap().len(),
+                1,
+                "one message per person"
+            );
+            let subject = m["subject"].as_str().unwrap();
+            let kind = if subject.contains("escalated to level 1") {
+                "level 1"
+            } else if subject.contains("escalated to level 2") {
+                "level 2"
+            } else if subject.contains("resolved") {
+                "resolved"
+            } else {
+                assert!(subject.contains("HIGH alarm raised"), "{subject}");
+                "raised"
+            };
+            assert!(subject.contains("Patient p1"), "{subject}");
+            let body = m["body"].as_str().unwrap();
+            assert!(body.contains("scores 3 on NEWS2"), "{m}");
+            assert!(body.contains("Raised: 2027-01-15T08:00:00Z (UTC)"), "{m}");
+            (m["to"][0].as_str().unwrap().to_string(), kind.to_string())
+        })
+        .collect();
+    got.sort();
+    let want = [
+        ("charge.kim@family.test", "level 1"),
+        ("dr.bo@hospital.test", "level 2"),
+        ("nurse.ada@hospital.test", "raised"),
+        ("son@family.test", "raised"),
+        ("wife@family.test", "raised"),
+        ("wife@family.test", "resolved"),
+    ]
+    .map(|(a, b)| (a.to_string(), b.to_string()));
+    assert_eq!(got, want);
+    let m = s.metrics().await;
+    assert_eq!(metric(&m, &delivery_metric("email", "retried")), 1.0);
+    assert_eq!(metric(&m, &delivery_metric("email", "held")), 0.0);
+}
+
+#[test]
+fn user_add_takes_an_email_and_bad_alarm_config_is_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let medmesh = env!("CARGO_BIN_EXE_medmesh");
+    let add = |email: &str| {
+        std::process::Command::new(medmesh)
+            .args([
+                "user",
+                "add",
+                "--role",
+                "nurse",
+                "--email",
+                email,
+                "--data-dir",
+            ])
+            .arg(dir.path())
+            .arg("charge.kim")
+            .output()
+            .unwrap()
+    };
+    let bad = add("kim at ward");
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("email"),
+        "{bad:?}"
+    );
+    let ok = add("kim@hospital.test");
+    assert!(ok.status.success(), "{ok:?}");
+    let access = medmesh_access::Access::open(dir.path()).unwrap();
+    assert_eq!(
+        access
+            .directory
+            .user("charge.kim")
+            .unwrap()
+            .email
+            .as_deref(),
+        Some("kim@hospital.test")
+    );
+    drop(access);
+
+    let serve = |flags: &[&str]| {
+        std::process::Command::new(medmesh)
+            .args([
+                "serve",
+                "--http-listen",
+                "127.0.0.1:0",
+                "--mqtt-listen",
+                "127.0.0.1:0",
+            ])
+            .args([
+                "--coap-listen",
+                "127.0.0.1:0",
+                "--hl7-listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(flags)
+            .env_remove("MEDMESH_WEBHOOK_SECRET")
+            .output()
+            .unwrap()
+    };
+    for (flags, key) in [
+        (
+            &["--webhook-url", "http://127.0.0.1:9/x"][..],
+            "alarms.webhook.secret",
+        ),
+        (
+            &["--smtp-url", "smtp://127.0.0.1:25"][..],
+            "alarms.email.from",
+        ),
+        (&["--quiet-hours", "22:00"][..], "--quiet-hours"),
+        (
+            &[
+                "--quiet-hours",
+                "22:00-07:00",
+                "--quiet-hours-utc-offset",
+                "CET",
+            ][..],
+            "utc_offset",
+        ),
+    ] {
+        let out = serve(flags);
+        assert!(!out.status.success(), "{flags:?} accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key), "{flags:?}: {err}");
+    }
+}

@@ -1,0 +1,48 @@
+"""A real SMTP server (aiosmtpd) that the e-mail tests send alarm mail to.
+
+Usage:
+  smtp_sink.py PORT REJECT_FIRST
+      Listens on 127.0.0.1:PORT; prints {"ready": PORT} once listening, then
+      one JSON line per message: {"from", "to", "subject", "body"}.
+      The first REJECT_FIRST messages are refused with 451 (try again
+      later) and printed as {"rejected": [...]}, so senders must retry.
+Runs until killed.
+"""
+import email
+import email.policy
+import json
+import sys
+import threading
+
+from aiosmtpd.controller import Controller
+
+
+class Sink:
+    def __init__(self, reject_first):
+        self.reject_left = reject_first
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.reject_left > 0:
+            self.reject_left -= 1
+            print(json.dumps({"rejected": envelope.rcpt_tos}), flush=True)
+            return "451 4.3.0 Mailbox busy, try again later"
+        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        print(
+            json.dumps(
+                {
+                    "from": envelope.mail_from,
+                    "to": envelope.rcpt_tos,
+                    "subject": str(msg["subject"]),
+                    "body": msg.get_content(),
+                }
+            ),
+            flush=True,
+        )
+        return "250 OK"
+
+
+port, reject_first = int(sys.argv[1]), int(sys.argv[2])
+controller = Controller(Sink(reject_first), hostname="127.0.0.1", port=port)
+controller.start()
+print(json.dumps({"ready": port}), flush=True)
+threading.Event().wait()

@@ -1,0 +1,33 @@
+//! The escalation timer's work: climb every alarm whose next level is due
+//! (the decision is `medmesh_rules::escalation`), record each climb on disk,
+//! then tell the live streams, so sinks notify only escalations that a
+//! restart cannot take back (or repeat).
+
+use crate::Pipeline;
+use medmesh_model::TimestampMs;
+use medmesh_rules::escalation::Policy;
+
+impl Pipeline {
+    /// Escalates the alarms due at `now` under `policy`; returns how many.
+    /// Called by the server's escalation timer (every second).
+    pub fn escalate_due(&self, policy: &Policy, now: TimestampMs) -> usize {
+        let changes = self
+            .alarms
+            .lock()
+            .expect("alarm board lock")
+            .escalate(policy, now);
+        let n = changes.len();
+        for change in changes {
+            let alarm = change.alarm();
+            if let Err(e) = self.alarm_log.append_durable(alarm) {
+                // As for clinicians' actions: telling people matters more
+                // than the record, so the failure is logged and counted.
+                self.metrics.storage_error();
+                tracing::error!(alarm = alarm.id, error = %e, "escalation not recorded");
+            }
+            tracing::info!(alarm = alarm.id, patient = %alarm.patient_id, level = alarm.escalation_level, "alarm escalated");
+            self.publish_alarm(change);
+        }
+        n
+    }
+}

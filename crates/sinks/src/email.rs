@@ -1,0 +1,220 @@
+//! E-mail over SMTP (lettre, rustls): an alarm raised or escalated is mailed
+//! to the people its escalation level names, and an alarm raised or
+//! resolved to the patient's consented followers (see [`crate::recipients`]).
+//! One message per person (nobody sees the other addresses). Users without
+//! an e-mail address are skipped. A message the server does not accept is
+//! retried with backoff ([`Retry`]), then given up and counted as failed.
+//!
+//! The server is named by URL: `smtp://host:25` (plain, for a relay on the
+//! same machine or network), `smtp://host:587?tls=required` (STARTTLS),
+//! `smtps://host:465` (TLS); `user:password@` before the host logs in.
+
+use crate::quiet_hours::QuietHours;
+use crate::recipients;
+use crate::retry::Retry;
+use lettre::message::Mailbox;
+use lettre::message::header::ContentType;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use medmesh_access::Access;
+use medmesh_model::{Alarm, Priority, now_ms};
+use medmesh_pipeline::{DeliveryOutcome, LiveEvent, Pipeline};
+use medmesh_rules::escalation::Policy;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+
+const CHANNEL: &str = "email";
+
+type Transport = AsyncSmtpTransport<Tokio1Executor>;
+
+#[derive(Clone)]
+pub struct EmailSettings {
+    transport: Transport,
+    from: Mailbox,
+    pub retry: Retry,
+    pub quiet_hours: Option<QuietHours>,
+    pub policy: Policy,
+}
+
+impl EmailSettings {
+    /// Checks the SMTP URL and sender address (errors name the key).
+    pub fn new(
+        smtp_url: &str,
+        from: &str,
+        timeout: Duration,
+        policy: Policy,
+    ) -> Result<EmailSettings, String> {
+        let transport = Transport::from_url(smtp_url)
+            .map_err(|e| format!("alarms.email.smtp_url {smtp_url:?}: {e}; e.g. smtp://127.0.0.1:25 or smtps://user:password@mail.example.org"))?
+            .timeout(Some(timeout))
+            .build();
+        let from = from.parse().map_err(|e| {
+            format!("alarms.email.from {from:?}: {e}; e.g. \"medmesh <alarms@example.org>\"")
+        })?;
+        Ok(EmailSettings {
+            transport,
+            from,
+            retry: Retry::default(),
+            quiet_hours: None,
+            policy,
+        })
+    }
+}
+
+/// Mails alarm notifications until the pipeline goes away.
+pub async fn run(pipeline: Arc<Pipeline>, access: Arc<Access>, settings: EmailSettings) {
+    let settings = Arc::new(settings);
+    let mut events = pipeline.subscribe_alarms();
+    loop {
+        match events.recv().await {
+            Ok(LiveEvent::Alarm { change, alarm })
+                if matches!(change, "raised" | "escalated" | "resolved") =>
+            {
+                let (pipeline, access, settings) =
+                    (pipeline.clone(), access.clone(), settings.clone());
+                tokio::spawn(async move {
+                    let metrics = &pipeline.metrics;
+                    crate::wait_for_quiet_hours(
+                        settings.quiet_hours.as_ref(),
+                        alarm.priority,
+                        metrics,
+                        CHANNEL,
+                    )
+                    .await;
+                    notify(&pipeline, &access, &settings, change, &alarm).await;
+                });
+            }
+            Ok(_) => {}
+            Err(RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "e-mail sink fell behind; alarm changes missed")
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Resolves the recipients now (a consent revoked while the notification
+/// was held no longer counts) and sends each their message.
+async fn notify(
+    pipeline: &Pipeline,
+    access: &Access,
+    settings: &EmailSettings,
+    change: &str,
+    alarm: &Alarm,
+) {
+    let patient = pipeline.registry.patient(&alarm.patient_id);
+    let ward = patient.as_ref().map_or("", |p| p.ward.as_str());
+    let names = recipients::for_change(
+        &access.directory,
+        &settings.policy,
+        change,
+        alarm,
+        ward,
+        now_ms(),
+    );
+    let (subject, text) = compose(change, alarm, patient.as_ref());
+    let mut sends = Vec::new();
+    for name in names {
+        let Some(address) = access.directory.user(&name).and_then(|u| u.email) else {
+            tracing::debug!(user = name, "no e-mail address; not mailed");
+            continue;
+        };
+        let message = address
+            .parse()
+            .map(|a| Mailbox::new(Some(name.clone()), a))
+            .map_err(|e| e.to_string())
+            .and_then(|to| {
+                Message::builder()
+                    .from(settings.from.clone())
+                    .to(to)
+                    .subject(subject.clone())
+                    .header(ContentType::TEXT_PLAIN)
+                    .body(text.clone())
+                    .map_err(|e| e.to_string())
+            });
+        match message {
+            Ok(m) => sends.push(send(pipeline, settings, m, name)),
+            Err(e) => {
+                pipeline.metrics.delivery(CHANNEL, DeliveryOutcome::Failed);
+                tracing::error!(
+                    user = name,
+                    address,
+                    error = e,
+                    "cannot address an alarm e-mail"
+                );
+            }
+        }
+    }
+    for s in sends {
+        s.await;
+    }
+}
+
+async fn send(pipeline: &Pipeline, settings: &EmailSettings, message: Message, user: String) {
+    let attempts = settings.retry.attempts.max(1);
+    for attempt in 1..=attempts {
+        let problem = match settings.transport.send(message.clone()).await {
+            Ok(_) => {
+                pipeline
+                    .metrics
+                    .delivery(CHANNEL, DeliveryOutcome::Delivered);
+                tracing::debug!(user, attempt, "alarm e-mail sent");
+                return;
+            }
+            Err(e) => e.to_string(),
+        };
+        if attempt == attempts {
+            pipeline.metrics.delivery(CHANNEL, DeliveryOutcome::Failed);
+            tracing::error!(user, attempts, problem, "alarm e-mail given up");
+            return;
+        }
+        pipeline.metrics.delivery(CHANNEL, DeliveryOutcome::Retried);
+        let wait = settings.retry.delay(attempt, &mut rand::rng());
+        tracing::warn!(user, attempt, problem, retry_in = ?wait, "alarm e-mail failed; retrying");
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// A Unix time in ms as RFC 3339 (UTC), as people read it.
+fn utc(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// Subject and plain-text body of a notification.
+fn compose(
+    change: &str,
+    alarm: &Alarm,
+    patient: Option<&medmesh_model::Patient>,
+) -> (String, String) {
+    let priority = match alarm.priority {
+        Priority::High => "HIGH",
+        Priority::Medium => "MEDIUM",
+        Priority::Low => "LOW",
+    };
+    let who = match patient {
+        Some(p) if !p.bed.is_empty() => format!("{} ({}, {} bed {})", p.name, p.id, p.ward, p.bed),
+        Some(p) => format!("{} ({})", p.name, p.id),
+        None => alarm.patient_id.to_string(),
+    };
+    let what = match change {
+        "escalated" => format!(
+            "escalated to level {} (not acknowledged in time)",
+            alarm.escalation_level
+        ),
+        "resolved" => "resolved".to_string(),
+        _ => "raised".to_string(),
+    };
+    let subject = format!("[medmesh] {priority} alarm {what}: {who}");
+    let text = format!(
+        "{priority} alarm {what}\n\nPatient: {who}\nAlarm: {}\nRule: {}\nValue: {}\nRaised: {} (UTC)\nAlarm id: {}\nEscalation level: {}\n\nSent by medmesh. Acknowledge it on the dashboard or with POST /api/v1/alarms/{}/acknowledge.\n",
+        alarm.message,
+        alarm.rule,
+        alarm.value,
+        utc(alarm.raised_ms),
+        alarm.id,
+        alarm.escalation_level,
+        alarm.id
+    );
+    (subject, text)
+}
