@@ -15,6 +15,7 @@
 //! Throughput is samples divided by the time from the first publish until
 //! every sample is stored (for medmesh: acknowledged, which implies stored).
 
+pub mod alarms;
 mod client;
 mod competitors;
 pub mod query;
