@@ -83,6 +83,10 @@ struct LoadFigures {
     disconnects: u64,
     /// Provocations skipped because every device was still in an episode.
     skipped: u64,
+    /// CPU used while measuring, in cores: the server (medmesh or Mosquitto)
+    /// and this process (the devices, the stream reader or the alerter).
+    server_cores: Option<f64>,
+    bench_cores: Option<f64>,
 }
 
 /// One column of the result: a system and where its clock stops.
@@ -91,6 +95,8 @@ struct Column {
     observed_when: &'static str,
     load: LoadFigures,
     tally: Tally,
+    /// Measured in the same run as the column before it (same load figures).
+    same_run: bool,
     /// The live stream's resync events and other alarms (medmesh only).
     resyncs: Option<u64>,
     other_alarms: Option<u64>,
@@ -163,7 +169,16 @@ async fn medmesh_column(args: &AlarmsArgs, dir: &Path) -> anyhow::Result<Column>
     let book = Arc::new(Book::default());
     let stream = Arc::new(medmesh::StreamStats::default());
     let reader = medmesh::watch_stream(&server, book.clone(), stream.clone()).await?;
-    let load = drive_load(args, "medmesh", server.mqtt, vec![book.clone()]).await;
+    let load = drive_load(
+        args,
+        "medmesh",
+        server.mqtt,
+        server.pid(),
+        vec![book.clone()],
+    )
+    .await;
+    // Counted before the devices disconnect, which raises device-offline alarms.
+    let other_alarms = stream.other_alarms.load(Ordering::Relaxed);
     if reader.is_finished() {
         match reader.await {
             Ok(Err(e)) => anyhow::bail!("medmesh's live stream failed during the run: {e:#}"),
@@ -173,37 +188,43 @@ async fn medmesh_column(args: &AlarmsArgs, dir: &Path) -> anyhow::Result<Column>
     } else {
         reader.abort();
     }
+    let (load, fleet) = load?;
+    fleet.stop().await;
     drop(server);
     Ok(Column {
         system: "medmesh -> live stream (SSE)",
         observed_when: "alarm event read from GET /api/v1/stream (samples fsynced first)",
-        load: load?,
+        load,
+        same_run: false,
         tally: book.tally(),
         resyncs: Some(stream.resyncs.load(Ordering::Relaxed)),
-        other_alarms: Some(stream.other_alarms.load(Ordering::Relaxed)),
+        other_alarms: Some(other_alarms),
     })
 }
 
 async fn mosquitto_columns(args: &AlarmsArgs, dir: &Path) -> anyhow::Result<[Column; 2]> {
     eprintln!("bench alarms: Mosquitto + alerting subscriber…");
     std::fs::create_dir_all(dir)?;
-    let (_mosquitto, broker) = super::competitors::start_mosquitto(dir).await?;
+    let (mosquitto, broker) = super::competitors::start_mosquitto(dir).await?;
     let durable = Arc::new(Book::default());
     let floor = Arc::new(Book::default());
     let alerter = mosquitto::start_alerter(broker, dir, floor.clone(), durable.clone()).await?;
-    let load = drive_load(
+    let (load, fleet) = drive_load(
         args,
         "Mosquitto",
         broker,
+        mosquitto.0.id(),
         vec![durable.clone(), floor.clone()],
     )
     .await?;
+    fleet.stop().await;
     drop(alerter);
     Ok([
         Column {
             system: "Mosquitto + SQLite alerter",
             observed_when: "subscriber decided, after committing the pack to SQLite (synchronous=FULL)",
             load: load.clone(),
+            same_run: false,
             tally: durable.tally(),
             resyncs: None,
             other_alarms: None,
@@ -212,6 +233,7 @@ async fn mosquitto_columns(args: &AlarmsArgs, dir: &Path) -> anyhow::Result<[Col
             system: "Mosquitto fan-out (floor)",
             observed_when: "subscriber decided on receipt, nothing stored",
             load,
+            same_run: true,
             tally: floor.tally(),
             resyncs: None,
             other_alarms: None,
@@ -220,13 +242,15 @@ async fn mosquitto_columns(args: &AlarmsArgs, dir: &Path) -> anyhow::Result<[Col
 }
 
 /// Connects the fleet to `broker`, warms up, provokes and measures alarms,
-/// waits for the last ones and disconnects.
+/// and waits for the last ones. Returns the figures and the fleet, still
+/// connected, for the caller to stop once it has read what it needs.
 async fn drive_load(
     args: &AlarmsArgs,
     label: &'static str,
     broker: SocketAddr,
+    server_pid: u32,
     books: Vec<Arc<Book>>,
-) -> anyhow::Result<LoadFigures> {
+) -> anyhow::Result<(LoadFigures, Fleet)> {
     let stats = Arc::new(FleetStats::default());
     let stage = Arc::new(Mutex::new("connecting"));
     let progress = tokio::spawn(crate::progress::lines(progress_line(
@@ -262,9 +286,12 @@ async fn drive_load(
         stats.published.load(Ordering::Relaxed),
         stats.acked.load(Ordering::Relaxed),
     );
+    let cpu_before = (cpu_seconds(server_pid), cpu_seconds(std::process::id()));
     let measuring = Instant::now();
     let skipped = provoke(&fleet, args).await;
     let measured = measuring.elapsed().as_secs_f64();
+    let cpu_after = (cpu_seconds(server_pid), cpu_seconds(std::process::id()));
+    let cores = |before: Option<f64>, after: Option<f64>| Some((after? - before?) / measured);
     let after = (
         stats.published.load(Ordering::Relaxed),
         stats.acked.load(Ordering::Relaxed),
@@ -288,9 +315,21 @@ async fn drive_load(
         refused: stats.refused.load(Ordering::Relaxed),
         disconnects: stats.disconnects.load(Ordering::Relaxed),
         skipped,
+        server_cores: cores(cpu_before.0, cpu_after.0),
+        bench_cores: cores(cpu_before.1, cpu_after.1),
     };
-    fleet.stop().await;
-    Ok(figures)
+    Ok((figures, fleet))
+}
+
+/// CPU time process `pid` has used, all threads, user and system (Linux:
+/// /proc/PID/stat fields 14 and 15, in USER_HZ ticks, 100 a second).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces.
+    let mut after_name = stat.rsplit_once(')')?.1.split_whitespace();
+    let utime: f64 = after_name.nth(11)?.parse().ok()?;
+    let stime: f64 = after_name.next()?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }
 
 fn period(args: &AlarmsArgs) -> Duration {
@@ -395,14 +434,22 @@ fn print_table(args: &AlarmsArgs, columns: &[Column]) {
     println!();
     for c in columns {
         let l = &c.load;
-        let mut notes = vec![
-            format!("clock stops when {}", c.observed_when),
-            format!(
-                "{:.0} acks/s, connected in {:.1} s",
-                l.acked_per_s,
-                l.connect_time.as_secs_f64()
-            ),
-        ];
+        let mut notes = vec![format!("clock stops when {}", c.observed_when)];
+        if c.same_run {
+            notes.push("same devices and run as the line above".into());
+            println!("{}: {}", c.system, notes.join("; "));
+            continue;
+        }
+        notes.push(format!(
+            "{:.0} acks/s, connected in {:.1} s",
+            l.acked_per_s,
+            l.connect_time.as_secs_f64()
+        ));
+        if let (Some(server), Some(bench)) = (l.server_cores, l.bench_cores) {
+            notes.push(format!(
+                "CPU while measuring: server {server:.2} cores, bench process {bench:.2} cores"
+            ));
+        }
         if l.refused > 0 {
             notes.push(format!(
                 "{} publishes refused (client queue full)",
@@ -432,6 +479,11 @@ fn print_table(args: &AlarmsArgs, columns: &[Column]) {
         }
         println!("{}: {}", c.system, notes.join("; "));
     }
+    if let Some(peak) = super::peak_rss_mib() {
+        println!(
+            "peak resident memory of this process (devices, stream reader, alerter): {peak:.0} MiB"
+        );
+    }
 }
 
 fn to_json(args: &AlarmsArgs, columns: &[Column]) -> serde_json::Value {
@@ -451,6 +503,8 @@ fn to_json(args: &AlarmsArgs, columns: &[Column]) -> serde_json::Value {
             "refused": c.load.refused,
             "disconnects": c.load.disconnects,
             "skipped": c.load.skipped,
+            "server_cores": c.load.server_cores,
+            "bench_cores": c.load.bench_cores,
             "alarms": c.tally.injected,
             "matched": c.tally.latencies.len(),
             "missed": c.tally.missed,

@@ -133,7 +133,7 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
 }
 
 /// VmHWM from /proc/self/status, in MiB (Linux only).
-fn peak_rss_mib() -> Option<f64> {
+pub fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let kb: f64 = status
         .lines()

@@ -20,11 +20,17 @@ use std::time::{Duration, Instant};
 
 /// A running `medmesh serve`, killed when dropped.
 pub struct Server {
-    _process: Process,
+    process: Process,
     pub http: SocketAddr,
     pub mqtt: SocketAddr,
     /// An administrator's API token.
     pub token: String,
+}
+
+impl Server {
+    pub fn pid(&self) -> u32 {
+        self.process.0.id()
+    }
 }
 
 /// Prepares `dir` as a ward of `devices` patients, each with one monitor
@@ -120,7 +126,7 @@ pub async fn start(dir: &Path, devices: u32) -> anyhow::Result<Server> {
         http: addr_after("http://")?,
         mqtt: addr_after("MQTT ")?,
         token,
-        _process: process,
+        process,
     })
 }
 
