@@ -97,7 +97,8 @@ struct Column {
     tally: Tally,
     /// Measured in the same run as the column before it (same load figures).
     same_run: bool,
-    /// The live stream's resync events and other alarms (medmesh only).
+    /// The live stream's events, resync events and other alarms (medmesh only).
+    stream_events: Option<u64>,
     resyncs: Option<u64>,
     other_alarms: Option<u64>,
 }
@@ -179,6 +180,7 @@ async fn medmesh_column(args: &AlarmsArgs, dir: &Path) -> anyhow::Result<Column>
     .await;
     // Counted before the devices disconnect, which raises device-offline alarms.
     let other_alarms = stream.other_alarms.load(Ordering::Relaxed);
+    let stream_events = stream.events.load(Ordering::Relaxed);
     if reader.is_finished() {
         match reader.await {
             Ok(Err(e)) => anyhow::bail!("medmesh's live stream failed during the run: {e:#}"),
@@ -197,6 +199,7 @@ async fn medmesh_column(args: &AlarmsArgs, dir: &Path) -> anyhow::Result<Column>
         load,
         same_run: false,
         tally: book.tally(),
+        stream_events: Some(stream_events),
         resyncs: Some(stream.resyncs.load(Ordering::Relaxed)),
         other_alarms: Some(other_alarms),
     })
@@ -226,6 +229,7 @@ async fn mosquitto_columns(args: &AlarmsArgs, dir: &Path) -> anyhow::Result<[Col
             load: load.clone(),
             same_run: false,
             tally: durable.tally(),
+            stream_events: None,
             resyncs: None,
             other_alarms: None,
         },
@@ -235,6 +239,7 @@ async fn mosquitto_columns(args: &AlarmsArgs, dir: &Path) -> anyhow::Result<[Col
             load,
             same_run: true,
             tally: floor.tally(),
+            stream_events: None,
             resyncs: None,
             other_alarms: None,
         },
@@ -471,6 +476,9 @@ fn print_table(args: &AlarmsArgs, columns: &[Column]) {
                 c.tally.unexpected
             ));
         }
+        if let Some(e) = c.stream_events {
+            notes.push(format!("{e} stream events read"));
+        }
         if let Some(r) = c.resyncs.filter(|r| *r > 0) {
             notes.push(format!("{r} stream resyncs (reader fell behind)"));
         }
@@ -513,6 +521,7 @@ fn to_json(args: &AlarmsArgs, columns: &[Column]) -> serde_json::Value {
             "p90_ms": ms(c.tally.percentile(0.9)),
             "p99_ms": ms(c.tally.percentile(0.99)),
             "max_ms": ms(c.tally.latencies.last().copied()),
+            "stream_events": c.stream_events,
             "stream_resyncs": c.resyncs,
             "other_alarms": c.other_alarms,
         })).collect::<Vec<_>>(),
