@@ -302,12 +302,11 @@ async fn drive_load(
         stats.acked.load(Ordering::Relaxed),
     );
 
-    // The last device told to raise an alarm publishes within a period;
-    // then allow its alarm (and every other pending one) time to arrive.
+    // Devices told last publish their alarm within a period; then allow
+    // every pending alarm time to arrive.
     *stage.lock().expect("stage lock") = "draining";
-    tokio::time::sleep(period(args)).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while books.iter().any(|b| b.pending() > 0) && Instant::now() < deadline {
+    let deadline = Instant::now() + period(args) + Duration::from_secs(10);
+    while (fleet.raising() || books.iter().any(|b| b.pending() > 0)) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     progress.abort();

@@ -148,7 +148,12 @@ impl Fleet {
 
     /// Makes device `i`'s next pack one that raises an alarm.
     pub fn raise(&self, i: u32) {
-        self.shared.raise[i as usize].store(true, Ordering::Relaxed);
+        self.shared.raise[i as usize].store(true, Ordering::Release);
+    }
+
+    /// Whether some device told to raise an alarm has not published it yet.
+    pub fn raising(&self) -> bool {
+        self.shared.raise.iter().any(|r| r.load(Ordering::Acquire))
     }
 
     pub fn len(&self) -> u32 {
@@ -243,7 +248,9 @@ async fn publish(
         tick.tick().await;
         let now = now_ms();
         let mut readings = physiology.sample(now, &mut rng);
-        let alarm = shared.raise[i as usize].swap(false, Ordering::Relaxed);
+        // Cleared only once the publish is noted as pending, so that a
+        // provoked alarm is always either flagged or pending.
+        let alarm = shared.raise[i as usize].load(Ordering::Acquire);
         if alarm {
             readings[0] = (VitalSign::HeartRate, ALARM_HEART_RATE);
         }
@@ -253,6 +260,7 @@ async fn publish(
             for book in &shared.books {
                 book.published(i, at);
             }
+            shared.raise[i as usize].store(false, Ordering::Release);
         }
         match client.try_publish(topic.as_str(), QoS::AtLeastOnce, false, payload) {
             Ok(()) => shared.stats.published.fetch_add(1, Ordering::Relaxed),
