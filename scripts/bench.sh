@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduces the README's performance tables: installs what the comparisons
 # run (Debian's mosquitto and influxdb), builds the release binary, and runs
-# both benchmarks. Extra arguments go to `medmesh bench ingest`.
+# the benchmarks. Extra arguments go to `medmesh bench ingest`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,3 +21,5 @@ cargo build --release --locked --bin medmesh
 export MEDMESH_LOG=${MEDMESH_LOG:-warn}
 target/release/medmesh bench ingest "$@"
 target/release/medmesh bench query
+# 10,000 MQTT connections: needs an open-files hard limit of about 10,300 (see README).
+target/release/medmesh bench alarms

@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v mosquitto_pub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
+# The broker `medmesh bench alarms` compares with (its test runs it).
+command -v mosquitto >/dev/null 2>&1 || need_apt+=(mosquitto)
 # rusqlite (the SQLite side of `medmesh bench ingest`) links the system library.
 dpkg -s libsqlite3-dev >/dev/null 2>&1 || need_apt+=(libsqlite3-dev)
 command -v coap-client-notls >/dev/null 2>&1 || need_apt+=(libcoap3-bin)

@@ -64,6 +64,9 @@ enum BenchCommand {
     Ingest(bench::IngestArgs),
     /// One patient's 24 hours of 1 Hz vitals read back as a range query.
     Query(bench::query::QueryArgs),
+    /// Alarm latency from a device's publish to the live dashboard stream,
+    /// every device on its own MQTT connection.
+    Alarms(bench::alarms::AlarmsArgs),
 }
 
 #[derive(Args)]
@@ -409,6 +412,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Simulate(args) => simulate(args).await,
         Command::Bench(BenchCommand::Ingest(args)) => bench::ingest(args).await,
         Command::Bench(BenchCommand::Query(args)) => bench::query::run(args).await,
+        Command::Bench(BenchCommand::Alarms(args)) => bench::alarms::run(args).await,
         Command::User(cmd) => user::run(cmd),
     }
 }

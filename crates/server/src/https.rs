@@ -27,6 +27,8 @@ impl TlsListener {
                         continue;
                     }
                 };
+                // As for plain HTTP (see NoDelayListener).
+                let _ = stream.set_nodelay(true);
                 let (tx, acceptor) = (tx.clone(), acceptor.clone());
                 tokio::spawn(async move {
                     match handshake(&acceptor, stream).await {
@@ -42,6 +44,27 @@ impl TlsListener {
     }
 }
 
+/// The plain-HTTP listener, with Nagle's algorithm off on every connection:
+/// the live stream writes one small event at a time, and with Nagle on each
+/// would wait for the client's (delayed) acknowledgement of the one before,
+/// adding tens of milliseconds to an alarm at moderate event rates.
+pub struct NoDelayListener(pub TcpListener);
+
+impl axum::serve::Listener for NoDelayListener {
+    type Io = TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (stream, addr) = axum::serve::Listener::accept(&mut self.0).await;
+        let _ = stream.set_nodelay(true);
+        (stream, addr)
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
+}
+
 /// The client's address, as handlers see it (`ConnectInfo<ClientAddr>`),
 /// over plain TCP and over TLS alike.
 #[derive(Clone, Copy, Debug)]
@@ -51,6 +74,14 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TcpL
     for ClientAddr
 {
     fn connect_info(stream: axum::serve::IncomingStream<'_, TcpListener>) -> ClientAddr {
+        ClientAddr(*stream.remote_addr())
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, NoDelayListener>>
+    for ClientAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, NoDelayListener>) -> ClientAddr {
         ClientAddr(*stream.remote_addr())
     }
 }
@@ -78,5 +109,20 @@ impl axum::serve::Listener for TlsListener {
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
         Ok(self.local)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::serve::Listener;
+
+    #[tokio::test]
+    async fn plain_http_connections_have_nagle_off() {
+        let mut listener = NoDelayListener(TcpListener::bind("127.0.0.1:0").await.unwrap());
+        let addr = listener.local_addr().unwrap();
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await;
+        assert!(accepted.nodelay().unwrap());
     }
 }

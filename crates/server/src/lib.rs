@@ -191,7 +191,7 @@ impl Server {
             .into_make_service_with_connect_info::<https::ClientAddr>();
         let http_task = match tls.clone() {
             None => tokio::spawn(async move {
-                if let Err(e) = axum::serve(http, routes).await {
+                if let Err(e) = axum::serve(https::NoDelayListener(http), routes).await {
                     tracing::error!(error = %e, "HTTP server stopped");
                 }
             }),

@@ -73,15 +73,15 @@ pub async fn medmesh(args: &IngestArgs, w: &Workload, dir: &Path) -> anyhow::Res
 }
 
 /// One decoded sample on its way to a competitor's database.
-struct Row {
-    device: String,
-    code: &'static str,
-    time_ms: i64,
-    value: f64,
+pub(super) struct Row {
+    pub device: String,
+    pub code: &'static str,
+    pub time_ms: i64,
+    pub value: f64,
 }
 
 /// A child process killed when dropped.
-struct Process(Child);
+pub(super) struct Process(pub Child);
 
 impl Drop for Process {
     fn drop(&mut self) {
@@ -90,13 +90,13 @@ impl Drop for Process {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(super) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
 }
 
-async fn wait_for_port(port: u16, what: &str) -> anyhow::Result<()> {
+pub(super) async fn wait_for_port(port: u16, what: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
     while tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
@@ -113,7 +113,7 @@ async fn wait_for_port(port: u16, what: &str) -> anyhow::Result<()> {
 
 /// A private Mosquitto on a free port, queueing without limit so the bridge
 /// sees every message.
-async fn start_mosquitto(dir: &Path) -> anyhow::Result<(Process, SocketAddr)> {
+pub(super) async fn start_mosquitto(dir: &Path) -> anyhow::Result<(Process, SocketAddr)> {
     let port = free_port()?;
     let conf = dir.join("mosquitto.conf");
     std::fs::write(
@@ -354,30 +354,14 @@ pub async fn sqlite(args: &IngestArgs, w: &Workload, dir: &Path) -> anyhow::Resu
     std::fs::create_dir_all(dir)?;
     let (_mosquitto, broker) = start_mosquitto(dir).await?;
     let db_path = dir.join("bench.sqlite");
-    let db = rusqlite::Connection::open(&db_path)?;
-    db.execute_batch(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;
-         CREATE TABLE samples (device TEXT NOT NULL, code TEXT NOT NULL, ts INTEGER NOT NULL, value REAL NOT NULL,
-                               PRIMARY KEY (device, code, ts)) WITHOUT ROWID;",
-    )?;
-    let db = Arc::new(std::sync::Mutex::new(db));
+    let db = Arc::new(std::sync::Mutex::new(open_sqlite(&db_path)?));
     let db_at_end = db.clone();
     let write: BatchWriter = Box::new(move |batch| {
         let db = db.clone();
         // One transaction per batch; commit fsyncs (synchronous=FULL).
         Box::pin(async move {
             tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-                let mut db = db.lock().expect("sqlite lock");
-                let tx = db.transaction()?;
-                {
-                    let mut insert = tx
-                        .prepare_cached("INSERT OR REPLACE INTO samples VALUES (?1, ?2, ?3, ?4)")?;
-                    for r in &batch {
-                        insert.execute(rusqlite::params![r.device, r.code, r.time_ms, r.value])?;
-                    }
-                }
-                tx.commit()?;
-                Ok(())
+                insert_rows(&mut db.lock().expect("sqlite lock"), &batch)
             })
             .await?
         })
@@ -398,4 +382,30 @@ pub async fn sqlite(args: &IngestArgs, w: &Workload, dir: &Path) -> anyhow::Resu
         ack_latencies: published.latencies,
         acked_when: "received by Mosquitto (not durable)",
     })
+}
+
+/// A new SQLite database with the bridge's samples table, in WAL mode with
+/// `synchronous=FULL`: every commit is fsynced, so a committed row is durable.
+pub(super) fn open_sqlite(path: &Path) -> anyhow::Result<rusqlite::Connection> {
+    let db = rusqlite::Connection::open(path)?;
+    db.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;
+         CREATE TABLE samples (device TEXT NOT NULL, code TEXT NOT NULL, ts INTEGER NOT NULL, value REAL NOT NULL,
+                               PRIMARY KEY (device, code, ts)) WITHOUT ROWID;",
+    )?;
+    Ok(db)
+}
+
+/// Inserts `rows` in one transaction; returns once the commit is on disk.
+pub(super) fn insert_rows(db: &mut rusqlite::Connection, rows: &[Row]) -> anyhow::Result<()> {
+    let tx = db.transaction()?;
+    {
+        let mut insert =
+            tx.prepare_cached("INSERT OR REPLACE INTO samples VALUES (?1, ?2, ?3, ?4)")?;
+        for r in rows {
+            insert.execute(rusqlite::params![r.device, r.code, r.time_ms, r.value])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
 }

@@ -15,6 +15,7 @@
 //! Throughput is samples divided by the time from the first publish until
 //! every sample is stored (for medmesh: acknowledged, which implies stored).
 
+pub mod alarms;
 mod client;
 mod competitors;
 pub mod query;
@@ -132,7 +133,7 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
 }
 
 /// VmHWM from /proc/self/status, in MiB (Linux only).
-fn peak_rss_mib() -> Option<f64> {
+pub fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let kb: f64 = status
         .lines()
