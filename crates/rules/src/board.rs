@@ -5,8 +5,8 @@
 //! (patient, vital sign, rule): a repeat updates it, and an acknowledged alarm
 //! stays acknowledged while its condition lasts.
 
-use crate::finding::{Finding, Verdict};
 use crate::escalation::Policy;
+use crate::finding::{Finding, Verdict};
 use crate::news2::{self, Aggregate};
 use medmesh_model::{
     Act, Alarm, AlarmState, DeviceId, Observation, PatientId, Priority, TimestampMs, VitalSign,

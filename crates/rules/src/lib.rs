@@ -17,8 +17,8 @@
 mod board;
 pub mod device;
 mod engine;
-mod finding;
 pub mod escalation;
+mod finding;
 pub mod news2;
 pub mod profiles;
 pub mod settings;
