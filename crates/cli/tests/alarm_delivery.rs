@@ -226,19 +226,7 @@ high = [{ roles = ["nurse"] }, { after = "1s", roles = ["nurse"] }, { after = "2
     );
 
     // The escalation level is in the alarm log: it survives a restart.
-    let TestServer {
-        running,
-        data_dir,
-        token,
-        http,
-    } = s;
-    running.stop();
-    let s = TestServer {
-        running: start_in(data_dir.path()).await,
-        data_dir,
-        token,
-        http,
-    };
+    let s = s.restart().await;
     let (_, alarms) = s.get("/api/v1/alarms").await;
     assert_eq!(alarms[0]["id"], id);
     assert_eq!(alarms[0]["escalation_level"], 2);

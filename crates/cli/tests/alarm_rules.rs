@@ -186,15 +186,9 @@ async fn settings_thresholds_sustained_for_and_news2_scale_2_over_http() {
     assert!(!audit.as_array().unwrap().is_empty(), "{audit}");
 
     // Restart: settings and the alarm record survive.
-    let TestServer {
-        running,
-        data_dir,
-        token,
-        http,
-    } = s;
     // The alarm log is written in the background: wait until it holds the
     // resolution before stopping (the restart reads it back).
-    let log = data_dir.path().join("alarms.jsonl");
+    let log = s.data_dir.path().join("alarms.jsonl");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !std::fs::read_to_string(&log)
         .unwrap_or_default()
@@ -210,14 +204,8 @@ async fn settings_thresholds_sustained_for_and_news2_scale_2_over_http() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    running.stop();
-    assert!(data_dir.path().join("alarm_settings.json").exists());
-    let s = TestServer {
-        running: start_in(data_dir.path()).await,
-        data_dir,
-        token,
-        http,
-    };
+    assert!(s.data_dir.path().join("alarm_settings.json").exists());
+    let s = s.restart().await;
     let (_, v) = s.get("/api/v1/patients/p1/alarm-settings").await;
     assert_eq!(v["settings"]["profile"], "home-copd");
     assert_eq!(v["effective"]["spo2_scale"], 2);

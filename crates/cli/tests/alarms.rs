@@ -64,19 +64,7 @@ async fn acknowledge_snooze_resolve_and_the_record_survives_a_restart() {
     assert!(a["snoozed_until_ms"].as_i64().unwrap() > a["acknowledged"]["at_ms"].as_i64().unwrap());
 
     // Restart: the acknowledgement is still there.
-    let TestServer {
-        running,
-        data_dir,
-        token,
-        http,
-    } = s;
-    running.stop();
-    let s = TestServer {
-        running: start_in(data_dir.path()).await,
-        data_dir,
-        token,
-        http,
-    };
+    let s = s.restart().await;
     let (_, alarms) = s.get("/api/v1/alarms").await;
     assert_eq!(alarms[0]["id"], id);
     assert_eq!(alarms[0]["state"], "acknowledged");

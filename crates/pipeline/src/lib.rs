@@ -471,12 +471,8 @@ mod tests {
         Pipeline::new(store, registry, Arc::new(Metrics::default()), log, recorded)
     }
 
-    #[tokio::test]
-    async fn assigned_device_samples_go_to_the_patient_and_raise_alarms() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = pipeline(dir.path());
-        let patient = PatientId::new("p1").unwrap();
-        let device = DeviceId::new("mon-1").unwrap();
+    /// Admits `patient` and assigns `device` to them.
+    fn admit(p: &Pipeline, patient: &PatientId, device: &DeviceId) {
         p.registry
             .upsert_patient(Patient {
                 id: patient.clone(),
@@ -488,6 +484,15 @@ mod tests {
         p.registry
             .assign_device(device.clone(), Some(patient.clone()))
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn assigned_device_samples_go_to_the_patient_and_raise_alarms() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = pipeline(dir.path());
+        let patient = PatientId::new("p1").unwrap();
+        let device = DeviceId::new("mon-1").unwrap();
+        admit(&p, &patient, &device);
         let mut live = p.subscribe();
 
         let report = p
@@ -519,17 +524,7 @@ mod tests {
             .unwrap();
         let patient = PatientId::new("p1").unwrap();
         let device = DeviceId::new("hub-1").unwrap();
-        p.registry
-            .upsert_patient(Patient {
-                id: patient.clone(),
-                name: "A".into(),
-                ward: String::new(),
-                bed: String::new(),
-            })
-            .unwrap();
-        p.registry
-            .assign_device(device.clone(), Some(patient.clone()))
-            .unwrap();
+        admit(&p, &patient, &device);
         let settings: medmesh_rules::AlarmSettings =
             serde_json::from_str(r#"{"profile": "home-copd", "spo2_scale": 2}"#).unwrap();
         p.set_alarm_settings(&patient, Some(settings.clone()))

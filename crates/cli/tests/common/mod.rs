@@ -134,6 +134,24 @@ pub async fn start_in_with(dir: &std::path::Path, adjust: impl FnOnce(&mut Confi
 }
 
 impl TestServer {
+    /// Stops the server and starts it again on the same data directory
+    /// (new ports), keeping the administrator's token and client.
+    pub async fn restart(self) -> TestServer {
+        let TestServer {
+            running,
+            data_dir,
+            token,
+            http,
+        } = self;
+        running.stop();
+        TestServer {
+            running: start_in(data_dir.path()).await,
+            data_dir,
+            token,
+            http,
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.running.http_addr)
     }
