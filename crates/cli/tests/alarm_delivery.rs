@@ -263,19 +263,8 @@ fn utc_clock(ms: i64) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quiet_hours_hold_low_priority_webhooks_until_they_end_but_never_high() {
-    // No rule of this version raises low-priority alarms yet; a low alarm
-    // recorded in the alarm log, snoozed until a moment ago, stands in: its
-    // snooze ran out, so the timer brings it back (change "escalated").
     let dir = tempfile::tempdir().unwrap();
     let now = now_ms();
-    let low = json!({
-        "id": 1, "patient_id": "p9", "vital": null, "device_id": "cuff-9",
-        "rule": "device-offline", "priority": "low", "state": "acknowledged",
-        "message": "cuff battery low", "value": 0.0, "raised_ms": now - 600_000,
-        "updated_ms": now - 600_000, "acknowledged": {"by": "nurse", "at_ms": now - 500_000},
-        "snoozed_until_ms": now - 1_000, "resolved": null
-    });
-    std::fs::write(dir.path().join("alarms.jsonl"), format!("{low}\n")).unwrap();
     let mut hook = Peer::start("webhook_receiver.py", &[SECRET, "0"]);
     let port = hook.next().await["port"].as_u64().unwrap();
     // Quiet from a minute ago until 8 s from now (UTC): time for the server
@@ -296,6 +285,15 @@ async fn quiet_hours_hold_low_priority_webhooks_until_they_end_but_never_high() 
         data_dir: dir,
     };
     s.admit("p1", "mon-1").await;
+    // A battery at 10 % raises a low-priority alarm: held...
+    let (status, report) = s
+        .send(
+            Method::POST,
+            "/api/v1/devices/mon-1/senml",
+            json!([{"n": "battery", "u": "%EL", "v": 10}]),
+        )
+        .await;
+    assert_eq!(status, 200, "{report}");
     assert_eq!(
         metric_reaches(&s, &delivery_metric("webhook", "held"), 1.0).await,
         1.0
@@ -308,7 +306,8 @@ async fn quiet_hours_hold_low_priority_webhooks_until_they_end_but_never_high() 
     // ...the low one only when they end.
     let second = hook.next().await;
     assert_eq!(second["body"]["alarm"]["priority"], "low", "{second}");
-    assert_eq!(second["body"]["change"], "escalated");
+    assert_eq!(second["body"]["alarm"]["rule"], "battery-low", "{second}");
+    assert_eq!(second["body"]["change"], "raised");
     assert!(
         second["received_ms"].as_i64().unwrap() >= quiet_end_ms,
         "{second}"
