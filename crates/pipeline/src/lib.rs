@@ -551,6 +551,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_escalation_clock_at_level_0_survives_a_restart() {
+        use medmesh_model::Priority;
+        use medmesh_rules::escalation::{Policy, Step};
+        let dir = tempfile::tempdir().unwrap();
+        let p = pipeline(dir.path());
+        let patient = PatientId::new("p1").unwrap();
+        let device = DeviceId::new("mon-1").unwrap();
+        admit(&p, &patient, &device);
+        let step = |after_ms| Step {
+            after_ms,
+            roles: vec!["nurse".into()],
+            users: vec![],
+        };
+        let policy = Policy {
+            ladders: [(Priority::High, vec![step(0), step(60_000)])].into(),
+        };
+        // Pulse 135 scores 3 (RCP NEWS2 2017 Chart 1, pulse >= 131): high.
+        p.ingest_senml_json(
+            SourceKind::Http,
+            &device,
+            br#"[{"n":"heart_rate","u":"/min","v":135}]"#,
+        )
+        .await
+        .unwrap();
+        // The timer first sees the alarm at t0: its clock starts there.
+        let t0 = 5_000_000;
+        assert_eq!(p.escalate_due(&policy, t0), 0);
+        drop(p);
+        let p = pipeline(dir.path());
+        // After the restart the first climb still comes 60 s after t0.
+        assert_eq!(p.escalate_due(&policy, t0 + 59_999), 0);
+        assert_eq!(p.escalate_due(&policy, t0 + 60_000), 1);
+        assert_eq!(p.active_alarms_for(&patient)[0].escalation_level, 1);
+    }
+
+    #[tokio::test]
     async fn unassigned_device_samples_are_kept_under_the_device() {
         let dir = tempfile::tempdir().unwrap();
         let p = pipeline(dir.path());

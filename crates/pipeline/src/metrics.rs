@@ -140,7 +140,7 @@ impl Metrics {
             .inc_by(n as u64);
     }
 
-    pub(crate) fn storage_error(&self) {
+    pub fn storage_error(&self) {
         self.storage_errors.inc();
     }
 

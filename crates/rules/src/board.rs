@@ -437,6 +437,21 @@ impl AlarmBoard {
         Ok(AlarmChange::Resolved(alarm))
     }
 
+    /// Starts the escalation clock, at `now` (medmesh's clock), of every
+    /// active alarm that has none yet; returns those alarms, so the caller
+    /// can record when their clock started (a restart then keeps it).
+    pub fn start_escalation_clocks(&mut self, now: TimestampMs) -> Vec<Alarm> {
+        self.patients
+            .values_mut()
+            .flat_map(|p| p.active.values_mut())
+            .filter(|a| a.state == AlarmState::Active && a.escalation_since_ms.is_none())
+            .map(|a| {
+                a.escalation_since_ms = Some(now);
+                a.clone()
+            })
+            .collect()
+    }
+
     /// Climbs every alarm whose next escalation level is due at `now`
     /// ([`Policy::due`]); a snooze that ran out makes the alarm active again.
     pub fn escalate(&mut self, policy: &Policy, now: TimestampMs) -> Vec<AlarmChange> {

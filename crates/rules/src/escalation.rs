@@ -14,8 +14,8 @@
 //!   active again and climbs one level at once (at the top level it notifies
 //!   the top level again), then goes on climbing with the ladder's delays.
 //! - A **re-raised** alarm (its priority rose) starts again at level 0.
-//! - After a restart the climb resumes where the alarm log left it (an
-//!   alarm still at level 0 starts its clock again); a level
+//! - After a restart the climb resumes where the alarm log left it (the
+//!   clock's start is logged, at level 0 too); a level
 //!   that fell due while medmesh was down is taken at once, and the next one
 //!   counts from when the previous was due, not from when it was taken.
 //!

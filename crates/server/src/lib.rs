@@ -32,6 +32,7 @@ use medmesh_sources::coap::CoapListener;
 use medmesh_sources::hl7::Hl7Listener;
 use medmesh_sources::mqtt::{MqttListener, MqttSettings};
 use medmesh_storage::{AlarmLog, Registry, Store, StoreOptions};
+use medmesh_sinks::outbox::Outbox;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
@@ -217,7 +218,13 @@ impl Server {
             broker.clone(),
         ));
         let hl7_task = tokio::spawn(hl7.run(pipeline.clone()));
-        let delivery_tasks = delivery_tasks(delivery, &pipeline, &access);
+        let outbox = Arc::new(Outbox::open(&config.data_dir).map_err(|source| {
+            StartError::Storage(medmesh_storage::StoreError::DataDir {
+                path: config.data_dir.clone(),
+                source,
+            })
+        })?);
+        let delivery_tasks = delivery_tasks(delivery, &pipeline, &access, outbox);
         let store = pipeline.store.clone();
         let checkpoint_task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(checkpoint_every);
@@ -266,24 +273,30 @@ impl Server {
 }
 
 /// The escalation timer and the webhook and e-mail sinks, each its own task.
+/// Notifications the outbox holds for a sink no longer configured are given up.
 fn delivery_tasks(
     delivery: alarms_config::AlarmDelivery,
     pipeline: &Arc<Pipeline>,
     access: &Arc<Access>,
+    outbox: Arc<Outbox>,
 ) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::new();
-    if let Some(w) = delivery.webhook {
-        tasks.push(tokio::spawn(medmesh_sinks::webhook::run(
+    match delivery.webhook {
+        Some(w) => tasks.push(tokio::spawn(medmesh_sinks::webhook::run(
             pipeline.clone(),
+            outbox.clone(),
             w,
-        )));
+        ))),
+        None => outbox.abandon("webhook"),
     }
-    if let Some(e) = delivery.email {
-        tasks.push(tokio::spawn(medmesh_sinks::email::run(
+    match delivery.email {
+        Some(e) => tasks.push(tokio::spawn(medmesh_sinks::email::run(
             pipeline.clone(),
             access.clone(),
+            outbox,
             e,
-        )));
+        ))),
+        None => outbox.abandon("email"),
     }
     // Always on, ladders or not: a snooze that runs out brings its alarm back.
     let (pipeline, policy) = (pipeline.clone(), delivery.policy);

@@ -4,11 +4,14 @@
 //! One message per person (nobody sees the other addresses). Users without
 //! an e-mail address are skipped. A message the server does not accept is
 //! retried with backoff ([`Retry`]), then given up and counted as failed.
+//! A notification is in the [`crate::outbox`] until all its messages are sent
+//! or given up: after a restart, it is sent (to everyone) again.
 //!
 //! The server is named by URL: `smtp://host:25` (plain, for a relay on the
 //! same machine or network), `smtp://host:587?tls=required` (STARTTLS),
 //! `smtps://host:465` (TLS); `user:password@` before the host logs in.
 
+use crate::outbox::{Entry, Outbox};
 use crate::quiet_hours::QuietHours;
 use crate::recipients;
 use crate::retry::Retry;
@@ -22,6 +25,7 @@ use medmesh_rules::escalation::Policy;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::task::JoinSet;
 
 const CHANNEL: &str = "email";
 
@@ -61,34 +65,65 @@ impl EmailSettings {
     }
 }
 
-/// Mails alarm notifications until the pipeline goes away.
-pub async fn run(pipeline: Arc<Pipeline>, access: Arc<Access>, settings: EmailSettings) {
+/// Mails alarm notifications until the pipeline goes away; first the ones
+/// the outbox still holds from before a restart.
+pub async fn run(
+    pipeline: Arc<Pipeline>,
+    access: Arc<Access>,
+    outbox: Arc<Outbox>,
+    settings: EmailSettings,
+) {
     let settings = Arc::new(settings);
+    // Dropped with this task, which aborts every message in progress (they
+    // are in the outbox and resume at the next start).
+    let mut deliveries = JoinSet::new();
+    let deliver = |entry: Entry, new: bool| {
+        let (pipeline, access, outbox, settings) = (
+            pipeline.clone(),
+            access.clone(),
+            outbox.clone(),
+            settings.clone(),
+        );
+        async move {
+            let metrics = &pipeline.metrics;
+            if new {
+                crate::record(&outbox, &entry, metrics).await;
+            }
+            crate::wait_until_due(&entry, metrics, CHANNEL).await;
+            notify(&pipeline, &access, &settings, &entry.change, &entry.alarm).await;
+            crate::finish(&outbox, &entry).await;
+        }
+    };
     let mut events = pipeline.subscribe_alarms();
+    for entry in outbox.pending(CHANNEL) {
+        tracing::info!(delivery = entry.id, alarm = entry.alarm.id, "alarm e-mail resumed after a restart");
+        deliveries.spawn(deliver(entry, false));
+    }
     loop {
-        match events.recv().await {
-            Ok(LiveEvent::Alarm { change, alarm })
-                if matches!(change, "raised" | "escalated" | "resolved") =>
-            {
-                let (pipeline, access, settings) =
-                    (pipeline.clone(), access.clone(), settings.clone());
-                tokio::spawn(async move {
-                    let metrics = &pipeline.metrics;
-                    crate::wait_for_quiet_hours(
-                        settings.quiet_hours.as_ref(),
-                        alarm.priority,
-                        metrics,
-                        CHANNEL,
-                    )
-                    .await;
-                    notify(&pipeline, &access, &settings, change, &alarm).await;
-                });
-            }
-            Ok(_) => {}
-            Err(RecvError::Lagged(n)) => {
-                tracing::warn!(missed = n, "e-mail sink fell behind; alarm changes missed")
-            }
-            Err(RecvError::Closed) => return,
+        tokio::select! {
+            event = events.recv() => match event {
+                Ok(LiveEvent::Alarm { change, alarm })
+                    if matches!(change, "raised" | "escalated" | "resolved") =>
+                {
+                    let due_ms =
+                        crate::due_ms(settings.quiet_hours.as_ref(), alarm.priority, now_ms());
+                    let entry = Entry {
+                        id: crate::delivery_id(),
+                        channel: CHANNEL.to_string(),
+                        target: String::new(),
+                        due_ms,
+                        change: change.to_string(),
+                        alarm,
+                    };
+                    deliveries.spawn(deliver(entry, true));
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "e-mail sink fell behind; alarm changes missed")
+                }
+                Err(RecvError::Closed) => return,
+            },
+            Some(_) = deliveries.join_next(), if !deliveries.is_empty() => {}
         }
     }
 }

@@ -9,36 +9,68 @@
 //! - [`email`]: SMTP to the people an escalation level names and to the
 //!   patient's consented followers.
 //!
-//! Notifications to people (webhook, e-mail) about low-priority alarms wait
-//! for the end of [`quiet_hours`]; delivery attempts follow [`retry`].
+//! Notifications to people (webhook, e-mail) are recorded in the
+//! [`outbox`] before they are attempted and until they are delivered or
+//! given up, so a restart loses none; those about low-priority alarms wait
+//! for the end of [`quiet_hours`]; delivery attempts follow [`retry`]. Each
+//! sink owns its deliveries in progress: stopping the sink stops them.
 
 pub mod email;
 pub mod mqtt_alarms;
+pub mod outbox;
 pub mod quiet_hours;
 pub mod recipients;
 pub mod retry;
 pub mod webhook;
 
-use medmesh_model::{Priority, now_ms};
+use medmesh_model::{Priority, TimestampMs, now_ms};
 use medmesh_pipeline::{DeliveryOutcome, Metrics};
+use outbox::{Entry, Outbox};
 use quiet_hours::QuietHours;
+use std::sync::Arc;
 
-/// Waits out the quiet hours, if they hold a notification about an alarm
-/// of `priority` now (counted as held on `channel`).
-async fn wait_for_quiet_hours(
-    quiet: Option<&QuietHours>,
-    priority: Priority,
-    metrics: &Metrics,
-    channel: &'static str,
-) {
+/// When a notification about an alarm of `priority` taken on at `now` is
+/// due: at the end of the quiet hours if they hold it, else at once.
+fn due_ms(quiet: Option<&QuietHours>, priority: Priority, now: TimestampMs) -> TimestampMs {
+    quiet
+        .and_then(|q| q.hold_until(priority, now))
+        .unwrap_or(now)
+}
+
+/// Records `entry` in the outbox before anything is attempted (off the async
+/// workers: it waits for an fsync). If the disk fails, the notification is
+/// still sent; only a restart would lose it.
+async fn record(outbox: &Arc<Outbox>, entry: &Entry, metrics: &Metrics) {
+    let (outbox, copy) = (outbox.clone(), entry.clone());
+    let result = tokio::task::spawn_blocking(move || outbox.queue(copy)).await;
+    if let Ok(Err(e)) = result {
+        metrics.storage_error();
+        tracing::error!(delivery = entry.id, error = %e, "notification not recorded in the outbox");
+    }
+}
+
+/// Records that `entry` is delivered or given up.
+async fn finish(outbox: &Arc<Outbox>, entry: &Entry) {
+    let (outbox, id) = (outbox.clone(), entry.id.clone());
+    let _ = tokio::task::spawn_blocking(move || outbox.done(&id)).await;
+}
+
+/// Waits until `entry` is due (counted as held on `channel` if that is later).
+async fn wait_until_due(entry: &Entry, metrics: &Metrics, channel: &'static str) {
     let now = now_ms();
-    if let Some(until) = quiet.and_then(|q| q.hold_until(priority, now)) {
+    if entry.due_ms > now {
         metrics.delivery(channel, DeliveryOutcome::Held);
         tracing::debug!(
             channel,
-            until_ms = until,
+            delivery = entry.id,
+            until_ms = entry.due_ms,
             "low-priority notification held for quiet hours"
         );
-        tokio::time::sleep(std::time::Duration::from_millis((until - now).max(0) as u64)).await;
+        tokio::time::sleep(std::time::Duration::from_millis((entry.due_ms - now) as u64)).await;
     }
+}
+
+/// A new delivery id: 96 random bits in hex.
+fn delivery_id() -> String {
+    hex::encode(rand::random::<[u8; 12]>())
 }

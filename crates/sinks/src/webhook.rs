@@ -17,7 +17,10 @@
 //! than a few minutes old (a replayed request). Any 2xx answer is delivery;
 //! anything else, or no answer within 10 s, is retried with exponential
 //! backoff and jitter ([`Retry`]), then given up and counted as failed.
+//! Each POST is in the [`crate::outbox`] until then: after a restart it is
+//! sent again with the same `X-Medmesh-Delivery`.
 
+use crate::outbox::{Entry, Outbox};
 use crate::quiet_hours::QuietHours;
 use crate::retry::Retry;
 use hmac::{Hmac, Mac};
@@ -29,6 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::task::JoinSet;
 
 const CHANNEL: &str = "webhook";
 /// Deliveries in flight at once; more wait their turn.
@@ -54,8 +58,18 @@ pub fn signature(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// Posts alarm changes until the pipeline goes away.
-pub async fn run(pipeline: Arc<Pipeline>, settings: WebhookSettings) {
+/// What every delivery task shares.
+struct Sender {
+    client: reqwest::Client,
+    settings: WebhookSettings,
+    slots: Semaphore,
+    pipeline: Arc<Pipeline>,
+    outbox: Arc<Outbox>,
+}
+
+/// Posts alarm changes until the pipeline goes away; first the ones the
+/// outbox still holds from before a restart (same delivery id, same due time).
+pub async fn run(pipeline: Arc<Pipeline>, outbox: Arc<Outbox>, settings: WebhookSettings) {
     let client = match reqwest::Client::builder().timeout(settings.timeout).build() {
         Ok(c) => c,
         Err(e) => {
@@ -63,99 +77,119 @@ pub async fn run(pipeline: Arc<Pipeline>, settings: WebhookSettings) {
             return;
         }
     };
-    let settings = Arc::new(settings);
-    let slots = Arc::new(Semaphore::new(CONCURRENT));
+    let sender = Arc::new(Sender {
+        client,
+        settings,
+        slots: Semaphore::new(CONCURRENT),
+        pipeline: pipeline.clone(),
+        outbox: outbox.clone(),
+    });
+    // Dropped with this task, which aborts every delivery in progress (they
+    // are in the outbox and resume at the next start).
+    let mut deliveries = JoinSet::new();
     let mut events = pipeline.subscribe_alarms();
+    for entry in outbox.pending(CHANNEL) {
+        let still_configured = Url::parse(&entry.target)
+            .is_ok_and(|url| sender.settings.urls.contains(&url));
+        if still_configured {
+            tracing::info!(url = entry.target, delivery = entry.id, "webhook resumed after a restart");
+            deliveries.spawn(sender.clone().deliver(entry, false));
+        } else {
+            tracing::warn!(url = entry.target, delivery = entry.id, "webhook given up: its URL is no longer configured");
+            crate::finish(&outbox, &entry).await;
+        }
+    }
     loop {
-        match events.recv().await {
-            Ok(LiveEvent::Alarm { change, alarm }) if change != "updated" => {
-                let body: Arc<[u8]> =
-                    serde_json::to_vec(&serde_json::json!({"change": change, "alarm": alarm}))
-                        .expect("alarm JSON")
-                        .into();
-                for url in &settings.urls {
-                    let delivery = Delivery {
-                        id: hex::encode(rand::random::<[u8; 12]>()),
-                        url: url.clone(),
-                        body: body.clone(),
-                    };
-                    let (client, settings, slots, pipeline) = (
-                        client.clone(),
-                        settings.clone(),
-                        slots.clone(),
-                        pipeline.clone(),
-                    );
-                    let priority = alarm.priority;
-                    tokio::spawn(async move {
-                        let metrics = &pipeline.metrics;
-                        crate::wait_for_quiet_hours(
-                            settings.quiet_hours.as_ref(),
-                            priority,
-                            metrics,
-                            CHANNEL,
-                        )
-                        .await;
-                        let _slot = slots.acquire().await;
-                        delivery.send(&client, &settings, &pipeline).await;
-                    });
+        tokio::select! {
+            event = events.recv() => match event {
+                Ok(LiveEvent::Alarm { change, alarm }) if change != "updated" => {
+                    let now = now_ms();
+                    let due_ms = crate::due_ms(sender.settings.quiet_hours.as_ref(), alarm.priority, now);
+                    for url in &sender.settings.urls {
+                        let entry = Entry {
+                            id: crate::delivery_id(),
+                            channel: CHANNEL.to_string(),
+                            target: url.to_string(),
+                            due_ms,
+                            change: change.to_string(),
+                            alarm: alarm.clone(),
+                        };
+                        deliveries.spawn(sender.clone().deliver(entry, true));
+                    }
                 }
-            }
-            Ok(_) => {}
-            Err(RecvError::Lagged(n)) => {
-                tracing::warn!(missed = n, "webhook sink fell behind; alarm changes missed")
-            }
-            Err(RecvError::Closed) => return,
+                Ok(_) => {}
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "webhook sink fell behind; alarm changes missed")
+                }
+                Err(RecvError::Closed) => return,
+            },
+            Some(_) = deliveries.join_next(), if !deliveries.is_empty() => {}
         }
     }
 }
 
-struct Delivery {
-    id: String,
-    url: Url,
-    body: Arc<[u8]>,
-}
+impl Sender {
+    /// Records a new `entry` in the outbox, waits until it is due, sends it
+    /// (with retries), then marks it done.
+    async fn deliver(self: Arc<Self>, entry: Entry, new: bool) {
+        let metrics = &self.pipeline.metrics;
+        if new {
+            crate::record(&self.outbox, &entry, metrics).await;
+        }
+        crate::wait_until_due(&entry, metrics, CHANNEL).await;
+        let _slot = self.slots.acquire().await;
+        match Url::parse(&entry.target) {
+            Ok(url) => {
+                let body = serde_json::to_vec(
+                    &serde_json::json!({"change": entry.change, "alarm": entry.alarm}),
+                )
+                .expect("alarm JSON");
+                self.send(&entry.id, url, &body).await;
+            }
+            Err(e) => {
+                metrics.delivery(CHANNEL, DeliveryOutcome::Failed);
+                tracing::error!(url = entry.target, error = %e, "webhook given up: bad URL in the outbox");
+            }
+        }
+        crate::finish(&self.outbox, &entry).await;
+    }
 
-impl Delivery {
-    async fn send(
-        &self,
-        client: &reqwest::Client,
-        settings: &WebhookSettings,
-        pipeline: &Pipeline,
-    ) {
+    /// Attempts one delivery until it is taken or the attempts run out.
+    async fn send(&self, id: &str, url: Url, body: &[u8]) {
+        let (settings, metrics) = (&self.settings, &self.pipeline.metrics);
         let attempts = settings.retry.attempts.max(1);
         for attempt in 1..=attempts {
             let timestamp = now_ms().to_string();
-            let result = client
-                .post(self.url.clone())
+            let result = self
+                .client
+                .post(url.clone())
                 .header("content-type", "application/json")
-                .header("x-medmesh-delivery", &self.id)
+                .header("x-medmesh-delivery", id)
                 .header("x-medmesh-timestamp", &timestamp)
                 .header(
                     "x-medmesh-signature",
-                    signature(settings.secret.as_bytes(), &timestamp, &self.body),
+                    signature(settings.secret.as_bytes(), &timestamp, body),
                 )
-                .body(self.body.to_vec())
+                .body(body.to_vec())
                 .send()
                 .await;
             let problem = match result {
                 Ok(r) if r.status().is_success() => {
-                    pipeline
-                        .metrics
-                        .delivery(CHANNEL, DeliveryOutcome::Delivered);
-                    tracing::debug!(url = %self.url, attempt, "webhook delivered");
+                    metrics.delivery(CHANNEL, DeliveryOutcome::Delivered);
+                    tracing::debug!(%url, attempt, "webhook delivered");
                     return;
                 }
                 Ok(r) => format!("answered {}", r.status()),
                 Err(e) => e.to_string(),
             };
             if attempt == attempts {
-                pipeline.metrics.delivery(CHANNEL, DeliveryOutcome::Failed);
-                tracing::error!(url = %self.url, attempts, problem, "webhook given up");
+                metrics.delivery(CHANNEL, DeliveryOutcome::Failed);
+                tracing::error!(%url, attempts, problem, "webhook given up");
                 return;
             }
-            pipeline.metrics.delivery(CHANNEL, DeliveryOutcome::Retried);
+            metrics.delivery(CHANNEL, DeliveryOutcome::Retried);
             let wait = settings.retry.delay(attempt, &mut rand::rng());
-            tracing::warn!(url = %self.url, attempt, problem, retry_in = ?wait, "webhook failed; retrying");
+            tracing::warn!(%url, attempt, problem, retry_in = ?wait, "webhook failed; retrying");
             tokio::time::sleep(wait).await;
         }
     }

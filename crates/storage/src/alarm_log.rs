@@ -29,6 +29,11 @@ impl AlarmLog {
         self.journal.append(alarm);
     }
 
+    /// Returns once everything appended so far is on disk.
+    pub fn flush(&self) -> std::io::Result<()> {
+        self.journal.flush()
+    }
+
     /// Records an alarm's new state and returns once it is on disk.
     pub fn append_durable(&self, alarm: &Alarm) -> std::io::Result<()> {
         self.journal.append_durable(alarm)

@@ -10,6 +10,8 @@
 //! callers on the ingest path never wait for the disk. [`Journal::append`]
 //! only queues (a crash can lose the last few lines); [`Journal::append_durable`]
 //! returns once the line, and everything queued before it, is on disk.
+//! [`Journal::rewrite`] replaces the whole file atomically (compaction), in
+//! order with the appends around it.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -19,7 +21,15 @@ use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
-struct Line(Vec<u8>, Option<mpsc::Sender<std::io::Result<()>>>);
+type Done = mpsc::Sender<std::io::Result<()>>;
+
+/// What the writer thread is asked to do.
+enum Line {
+    /// Append these bytes (none: only report when what is queued is on disk).
+    Append(Vec<u8>, Option<Done>),
+    /// Replace the file's contents with these bytes.
+    Rewrite(Vec<u8>, Done),
+}
 
 pub struct Journal<T> {
     lines: mpsc::Sender<Line>,
@@ -47,7 +57,10 @@ impl<T: Serialize + DeserializeOwned> Journal<T> {
         let (lines, queue) = mpsc::channel();
         std::thread::Builder::new()
             .name(format!("medmesh-journal-{name}"))
-            .spawn(move || write_batches(file, queue))?;
+            .spawn({
+                let path = path.clone();
+                move || write_batches(&path, file, queue)
+            })?;
         Ok((
             Journal {
                 lines,
@@ -72,7 +85,7 @@ impl<T: Serialize + DeserializeOwned> Journal<T> {
 
     /// Queues a record.
     pub fn append(&self, record: &T) {
-        if self.lines.send(Line(Self::line(record), None)).is_err() {
+        if self.lines.send(Line::Append(Self::line(record), None)).is_err() {
             tracing::error!(path = %self.path.display(), "journal writer is gone; record lost");
         }
     }
@@ -82,7 +95,20 @@ impl<T: Serialize + DeserializeOwned> Journal<T> {
         let (done, wait) = mpsc::channel();
         let gone = || std::io::Error::other(format!("{} writer is gone", self.path.display()));
         self.lines
-            .send(Line(Self::line(record), Some(done)))
+            .send(Line::Append(Self::line(record), Some(done)))
+            .map_err(|_| gone())?;
+        wait.recv().map_err(|_| gone())?
+    }
+
+    /// Replaces everything recorded with `records` (compaction): the file is
+    /// rewritten atomically, after every record appended before this call and
+    /// before any appended after it. Returns once the new file is on disk.
+    pub fn rewrite(&self, records: &[T]) -> std::io::Result<()> {
+        let bytes: Vec<u8> = records.iter().flat_map(Self::line).collect();
+        let (done, wait) = mpsc::channel();
+        let gone = || std::io::Error::other(format!("{} writer is gone", self.path.display()));
+        self.lines
+            .send(Line::Rewrite(bytes, done))
             .map_err(|_| gone())?;
         wait.recv().map_err(|_| gone())?
     }
@@ -94,7 +120,7 @@ impl<T> Journal<T> {
         let (done, wait) = mpsc::channel();
         let gone = || std::io::Error::other(format!("{} writer is gone", self.path.display()));
         self.lines
-            .send(Line(Vec::new(), Some(done)))
+            .send(Line::Append(Vec::new(), Some(done)))
             .map_err(|_| gone())?;
         wait.recv().map_err(|_| gone())?
     }
@@ -128,29 +154,73 @@ fn parse<T: DeserializeOwned>(path: &Path, data: &[u8]) -> (Vec<T>, usize) {
     (records, good)
 }
 
-/// The writer thread: everything queued, one write, one fsync, then answers.
-fn write_batches(mut file: File, queue: mpsc::Receiver<Line>) {
+/// The writer thread: everything queued, one write, one fsync, then answers;
+/// a rewrite first writes what was queued before it, then swaps the file.
+fn write_batches(path: &Path, mut file: File, queue: mpsc::Receiver<Line>) {
     let mut buf = Vec::new();
     let mut waiting = Vec::new();
-    while let Ok(first) = queue.recv() {
-        let mut next = Some(first);
-        while let Some(Line(line, done)) = next {
-            buf.extend_from_slice(&line);
-            waiting.extend(done);
-            next = queue.try_recv().ok();
+    let mut next = queue.recv().ok();
+    while next.is_some() {
+        let mut rewrite = None;
+        while let Some(line) = next.take() {
+            match line {
+                Line::Append(line, done) => {
+                    buf.extend_from_slice(&line);
+                    waiting.extend(done);
+                    next = queue.try_recv().ok();
+                }
+                Line::Rewrite(bytes, done) => rewrite = Some((bytes, done)),
+            }
         }
         let result = file.write_all(&buf).and_then(|()| file.sync_data());
         if let Err(e) = &result {
-            tracing::error!(error = %e, "journal write failed");
+            tracing::error!(path = %path.display(), error = %e, "journal write failed");
         }
         for done in waiting.drain(..) {
-            let _ = done.send(
-                result
-                    .as_ref()
-                    .map(|_| ())
-                    .map_err(|e| std::io::Error::new(e.kind(), e.to_string())),
-            );
+            let _ = done.send(copy(&result));
         }
         buf.clear();
+        if let Some((bytes, done)) = rewrite {
+            let result = crate::write_atomically(path, &bytes).and_then(|()| {
+                file = OpenOptions::new().append(true).open(path)?;
+                Ok(())
+            });
+            if let Err(e) = &result {
+                tracing::error!(path = %path.display(), error = %e, "journal rewrite failed");
+            }
+            let _ = done.send(result);
+        }
+        next = queue.recv().ok();
+    }
+}
+
+fn copy(result: &std::io::Result<()>) -> std::io::Result<()> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rewrite_replaces_what_came_before_and_keeps_what_comes_after() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (j, old) = Journal::<u32>::open(dir.path(), "j.jsonl").unwrap();
+            assert!(old.is_empty());
+            for n in 1..=5 {
+                j.append(&n);
+            }
+            // Queued appends are written first, then the file is replaced.
+            j.rewrite(&[4, 5]).unwrap();
+            assert_eq!(j.read_all().unwrap(), [4, 5]);
+            j.append(&6);
+        }
+        let (_, records) = Journal::<u32>::open(dir.path(), "j.jsonl").unwrap();
+        assert_eq!(records, [4, 5, 6]);
+        assert!(!dir.path().join("j.jsonl.tmp").exists());
     }
 }

@@ -1,0 +1,279 @@
+//! The outbox: notifications to people (webhook POSTs, e-mails) from the
+//! moment a sink takes them on until they are delivered or given up, on
+//! disk, so that neither one held by quiet hours nor one whose receiver is
+//! down is lost to a restart.
+//!
+//! `outbox.jsonl` in the data directory is a [`Journal`]: a `queued` line
+//! (the delivery id, channel, target, due time, change and alarm) is fsynced
+//! before the first attempt; a `done` line follows delivery or giving up
+//! (queued only: if a crash loses it, the notification is sent again with the
+//! same id, which receivers de-duplicate on). At start the queued entries
+//! without a `done` are handed back to their sinks with their original id
+//! and due time. The file is compacted (rewritten atomically with only the
+//! pending entries) at start and whenever it holds many more lines than
+//! pending entries.
+
+use medmesh_model::{Alarm, TimestampMs};
+use medmesh_storage::Journal;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+/// File name under the data directory.
+pub const FILE: &str = "outbox.jsonl";
+/// Compaction waits until the file has at least this many lines...
+const COMPACT_MIN_LINES: usize = 1_000;
+/// ...and this many times as many lines as pending entries.
+const COMPACT_RATIO: usize = 4;
+
+/// One notification to deliver.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Delivery id (`X-Medmesh-Delivery` for webhooks), the same on every
+    /// attempt and across restarts.
+    pub id: String,
+    /// The sink that delivers it: "webhook" or "email".
+    pub channel: String,
+    /// Where to (the webhook's URL; empty for e-mail, whose recipients are
+    /// resolved when it is sent).
+    pub target: String,
+    /// Not before then (the end of quiet hours, or when it was queued).
+    pub due_ms: TimestampMs,
+    /// The alarm change ("raised", "escalated", ...) and the alarm as it was.
+    pub change: String,
+    pub alarm: Alarm,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "record", rename_all = "snake_case")]
+enum Record {
+    Queued(Entry),
+    Done { id: String },
+}
+
+struct State {
+    /// Pending entries by their order of queueing.
+    pending: BTreeMap<u64, Entry>,
+    /// Sequence number of each pending entry, by id.
+    seq: std::collections::HashMap<String, u64>,
+    next_seq: u64,
+    /// Lines in the file now.
+    lines: usize,
+}
+
+impl State {
+    fn insert(&mut self, entry: Entry) {
+        if self.seq.contains_key(&entry.id) {
+            return;
+        }
+        self.seq.insert(entry.id.clone(), self.next_seq);
+        self.pending.insert(self.next_seq, entry);
+        self.next_seq += 1;
+    }
+
+    fn remove(&mut self, id: &str) -> bool {
+        match self.seq.remove(id) {
+            Some(s) => self.pending.remove(&s).is_some(),
+            None => false,
+        }
+    }
+
+    fn records(&self) -> Vec<Record> {
+        self.pending.values().cloned().map(Record::Queued).collect()
+    }
+}
+
+pub struct Outbox {
+    journal: Journal<Record>,
+    state: Mutex<State>,
+    /// [`COMPACT_MIN_LINES`] (lower in tests).
+    compact_min_lines: usize,
+}
+
+impl Outbox {
+    /// Opens (creating) the outbox under `dir`, compacted to its pending
+    /// entries, which [`Outbox::pending`] then lists.
+    pub fn open(dir: &Path) -> std::io::Result<Outbox> {
+        let (journal, records) = Journal::open(dir, FILE)?;
+        let mut state = State {
+            pending: BTreeMap::new(),
+            seq: Default::default(),
+            next_seq: 0,
+            lines: records.len(),
+        };
+        for record in records {
+            match record {
+                Record::Queued(entry) => state.insert(entry),
+                Record::Done { id } => {
+                    state.remove(&id);
+                }
+            }
+        }
+        if state.lines > state.pending.len() {
+            journal.rewrite(&state.records())?;
+            state.lines = state.pending.len();
+        }
+        Ok(Outbox {
+            journal,
+            state: Mutex::new(state),
+            compact_min_lines: COMPACT_MIN_LINES,
+        })
+    }
+
+    /// The pending entries of `channel`, oldest first.
+    pub fn pending(&self, channel: &str) -> Vec<Entry> {
+        let state = self.state.lock().expect("outbox lock");
+        state
+            .pending
+            .values()
+            .filter(|e| e.channel == channel)
+            .cloned()
+            .collect()
+    }
+
+    /// Records `entry` and returns once it is on disk (blocks on the fsync,
+    /// which is shared with every other entry queued meanwhile).
+    pub fn queue(&self, entry: Entry) -> std::io::Result<()> {
+        {
+            let mut state = self.state.lock().expect("outbox lock");
+            self.journal.append(&Record::Queued(entry.clone()));
+            state.insert(entry);
+            state.lines += 1;
+        }
+        self.journal.flush()
+    }
+
+    /// Records that entry `id` was delivered or given up; compacts the file
+    /// when it has grown well past what is pending.
+    pub fn done(&self, id: &str) {
+        let mut state = self.state.lock().expect("outbox lock");
+        if !state.remove(id) {
+            return;
+        }
+        self.journal.append(&Record::Done { id: id.to_string() });
+        state.lines += 1;
+        if state.lines >= self.compact_min_lines
+            && state.lines >= COMPACT_RATIO * state.pending.len().max(1)
+        {
+            match self.journal.rewrite(&state.records()) {
+                Ok(()) => state.lines = state.pending.len(),
+                Err(e) => tracing::error!(error = %e, "outbox compaction failed; the file keeps growing"),
+            }
+        }
+    }
+
+    /// Gives up every pending entry of `channel` (a sink no longer
+    /// configured), with a warning for each.
+    pub fn abandon(&self, channel: &str) {
+        for entry in self.pending(channel) {
+            tracing::warn!(
+                channel,
+                delivery = entry.id,
+                alarm = entry.alarm.id,
+                "notification given up: its sink is no longer configured"
+            );
+            self.done(&entry.id);
+        }
+    }
+
+    /// Lines in the file now (for tests of compaction).
+    pub fn lines(&self) -> usize {
+        self.state.lock().expect("outbox lock").lines
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use medmesh_model::{AlarmState, PatientId, Priority};
+
+    fn entry(id: &str, channel: &str, due_ms: TimestampMs) -> Entry {
+        Entry {
+            id: id.into(),
+            channel: channel.into(),
+            target: "http://127.0.0.1:9/hook".into(),
+            due_ms,
+            change: "raised".into(),
+            alarm: Alarm {
+                id: 7,
+                patient_id: PatientId::new("p1").unwrap(),
+                vital: None,
+                device_id: None,
+                rule: "battery-low".into(),
+                priority: Priority::Low,
+                state: AlarmState::Active,
+                message: "battery low".into(),
+                value: 10.0,
+                raised_ms: 1,
+                updated_ms: 1,
+                acknowledged: None,
+                snoozed_until_ms: None,
+                resolved: None,
+                escalation_level: 0,
+                escalation_since_ms: None,
+            },
+        }
+    }
+
+    #[test]
+    fn pending_entries_come_back_after_a_reopen_with_id_and_due_time() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let outbox = Outbox::open(dir.path()).unwrap();
+            outbox.queue(entry("a", "webhook", 100)).unwrap();
+            outbox.queue(entry("b", "email", 200)).unwrap();
+            outbox.queue(entry("c", "webhook", 300)).unwrap();
+            outbox.done("a");
+        }
+        let outbox = Outbox::open(dir.path()).unwrap();
+        assert_eq!(outbox.pending("webhook"), [entry("c", "webhook", 300)]);
+        assert_eq!(outbox.pending("email"), [entry("b", "email", 200)]);
+        // Compacted at open: only the pending entries are left on disk.
+        assert_eq!(outbox.lines(), 2);
+        let text = std::fs::read_to_string(dir.path().join(FILE)).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        outbox.abandon("email");
+        assert!(outbox.pending("email").is_empty());
+        drop(outbox);
+        let outbox = Outbox::open(dir.path()).unwrap();
+        assert!(outbox.pending("email").is_empty());
+        assert_eq!(outbox.pending("webhook").len(), 1);
+    }
+
+    #[test]
+    fn a_growing_file_is_compacted_to_what_is_pending() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut outbox = Outbox::open(dir.path()).unwrap();
+        outbox.compact_min_lines = 20;
+        outbox.queue(entry("kept", "webhook", 1)).unwrap();
+        for n in 0..50 {
+            let id = format!("d{n}");
+            outbox.queue(entry(&id, "webhook", 1)).unwrap();
+            outbox.done(&id);
+        }
+        // 101 lines written, compacted whenever 20 or more held a quarter
+        // pending or less.
+        let in_memory = outbox.lines();
+        assert!(in_memory < 20, "{in_memory}");
+        drop(outbox);
+        let lines = std::fs::read_to_string(dir.path().join(FILE))
+            .unwrap()
+            .lines()
+            .count();
+        assert_eq!(lines, in_memory);
+        let outbox = Outbox::open(dir.path()).unwrap();
+        assert_eq!(outbox.pending("webhook"), [entry("kept", "webhook", 1)]);
+    }
+
+    #[test]
+    fn done_twice_or_unknown_adds_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(dir.path()).unwrap();
+        outbox.queue(entry("a", "webhook", 1)).unwrap();
+        outbox.done("a");
+        outbox.done("a");
+        outbox.done("zzz");
+        assert_eq!(outbox.lines(), 2);
+    }
+}
