@@ -318,6 +318,160 @@ async fn quiet_hours_hold_low_priority_webhooks_until_they_end_but_never_high() 
     );
 }
 
+/// Stops `s` and starts it again on the same data directory with the
+/// `[alarms]` table `toml` (a restart of the process: the sinks' deliveries
+/// in progress stop with it).
+async fn restart_alarms(s: TestServer, toml: &str) -> TestServer {
+    let alarms = Config::from_toml(toml).expect("test config parses").alarms;
+    let TestServer {
+        running,
+        data_dir,
+        token,
+        http,
+    } = s;
+    running.stop();
+    TestServer {
+        running: start_in_with(data_dir.path(), |c| c.alarms = alarms).await,
+        data_dir,
+        token,
+        http,
+    }
+}
+
+/// Asserts the receiver hears nothing more for a while (nothing sent twice).
+async fn nothing_more(hook: &mut Peer) {
+    let more = tokio::time::timeout(Duration::from_secs(3), hook.lines.recv()).await;
+    assert!(more.is_err(), "a further request: {more:?}");
+}
+
+/// Pending entries in the outbox file: queued ids without a `done`.
+fn outbox_pending(s: &TestServer) -> Vec<Value> {
+    let text = std::fs::read_to_string(s.data_dir.path().join("outbox.jsonl")).unwrap();
+    let records: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    records
+        .iter()
+        .filter(|r| r["record"] == "queued")
+        .filter(|q| {
+            !records
+                .iter()
+                .any(|r| r["record"] == "done" && r["id"] == q["id"])
+        })
+        .cloned()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_held_by_quiet_hours_survives_a_restart_and_is_sent_once() {
+    let mut hook = Peer::start("webhook_receiver.py", &[SECRET, "0"]);
+    let port = hook.next().await["port"].as_u64().unwrap();
+    // Quiet until 12 s from now (UTC): time to raise the alarm and restart.
+    let now = now_ms();
+    let quiet_end_ms = (now / 1000 + 12) * 1000;
+    let toml = format!(
+        "[alarms.quiet_hours]\nstart = \"{}\"\nend = \"{}\"\nutc_offset = \"UTC\"\n[alarms.webhook]\nurls = [\"http://127.0.0.1:{port}/\"]\nsecret = \"{SECRET}\"\n",
+        utc_clock(now - 60_000),
+        utc_clock(quiet_end_ms)
+    );
+    let s = start_alarms(&toml).await;
+    s.admit("p1", "mon-1").await;
+    // A battery at 10 % raises a low-priority alarm: held, and on disk.
+    let (status, report) = s
+        .send(
+            Method::POST,
+            "/api/v1/devices/mon-1/senml",
+            json!([{"n": "battery", "u": "%EL", "v": 10}]),
+        )
+        .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        metric_reaches(&s, &delivery_metric("webhook", "held"), 1.0).await,
+        1.0
+    );
+    let held = outbox_pending(&s);
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0]["due_ms"], quiet_end_ms);
+    assert!(
+        now_ms() < quiet_end_ms - 2_000,
+        "the machine is too slow for this test's quiet hours"
+    );
+
+    // Stopped and started again while the quiet hours last: held again...
+    let s = restart_alarms(s, &toml).await;
+    assert_eq!(
+        metric_reaches(&s, &delivery_metric("webhook", "held"), 1.0).await,
+        1.0
+    );
+    // ...and sent when they end, with the id it was given before the restart.
+    let got = hook.next().await;
+    assert_eq!(got["status"], 200, "{got}");
+    assert_eq!(got["signature_ok"], true, "{got}");
+    assert_eq!(got["delivery"], held[0]["id"], "{got}");
+    assert_eq!(got["body"]["change"], "raised", "{got}");
+    assert_eq!(got["body"]["alarm"]["rule"], "battery-low", "{got}");
+    assert_eq!(got["body"]["alarm"]["priority"], "low", "{got}");
+    assert!(got["received_ms"].as_i64().unwrap() >= quiet_end_ms, "{got}");
+    // Once: the stopped server's held copy went with it.
+    nothing_more(&mut hook).await;
+    assert!(outbox_pending(&s).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_refused_before_a_restart_is_delivered_after_it_with_the_same_id() {
+    // The receiver is down (503) for the first attempt.
+    let mut hook = Peer::start("webhook_receiver.py", &[SECRET, "1"]);
+    let port = hook.next().await["port"].as_u64().unwrap();
+    // The retry would come 10 to 20 s later: the restart comes first. The
+    // ladder's next step is an hour away: only the clock's start matters.
+    let toml = format!(
+        r#"
+[alarms.escalation]
+high = [{{ roles = ["nurse"] }}, {{ after = "1h", roles = ["physician"] }}]
+[alarms.webhook]
+urls = ["http://127.0.0.1:{port}/medmesh"]
+secret = "{SECRET}"
+attempts = 6
+first_retry = "20s"
+"#
+    );
+    let s = start_alarms(&toml).await;
+    s.admit("p1", "mon-1").await;
+    pulse(&s, "mon-1", 1.8e9, 135.0).await;
+    let refused = hook.next().await;
+    assert_eq!(refused["status"], 503, "{refused}");
+    assert_eq!(refused["body"]["change"], "raised", "{refused}");
+    // The escalation timer starts the alarm's clock within a second.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let clock = loop {
+        let (_, alarms) = s.get("/api/v1/alarms").await;
+        if let Some(since) = alarms[0]["escalation_since_ms"].as_i64() {
+            break since;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{alarms}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    let s = restart_alarms(s, &toml).await;
+    let taken = hook.next().await;
+    assert_eq!(taken["status"], 200, "{taken}");
+    assert_eq!(taken["signature_ok"], true, "{taken}");
+    assert_eq!(taken["delivery"], refused["delivery"], "receivers de-duplicate on it");
+    assert_eq!(taken["body"], refused["body"]);
+    assert_eq!(
+        metric_reaches(&s, &delivery_metric("webhook", "delivered"), 1.0).await,
+        1.0
+    );
+    nothing_more(&mut hook).await;
+    assert!(outbox_pending(&s).is_empty());
+    // The escalation clock did not start again: the first climb stays due
+    // an hour after the alarm was first seen, not after the restart.
+    let (_, alarms) = s.get("/api/v1/alarms").await;
+    assert_eq!(alarms[0]["escalation_since_ms"], clock, "{alarms}");
+    assert_eq!(alarms[0]["escalation_level"], 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn email_goes_to_each_escalation_level_and_to_consented_followers_only() {
     let smtp_port = free_port();
