@@ -412,7 +412,10 @@ async fn a_notification_held_by_quiet_hours_survives_a_restart_and_is_sent_once(
     assert_eq!(got["body"]["change"], "raised", "{got}");
     assert_eq!(got["body"]["alarm"]["rule"], "battery-low", "{got}");
     assert_eq!(got["body"]["alarm"]["priority"], "low", "{got}");
-    assert!(got["received_ms"].as_i64().unwrap() >= quiet_end_ms, "{got}");
+    assert!(
+        got["received_ms"].as_i64().unwrap() >= quiet_end_ms,
+        "{got}"
+    );
     // Once: the stopped server's held copy went with it.
     nothing_more(&mut hook).await;
     assert!(outbox_pending(&s).is_empty());
@@ -457,7 +460,10 @@ first_retry = "20s"
     let taken = hook.next().await;
     assert_eq!(taken["status"], 200, "{taken}");
     assert_eq!(taken["signature_ok"], true, "{taken}");
-    assert_eq!(taken["delivery"], refused["delivery"], "receivers de-duplicate on it");
+    assert_eq!(
+        taken["delivery"], refused["delivery"],
+        "receivers de-duplicate on it"
+    );
     assert_eq!(taken["body"], refused["body"]);
     assert_eq!(
         metric_reaches(&s, &delivery_metric("webhook", "delivered"), 1.0).await,

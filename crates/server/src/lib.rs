@@ -28,11 +28,11 @@ pub use config::{
 
 use medmesh_access::Access;
 use medmesh_pipeline::{Metrics, Pipeline};
+use medmesh_sinks::outbox::Outbox;
 use medmesh_sources::coap::CoapListener;
 use medmesh_sources::hl7::Hl7Listener;
 use medmesh_sources::mqtt::{MqttListener, MqttSettings};
 use medmesh_storage::{AlarmLog, Registry, Store, StoreOptions};
-use medmesh_sinks::outbox::Outbox;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::task::JoinHandle;

@@ -96,7 +96,11 @@ pub async fn run(
     };
     let mut events = pipeline.subscribe_alarms();
     for entry in outbox.pending(CHANNEL) {
-        tracing::info!(delivery = entry.id, alarm = entry.alarm.id, "alarm e-mail resumed after a restart");
+        tracing::info!(
+            delivery = entry.id,
+            alarm = entry.alarm.id,
+            "alarm e-mail resumed after a restart"
+        );
         deliveries.spawn(deliver(entry, false));
     }
     loop {

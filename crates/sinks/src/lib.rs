@@ -66,7 +66,10 @@ async fn wait_until_due(entry: &Entry, metrics: &Metrics, channel: &'static str)
             until_ms = entry.due_ms,
             "low-priority notification held for quiet hours"
         );
-        tokio::time::sleep(std::time::Duration::from_millis((entry.due_ms - now) as u64)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(
+            (entry.due_ms - now) as u64,
+        ))
+        .await;
     }
 }
 

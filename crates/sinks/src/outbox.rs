@@ -48,7 +48,7 @@ pub struct Entry {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "record", rename_all = "snake_case")]
 enum Record {
-    Queued(Entry),
+    Queued(Box<Entry>),
     Done { id: String },
 }
 
@@ -80,7 +80,10 @@ impl State {
     }
 
     fn records(&self) -> Vec<Record> {
-        self.pending.values().cloned().map(Record::Queued).collect()
+        self.pending
+            .values()
+            .map(|e| Record::Queued(Box::new(e.clone())))
+            .collect()
     }
 }
 
@@ -104,7 +107,7 @@ impl Outbox {
         };
         for record in records {
             match record {
-                Record::Queued(entry) => state.insert(entry),
+                Record::Queued(entry) => state.insert(*entry),
                 Record::Done { id } => {
                     state.remove(&id);
                 }
@@ -137,7 +140,8 @@ impl Outbox {
     pub fn queue(&self, entry: Entry) -> std::io::Result<()> {
         {
             let mut state = self.state.lock().expect("outbox lock");
-            self.journal.append(&Record::Queued(entry.clone()));
+            self.journal
+                .append(&Record::Queued(Box::new(entry.clone())));
             state.insert(entry);
             state.lines += 1;
         }
@@ -158,7 +162,9 @@ impl Outbox {
         {
             match self.journal.rewrite(&state.records()) {
                 Ok(()) => state.lines = state.pending.len(),
-                Err(e) => tracing::error!(error = %e, "outbox compaction failed; the file keeps growing"),
+                Err(e) => {
+                    tracing::error!(error = %e, "outbox compaction failed; the file keeps growing")
+                }
             }
         }
     }

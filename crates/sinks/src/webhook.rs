@@ -89,13 +89,21 @@ pub async fn run(pipeline: Arc<Pipeline>, outbox: Arc<Outbox>, settings: Webhook
     let mut deliveries = JoinSet::new();
     let mut events = pipeline.subscribe_alarms();
     for entry in outbox.pending(CHANNEL) {
-        let still_configured = Url::parse(&entry.target)
-            .is_ok_and(|url| sender.settings.urls.contains(&url));
+        let still_configured =
+            Url::parse(&entry.target).is_ok_and(|url| sender.settings.urls.contains(&url));
         if still_configured {
-            tracing::info!(url = entry.target, delivery = entry.id, "webhook resumed after a restart");
+            tracing::info!(
+                url = entry.target,
+                delivery = entry.id,
+                "webhook resumed after a restart"
+            );
             deliveries.spawn(sender.clone().deliver(entry, false));
         } else {
-            tracing::warn!(url = entry.target, delivery = entry.id, "webhook given up: its URL is no longer configured");
+            tracing::warn!(
+                url = entry.target,
+                delivery = entry.id,
+                "webhook given up: its URL is no longer configured"
+            );
             crate::finish(&outbox, &entry).await;
         }
     }

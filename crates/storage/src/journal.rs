@@ -85,7 +85,11 @@ impl<T: Serialize + DeserializeOwned> Journal<T> {
 
     /// Queues a record.
     pub fn append(&self, record: &T) {
-        if self.lines.send(Line::Append(Self::line(record), None)).is_err() {
+        if self
+            .lines
+            .send(Line::Append(Self::line(record), None))
+            .is_err()
+        {
             tracing::error!(path = %self.path.display(), "journal writer is gone; record lost");
         }
     }
