@@ -214,7 +214,7 @@ impl Server {
         let mqtt_task = tokio::spawn(mqtt.run(pipeline.clone()));
         let coap_task = tokio::spawn(coap.run(pipeline.clone()));
         let alarm_sink = tokio::spawn(medmesh_sinks::mqtt_alarms::run(
-            pipeline.clone(),
+            pipeline.subscribe_alarms(),
             broker.clone(),
         ));
         let hl7_task = tokio::spawn(hl7.run(pipeline.clone()));
@@ -284,6 +284,7 @@ fn delivery_tasks(
     match delivery.webhook {
         Some(w) => tasks.push(tokio::spawn(medmesh_sinks::webhook::run(
             pipeline.clone(),
+            pipeline.subscribe_alarms(),
             outbox.clone(),
             w,
         ))),
@@ -292,6 +293,7 @@ fn delivery_tasks(
     match delivery.email {
         Some(e) => tasks.push(tokio::spawn(medmesh_sinks::email::run(
             pipeline.clone(),
+            pipeline.subscribe_alarms(),
             access.clone(),
             outbox,
             e,

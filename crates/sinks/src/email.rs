@@ -24,6 +24,7 @@ use medmesh_pipeline::{DeliveryOutcome, LiveEvent, Pipeline};
 use medmesh_rules::escalation::Policy;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinSet;
 
@@ -66,9 +67,11 @@ impl EmailSettings {
 }
 
 /// Mails alarm notifications until the pipeline goes away; first the ones
-/// the outbox still holds from before a restart.
+/// the outbox still holds from before a restart. `events`: as for
+/// [`crate::webhook::run`].
 pub async fn run(
     pipeline: Arc<Pipeline>,
+    mut events: broadcast::Receiver<LiveEvent>,
     access: Arc<Access>,
     outbox: Arc<Outbox>,
     settings: EmailSettings,
@@ -94,7 +97,6 @@ pub async fn run(
             crate::finish(&outbox, &entry).await;
         }
     };
-    let mut events = pipeline.subscribe_alarms();
     for entry in outbox.pending(CHANNEL) {
         tracing::info!(
             delivery = entry.id,

@@ -4,9 +4,10 @@
 //! embedded broker. Value updates of an ongoing alarm are left out: a pager
 //! must not buzz every second while a condition lasts.
 
-use medmesh_pipeline::{LiveEvent, Pipeline};
+use medmesh_pipeline::LiveEvent;
 use medmesh_sources::mqtt::{Broker, Message};
 use std::sync::Arc;
+use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
 /// The topic a patient's alarms are published to.
@@ -14,9 +15,9 @@ pub fn alarm_topic(patient: &str) -> String {
     format!("medmesh/v1/alarms/{patient}")
 }
 
-/// Publishes alarm changes until the pipeline goes away.
-pub async fn run(pipeline: Arc<Pipeline>, broker: Arc<Broker>) {
-    let mut events = pipeline.subscribe_alarms();
+/// Publishes the alarm changes `events` carries (subscribed before the task
+/// is spawned, so none raised meanwhile is missed) until the pipeline goes away.
+pub async fn run(mut events: broadcast::Receiver<LiveEvent>, broker: Arc<Broker>) {
     loop {
         match events.recv().await {
             Ok(LiveEvent::Alarm { change, alarm }) if change != "updated" => {

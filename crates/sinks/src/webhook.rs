@@ -31,6 +31,7 @@ use sha2::Sha256;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
+use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinSet;
 
@@ -69,7 +70,14 @@ struct Sender {
 
 /// Posts alarm changes until the pipeline goes away; first the ones the
 /// outbox still holds from before a restart (same delivery id, same due time).
-pub async fn run(pipeline: Arc<Pipeline>, outbox: Arc<Outbox>, settings: WebhookSettings) {
+/// `events` comes from `Pipeline::subscribe_alarms`, subscribed before the
+/// task is spawned so that no change raised while it starts is missed.
+pub async fn run(
+    pipeline: Arc<Pipeline>,
+    mut events: broadcast::Receiver<LiveEvent>,
+    outbox: Arc<Outbox>,
+    settings: WebhookSettings,
+) {
     let client = match reqwest::Client::builder().timeout(settings.timeout).build() {
         Ok(c) => c,
         Err(e) => {
@@ -87,7 +95,6 @@ pub async fn run(pipeline: Arc<Pipeline>, outbox: Arc<Outbox>, settings: Webhook
     // Dropped with this task, which aborts every delivery in progress (they
     // are in the outbox and resume at the next start).
     let mut deliveries = JoinSet::new();
-    let mut events = pipeline.subscribe_alarms();
     for entry in outbox.pending(CHANNEL) {
         let still_configured =
             Url::parse(&entry.target).is_ok_and(|url| sender.settings.urls.contains(&url));
