@@ -551,6 +551,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_patient_silent_across_a_restart_is_flagged_on_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = pipeline(dir.path())
+            .with_rules(&RulesConfig::default(), dir.path())
+            .unwrap();
+        let patient = PatientId::new("p1").unwrap();
+        let device = DeviceId::new("hub-1").unwrap();
+        admit(&p, &patient, &device);
+        let settings = serde_json::from_str(r#"{"profile": "home-copd"}"#).unwrap();
+        p.set_alarm_settings(&patient, Some(settings)).unwrap();
+        // The last reading (HL7, naming its patient) was taken 23 h ago.
+        let taken_s = (now_ms() - 23 * 3_600_000) / 1000;
+        let pack = format!(r#"[{{"n":"spo2","u":"%","v":96,"t":{taken_s}}}]"#);
+        let decoded = senml::decode_json(pack.as_bytes(), now_ms()).unwrap();
+        p.ingest_for_patient(SourceKind::Hl7, &device, &patient, decoded)
+            .await
+            .unwrap();
+        drop(p);
+        let p = pipeline(dir.path())
+            .with_rules(&RulesConfig::default(), dir.path())
+            .unwrap();
+        let now = now_ms();
+        assert_eq!(p.check_stale(now), 0, "23 h silent: home-copd allows 24");
+        // Counted from start this would wait until a day after the restart.
+        assert_eq!(p.check_stale(now + 2 * 3_600_000), 1);
+        let alarm = &p.active_alarms_for(&patient)[0];
+        assert_eq!(alarm.rule, "stale-data");
+        assert!(
+            alarm.message.starts_with("No reading for 1 days 1 h"),
+            "{}",
+            alarm.message
+        );
+    }
+
+    #[tokio::test]
     async fn unassigned_device_samples_are_kept_under_the_device() {
         let dir = tempfile::tempdir().unwrap();
         let p = pipeline(dir.path());
