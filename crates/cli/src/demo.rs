@@ -29,7 +29,8 @@ pub fn accounts(running: &Running, ward: &[SimPatient]) -> anyhow::Result<String
             id: "ward-a".into(),
             name: "Ward A".into(),
             members: ["nurse".to_string(), "physician".to_string()].into(),
-            wards: ["Ward A".to_string()].into(),
+            // Ward A and the patients it follows at home.
+            wards: ["Ward A".to_string(), "Home".to_string()].into(),
             patients: Default::default(),
         })?;
     }

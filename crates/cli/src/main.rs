@@ -11,7 +11,7 @@ mod user;
 
 use clap::{Args, Parser, Subcommand};
 use medmesh_server::{Config, Server};
-use medmesh_simulator::{LoadConfig, LoadStats, Protocol, demo_ward, run_load};
+use medmesh_simulator::{LoadConfig, LoadStats, Protocol, clinical_demo_ward, demo_ward, run_load};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -361,7 +361,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         } => {
             let config = serve.config("medmesh-demo-data")?;
             let running = Server::start(&config).await?;
-            let ward = demo_ward(patients, 2026);
+            let ward = clinical_demo_ward(patients, 2026);
             for p in &ward {
                 running
                     .pipeline
@@ -371,6 +371,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     .pipeline
                     .registry
                     .assign_device(p.device.clone(), Some(p.patient.id.clone()))?;
+                // Alarm profiles (home-copd on SpO2 scale 2, adult-ward), as
+                // a clinician would set them; kept if set before.
+                let (current, _) = running.pipeline.alarm_settings(&p.patient.id);
+                if let (None, Some(settings)) = (current, &p.extras.alarm_settings) {
+                    let settings = serde_json::from_value(settings.clone())?;
+                    running
+                        .pipeline
+                        .set_alarm_settings(&p.patient.id, Some(settings))?;
+                }
             }
             let accounts = demo::accounts(&running, &ward)?;
             // The ward speaks every protocol, like a real one: bedside monitors
@@ -400,7 +409,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 }
             });
             eprintln!(
-                "medmesh demo: {patients} simulated patients on Ward A\n  dashboard  http://{}\n  sign in    {accounts}\n  MQTT       {} (try: mosquitto_pub -h {} -p {} -t {} -m '[{{\"n\":\"heart_rate\",\"u\":\"/min\",\"v\":140}}]')",
+                "medmesh demo: {patients} simulated patients on Ward A and at home\n  dashboard  http://{}\n  sign in    {accounts}\n  MQTT       {} (try: mosquitto_pub -h {} -p {} -t {} -m '[{{\"n\":\"heart_rate\",\"u\":\"/min\",\"v\":140}}]')",
                 running.http_addr,
                 running.mqtt_addr,
                 running.mqtt_addr.ip(),

@@ -17,8 +17,8 @@ use std::time::Duration;
 struct Live {
     response: reqwest::Response,
     buffer: String,
-    /// Alarm events received and not yet asked for, in arrival order.
-    unclaimed: Vec<Value>,
+    /// Events received and not yet asked for, in arrival order: (name, data).
+    unclaimed: Vec<(String, Value)>,
 }
 
 impl Live {
@@ -32,36 +32,44 @@ impl Live {
         }
     }
 
-    /// The first alarm event with `change` and `rule` not asked for yet,
-    /// waiting for it if needed; returns its alarm. (Changes of one message
-    /// arrive together, in no order the test should rely on.)
-    async fn alarm(&mut self, change: &str, rule: &str) -> Value {
+    /// The first `name` event not asked for yet whose data `matches`,
+    /// waiting for it if needed.
+    async fn event(&mut self, name: &str, matches: impl Fn(&Value) -> bool) -> Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
         loop {
             while let Some(end) = self.buffer.find("\n\n") {
                 let event: String = self.buffer.drain(..end + 2).collect();
-                if let Some(data) = event
-                    .contains("event: alarm")
-                    .then(|| event.lines().find_map(|l| l.strip_prefix("data: ")))
-                    .flatten()
-                {
-                    self.unclaimed.push(serde_json::from_str(data).unwrap());
+                let field = |f: &str| event.lines().find_map(|l| l.strip_prefix(f));
+                if let (Some(kind), Some(data)) = (field("event: "), field("data: ")) {
+                    let data = serde_json::from_str(data).unwrap();
+                    self.unclaimed.push((kind.to_string(), data));
                 }
             }
             if let Some(i) = self
                 .unclaimed
                 .iter()
-                .position(|v| v["change"] == change && v["alarm"]["rule"] == rule)
+                .position(|(kind, v)| kind == name && matches(v))
             {
-                return self.unclaimed.remove(i)["alarm"].clone();
+                return self.unclaimed.remove(i).1;
             }
             let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
                 .await
-                .unwrap_or_else(|_| panic!("no {change} {rule} alarm on the live stream"))
+                .unwrap_or_else(|_| panic!("no such {name} event on the live stream"))
                 .unwrap()
                 .expect("stream open");
             self.buffer.push_str(&String::from_utf8_lossy(&chunk));
         }
+    }
+
+    /// The first alarm event with `change` and `rule` not asked for yet,
+    /// waiting for it if needed; returns its alarm. (Changes of one message
+    /// arrive together, in no order the test should rely on.)
+    async fn alarm(&mut self, change: &str, rule: &str) -> Value {
+        self.event("alarm", |v| {
+            v["change"] == change && v["alarm"]["rule"] == rule
+        })
+        .await["alarm"]
+            .clone()
     }
 }
 
@@ -361,4 +369,50 @@ async fn trend_battery_fall_and_stale_data_over_mqtt() {
     assert_eq!(status, 200, "{a}");
     let closed = live.alarm("resolved", "fall").await;
     assert_eq!(closed["resolved"]["by"], "nurse.lee");
+}
+
+fn battery_of(devices: &Value, id: &str) -> Value {
+    devices
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == id)
+        .unwrap_or_else(|| panic!("{id} in {devices}"))["battery_percent"]
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn battery_levels_are_live_and_survive_a_restart() {
+    let s = start().await;
+    s.admit("p1", "watch-1").await;
+    let mut live = Live::open(&s).await;
+    senml(
+        &s,
+        "watch-1",
+        json!([{"n": "battery", "u": "%EL", "v": 64}]),
+    )
+    .await;
+    let ev = live
+        .event("device_battery", |v| v["device_id"] == "watch-1")
+        .await;
+    assert_eq!(ev["percent"], 64.0, "{ev}");
+    // Lower levels reach the stream as they come; a device assigned to
+    // nobody keeps its level too.
+    for v in [63.6, 62.9] {
+        senml(&s, "watch-1", json!([{"n": "battery", "u": "%EL", "v": v}])).await;
+    }
+    senml(
+        &s,
+        "spare-2",
+        json!([{"n": "battery", "u": "%EL", "v": 31}]),
+    )
+    .await;
+    let ev = live.event("device_battery", |v| v["percent"] == 62.9).await;
+    assert_eq!(ev["device_id"], "watch-1");
+    live.event("device_battery", |v| v["device_id"] == "spare-2")
+        .await;
+    let s = s.restart().await;
+    let (_, devices) = s.get("/api/v1/devices").await;
+    assert_eq!(battery_of(&devices, "watch-1"), 62.9, "{devices}");
+    assert_eq!(battery_of(&devices, "spare-2"), 31.0, "{devices}");
 }

@@ -185,6 +185,42 @@ fn demo_shows_a_live_ward_and_accepts_mosquitto_pub() {
         later[0]["latest"]["heart_rate"]["time_ms"]
     );
 
+    // The demo exercises the alarm rules: a home COPD patient on SpO2
+    // scale 2 and oxygen, device batteries (some low: an alarm), and the
+    // deteriorating patients on the adult-ward profile.
+    let copd = get_json(
+        &token,
+        &format!("http://{http}/api/v1/patients/home-002/alarm-settings"),
+    );
+    assert_eq!(copd["settings"]["profile"], "home-copd", "{copd}");
+    assert_eq!(copd["settings"]["spo2_scale"], 2, "{copd}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let home = get_json(&token, &format!("http://{http}/api/v1/patients/home-002"));
+        let devices = get_json(&token, &format!("http://{http}/api/v1/devices"));
+        let alarms = get_json(&token, &format!("http://{http}/api/v1/alarms"));
+        let on_oxygen = home["latest"]["oxygen_flow"]["value"].as_f64().is_some();
+        let batteries = devices
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["battery_percent"].is_number())
+            .count();
+        let battery_low = alarms
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["rule"] == "battery-low");
+        if on_oxygen && batteries >= 10 && battery_low {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no oxygen, batteries or battery-low alarm after 20 s: {home} {devices} {alarms}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
     // A reading published with mosquitto_pub lands on the patient. Its
     // timestamp is in the future so the simulator's next reading does not
     // replace it as "latest" before we look.

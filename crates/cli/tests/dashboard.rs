@@ -265,6 +265,11 @@ async fn the_dashboard_in_a_browser_is_live_acknowledges_charts_and_holds_500_pa
                             tokio::time::sleep(Duration::from_millis(20)).await;
                         }
                     }
+                    // 15 % (SenML %EL): shown live in the patient's devices table.
+                    "publish-battery" => {
+                        mqtt.publish(vec![(device(1), pack("battery", "%EL", 15.0, None))])
+                            .await
+                    }
                     other => panic!("unknown step {other}"),
                 }
                 writeln!(to_script, "GO").unwrap();
@@ -281,7 +286,8 @@ async fn the_dashboard_in_a_browser_is_live_acknowledges_charts_and_holds_500_pa
             "publish-whole-ward",
             "raise-alarm",
             "check-acknowledged",
-            "publish-more"
+            "publish-more",
+            "publish-battery"
         ]
     );
 
@@ -382,6 +388,7 @@ async fn the_dashboard_in_a_browser_is_live_acknowledges_charts_and_holds_500_pa
     );
     assert!(p["table_rows"].as_u64().unwrap() >= 30, "{p}");
     assert_eq!(p["devices"], json!([device(1)]));
+    assert_eq!(p["battery"], "15 %", "{p}");
     assert!(
         p["care_plan"].as_str().unwrap().contains("No care plan"),
         "{p}"
@@ -442,6 +449,8 @@ async fn the_dashboard_in_a_browser_is_live_acknowledges_charts_and_holds_500_pa
         json!(["Central station", "Alarms", "Home monitoring", "Admin"])
     );
     assert_eq!(admin["device"], "spare-9");
+    // The battery reported in the patient view, in the admin Devices table.
+    assert_eq!(admin["battery"], "15 %", "{admin}");
     let token = admin["password"].as_str().unwrap();
     let sent = reqwest::Client::new()
         .post(s.url("/api/v1/devices/spare-9/senml"))

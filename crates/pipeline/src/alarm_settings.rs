@@ -33,14 +33,23 @@ fn load(path: &Path) -> Result<BTreeMap<PatientId, AlarmSettings>, String> {
 }
 
 impl Pipeline {
-    /// Puts the `[rules]` configuration in force and loads the patients'
-    /// saved settings from `data_dir`. Settings naming a profile that no
+    /// Puts the `[rules]` configuration in force, loads the patients'
+    /// saved settings from `data_dir` and each patient's last reading time
+    /// from the store (for the stale-data rule). Settings naming a profile that no
     /// longer exists are kept on file, logged, and not applied.
     pub fn with_rules(mut self, config: &RulesConfig, data_dir: &Path) -> Result<Pipeline, String> {
         let mut engine = RuleEngine::new(config, now_ms())?;
         let path = data_dir.join(SETTINGS_FILE);
         for problem in engine.load(load(&path)?) {
             tracing::warn!(%problem, "alarm settings not applied");
+        }
+        // Stale data keeps counting across a restart: from each patient's
+        // newest stored reading, not from the start.
+        for patient in self.registry.patients() {
+            let newest = self.store.latest(patient.id.as_str());
+            if let Some(taken) = newest.iter().map(|(_, p)| p.time_ms).max() {
+                engine.seed_last_reading(&patient.id, taken);
+            }
         }
         self.rules = std::sync::Mutex::new(engine);
         self.settings_path = Some(path);

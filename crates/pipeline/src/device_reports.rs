@@ -1,25 +1,54 @@
 //! What devices report about themselves (battery) and events they detect
 //! (falls): kept with the device and judged for the device's patient.
+//!
+//! Battery levels go to the live stream on every report and to the battery
+//! journal (`device_battery.jsonl`) when their whole percent changes, so
+//! `GET /api/v1/devices` shows them after a restart.
 
-use crate::{DeviceActivity, Pipeline};
-use medmesh_model::{DeviceId, DeviceReport, now_ms};
+use crate::{LiveEvent, Pipeline};
+use medmesh_model::{DeviceId, DeviceReport};
 use medmesh_rules::RULE_FALL;
+use medmesh_storage::{BatteryLevel, BatteryLog};
+use std::collections::HashMap;
+use std::path::Path;
 
 impl Pipeline {
+    /// Keeps battery levels in `data_dir` and restores the recorded ones.
+    pub fn with_battery_log(mut self, data_dir: &Path) -> std::io::Result<Pipeline> {
+        let (log, levels) = BatteryLog::open(data_dir)?;
+        self.batteries = std::sync::Mutex::new(levels);
+        self.battery_log = Some(log);
+        Ok(self)
+    }
+
+    /// Each device's last reported battery level.
+    pub fn device_batteries(&self) -> HashMap<DeviceId, BatteryLevel> {
+        self.batteries.lock().expect("batteries lock").clone()
+    }
+
+    fn battery(&self, device: &DeviceId, level: BatteryLevel) {
+        let changed = {
+            let mut batteries = self.batteries.lock().expect("batteries lock");
+            let old = batteries.insert(device.clone(), level);
+            old.is_none_or(|o| o.percent.round() != level.percent.round())
+        };
+        if changed && let Some(log) = &self.battery_log {
+            log.record(device, level);
+        }
+        let _ = self.live.send(LiveEvent::DeviceBattery {
+            device_id: device.clone(),
+            percent: level.percent,
+            time_ms: level.time_ms,
+        });
+    }
+
     /// Applies a message's device reports, after its readings were stored.
     /// A report belongs to the patient the device was assigned to at the
     /// report's time; an unassigned device's reports raise nothing.
     pub(crate) fn device_reports(&self, device: &DeviceId, reports: &[DeviceReport]) {
         for report in reports {
-            if let DeviceReport::Battery { percent, .. } = report {
-                let mut activity = self.activity.lock().expect("activity lock");
-                let a = activity.entry(device.clone()).or_insert(DeviceActivity {
-                    last_seen_ms: now_ms(),
-                    messages: 1,
-                    online: None,
-                    battery_percent: None,
-                });
-                a.battery_percent = Some(*percent);
+            if let DeviceReport::Battery { percent, time_ms } = *report {
+                self.battery(device, BatteryLevel { percent, time_ms });
             }
             let patient = self
                 .registry

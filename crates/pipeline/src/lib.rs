@@ -29,7 +29,7 @@ use medmesh_codecs::{DecodeError, Decoded, RecordError, fhir, gatt, senml};
 use medmesh_model::{Alarm, DeviceId, Observation, PatientId, TimestampMs, now_ms};
 use medmesh_rules::news2::{self, Aggregate};
 use medmesh_rules::{AlarmBoard, AlarmChange, RuleEngine, RulesConfig};
-use medmesh_storage::{AlarmLog, Registry, Store, StoreError};
+use medmesh_storage::{AlarmLog, BatteryLevel, BatteryLog, Registry, Store, StoreError};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -62,8 +62,6 @@ pub struct DeviceActivity {
     pub messages: u64,
     /// Connected now (MQTT), if the device keeps a connection.
     pub online: Option<bool>,
-    /// Battery level last reported (percent), if the device reports one.
-    pub battery_percent: Option<f64>,
 }
 
 pub struct Pipeline {
@@ -78,6 +76,10 @@ pub struct Pipeline {
     settings_write: Mutex<()>,
     alarm_log: AlarmLog,
     activity: Mutex<HashMap<DeviceId, DeviceActivity>>,
+    /// Each device's last reported battery level, kept across restarts
+    /// by `battery_log` (see `device_reports.rs`).
+    batteries: Mutex<HashMap<DeviceId, BatteryLevel>>,
+    battery_log: Option<BatteryLog>,
     live: broadcast::Sender<LiveEvent>,
     /// Alarm lifecycle changes only (no value updates): sinks that deliver
     /// alarms need not wake for every observation.
@@ -117,6 +119,8 @@ impl Pipeline {
             settings_write: Mutex::new(()),
             alarm_log,
             activity: Mutex::new(HashMap::new()),
+            batteries: Mutex::new(HashMap::new()),
+            battery_log: None,
             live: broadcast::channel(LIVE_BUFFER).0,
             alarm_events: broadcast::channel(LIVE_BUFFER).0,
         }
@@ -371,7 +375,6 @@ impl Pipeline {
             last_seen_ms: 0,
             messages: 0,
             online: None,
-            battery_percent: None,
         });
         a.last_seen_ms = now_ms();
         a.messages += 1;
@@ -407,7 +410,6 @@ impl Pipeline {
                 last_seen_ms: 0,
                 messages: 0,
                 online: None,
-                battery_percent: None,
             });
             a.online = Some(online);
             a.last_seen_ms = now_ms();
@@ -584,6 +586,67 @@ mod tests {
         assert_eq!(p.escalate_due(&policy, t0 + 59_999), 0);
         assert_eq!(p.escalate_due(&policy, t0 + 60_000), 1);
         assert_eq!(p.active_alarms_for(&patient)[0].escalation_level, 1);
+    }
+
+    #[tokio::test]
+    async fn a_patient_silent_across_a_restart_is_flagged_on_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = pipeline(dir.path())
+            .with_rules(&RulesConfig::default(), dir.path())
+            .unwrap();
+        let patient = PatientId::new("p1").unwrap();
+        let device = DeviceId::new("hub-1").unwrap();
+        admit(&p, &patient, &device);
+        let settings = serde_json::from_str(r#"{"profile": "home-copd"}"#).unwrap();
+        p.set_alarm_settings(&patient, Some(settings)).unwrap();
+        // The last reading (HL7, naming its patient) was taken 23 h ago.
+        let taken_s = (now_ms() - 23 * 3_600_000) / 1000;
+        let pack = format!(r#"[{{"n":"spo2","u":"%","v":96,"t":{taken_s}}}]"#);
+        let decoded = senml::decode_json(pack.as_bytes(), now_ms()).unwrap();
+        p.ingest_for_patient(SourceKind::Hl7, &device, &patient, decoded)
+            .await
+            .unwrap();
+        drop(p);
+        let p = pipeline(dir.path())
+            .with_rules(&RulesConfig::default(), dir.path())
+            .unwrap();
+        let now = now_ms();
+        assert_eq!(p.check_stale(now), 0, "23 h silent: home-copd allows 24");
+        // Counted from start this would wait until a day after the restart.
+        assert_eq!(p.check_stale(now + 2 * 3_600_000), 1);
+        let alarm = &p.active_alarms_for(&patient)[0];
+        assert_eq!(alarm.rule, "stale-data");
+        assert!(
+            alarm.message.starts_with("No reading for 1 days 1 h"),
+            "{}",
+            alarm.message
+        );
+    }
+
+    #[tokio::test]
+    async fn battery_levels_are_kept_when_their_whole_percent_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let device = DeviceId::new("watch-1").unwrap();
+        let p = pipeline(dir.path()).with_battery_log(dir.path()).unwrap();
+        let mut live = p.subscribe();
+        for v in [80.2, 79.4, 79.1] {
+            let pack = format!(r#"[{{"n":"battery","u":"%EL","v":{v}}}]"#);
+            p.ingest_senml_json(SourceKind::Http, &device, pack.as_bytes())
+                .await
+                .unwrap();
+        }
+        // Every report is live...
+        for v in [80.2, 79.4, 79.1] {
+            assert!(matches!(
+                live.recv().await.unwrap(),
+                LiveEvent::DeviceBattery { percent, .. } if percent == v
+            ));
+        }
+        assert_eq!(p.device_batteries()[&device].percent, 79.1);
+        drop(p);
+        // ...80.2 (80 %) and 79.4 (79 %) were recorded, 79.1 (79 % again) not.
+        let p = pipeline(dir.path()).with_battery_log(dir.path()).unwrap();
+        assert_eq!(p.device_batteries()[&device].percent, 79.4);
     }
 
     #[tokio::test]

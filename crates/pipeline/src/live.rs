@@ -45,6 +45,12 @@ pub enum LiveEvent {
         online: bool,
         reason: String,
     },
+    /// A device reported its battery level (percent) measured at `time_ms`.
+    DeviceBattery {
+        device_id: DeviceId,
+        percent: f64,
+        time_ms: TimestampMs,
+    },
     Alarm {
         /// "raised", "updated", "acknowledged", "snoozed", "resolved" or
         /// "escalated".

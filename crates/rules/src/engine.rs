@@ -193,6 +193,19 @@ impl RuleEngine {
         problems
     }
 
+    /// At start: when `patient`'s newest stored reading was taken, so the
+    /// stale-data delay of a patient silent across a restart keeps counting
+    /// from that reading rather than from the start. The store keeps a
+    /// reading's own time, not when it arrived; it stands in for arrival
+    /// (capped at the start, so a device clock ahead of ours cannot hold
+    /// the alarm off). A reading that arrived since start wins.
+    pub fn seed_last_reading(&mut self, patient: &PatientId, taken_ms: TimestampMs) {
+        let state = self.state.entry(patient.clone()).or_default();
+        if state.last_reading_ms.is_none() {
+            state.last_reading_ms = Some(taken_ms.min(self.started_ms));
+        }
+    }
+
     /// Judges a patient's newly stored readings against their profile's
     /// limits and trends; `now_ms` is when they arrived.
     pub fn observe(
@@ -585,6 +598,40 @@ mod tests {
         assert!(matches!(&c[..], [AlarmChange::Resolved(a)] if a.rule == RULE_STALE_DATA));
         assert!(e.check_stale([p.clone()], 2 * day + 80_000).is_empty());
         assert_eq!(e.check_stale([p.clone()], 2 * day + 90_000).len(), 1);
+    }
+
+    #[test]
+    fn stale_data_after_a_restart_counts_from_the_last_stored_reading() {
+        let p = PatientId::new("p1").unwrap();
+        let q = PatientId::new("p2").unwrap();
+        let day = 86_400_000;
+        // Restarted at 10 days; p1's last reading was taken 23 h before.
+        let start = 10 * day;
+        let mut e = RuleEngine::new(&RulesConfig::default(), start).unwrap();
+        e.load([(p.clone(), copd()), (q.clone(), copd())].into());
+        e.seed_last_reading(&p, start - 23 * 3_600_000);
+        assert!(e.check_stale([p.clone(), q.clone()], start).is_empty());
+        // An hour after the restart p1 is a day silent; p2, with nothing
+        // stored, counts from the start.
+        let found = e.check_stale([p.clone(), q.clone()], start + 3_600_000);
+        let [(who, f)] = &found[..] else {
+            panic!("{found:?}")
+        };
+        assert_eq!((who, f.rule), (&p, RULE_STALE_DATA));
+        let Verdict::Holds { message, .. } = &f.verdict else {
+            panic!("{f:?}")
+        };
+        assert!(
+            message.starts_with("No reading for 1 days 0 h"),
+            "{message}"
+        );
+        assert_eq!(e.check_stale([q.clone()], start + day).len(), 1);
+        // A device clock ahead of ours counts as a reading at the start.
+        let r = PatientId::new("p3").unwrap();
+        e.load([(r.clone(), copd())].into());
+        e.seed_last_reading(&r, start + 5 * day);
+        assert!(e.check_stale([r.clone()], start + day - 1).is_empty());
+        assert_eq!(e.check_stale([r.clone()], start + day).len(), 1);
     }
 
     #[test]

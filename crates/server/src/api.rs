@@ -374,10 +374,27 @@ struct DeviceSummary {
     messages: u64,
     /// Connected over MQTT now (`null` if it never kept a connection).
     online: Option<bool>,
-    /// Battery level last reported since the server started (percent).
+    /// Battery level last reported (percent), kept across restarts.
     battery_percent: Option<f64>,
     /// Latest readings of an unassigned device (kept under the device).
     unassigned_latest: BTreeMap<&'static str, LiveObservation>,
+}
+
+impl DeviceSummary {
+    /// A device heard from but not in the registry.
+    fn seen_only(id: DeviceId) -> DeviceSummary {
+        DeviceSummary {
+            id,
+            patient_id: None,
+            assignments: Vec::new(),
+            registered: false,
+            last_seen_ms: None,
+            messages: 0,
+            online: None,
+            battery_percent: None,
+            unassigned_latest: BTreeMap::new(),
+        }
+    }
 }
 
 /// Devices: all of them for administrators and operations; for clinicians,
@@ -409,21 +426,18 @@ async fn list_devices(
         );
     }
     for (id, a) in activity {
-        let entry = out.entry(id.clone()).or_insert_with(|| DeviceSummary {
-            id,
-            patient_id: None,
-            assignments: Vec::new(),
-            registered: false,
-            last_seen_ms: None,
-            messages: 0,
-            online: None,
-            battery_percent: None,
-            unassigned_latest: BTreeMap::new(),
-        });
+        let entry = out
+            .entry(id.clone())
+            .or_insert_with(|| DeviceSummary::seen_only(id));
         entry.last_seen_ms = Some(a.last_seen_ms);
         entry.messages = a.messages;
         entry.online = a.online;
-        entry.battery_percent = a.battery_percent;
+    }
+    for (id, level) in p.device_batteries() {
+        let entry = out
+            .entry(id.clone())
+            .or_insert_with(|| DeviceSummary::seen_only(id));
+        entry.battery_percent = Some(level.percent);
     }
     for d in out.values_mut().filter(|d| d.patient_id.is_none()) {
         d.unassigned_latest = p

@@ -163,7 +163,14 @@ impl Server {
         let pipeline = Arc::new(
             Pipeline::new(store, registry, metrics, alarm_log, recorded)
                 .with_rules(&config.rules, &config.data_dir)
-                .map_err(StartError::Config)?,
+                .map_err(StartError::Config)?
+                .with_battery_log(&config.data_dir)
+                .map_err(|source| {
+                    StartError::Storage(medmesh_storage::StoreError::DataDir {
+                        path: config.data_dir.clone(),
+                        source,
+                    })
+                })?,
         );
 
         let access = Arc::new(Access::open(&config.data_dir)?);

@@ -43,7 +43,7 @@ fn visible(app: &App, caller: &Caller, event: &LiveEvent) -> bool {
                 may(PatientRight::ReadObservations, id)
             }),
         LiveEvent::Alarm { alarm, .. } => may(PatientRight::ReadAlarms, &alarm.patient_id),
-        LiveEvent::DeviceStatus { device_id, .. } => {
+        LiveEvent::DeviceStatus { device_id, .. } | LiveEvent::DeviceBattery { device_id, .. } => {
             caller.may_global(GlobalRight::ManageDevices)
                 || app
                     .pipeline
@@ -70,6 +70,7 @@ async fn stream(
                     LiveEvent::Observations { .. } => "observations",
                     LiveEvent::Alarm { .. } => "alarm",
                     LiveEvent::DeviceStatus { .. } => "device_status",
+                    LiveEvent::DeviceBattery { .. } => "device_battery",
                 };
                 Event::default()
                     .event(name)

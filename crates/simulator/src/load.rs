@@ -231,7 +231,7 @@ async fn request_devices(
             stats.published.fetch_add(1, Ordering::Relaxed);
             stats
                 .samples
-                .fetch_add(SimPatient::SAMPLES_PER_PACK as u64, Ordering::Relaxed);
+                .fetch_add(d.samples_in_last_message() as u64, Ordering::Relaxed);
             let sent = match protocol {
                 Protocol::Coap => {
                     if coap.is_none() {
@@ -307,7 +307,7 @@ async fn publish_devices(
             stats.published.fetch_add(1, Ordering::Relaxed);
             stats
                 .samples
-                .fetch_add(SimPatient::SAMPLES_PER_PACK as u64, Ordering::Relaxed);
+                .fetch_add(d.samples_in_last_message() as u64, Ordering::Relaxed);
         }
     }
 }

@@ -66,6 +66,13 @@ impl Physiology {
         }
     }
 
+    /// The same patient with a chronically low saturation (`spo2` %), as in
+    /// COPD with hypercapnic respiratory failure.
+    pub fn with_spo2_baseline(mut self, spo2: f64) -> Physiology {
+        self.baseline[2] = spo2;
+        self
+    }
+
     pub fn trajectory(&self) -> Trajectory {
         self.trajectory
     }

@@ -11,6 +11,7 @@
 
 mod aggregate;
 mod alarm_log;
+mod battery_log;
 mod checkpoint;
 pub mod credentials;
 mod gorilla;
@@ -22,6 +23,7 @@ mod wal;
 
 pub use aggregate::Bucket;
 pub use alarm_log::AlarmLog;
+pub use battery_log::{BatteryLevel, BatteryLog};
 pub use head::Point;
 pub use journal::Journal;
 pub use registry::{Registry, RegistryError};

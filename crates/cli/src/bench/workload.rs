@@ -21,6 +21,9 @@ pub struct Workload {
 const START_MS: i64 = 1_767_225_600_000;
 
 pub fn build(devices: usize, seconds: usize, batch_seconds: usize) -> Workload {
+    // Plain bedside monitors (`demo_ward`, not the demo's
+    // `clinical_demo_ward`): the six vital signs only, no battery, oxygen or
+    // fall records, so results stay comparable across versions.
     let mut ward = demo_ward(devices, 7);
     let mut rng = SmallRng::seed_from_u64(11);
     // Readings per device: [second][vital].
@@ -94,5 +97,20 @@ mod tests {
         assert_eq!(d.observations.len(), 60);
         assert_eq!(d.observations[1].time_ms - d.observations[0].time_ms, 1000);
         assert_eq!(d.observations[0].time_ms, START_MS);
+    }
+
+    #[test]
+    fn the_workload_is_the_six_monitored_vital_signs_and_nothing_else() {
+        let w = build(30, 20, 10);
+        for m in w.messages.iter() {
+            let d = medmesh_codecs::senml::decode_json(&m.payload, 0).unwrap();
+            assert!(d.device.is_empty(), "no battery or fall reports");
+            assert!(
+                d.observations
+                    .iter()
+                    .all(|o| o.vital != medmesh_model::VitalSign::OxygenFlow)
+            );
+            assert_eq!(d.observations.len(), 10 * 6);
+        }
     }
 }

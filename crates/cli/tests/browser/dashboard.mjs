@@ -160,6 +160,11 @@ try {
   const pointsLive = Number(await page.getAttribute(chart, "data-points"));
   const tableRows = Number(await page.getAttribute(".obs-table", "data-rows"));
   const devices = await page.$$eval(".patient-devices tr[data-device]", r => r.map(x => x.dataset.device));
+  // The device reports its battery: the devices table shows it live.
+  await wait("publish-battery", { device: devices[0] });
+  const batteryCell = `.patient-devices tr[data-device="${devices[0]}"] td.battery`;
+  await page.waitForFunction(sel => document.querySelector(sel).textContent === "15 %", batteryCell);
+  const battery = await page.textContent(batteryCell);
   const carePlan = await page.textContent(".care-plan");
   await page.screenshot({ path: join(shots, "patient.png"), fullPage: true });
   await page.click('.ranges button[data-range="90 days"]');
@@ -167,7 +172,7 @@ try {
     && document.querySelector(".ranges button.on").dataset.range === "90 days");
   await page.waitForSelector(`${chart} canvas`);
   const buckets90d = Number(await page.getAttribute(chart, "data-points"));
-  result("patient", { points_1h: points1h, points_live: pointsLive, table_rows: tableRows, devices, care_plan: carePlan, buckets_90d: buckets90d });
+  result("patient", { points_1h: points1h, points_live: pointsLive, table_rows: tableRows, devices, battery, care_plan: carePlan, buckets_90d: buckets90d });
 
   // --- the patient's own portal: nav, readings, consents, revoke --------
   await page.click("#sign-out");
@@ -223,6 +228,7 @@ try {
   await page.waitForSelector(".secret .secret-value");
   const secret = await page.$$eval(".secret .secret-value", c => c.map(x => x.textContent));
   await page.waitForSelector('tr[data-device="spare-9"]');
+  const adminBattery = await page.textContent(`tr[data-device="${devices[0]}"] td.battery`);
   await page.screenshot({ path: join(shots, "admin-devices.png") });
   await page.click('.tabs a[href="#/admin/users"]');
   await page.waitForSelector(`tr[data-user="${env("NURSE_USER")}"]`);
@@ -230,7 +236,7 @@ try {
   await page.waitForSelector("#audit table tbody tr");
   const audit = await page.$$eval("#audit tbody tr", rows => rows.map(r => r.children[4].textContent));
   await page.screenshot({ path: join(shots, "admin-audit.png") });
-  result("admin", { nav: adminNav, device: secret[0], password: secret[1], audit_actions: audit.slice(0, 50) });
+  result("admin", { nav: adminNav, device: secret[0], password: secret[1], battery: adminBattery, audit_actions: audit.slice(0, 50) });
 
   if (errors.length) throw new Error("errors in the page:\n" + errors.join("\n"));
   console.log("DONE");

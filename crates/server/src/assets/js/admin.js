@@ -2,9 +2,9 @@
 // patient), users, care teams, and the audit log viewer. Operations see the
 // devices tab only; the server refuses the rest to them anyway.
 
-import { el, age, time, busy, table, emptyState, toast } from "./ui.js";
+import { el, age, time, busy, table, emptyState, toast, deviceCells, updateDevices } from "./ui.js";
 import { api, enc } from "./api.js";
-import { ward } from "./live.js";
+import { ward, subscribe } from "./live.js";
 
 const TABS = [
   ["devices", "Devices", c => c.can.manageDevices],
@@ -19,8 +19,9 @@ export function mount(root, ctx, tab) {
   const body = el("section", { class: "admin-body", "data-tab": current });
   root.append(el("nav", { class: "tabs" }, ...tabs.map(([id, label]) =>
     el("a", { href: `#/admin/${id}`, class: id === current ? "on" : "", text: label }))), body);
-  ({ devices, users, teams, audit })[current](body, ctx);
-  return () => {};
+  const cleanups = [];
+  ({ devices, users, teams, audit })[current](body, ctx, cleanups);
+  return () => { for (const stop of cleanups) stop(); };
 }
 
 /** Shows a secret once, with a copy button. */
@@ -30,7 +31,7 @@ function secretBox(title, lines) {
     el("p", { class: "muted", text: "Shown this once: medmesh keeps only a hash." }));
 }
 
-async function devices(body) {
+async function devices(body, ctx, cleanups) {
   const notice = el("div");
   const newId = el("input", { placeholder: "device id, e.g. ward-a-bed-007", "aria-label": "New device id" });
   const provisionNew = el("button", { type: "button", text: "Provision credentials" });
@@ -49,7 +50,7 @@ async function devices(body) {
     let list;
     try { list = await api("/api/v1/devices"); } catch (e) { listBox.replaceChildren(emptyState(e.message)); return; }
     if (!list.length) { listBox.replaceChildren(emptyState("No devices yet.")); return; }
-    listBox.replaceChildren(table(["Device", "Patient", "Status", "Last seen", "Messages", "Assign to patient", "Credentials"], list.map(d => {
+    listBox.replaceChildren(table(["Device", "Patient", "Status", "Battery", "Last seen", "Messages", "Assign to patient", "Credentials"], list.map(d => {
       const input = el("input", { list: "patient-ids", value: d.patient_id || "", placeholder: "patient id", "aria-label": `Patient for ${d.id}`, size: "14" });
       const assign = el("button", { type: "button", class: "assign", text: "Assign" });
       assign.onclick = () => busy(assign, async () => {
@@ -68,12 +69,21 @@ async function devices(body) {
       const p = d.patient_id && ward.patients.get(d.patient_id);
       return el("tr", { "data-device": d.id }, el("td", { text: d.id + (d.registered ? "" : " (unregistered)") }),
         el("td", { text: d.patient_id ? (p ? `${p.name} (${d.patient_id})` : d.patient_id) : "–" }),
-        el("td", { class: d.online ? "online" : "muted", text: d.online === null ? "–" : d.online ? "on line" : "off line" }),
-        el("td", { title: time(d.last_seen_ms), text: d.last_seen_ms ? age(d.last_seen_ms) + " ago" : "never" }),
+        ...deviceCells(d),
+        el("td", { class: "seen", title: time(d.last_seen_ms), text: d.last_seen_ms ? age(d.last_seen_ms) + " ago" : "never" }),
         el("td", { class: "num", text: String(d.messages) }),
         el("td", {}, input, " ", assign), el("td", {}, issue, " ", revoke));
     }), { class: "grid devices" }));
   }
+  // Connection and battery live from the stream; a device not listed yet
+  // (first heard from) brings a reload, at most every 2 s.
+  let reload = null;
+  cleanups.push(subscribe(change => {
+    if (change.devices.length && updateDevices(listBox, change.devices) && !reload) {
+      reload = setTimeout(() => { reload = null; load(); }, 2000);
+    }
+  }));
+  cleanups.push(() => clearTimeout(reload));
   load();
 }
 

@@ -24,7 +24,7 @@ let scheduled = false;
 let source = null;
 let reloadTimer = null;
 
-/** fn(change) per frame: {patients: Map id -> Set(keys), alarms: [{change, alarm}], devices: [event], reloaded} */
+/** fn(change) per frame: {patients: Map id -> Set(keys), alarms: [{change, alarm}], devices: [device_status or device_battery event], reloaded} */
 export function subscribe(fn) { subscribers.add(fn); return () => subscribers.delete(fn); }
 /** fn(state) on connection changes: "live", "reconnecting" */
 export function onStatus(fn) { statusSubscribers.add(fn); return () => statusSubscribers.delete(fn); }
@@ -69,7 +69,7 @@ function flush() {
   const change = { patients: new Map(), alarms: [], devices: [], reloaded: false };
   for (const [type, ev] of batch) {
     if (type === "resync") { scheduleReload(); continue; }
-    if (type === "device_status") { change.devices.push(ev); continue; }
+    if (type === "device_status" || type === "device_battery") { change.devices.push(ev); continue; }
     if (type === "alarm") {
       applyAlarm(ev);
       change.alarms.push(ev);
@@ -116,7 +116,7 @@ export function connect() {
     status("reconnecting");
     api("/api/v1/me").catch(() => {}); // a 401 here signs the page out
   };
-  for (const type of ["observations", "alarm", "device_status", "resync"]) {
+  for (const type of ["observations", "alarm", "device_status", "device_battery", "resync"]) {
     es.addEventListener(type, e => enqueue(type, type === "resync" ? null : JSON.parse(e.data)));
   }
 }

@@ -3,7 +3,7 @@
 // (vendored); ranges past a few hours use the API's bucket roll-ups
 // (min/max/mean per bucket) instead of every point.
 
-import { el, age, time, fmtValue, fmtUnit, riskClass, VITAL_NAMES, busy, table, emptyState, toast } from "./ui.js";
+import { el, age, time, fmtValue, fmtUnit, riskClass, VITAL_NAMES, busy, table, emptyState, toast, deviceCells, updateDevices } from "./ui.js";
 import { api, enc } from "./api.js";
 import { ward, subscribe, alarmsOf, actOnAlarm } from "./live.js";
 
@@ -199,11 +199,11 @@ export function mount(root, ctx, id) {
     if (!ctx.can.devices) { devicesBox.append(emptyState("Device details are for the care team.")); return; }
     try {
       const devices = (await api("/api/v1/devices")).filter(d => d.patient_id === id);
-      devicesBox.append(devices.length ? table(["Device", "Status", "Last seen", "Assigned since"], devices.map(d => {
+      devicesBox.append(devices.length ? table(["Device", "Status", "Battery", "Last seen", "Assigned since"], devices.map(d => {
         const since = d.assignments.filter(a => a.patient_id === id).map(a => a.from_ms).pop();
         return el("tr", { "data-device": d.id }, el("td", { text: d.id }),
-          el("td", { class: d.online ? "online" : "muted", text: d.online === null ? "–" : d.online ? "on line" : "off line" }),
-          el("td", { text: d.last_seen_ms ? age(d.last_seen_ms) + " ago" : "never" }),
+          ...deviceCells(d),
+          el("td", { class: "seen", text: d.last_seen_ms ? age(d.last_seen_ms) + " ago" : "never" }),
           el("td", { text: since ? time(since) : "–" }));
       }), { class: "grid" }) : emptyState("No device assigned."));
     } catch (e) { devicesBox.append(emptyState(e.message)); }
@@ -219,6 +219,8 @@ export function mount(root, ctx, id) {
   loadDevices();
   const unsubscribe = subscribe(change => {
     if (change.reloaded || change.patients.has(id)) { renderHead(); renderAlarms(); }
+    // Connection and battery of this patient's devices, live.
+    if (change.devices.length) updateDevices(devicesBox, change.devices);
   });
   return () => { unsubscribe(); stopTrends(); };
 }

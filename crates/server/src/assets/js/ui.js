@@ -82,3 +82,40 @@ export function table(headers, rows, attrs = {}) {
 }
 
 export function emptyState(text) { return el("p", { class: "empty", text }); }
+
+/** A device's connection and battery cells (td.status, td.battery), kept current by updateDevices. */
+export function deviceCells(d) {
+  const status = el("td");
+  const battery = el("td");
+  setStatus(status, d.online);
+  setBattery(battery, d.battery_percent);
+  return [status, battery];
+}
+
+function setStatus(td, online) {
+  td.className = "status " + (online ? "online" : "muted");
+  td.textContent = online == null ? "–" : online ? "on line" : "off line";
+}
+
+function setBattery(td, percent) {
+  td.className = "battery num";
+  td.textContent = percent == null ? "–" : `${Math.round(percent)} %`;
+}
+
+/**
+ * Applies live device events (device_status, device_battery) to the rows
+ * tr[data-device] under root; answers whether an event named a device
+ * without a row.
+ */
+export function updateDevices(root, events) {
+  let unknown = false;
+  for (const ev of events) {
+    const row = root.querySelector(`tr[data-device="${CSS.escape(ev.device_id)}"]`);
+    if (!row) { unknown = true; continue; }
+    if (ev.type === "device_battery") { setBattery(row.querySelector("td.battery"), ev.percent); continue; }
+    setStatus(row.querySelector("td.status"), ev.online);
+    const seen = row.querySelector("td.seen");
+    if (seen) { seen.textContent = "just now"; seen.title = time(Date.now()); }
+  }
+  return unknown;
+}
