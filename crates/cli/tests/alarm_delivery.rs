@@ -90,6 +90,23 @@ async fn pulse(s: &TestServer, device: &str, t_s: f64, bpm: f64) {
     assert_eq!(status, 200, "{report}");
 }
 
+/// mon-1 reports a battery at 10 %: a low-priority alarm (battery-low),
+/// which quiet hours hold; returns once the hold is counted.
+async fn battery_low_is_held(s: &TestServer) {
+    let (status, report) = s
+        .send(
+            Method::POST,
+            "/api/v1/devices/mon-1/senml",
+            json!([{"n": "battery", "u": "%EL", "v": 10}]),
+        )
+        .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        metric_reaches(s, &delivery_metric("webhook", "held"), 1.0).await,
+        1.0
+    );
+}
+
 /// Polls `/metrics` until `name` reaches `want` (or 30 s pass).
 async fn metric_reaches(s: &TestServer, name: &str, want: f64) -> f64 {
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -286,18 +303,7 @@ async fn quiet_hours_hold_low_priority_webhooks_until_they_end_but_never_high() 
     };
     s.admit("p1", "mon-1").await;
     // A battery at 10 % raises a low-priority alarm: held...
-    let (status, report) = s
-        .send(
-            Method::POST,
-            "/api/v1/devices/mon-1/senml",
-            json!([{"n": "battery", "u": "%EL", "v": 10}]),
-        )
-        .await;
-    assert_eq!(status, 200, "{report}");
-    assert_eq!(
-        metric_reaches(&s, &delivery_metric("webhook", "held"), 1.0).await,
-        1.0
-    );
+    battery_low_is_held(&s).await;
     pulse(&s, "mon-1", 1.8e9, 135.0).await;
     // The high alarm comes at once, during quiet hours...
     let first = hook.next().await;
@@ -378,18 +384,7 @@ async fn a_notification_held_by_quiet_hours_survives_a_restart_and_is_sent_once(
     let s = start_alarms(&toml).await;
     s.admit("p1", "mon-1").await;
     // A battery at 10 % raises a low-priority alarm: held, and on disk.
-    let (status, report) = s
-        .send(
-            Method::POST,
-            "/api/v1/devices/mon-1/senml",
-            json!([{"n": "battery", "u": "%EL", "v": 10}]),
-        )
-        .await;
-    assert_eq!(status, 200, "{report}");
-    assert_eq!(
-        metric_reaches(&s, &delivery_metric("webhook", "held"), 1.0).await,
-        1.0
-    );
+    battery_low_is_held(&s).await;
     let held = outbox_pending(&s);
     assert_eq!(held.len(), 1, "{held:?}");
     assert_eq!(held[0]["due_ms"], quiet_end_ms);
