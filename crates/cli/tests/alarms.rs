@@ -82,6 +82,52 @@ async fn acknowledge_snooze_resolve_and_the_record_survives_a_restart() {
     let (_, resolved) = s.get("/api/v1/alarms?state=resolved").await;
     assert_eq!(resolved[0]["id"], id);
     assert_eq!(resolved[0]["resolved"]["by"], "dr.okafor");
+
+    // The whole record of the alarm, across the restart: every change in
+    // order, each with who and when.
+    let (status, record) = s.get(&format!("/api/v1/alarms/{id}")).await;
+    assert_eq!(status, 200, "{record}");
+    let states: Vec<_> = record["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states.first(), Some(&"active"), "{record}");
+    assert_eq!(states.last(), Some(&"resolved"), "{record}");
+    assert!(states.contains(&"acknowledged"), "{record}");
+    assert!(
+        record["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["snoozed_until_ms"].is_i64()),
+        "the snooze is on record: {record}"
+    );
+    assert_eq!(record["alarm"]["resolved"]["by"], "dr.okafor");
+    let (status, _) = s.get("/api/v1/alarms/424242").await;
+    assert_eq!(status, 404);
+
+    // History by patient and time of resolution, from the alarm log.
+    let at = record["alarm"]["resolved"]["at_ms"].as_i64().unwrap();
+    let (_, mine) = s
+        .get(&format!(
+            "/api/v1/alarms?state=resolved&patient=p1&since_ms={at}&until_ms={at}"
+        ))
+        .await;
+    assert_eq!(mine.as_array().unwrap().len(), 1, "{mine}");
+    let (_, later) = s
+        .get(&format!(
+            "/api/v1/alarms?state=resolved&patient=p1&since_ms={}",
+            at + 1
+        ))
+        .await;
+    assert_eq!(later, json!([]));
+    s.admit("p2", "mon-2").await;
+    let (_, other) = s.get("/api/v1/alarms?state=resolved&patient=p2").await;
+    assert_eq!(other, json!([]));
+    let (status, e) = s.get("/api/v1/alarms?state=resolved&limit=0").await;
+    assert_eq!(status, 400, "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

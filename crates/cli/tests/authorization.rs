@@ -259,6 +259,18 @@ async fn authorization_matrix_every_route_every_role() {
             SIGNED_IN,
         ),
         (
+            Method::GET,
+            "/api/v1/alarms?state=resolved&patient=p1".into(),
+            None,
+            ALARMS_P1,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/alarms/{alarm}"),
+            None,
+            ALARMS_P1,
+        ),
+        (
             Method::POST,
             format!("/api/v1/alarms/{alarm}/acknowledge"),
             Some(json!({})),

@@ -12,7 +12,8 @@
 //! | POST | /api/v1/devices/{id}/senml | HTTP ingest of a SenML JSON pack |
 //! | POST | /api/v1/devices/{id}/gatt | HTTP ingest of a raw Bluetooth GATT measurement (hex or base64) |
 //! | POST | /api/v1/fhir/Observation | FHIR R4 Observation or Bundle of Observations in |
-//! | GET | /api/v1/alarms?state=active\|resolved | active (and acknowledged) alarms, or recent history |
+//! | GET | /api/v1/alarms?state=active\|resolved&patient=&since_ms=&until_ms=&limit= | active (and acknowledged) alarms, or the resolved ones from the alarm log |
+//! | GET | /api/v1/alarms/{id} | one alarm and every recorded change of it |
 //! | POST | /api/v1/alarms/{id}/acknowledge, /snooze, /resolve | a clinician acts on an alarm |
 //!
 //! Every route needs a signed-in caller ([`Caller`]) and answers only with
@@ -65,6 +66,7 @@ pub fn router() -> Router<App> {
             post(ingest_fhir).layer(axum::extract::DefaultBodyLimit::max(MAX_INGEST_BODY * 8)),
         )
         .route("/api/v1/alarms", get(list_alarms))
+        .route("/api/v1/alarms/{id}", get(get_alarm))
         .route("/api/v1/alarms/{id}/{action}", post(act_on_alarm))
 }
 
@@ -695,9 +697,21 @@ async fn revoke_credentials(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AlarmQuery {
-    /// "active" (default: active and acknowledged) or "resolved" (recent history).
+    /// "active" (default: active and acknowledged) or "resolved" (history,
+    /// from the alarm log).
     state: Option<String>,
+    /// One patient's alarms only.
+    patient: Option<String>,
+    /// Resolved alarms: resolved at or after this time (epoch ms).
+    since_ms: Option<i64>,
+    /// Resolved alarms: resolved at or before this time (epoch ms).
+    until_ms: Option<i64>,
+    /// Resolved alarms: at most this many, newest first (default 1000).
+    limit: Option<usize>,
 }
+
+/// Most resolved alarms one request returns.
+const MAX_ALARM_HISTORY: usize = 10_000;
 
 async fn list_alarms(
     State(p): State<AppState>,
@@ -705,15 +719,63 @@ async fn list_alarms(
     query: Result<Query<AlarmQuery>, QueryRejection>,
 ) -> Result<Json<Vec<Alarm>>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let patient = match &q.patient {
+        Some(id) => {
+            let id = PatientId::new(id.clone())
+                .map_err(|e| ApiError::bad_request(format!("patient: {e}")))?;
+            caller.require(&p, PatientRight::ReadAlarms, &id, "read alarms")?;
+            Some(id)
+        }
+        None => None,
+    };
     let alarms = match q.state.as_deref() {
-        None | Some("active") => p.active_alarms(),
-        Some("resolved") => p.alarm_history(1000),
+        None | Some("active") => {
+            if q.since_ms.is_some() || q.until_ms.is_some() || q.limit.is_some() {
+                return Err(ApiError::bad_request(
+                    "since_ms, until_ms and limit apply to state=resolved",
+                ));
+            }
+            let mut alarms = p.active_alarms();
+            alarms.retain(|a| patient.as_ref().is_none_or(|id| &a.patient_id == id));
+            alarms
+        }
+        Some("resolved") => {
+            let limit = q.limit.unwrap_or(1000);
+            if !(1..=MAX_ALARM_HISTORY).contains(&limit) {
+                return Err(ApiError::bad_request(format!(
+                    "limit must be 1 to {MAX_ALARM_HISTORY}"
+                )));
+            }
+            let (since, until) = (
+                q.since_ms.unwrap_or(i64::MIN),
+                q.until_ms.unwrap_or(i64::MAX),
+            );
+            let (pipeline, wanted) = (p.clone(), patient.clone());
+            // Reads the alarm log from disk: off the async workers.
+            tokio::task::spawn_blocking(move || {
+                pipeline.resolved_alarms(
+                    |a| {
+                        let at = a.resolved.as_ref().map_or(a.updated_ms, |r| r.at_ms);
+                        wanted.as_ref().is_none_or(|id| &a.patient_id == id)
+                            && (since..=until).contains(&at)
+                    },
+                    limit,
+                )
+            })
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .map_err(|e| ApiError::internal(format!("alarm log unreadable: {e}")))?
+        }
         Some(other) => {
             return Err(ApiError::bad_request(format!(
                 "state={other:?}: use \"active\" or \"resolved\""
             )));
         }
     };
+    if patient.is_some() {
+        // Checked and audited above.
+        return Ok(Json(alarms));
+    }
     let mut seen = std::collections::HashMap::new();
     let alarms = alarms
         .into_iter()
@@ -731,6 +793,47 @@ async fn list_alarms(
         })
         .collect();
     Ok(Json(alarms))
+}
+
+/// One alarm's whole record.
+#[derive(Serialize)]
+struct AlarmRecord {
+    /// Its state now.
+    alarm: Alarm,
+    /// Every recorded change, oldest first, each with who and when.
+    history: Vec<Alarm>,
+}
+
+/// `GET /api/v1/alarms/{id}`: an alarm's state and its whole lifecycle.
+async fn get_alarm(
+    State(p): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<AlarmRecord>, ApiError> {
+    let id: u64 = id
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("alarm id {id:?} is not a number")))?;
+    let pipeline = p.clone();
+    let mut history = tokio::task::spawn_blocking(move || pipeline.alarm_record(id))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| ApiError::internal(format!("alarm log unreadable: {e}")))?;
+    // An active alarm's newest value updates are kept in memory only.
+    if let Some(now) = p.active_alarms().into_iter().find(|a| a.id == id)
+        && history.last() != Some(&now)
+    {
+        history.push(now);
+    }
+    let Some(alarm) = history.last().cloned() else {
+        return Err(ApiError::not_found(format!("no alarm with id {id}")));
+    };
+    caller.require(
+        &p,
+        PatientRight::ReadAlarms,
+        &alarm.patient_id,
+        &format!("read alarm {id}"),
+    )?;
+    Ok(Json(AlarmRecord { alarm, history }))
 }
 
 /// A clinician's action on an alarm. Who acts is the signed-in caller.

@@ -34,6 +34,14 @@ impl AlarmLog {
         self.journal.flush()
     }
 
+    /// Every recorded alarm state, oldest first, once everything appended so
+    /// far is on disk (so the newest changes are included). Reads the whole
+    /// file: for history queries, not for the ingest path.
+    pub fn read_all(&self) -> std::io::Result<Vec<Alarm>> {
+        self.journal.flush()?;
+        self.journal.read_all()
+    }
+
     /// Records an alarm's new state and returns once it is on disk.
     pub fn append_durable(&self, alarm: &Alarm) -> std::io::Result<()> {
         self.journal.append_durable(alarm)

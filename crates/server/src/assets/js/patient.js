@@ -213,7 +213,7 @@ export function mount(root, ctx, id) {
     try { summary = await api(`/api/v1/patients/${enc(id)}`); } catch (e) { head.replaceChildren(emptyState(e.message)); toast(e.message, "error"); return; }
     renderHead();
     renderAlarms();
-    api("/api/v1/alarms?state=resolved").then(all => { history = all.filter(a => a.patient_id === id).sort((a, b) => b.updated_ms - a.updated_ms); renderAlarms(); }).catch(() => {});
+    api(`/api/v1/alarms?state=resolved&patient=${encodeURIComponent(id)}&limit=200`).then(list => { history = list; renderAlarms(); }).catch(() => {});
   })();
   const stopTrends = trends(trendBox, id);
   loadDevices();
