@@ -131,8 +131,42 @@ async fn full_disk_refuses_reports_and_recovers_without_losing_acknowledged_data
             .expect("connection closed in time");
         assert_eq!(got, None, "no PUBACK while the disk is full");
 
+        // A fall cannot be recorded: not acknowledged (the device sends it
+        // again), but the alarm is on the board at once: care before record.
+        let fall = json!([{"n": "fall", "vb": true}]);
+        let r = http
+            .post(format!("{api}/devices/mon-1/senml"))
+            .json(&fall)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 503, "a fall not on disk is not acknowledged");
+        let alarms: serde_json::Value = http
+            .get(format!("{api}/alarms"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(
+            alarms
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["rule"] == "fall"),
+            "{alarms}"
+        );
+
         // Space returns: writes are acknowledged again, health is green.
         std::fs::remove_file(&filler).unwrap();
+        let r = http
+            .post(format!("{api}/devices/mon-1/senml"))
+            .json(&fall)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "the resent fall is acknowledged");
         let r = http
             .post(format!("{api}/devices/mon-1/senml"))
             .json(&pack(t))

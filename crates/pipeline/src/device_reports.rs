@@ -5,10 +5,10 @@
 //! journal (`device_battery.jsonl`) when their whole percent changes, so
 //! `GET /api/v1/devices` shows them after a restart.
 
-use crate::{LiveEvent, Pipeline};
+use crate::{IngestError, LiveEvent, Pipeline};
 use medmesh_model::{DeviceId, DeviceReport};
 use medmesh_rules::RULE_FALL;
-use medmesh_storage::{BatteryLevel, BatteryLog};
+use medmesh_storage::{BatteryLevel, BatteryLog, StoreError};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -45,7 +45,17 @@ impl Pipeline {
     /// Applies a message's device reports, after its readings were stored.
     /// A report belongs to the patient the device was assigned to at the
     /// report's time; an unassigned device's reports raise nothing.
-    pub(crate) fn device_reports(&self, device: &DeviceId, reports: &[DeviceReport]) {
+    ///
+    /// `Err` when a fall alarm could not be written to disk: the message must
+    /// not be acknowledged, so the device sends it again. The alarm stands on
+    /// the board and the live stream meanwhile (care comes before the record),
+    /// and its next change (acknowledge, resolve) is written durably.
+    pub(crate) fn device_reports(
+        &self,
+        device: &DeviceId,
+        reports: &[DeviceReport],
+    ) -> Result<(), IngestError> {
+        let mut unrecorded = None;
         for report in reports {
             if let DeviceReport::Battery { percent, time_ms } = *report {
                 self.battery(device, BatteryLevel { percent, time_ms });
@@ -78,12 +88,17 @@ impl Pipeline {
                 // device's message is acknowledged.
                 if let Err(e) = self.alarm_log.append_durable(change.alarm()) {
                     self.metrics.storage_error();
-                    tracing::error!(%device, error = %e, "fall alarm not recorded");
+                    tracing::error!(%device, error = %e, "fall alarm not recorded; message not acknowledged");
+                    unrecorded = Some(e);
                 }
             } else {
                 self.record(std::slice::from_ref(&change));
             }
             self.publish_alarm(change);
+        }
+        match unrecorded {
+            Some(e) => Err(StoreError::Io(e).into()),
+            None => Ok(()),
         }
     }
 }

@@ -181,7 +181,7 @@ impl Pipeline {
         self.note_rejected(source, device, &decoded.rejected);
         let accepted = decoded.observations.len() + decoded.device.len();
         self.accept(source, device, decoded.observations).await?;
-        self.device_reports(device, &decoded.device);
+        self.device_reports(device, &decoded.device)?;
         Ok(IngestReport {
             accepted,
             rejected: decoded.rejected,
