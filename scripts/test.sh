@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v mosquitto_pub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
+# Quiet hours in a named time zone read the system tz database.
+[ -e /usr/share/zoneinfo/Europe/London ] || need_apt+=(tzdata)
 # The broker `medmesh bench alarms` compares with (its test runs it).
 command -v mosquitto >/dev/null 2>&1 || need_apt+=(mosquitto)
 # rusqlite (the SQLite side of `medmesh bench ingest`) links the system library.

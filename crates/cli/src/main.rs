@@ -157,6 +157,14 @@ struct ServeArgs {
     /// UTC offset of --quiet-hours, e.g. +01:00 [config: alarms.quiet_hours.utc_offset; default: UTC].
     #[arg(long, requires = "quiet_hours", allow_hyphen_values = true)]
     quiet_hours_utc_offset: Option<String>,
+    /// IANA time zone of --quiet-hours, e.g. Europe/London (follows daylight saving)
+    /// [config: alarms.quiet_hours.time_zone; default: UTC].
+    #[arg(
+        long,
+        requires = "quiet_hours",
+        conflicts_with = "quiet_hours_utc_offset"
+    )]
+    quiet_hours_time_zone: Option<String>,
 }
 
 #[derive(Args)]
@@ -281,12 +289,19 @@ impl ServeArgs {
             let (start, end) = q.split_once('-').ok_or_else(|| {
                 anyhow::anyhow!("--quiet-hours {q:?}: expected START-END, e.g. 22:00-07:00")
             })?;
-            let offset = self.quiet_hours_utc_offset.clone();
+            // A zone or offset given on the command line replaces both file
+            // keys; otherwise the file's (if any) stays.
             let old = config.alarms.quiet_hours.take();
+            let (time_zone, utc_offset) =
+                match (&self.quiet_hours_time_zone, &self.quiet_hours_utc_offset) {
+                    (None, None) => old.map(|o| (o.time_zone, o.utc_offset)).unwrap_or_default(),
+                    (zone, offset) => (zone.clone(), offset.clone()),
+                };
             config.alarms.quiet_hours = Some(medmesh_server::QuietHoursConfig {
                 start: start.into(),
                 end: end.into(),
-                utc_offset: offset.or(old.map(|o| o.utc_offset)).unwrap_or_default(),
+                time_zone,
+                utc_offset,
             });
         }
         anyhow::ensure!(

@@ -377,7 +377,7 @@ async fn a_notification_held_by_quiet_hours_survives_a_restart_and_is_sent_once(
     let now = now_ms();
     let quiet_end_ms = (now / 1000 + 12) * 1000;
     let toml = format!(
-        "[alarms.quiet_hours]\nstart = \"{}\"\nend = \"{}\"\nutc_offset = \"UTC\"\n[alarms.webhook]\nurls = [\"http://127.0.0.1:{port}/\"]\nsecret = \"{SECRET}\"\n",
+        "[alarms.quiet_hours]\nstart = \"{}\"\nend = \"{}\"\ntime_zone = \"Etc/UTC\"\n[alarms.webhook]\nurls = [\"http://127.0.0.1:{port}/\"]\nsecret = \"{SECRET}\"\n",
         utc_clock(now - 60_000),
         utc_clock(quiet_end_ms)
     );
@@ -713,6 +713,26 @@ fn user_add_takes_an_email_and_bad_alarm_config_is_refused_naming_the_key() {
                 "CET",
             ][..],
             "utc_offset",
+        ),
+        (
+            &[
+                "--quiet-hours",
+                "22:00-07:00",
+                "--quiet-hours-time-zone",
+                "Europe/Londres",
+            ][..],
+            "\"Europe/Londres\"",
+        ),
+        (
+            &[
+                "--quiet-hours",
+                "22:00-07:00",
+                "--quiet-hours-time-zone",
+                "Europe/London",
+                "--quiet-hours-utc-offset",
+                "+01:00",
+            ][..],
+            "--quiet-hours-utc-offset",
         ),
     ] {
         let out = serve(flags);

@@ -6,7 +6,9 @@
 //! account; then runs the script, which signs in and asks (one line on
 //! stdout) for readings to be published while the page is open. What the
 //! page showed comes back as `RESULT` lines, asserted on here, and the
-//! acknowledgement made in the page is checked on the API. Screenshots go
+//! acknowledgement made in the page is checked on the API. The same page is
+//! then used by the patient, a carer, an administrator and an operations
+//! user (devices and their credentials only, no patient data). Screenshots go
 //! to `target/tmp/dashboard/`.
 //!
 //! Needs `node`, `/usr/bin/chromium` and `npm ci` in `tests/browser/`:
@@ -29,6 +31,7 @@ const NURSE: &str = "nurse.ward";
 const PATIENT_USER: &str = "pat.0001";
 const ADMIN: &str = "admin.ward";
 const CARER: &str = "carer.0001";
+const OPS: &str = "ops.ward";
 const PASSWORD: &str = "a long test password";
 
 fn patient(i: usize) -> String {
@@ -117,6 +120,7 @@ async fn the_dashboard_in_a_browser_is_live_acknowledges_charts_and_holds_500_pa
         .unwrap();
     d.add_user(CARER, Role::Caregiver, None, PASSWORD).unwrap();
     d.add_user(ADMIN, Role::Admin, None, PASSWORD).unwrap();
+    d.add_user(OPS, Role::Operations, None, PASSWORD).unwrap();
     d.grant_consent(
         p1,
         CARER,
@@ -183,6 +187,9 @@ async fn the_dashboard_in_a_browser_is_live_acknowledges_charts_and_holds_500_pa
         .env("CARER_PASSWORD", PASSWORD)
         .env("ADMIN_USER", ADMIN)
         .env("ADMIN_PASSWORD", PASSWORD)
+        .env("OPS_USER", OPS)
+        .env("OPS_PASSWORD", PASSWORD)
+        .env("OPS_DEVICE", device(2))
         .env("LIVE_PATIENT", patient(1))
         .env("WARD_SIZE", WARD_SIZE.to_string())
         .stdin(std::process::Stdio::piped())
@@ -476,7 +483,80 @@ async fn the_dashboard_in_a_browser_is_live_acknowledges_charts_and_holds_500_pa
             .any(|a| a == "provision device spare-9"),
         "{admin}"
     );
+    // Operations: the devices view only, every device listed, no readings,
+    // no patient list, and a device token issued from the page that works.
+    let ops = &results["operations"];
+    assert_eq!(ops["nav"], json!(["Devices"]), "{ops}");
+    assert_eq!(ops["tabs"], json!(["Devices"]), "{ops}");
+    assert_eq!(ops["redirects"].as_array().unwrap().len(), 3, "{ops}");
+    assert_eq!(ops["patients_given"], 0, "{ops}");
+    assert_eq!(ops["vitals"], 0, "{ops}");
+    assert_eq!(ops["summary"], "", "{ops}");
+    assert_eq!(ops["shows_patient_names"], false, "{ops}");
+    assert_eq!(ops["device"], device(2));
+    let ops_token = ops["password"].as_str().unwrap();
+    let sent = reqwest::Client::new()
+        .post(s.url(&format!("/api/v1/devices/{}/senml", device(2))))
+        .bearer_auth(ops_token)
+        .body(pack("heart_rate", "/min", 71.0, None))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 200, "the token operations issued works");
+    // The same on the API with an operations token: devices yes, health data no.
+    let ops_api = http_client(&d.create_token(OPS, "tests").unwrap().0);
+    let get_as = |path: &str| {
+        let (client, url) = (ops_api.clone(), s.url(path));
+        async move {
+            let r = client.get(url).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (st, devices) = get_as("/api/v1/devices").await;
+    assert_eq!(st, 200, "{devices}");
+    let mut listed: Vec<&str> = devices
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    for id in (1..=WARD_SIZE).map(device).chain(["spare-9".to_string()]) {
+        assert!(
+            listed.contains(&id.as_str()),
+            "{id} not listed for operations"
+        );
+    }
+    // The page listed exactly the devices the API gives operations.
+    let mut rows: Vec<&str> = ops["device_rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    listed.sort_unstable();
+    rows.sort_unstable();
+    assert_eq!(rows, listed);
+    assert_eq!(get_as("/api/v1/patients").await, (200, json!([])));
+    for path in [
+        format!("/api/v1/patients/{}", patient(1)),
+        format!("/api/v1/patients/{}/observations", patient(1)),
+        "/api/v1/audit".to_string(),
+    ] {
+        let (st, body) = get_as(&path).await;
+        assert_eq!(st, 403, "{path}: {body}");
+    }
+    let (_, audit) = s.get(&format!("/api/v1/audit?actor={OPS}")).await;
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["actor"] == OPS && e["action"] == format!("provision device {}", device(2))),
+        "the token operations issued is in the audit log"
+    );
     for shot in [
+        "ops-devices",
         "station",
         "alarm",
         "alarms",

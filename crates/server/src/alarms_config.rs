@@ -11,7 +11,7 @@
 //! [alarms.quiet_hours]         # low priority only; e-mail and webhooks
 //! start = "22:00"
 //! end = "07:00"
-//! utc_offset = "+01:00"
+//! time_zone = "Europe/London"  # or a fixed utc_offset = "+01:00"
 //! [alarms.webhook]
 //! urls = ["https://pager.example.org/medmesh"]
 //! secret = "a shared secret of 16 or more characters"
@@ -63,8 +63,28 @@ pub struct StepConfig {
 pub struct QuietHoursConfig {
     pub start: String,
     pub end: String,
+    /// IANA time zone of `start` and `end` ("Europe/London"): follows
+    /// daylight-saving changes. Not with `utc_offset`.
     #[serde(default)]
-    pub utc_offset: String,
+    pub time_zone: Option<String>,
+    /// Fixed offset ("+01:00"); neither given means UTC.
+    #[serde(default)]
+    pub utc_offset: Option<String>,
+}
+
+impl QuietHoursConfig {
+    fn build(&self) -> Result<QuietHours, String> {
+        match (&self.time_zone, &self.utc_offset) {
+            (Some(_), Some(_)) => Err(
+                "give time_zone or utc_offset, not both (a named zone already knows its offset)"
+                    .into(),
+            ),
+            (Some(zone), None) => QuietHours::parse_in_time_zone(&self.start, &self.end, zone),
+            (None, offset) => {
+                QuietHours::parse(&self.start, &self.end, offset.as_deref().unwrap_or("UTC"))
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -156,7 +176,7 @@ impl AlarmsConfig {
         let quiet_hours = self
             .quiet_hours
             .as_ref()
-            .map(|q| QuietHours::parse(&q.start, &q.end, &q.utc_offset))
+            .map(QuietHoursConfig::build)
             .transpose()
             .map_err(|e| format!("alarms.quiet_hours: {e}"))?;
 
@@ -185,7 +205,7 @@ impl AlarmsConfig {
                 urls,
                 secret,
                 retry: retry("webhook", w.attempts, &w.first_retry)?,
-                quiet_hours,
+                quiet_hours: quiet_hours.clone(),
                 timeout: ANSWER_TIMEOUT,
             })
         };
@@ -296,5 +316,37 @@ from = "medmesh <alarms@example.org>"
                 .contains("alarms.quiet_hours")
         );
         assert!(err("[alarms]\nescalate = true").contains("escalate"));
+    }
+
+    #[test]
+    fn quiet_hours_take_a_named_time_zone_or_an_offset_but_not_both() {
+        let quiet = |keys: &str| {
+            build(&format!(
+                "[alarms.quiet_hours]\nstart = \"22:00\"\nend = \"07:00\"\n{keys}\n\
+                 [alarms.webhook]\nurls = [\"http://127.0.0.1:9/\"]\nsecret = \"0123456789abcdef\""
+            ))
+            .map(|d| d.webhook.unwrap().quiet_hours.unwrap())
+        };
+        // 2026-07-01T21:30Z is 22:30 in London (BST): held until 06:00Z.
+        let july_evening = 1_782_941_400_000;
+        let held = |q: medmesh_sinks::quiet_hours::QuietHours| {
+            q.hold_until(medmesh_model::Priority::Low, july_evening)
+        };
+        let london = quiet("time_zone = \"Europe/London\"").unwrap();
+        assert_eq!(held(london), Some(july_evening + 8 * 3_600_000 + 1_800_000));
+        // Neither key: UTC, so 21:30 is not yet quiet.
+        assert_eq!(held(quiet("").unwrap()), None);
+        assert!(quiet("utc_offset = \"+01:00\"").is_ok());
+
+        let both = quiet("time_zone = \"Europe/London\"\nutc_offset = \"+01:00\"").unwrap_err();
+        assert!(
+            both.contains("alarms.quiet_hours") && both.contains("not both"),
+            "{both}"
+        );
+        let unknown = quiet("time_zone = \"Mars/Olympus_Mons\"").unwrap_err();
+        assert!(
+            unknown.contains("alarms.quiet_hours") && unknown.contains("\"Mars/Olympus_Mons\""),
+            "{unknown}"
+        );
     }
 }

@@ -6,6 +6,7 @@
 //   node dashboard.mjs <base-url> <screenshot-dir>
 //   environment: NURSE_USER, NURSE_PASSWORD, PATIENT_USER, PATIENT_PASSWORD,
 //                CARER_USER, CARER_PASSWORD, ADMIN_USER, ADMIN_PASSWORD,
+//                OPS_USER, OPS_PASSWORD, OPS_DEVICE (a device to re-issue),
 //                LIVE_PATIENT (a patient id), WARD_SIZE (tiles expected)
 //
 // Protocol on stdout/stdin, one line each:
@@ -237,6 +238,45 @@ try {
   const audit = await page.$$eval("#audit tbody tr", rows => rows.map(r => r.children[4].textContent));
   await page.screenshot({ path: join(shots, "admin-audit.png") });
   result("admin", { nav: adminNav, device: secret[0], password: secret[1], battery: adminBattery, audit_actions: audit.slice(0, 50) });
+
+  // --- operations: devices and their credentials, no patient data ------
+  await page.click("#sign-out");
+  await page.waitForSelector("#sign-in:not([hidden])");
+  await page.fill("#sign-in input[name=username]", env("OPS_USER"));
+  await page.fill("#sign-in input[name=password]", env("OPS_PASSWORD"));
+  // What the server gave this page as its patient list.
+  const opsPatients = page.waitForResponse(r => new URL(r.url()).pathname === "/api/v1/patients");
+  await page.click("#sign-in button[type=submit]");
+  const opsPatientList = await (await opsPatients).json();
+  await page.waitForSelector(".admin-body[data-tab=devices] table.devices tr[data-device]");
+  const opsNav = await page.$$eval("#nav a", as => as.map(a => a.textContent));
+  const opsTabs = await page.$$eval(".tabs a", as => as.map(a => a.textContent));
+  // Clinical routes typed in by hand lead back to the devices view.
+  const opsRedirects = [];
+  for (const hash of ["#/station", `#/patients/${encodeURIComponent(livePatient)}`, "#/alarms"]) {
+    await page.evaluate(h => { document.querySelector(".admin-body").dataset.stale = "1"; location.hash = h; }, hash);
+    await page.waitForFunction(() => location.hash === "#/admin");
+    await page.waitForSelector(".admin-body[data-tab=devices]:not([data-stale]) table.devices tr[data-device]");
+    opsRedirects.push(hash);
+  }
+  // A new token for an existing device, from its row.
+  const opsDevice = env("OPS_DEVICE");
+  await page.click(`tr[data-device="${opsDevice}"] button.provision`);
+  await page.waitForSelector(".secret .secret-value");
+  const opsSecret = await page.$$eval(".secret .secret-value", c => c.map(x => x.textContent));
+  const opsPage = await page.evaluate(() => ({
+    device_rows: [...document.querySelectorAll("table.devices tr[data-device]")].map(r => r.dataset.device),
+    // Anything that shows readings: tiles, vitals, charts, tables of observations.
+    vitals: document.querySelectorAll("#ward .tile, .vital, .chart, .obs-table, .portal-latest").length,
+    summary: document.getElementById("summary").textContent,
+    text: document.body.innerText,
+  }));
+  await page.screenshot({ path: join(shots, "ops-devices.png") });
+  result("operations", {
+    nav: opsNav, tabs: opsTabs, redirects: opsRedirects, patients_given: opsPatientList.length,
+    device_rows: opsPage.device_rows, vitals: opsPage.vitals, summary: opsPage.summary,
+    shows_patient_names: /Patient \d{4}/.test(opsPage.text), device: opsSecret[0], password: opsSecret[1],
+  });
 
   if (errors.length) throw new Error("errors in the page:\n" + errors.join("\n"));
   console.log("DONE");
