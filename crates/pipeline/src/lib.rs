@@ -473,6 +473,13 @@ mod tests {
         Pipeline::new(store, registry, Arc::new(Metrics::default()), log, recorded)
     }
 
+    /// A pipeline with the default rules config, its settings kept in `dir`.
+    fn ruled_pipeline(dir: &std::path::Path) -> Pipeline {
+        pipeline(dir)
+            .with_rules(&RulesConfig::default(), dir)
+            .unwrap()
+    }
+
     /// Admits `patient` and assigns `device` to them.
     fn admit(p: &Pipeline, patient: &PatientId, device: &DeviceId) {
         p.registry
@@ -521,9 +528,7 @@ mod tests {
     #[tokio::test]
     async fn stale_data_on_the_timer_and_settings_saved_across_restarts() {
         let dir = tempfile::tempdir().unwrap();
-        let p = pipeline(dir.path())
-            .with_rules(&RulesConfig::default(), dir.path())
-            .unwrap();
+        let p = ruled_pipeline(dir.path());
         let patient = PatientId::new("p1").unwrap();
         let device = DeviceId::new("hub-1").unwrap();
         admit(&p, &patient, &device);
@@ -546,9 +551,7 @@ mod tests {
         .unwrap();
         assert!(p.active_alarms_for(&patient).is_empty());
         drop(p);
-        let p = pipeline(dir.path())
-            .with_rules(&RulesConfig::default(), dir.path())
-            .unwrap();
+        let p = ruled_pipeline(dir.path());
         assert_eq!(p.alarm_settings(&patient).0, Some(settings));
     }
 
@@ -591,9 +594,7 @@ mod tests {
     #[tokio::test]
     async fn a_patient_silent_across_a_restart_is_flagged_on_time() {
         let dir = tempfile::tempdir().unwrap();
-        let p = pipeline(dir.path())
-            .with_rules(&RulesConfig::default(), dir.path())
-            .unwrap();
+        let p = ruled_pipeline(dir.path());
         let patient = PatientId::new("p1").unwrap();
         let device = DeviceId::new("hub-1").unwrap();
         admit(&p, &patient, &device);
@@ -607,9 +608,7 @@ mod tests {
             .await
             .unwrap();
         drop(p);
-        let p = pipeline(dir.path())
-            .with_rules(&RulesConfig::default(), dir.path())
-            .unwrap();
+        let p = ruled_pipeline(dir.path());
         let now = now_ms();
         assert_eq!(p.check_stale(now), 0, "23 h silent: home-copd allows 24");
         // Counted from start this would wait until a day after the restart.
