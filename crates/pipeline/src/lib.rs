@@ -332,17 +332,20 @@ impl Pipeline {
         }
         self.metrics.stored(source, count);
 
-        let (news2, inputs) = match &patient {
-            Some(p) => self.news2_with_inputs(p),
-            None => (None, news2::Inputs::default()),
-        };
+        let mut aggregate = None;
         let mut changes = Vec::new();
         if let Some(p) = &patient {
-            let findings =
-                self.rules
-                    .lock()
-                    .expect("rules lock")
-                    .observe(p, &observations, now_ms());
+            // One lock of the rules per message: the patient's SpO2 scale
+            // and the profile rules' findings together.
+            let (scale, findings) = {
+                let mut rules = self.rules.lock().expect("rules lock");
+                (
+                    rules.spo2_scale(p),
+                    rules.observe(p, &observations, now_ms()),
+                )
+            };
+            let inputs;
+            (aggregate, inputs) = self.news2_on_scale(p, scale);
             let mut board = self.alarms.lock().expect("alarm board lock");
             changes.extend(observations.iter().filter_map(|o| {
                 board.observe_scored(p, o, news2::score_with(o.vital, o.value, inputs))
@@ -353,7 +356,7 @@ impl Pipeline {
                 .map(|o| o.time_ms)
                 .max()
                 .unwrap_or_else(now_ms);
-            changes.extend(board.observe_news2(p, news2, latest));
+            changes.extend(board.observe_news2(p, aggregate, latest));
         }
         self.record(&changes);
         // Nobody listening is fine: send only fails when there are no subscribers.
@@ -361,7 +364,7 @@ impl Pipeline {
             patient.as_ref(),
             device,
             &observations,
-            news2,
+            aggregate,
         ));
         for change in changes {
             self.publish_alarm(change);
@@ -380,10 +383,13 @@ impl Pipeline {
         a.messages += 1;
     }
 
-    /// The patient's NEWS2 and the scoring inputs (SpO2 scale, oxygen)
-    /// from their latest readings and settings.
-    fn news2_with_inputs(&self, patient: &PatientId) -> (Option<Aggregate>, news2::Inputs) {
-        let scale = self.rules.lock().expect("rules lock").spo2_scale(patient);
+    /// The patient's NEWS2 on SpO2 `scale` and the scoring inputs (scale,
+    /// oxygen) from their latest readings.
+    fn news2_on_scale(
+        &self,
+        patient: &PatientId,
+        scale: news2::Spo2Scale,
+    ) -> (Option<Aggregate>, news2::Inputs) {
         let latest = self.store.latest(patient.as_str());
         let value = |v| latest.iter().find(|(lv, _)| *lv == v).map(|(_, p)| p.value);
         let inputs = news2::Inputs {
@@ -396,7 +402,8 @@ impl Pipeline {
     /// The patient's NEWS2 from their latest readings, on their SpO2 scale
     /// (see [`medmesh_rules::news2::aggregate_with`]).
     pub fn news2(&self, patient: &PatientId) -> Option<Aggregate> {
-        self.news2_with_inputs(patient).0
+        let scale = self.rules.lock().expect("rules lock").spo2_scale(patient);
+        self.news2_on_scale(patient, scale).0
     }
 
     /// A device connected or went away (an MQTT connection opened or closed).

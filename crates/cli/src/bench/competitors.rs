@@ -80,6 +80,21 @@ pub(super) struct Row {
     pub value: f64,
 }
 
+impl Row {
+    /// One row per decoded observation of `device`.
+    pub(super) fn of(device: &str, observations: &[medmesh_model::Observation]) -> Vec<Row> {
+        observations
+            .iter()
+            .map(|o| Row {
+                device: device.to_string(),
+                code: o.vital.loinc(),
+                time_ms: o.time_ms,
+                value: o.value,
+            })
+            .collect()
+    }
+}
+
 /// A child process killed when dropped.
 pub(super) struct Process(pub Child);
 
@@ -159,21 +174,15 @@ async fn start_bridge(
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let device = p.topic.split('/').nth(3).unwrap_or("?").to_string();
+                    let device = p.topic.split('/').nth(3).unwrap_or("?");
                     let Ok(decoded) = medmesh_codecs::senml::decode_json(&p.payload, 0) else {
                         continue;
                     };
-                    let batch = decoded
-                        .observations
-                        .iter()
-                        .map(|o| Row {
-                            device: device.clone(),
-                            code: o.vital.loinc(),
-                            time_ms: o.time_ms,
-                            value: o.value,
-                        })
-                        .collect();
-                    if rows.send(batch).await.is_err() {
+                    if rows
+                        .send(Row::of(device, &decoded.observations))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }

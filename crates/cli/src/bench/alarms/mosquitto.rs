@@ -116,16 +116,7 @@ pub async fn start_alerter(
                     if alert.observe(i, pairs(&decoded.observations)) {
                         floor.raised(i, Instant::now());
                     }
-                    let rows = decoded
-                        .observations
-                        .iter()
-                        .map(|o| Row {
-                            device: device.to_string(),
-                            code: o.vital.loinc(),
-                            time_ms: o.time_ms,
-                            value: o.value,
-                        })
-                        .collect();
+                    let rows = Row::of(device, &decoded.observations);
                     if packs_tx.send(Pack { device: i, rows }).is_err() {
                         tracing::error!("bench alerter: the SQLite writer stopped");
                         return;
