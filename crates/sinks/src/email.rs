@@ -192,28 +192,18 @@ async fn notify(
 }
 
 async fn send(pipeline: &Pipeline, settings: &EmailSettings, message: Message, user: String) {
-    let attempts = settings.retry.attempts.max(1);
-    for attempt in 1..=attempts {
-        let problem = match settings.transport.send(message.clone()).await {
-            Ok(_) => {
-                pipeline
-                    .metrics
-                    .delivery(CHANNEL, DeliveryOutcome::Delivered);
-                tracing::debug!(user, attempt, "alarm e-mail sent");
-                return;
-            }
-            Err(e) => e.to_string(),
-        };
-        if attempt == attempts {
-            pipeline.metrics.delivery(CHANNEL, DeliveryOutcome::Failed);
-            tracing::error!(user, attempts, problem, "alarm e-mail given up");
-            return;
-        }
-        pipeline.metrics.delivery(CHANNEL, DeliveryOutcome::Retried);
-        let wait = settings.retry.delay(attempt, &mut rand::rng());
-        tracing::warn!(user, attempt, problem, retry_in = ?wait, "alarm e-mail failed; retrying");
-        tokio::time::sleep(wait).await;
-    }
+    let attempt = || async {
+        settings
+            .transport
+            .send(message.clone())
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    };
+    settings
+        .retry
+        .run(&pipeline.metrics, CHANNEL, &user, attempt)
+        .await;
 }
 
 /// A Unix time in ms as RFC 3339 (UTC), as people read it.

@@ -3,6 +3,7 @@
 //! of `first * 2^(n-1)` (capped at 5 minutes), so receivers that come back
 //! after an outage are not hit by every sender in the same instant.
 
+use medmesh_pipeline::{DeliveryOutcome, Metrics};
 use rand::Rng;
 use std::time::Duration;
 
@@ -36,6 +37,48 @@ impl Retry {
             .min(MAX_DELAY);
         let half = exp / 2;
         half + half.mul_f64(rng.random::<f64>())
+    }
+
+    /// Makes `attempt` until it succeeds or the attempts run out, waiting
+    /// [`Retry::delay`] between them; counts each outcome for `channel` and
+    /// logs it with `target` (a URL, a user). `attempt` returns the problem
+    /// as text when it fails.
+    pub async fn run<F, Fut>(
+        &self,
+        metrics: &Metrics,
+        channel: &'static str,
+        target: &str,
+        mut attempt: F,
+    ) where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<(), String>>,
+    {
+        let attempts = self.attempts.max(1);
+        for n in 1..=attempts {
+            let problem = match attempt().await {
+                Ok(()) => {
+                    metrics.delivery(channel, DeliveryOutcome::Delivered);
+                    tracing::debug!(channel, target, attempt = n, "alarm notification delivered");
+                    return;
+                }
+                Err(problem) => problem,
+            };
+            if n == attempts {
+                metrics.delivery(channel, DeliveryOutcome::Failed);
+                tracing::error!(
+                    channel,
+                    target,
+                    attempts,
+                    problem,
+                    "alarm notification given up"
+                );
+                return;
+            }
+            metrics.delivery(channel, DeliveryOutcome::Retried);
+            let wait = self.delay(n, &mut rand::rng());
+            tracing::warn!(channel, target, attempt = n, problem, retry_in = ?wait, "alarm notification failed; retrying");
+            tokio::time::sleep(wait).await;
+        }
     }
 }
 

@@ -171,9 +171,9 @@ impl Sender {
 
     /// Attempts one delivery until it is taken or the attempts run out.
     async fn send(&self, id: &str, url: Url, body: &[u8]) {
-        let (settings, metrics) = (&self.settings, &self.pipeline.metrics);
-        let attempts = settings.retry.attempts.max(1);
-        for attempt in 1..=attempts {
+        let settings = &self.settings;
+        let attempt = || async {
+            // Signed anew each attempt: the timestamp is the attempt's own.
             let timestamp = now_ms().to_string();
             let result = self
                 .client
@@ -188,25 +188,16 @@ impl Sender {
                 .body(body.to_vec())
                 .send()
                 .await;
-            let problem = match result {
-                Ok(r) if r.status().is_success() => {
-                    metrics.delivery(CHANNEL, DeliveryOutcome::Delivered);
-                    tracing::debug!(%url, attempt, "webhook delivered");
-                    return;
-                }
-                Ok(r) => format!("answered {}", r.status()),
-                Err(e) => e.to_string(),
-            };
-            if attempt == attempts {
-                metrics.delivery(CHANNEL, DeliveryOutcome::Failed);
-                tracing::error!(%url, attempts, problem, "webhook given up");
-                return;
+            match result {
+                Ok(r) if r.status().is_success() => Ok(()),
+                Ok(r) => Err(format!("answered {}", r.status())),
+                Err(e) => Err(e.to_string()),
             }
-            metrics.delivery(CHANNEL, DeliveryOutcome::Retried);
-            let wait = settings.retry.delay(attempt, &mut rand::rng());
-            tracing::warn!(%url, attempt, problem, retry_in = ?wait, "webhook failed; retrying");
-            tokio::time::sleep(wait).await;
-        }
+        };
+        settings
+            .retry
+            .run(&self.pipeline.metrics, CHANNEL, url.as_str(), attempt)
+            .await;
     }
 }
 
