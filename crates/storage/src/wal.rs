@@ -364,11 +364,13 @@ impl WalWriter {
                     }
                 }
                 drop(head);
-                for req in group.drain(..) {
-                    let _ = req.done.send(Ok(()));
-                }
+                // Healthy again before anyone hears of the write, so a caller
+                // that was acknowledged never reads a stale "failing" health.
                 if self.health.recover() {
                     tracing::warn!("write-ahead log writes succeed again; acknowledging resumed");
+                }
+                for req in group.drain(..) {
+                    let _ = req.done.send(Ok(()));
                 }
             }
             Err(e) => {
