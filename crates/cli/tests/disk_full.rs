@@ -53,6 +53,9 @@ async fn full_disk_refuses_reports_and_recovers_without_losing_acknowledged_data
     let http = common::http_client(&common::provision_admin(&data));
     let mut acked = BTreeSet::new();
     let mut t = 1_800_000_000_000i64;
+    // While the disk was full: from the first refusal until space returned.
+    let full_from_ms;
+    let full_until_ms;
     {
         let (_server, http_addr, mqtt_addr) = spawn_serve(&data);
         let api = format!("http://{http_addr}/api/v1");
@@ -89,6 +92,7 @@ async fn full_disk_refuses_reports_and_recovers_without_losing_acknowledged_data
             }
         }
         let (status, body) = refusal.expect("the disk filled up");
+        full_from_ms = now_ms();
         assert_eq!(status, 503, "{body}");
         let reason = body["error"]["reason"].as_str().unwrap();
         assert!(reason.contains("No space left"), "{reason}");
@@ -159,6 +163,7 @@ async fn full_disk_refuses_reports_and_recovers_without_losing_acknowledged_data
         );
 
         // Space returns: writes are acknowledged again, health is green.
+        full_until_ms = now_ms();
         std::fs::remove_file(&filler).unwrap();
         let r = http
             .post(format!("{api}/devices/mon-1/senml"))
@@ -181,6 +186,23 @@ async fn full_disk_refuses_reports_and_recovers_without_losing_acknowledged_data
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
+
+        // What was audited while the disk was full was held, not dropped:
+        // it is in the log now that space is back.
+        let audit: Vec<medmesh_access::AuditEntry> = http
+            .get(format!("{api}/audit?since_ms={full_from_ms}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(
+            audit
+                .iter()
+                .any(|e| e.time_ms <= full_until_ms && e.action == "read alarms"),
+            "{audit:?}"
+        );
     }
 
     // Nothing acknowledged was lost, nothing stored is damaged.
@@ -204,4 +226,48 @@ async fn full_disk_refuses_reports_and_recovers_without_losing_acknowledged_data
         .collect();
     let lost: Vec<_> = acked.difference(&stored).take(5).collect();
     assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
+
+    // The fall is still on the board after the restart (from the alarm log).
+    let alarms: serde_json::Value = http
+        .get(format!("http://{http_addr}/api/v1/alarms"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        alarms
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["rule"] == "fall"),
+        "{alarms}"
+    );
+
+    // After the restart the audit log still holds those entries, and its
+    // hash chain has no gap or fragment from the failed writes.
+    let audit: Vec<medmesh_access::AuditEntry> = http
+        .get(format!("http://{http_addr}/api/v1/audit?limit=1000000"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let oldest_first: Vec<_> = audit.into_iter().rev().collect();
+    assert_eq!(medmesh_access::verify_chain(&oldest_first), Ok(()));
+    assert!(
+        oldest_first
+            .iter()
+            .any(|e| (full_from_ms..=full_until_ms).contains(&e.time_ms)),
+        "no audit entry from while the disk was full"
+    );
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }

@@ -46,7 +46,7 @@ impl Pipeline {
         // more than its record, so the failure is logged and counted.
         if let Err(e) = self.alarm_log.append_durable(change.alarm()) {
             self.metrics.storage_error();
-            tracing::error!(alarm = id, error = %e, "alarm action not recorded");
+            tracing::error!(alarm = id, error = %e, "alarm action not recorded yet (held until the disk works again)");
         }
         let alarm = change.alarm().clone();
         self.publish_alarm(change);

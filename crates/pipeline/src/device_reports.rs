@@ -83,10 +83,18 @@ impl Pipeline {
                 .expect("alarm board lock")
                 .apply(&patient, finding);
             let Some(change) = change else { continue };
-            if fall && change.is_lifecycle() {
+            if fall {
                 // The alarm is the only record of a fall: on disk before the
-                // device's message is acknowledged.
-                if let Err(e) = self.alarm_log.append_durable(change.alarm()) {
+                // device's message is acknowledged. A fall sent again while
+                // its alarm is active (the device resending what a full disk
+                // refused) updates it: the raise queued then must be on disk
+                // now, so the log is flushed.
+                let recorded = if change.is_lifecycle() {
+                    self.alarm_log.append_durable(change.alarm())
+                } else {
+                    self.alarm_log.flush()
+                };
+                if let Err(e) = recorded {
                     self.metrics.storage_error();
                     tracing::error!(%device, error = %e, "fall alarm not recorded; message not acknowledged");
                     unrecorded = Some(e);

@@ -35,7 +35,7 @@ impl Pipeline {
                 // As for clinicians' actions: telling people matters more
                 // than the record, so the failure is logged and counted.
                 self.metrics.storage_error();
-                tracing::error!(alarm = alarm.id, error = %e, "escalation not recorded");
+                tracing::error!(alarm = alarm.id, error = %e, "escalation not recorded yet (held until the disk works again)");
             }
             tracing::info!(alarm = alarm.id, patient = %alarm.patient_id, level = alarm.escalation_level, "alarm escalated");
             self.publish_alarm(change);

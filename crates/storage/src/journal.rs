@@ -9,7 +9,9 @@
 //! One thread owns the file and writes in batches with one fsync each, so
 //! callers on the ingest path never wait for the disk. [`Journal::append`]
 //! only queues (a crash can lose the last few lines); [`Journal::append_durable`]
-//! returns once the line, and everything queued before it, is on disk.
+//! returns once the line, and everything queued before it, is on disk. While
+//! the disk fails (full), lines wait in memory and are written, in order, once
+//! it works again: a full disk delays the record instead of leaving a gap.
 //! [`Journal::rewrite`] replaces the whole file atomically (compaction), in
 //! order with the appends around it.
 
@@ -59,7 +61,8 @@ impl<T: Serialize + DeserializeOwned> Journal<T> {
             .name(format!("medmesh-journal-{name}"))
             .spawn({
                 let path = path.clone();
-                move || write_batches(&path, file, queue)
+                let len = good as u64;
+                move || write_batches(&path, file, len, queue)
             })?;
         Ok((
             Journal {
@@ -158,43 +161,88 @@ fn parse<T: DeserializeOwned>(path: &Path, data: &[u8]) -> (Vec<T>, usize) {
     (records, good)
 }
 
+/// While the disk fails, unwritten lines are tried again this often.
+const RETRY_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// Unwritten lines held beyond this are given up (and said so in the log):
+/// a disk that stays full must not also exhaust memory.
+const MAX_UNWRITTEN_BYTES: usize = 64 << 20;
+
 /// The writer thread: everything queued, one write, one fsync, then answers;
 /// a rewrite first writes what was queued before it, then swaps the file.
-fn write_batches(path: &Path, mut file: File, queue: mpsc::Receiver<Line>) {
-    let mut buf = Vec::new();
+///
+/// A failed write (a full disk) loses nothing while memory allows: its lines
+/// stay queued, in order, ahead of later ones, and are tried again with the
+/// next batch or after [`RETRY_EVERY`]; whoever waits for them is told it
+/// failed (their record is written late, not lost). Part of a line a failed
+/// write left in the file is cut off again (`len` is the intact length),
+/// because a line written after a fragment would end the replay there.
+fn write_batches(path: &Path, mut file: File, mut len: u64, queue: mpsc::Receiver<Line>) {
+    let mut unwritten: Vec<u8> = Vec::new();
     let mut waiting = Vec::new();
-    let mut next = queue.recv().ok();
-    while next.is_some() {
+    let mut closing = false;
+    while !closing {
+        let mut next = if unwritten.is_empty() {
+            match queue.recv() {
+                Ok(line) => Some(line),
+                Err(mpsc::RecvError) => return,
+            }
+        } else {
+            match queue.recv_timeout(RETRY_EVERY) {
+                Ok(line) => Some(line),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    // Dropped: one last try below, then stop.
+                    closing = true;
+                    None
+                }
+            }
+        };
         let mut rewrite = None;
         while let Some(line) = next.take() {
             match line {
                 Line::Append(line, done) => {
-                    buf.extend_from_slice(&line);
+                    unwritten.extend_from_slice(&line);
                     waiting.extend(done);
                     next = queue.try_recv().ok();
                 }
                 Line::Rewrite(bytes, done) => rewrite = Some((bytes, done)),
             }
         }
-        let result = file.write_all(&buf).and_then(|()| file.sync_data());
-        if let Err(e) = &result {
-            tracing::error!(path = %path.display(), error = %e, "journal write failed");
+        let result = file.write_all(&unwritten).and_then(|()| file.sync_data());
+        match &result {
+            Ok(()) => {
+                len += unwritten.len() as u64;
+                unwritten.clear();
+            }
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, bytes = unwritten.len(), "journal write failed; records held to be written when it works again");
+                if let Err(e) = file.set_len(len) {
+                    tracing::error!(path = %path.display(), error = %e, "cannot cut a failed journal write off");
+                }
+                if unwritten.len() > MAX_UNWRITTEN_BYTES {
+                    tracing::error!(path = %path.display(), bytes = unwritten.len(), "journal records given up: the disk has failed for too long");
+                    unwritten.clear();
+                }
+            }
         }
         for done in waiting.drain(..) {
             let _ = done.send(copy(&result));
         }
-        buf.clear();
         if let Some((bytes, done)) = rewrite {
             let result = crate::write_atomically(path, &bytes).and_then(|()| {
                 file = OpenOptions::new().append(true).open(path)?;
+                len = bytes.len() as u64;
                 Ok(())
             });
-            if let Err(e) = &result {
-                tracing::error!(path = %path.display(), error = %e, "journal rewrite failed");
+            match &result {
+                // The new contents stand for everything appended before.
+                Ok(()) => unwritten.clear(),
+                Err(e) => {
+                    tracing::error!(path = %path.display(), error = %e, "journal rewrite failed")
+                }
             }
             let _ = done.send(result);
         }
-        next = queue.recv().ok();
     }
 }
 
