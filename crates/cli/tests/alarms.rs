@@ -128,6 +128,55 @@ async fn acknowledge_snooze_resolve_and_the_record_survives_a_restart() {
     assert_eq!(other, json!([]));
     let (status, e) = s.get("/api/v1/alarms?state=resolved&limit=0").await;
     assert_eq!(status, 400, "{e}");
+
+    // A clinician's history holds only their care team's patients, and the
+    // limit counts those: p3, on a ward outside the nurse's team and
+    // resolved later, is neither shown nor crowds out p1.
+    let (status, _) = s
+        .send(
+            Method::POST,
+            "/api/v1/patients",
+            json!({"id": "p3", "name": "Other Ward", "ward": "Other", "bed": "9"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, _) = s
+        .send(
+            Method::PUT,
+            "/api/v1/devices/mon-3",
+            json!({"patient_id": "p3"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    vitals(
+        &s,
+        "mon-3",
+        1.8e9,
+        json!([{"n": "heart_rate", "u": "/min", "v": 135}]),
+    )
+    .await;
+    let (_, p3_alarms) = s.get("/api/v1/alarms?patient=p3").await;
+    let p3_alarm = p3_alarms[0]["id"].as_u64().unwrap();
+    let (status, _) = s
+        .send(
+            Method::POST,
+            &format!("/api/v1/alarms/{p3_alarm}/resolve"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, everyone) = s.get("/api/v1/alarms?state=resolved&limit=1").await;
+    assert_eq!(everyone[0]["patient_id"], "p3", "{everyone}");
+    let (status, seen) = send_as(
+        &nurse,
+        Method::GET,
+        s.url("/api/v1/alarms?state=resolved&limit=1"),
+        json!(null),
+    )
+    .await;
+    assert_eq!(status, 200, "{seen}");
+    let ids: Vec<_> = seen.as_array().unwrap().iter().map(|a| &a["id"]).collect();
+    assert_eq!(ids, [&json!(id)], "{seen}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,8 +2,9 @@
 //! actions. The rules themselves run in `Pipeline::store_for`.
 
 use crate::Pipeline;
-use medmesh_model::{Alarm, AlarmState, PatientId, now_ms};
+use medmesh_model::{Alarm, PatientId, now_ms};
 use medmesh_rules::{AlarmChange, BoardError};
+use medmesh_storage::ResolvedQuery;
 
 /// What a clinician does to an alarm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,29 +58,14 @@ impl Pipeline {
     /// (raised, escalated, acknowledged, snoozed, resolved) with who and when.
     /// Empty if no alarm has that id. Blocks on the disk.
     pub fn alarm_record(&self, id: u64) -> std::io::Result<Vec<Alarm>> {
-        let mut states = self.alarm_log.read_all()?;
-        states.retain(|a| a.id == id);
-        Ok(states)
+        self.alarm_log.record(id)
     }
 
     /// Resolved alarms from the alarm log (the whole record, not only what
-    /// memory keeps) that `keep` accepts, newest resolution first, at most
-    /// `limit`. Blocks on the disk.
-    pub fn resolved_alarms(
-        &self,
-        keep: impl Fn(&Alarm) -> bool,
-        limit: usize,
-    ) -> std::io::Result<Vec<Alarm>> {
-        let mut resolved: Vec<Alarm> = self
-            .alarm_log
-            .read_all()?
-            .into_iter()
-            .filter(|a| a.state == AlarmState::Resolved && keep(a))
-            .collect();
-        let resolved_at = |a: &Alarm| a.resolved.as_ref().map_or(a.updated_ms, |r| r.at_ms);
-        resolved.sort_by_key(|a| std::cmp::Reverse((resolved_at(a), a.id)));
-        resolved.truncate(limit);
-        Ok(resolved)
+    /// memory keeps) that `query` wants, newest resolution first. Blocks on
+    /// the disk.
+    pub fn resolved_alarms(&self, query: &ResolvedQuery<'_>) -> std::io::Result<Vec<Alarm>> {
+        self.alarm_log.resolved(query)
     }
 
     pub fn active_alarms(&self) -> Vec<Alarm> {

@@ -23,6 +23,7 @@ pub use alarm_settings::{SETTINGS_FILE, SettingsError};
 pub use alarms::AlarmAction;
 pub use live::{LiveEvent, LiveObservation};
 pub use medmesh_codecs::gatt::Characteristic as GattCharacteristic;
+pub use medmesh_storage::ResolvedQuery;
 pub use metrics::{DeliveryOutcome, Metrics, SourceKind};
 
 use medmesh_codecs::{DecodeError, Decoded, RecordError, fhir, gatt, senml};

@@ -33,7 +33,7 @@ use medmesh_access::{GlobalRight, Outcome, PatientRight};
 use medmesh_model::{Alarm, DeviceId, Patient, PatientId, TimestampMs, VitalSign, now_ms};
 use medmesh_pipeline::{
     AlarmAction, GattCharacteristic, IngestError, IngestReport, LiveObservation, Pipeline,
-    SourceKind, unassigned_subject,
+    ResolvedQuery, SourceKind, unassigned_subject,
 };
 use medmesh_rules::news2::Aggregate;
 use serde::{Deserialize, Serialize};
@@ -750,17 +750,26 @@ async fn list_alarms(
                 q.since_ms.unwrap_or(i64::MIN),
                 q.until_ms.unwrap_or(i64::MAX),
             );
-            let (pipeline, wanted) = (p.clone(), patient.clone());
+            // Only patients the caller may see count towards the limit.
+            let visible: std::collections::HashSet<PatientId> = match &patient {
+                Some(id) => [id.clone()].into(),
+                None => p
+                    .registry
+                    .patients()
+                    .into_iter()
+                    .filter(|pt| caller.may(PatientRight::ReadAlarms, pt))
+                    .map(|pt| pt.id)
+                    .collect(),
+            };
+            let pipeline = p.clone();
             // Reads the alarm log from disk: off the async workers.
             tokio::task::spawn_blocking(move || {
-                pipeline.resolved_alarms(
-                    |a| {
-                        let at = a.resolved.as_ref().map_or(a.updated_ms, |r| r.at_ms);
-                        wanted.as_ref().is_none_or(|id| &a.patient_id == id)
-                            && (since..=until).contains(&at)
-                    },
+                pipeline.resolved_alarms(&ResolvedQuery {
+                    patient: &|id| visible.contains(id),
+                    since_ms: since,
+                    until_ms: until,
                     limit,
-                )
+                })
             })
             .await
             .map_err(|e| ApiError::internal(e.to_string()))?

@@ -1,7 +1,9 @@
 //! The alarm log: every lifecycle change of every alarm (raised,
 //! acknowledged, snoozed, resolved, with who and when), one JSON line each,
 //! append-only, fsynced (a [`Journal`]). Replaying it rebuilds the alarm
-//! board after a restart.
+//! board after a restart; an index of where each alarm's lines are (built
+//! on the first history query, extended by each later one) answers history
+//! queries by reading only the lines they return.
 //!
 //! Clinicians' actions use [`AlarmLog::append_durable`], which returns once
 //! the line is on disk; changes made by rules use [`AlarmLog::append`], which
@@ -9,19 +11,68 @@
 //! from the stored samples).
 
 use crate::journal::Journal;
-use medmesh_model::Alarm;
-use std::path::Path;
+use medmesh_model::{Alarm, AlarmState, PatientId, TimestampMs};
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 pub struct AlarmLog {
     journal: Journal<Alarm>,
+    path: PathBuf,
+    /// Where each alarm's lines are in the file, so history queries read
+    /// only the lines they return. Built on the first query and brought up
+    /// to date by each one from what was appended since (the file is only
+    /// ever appended to).
+    index: Mutex<Index>,
+}
+
+/// One line of the file: where it starts and how long it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    offset: u64,
+    len: u32,
+}
+
+/// A resolved state in the log, with what a query filters on.
+struct Resolved {
+    at_ms: TimestampMs,
+    id: u64,
+    patient: PatientId,
+    line: Span,
+}
+
+#[derive(Default)]
+struct Index {
+    /// Bytes of the file indexed so far (always at a line's end).
+    end: u64,
+    lines: HashMap<u64, Vec<Span>>,
+    /// Sorted by (resolution time, id).
+    resolved: Vec<Resolved>,
+}
+
+/// What a query for resolved alarms wants.
+pub struct ResolvedQuery<'a> {
+    /// Patients whose alarms may be returned.
+    pub patient: &'a dyn Fn(&PatientId) -> bool,
+    /// Resolved in this window (inclusive), epoch milliseconds.
+    pub since_ms: TimestampMs,
+    pub until_ms: TimestampMs,
+    pub limit: usize,
 }
 
 impl AlarmLog {
     /// Opens (creating) `alarms.jsonl` under `dir`; returns the log and every
     /// recorded alarm state, oldest first.
     pub fn open(dir: &Path) -> std::io::Result<(AlarmLog, Vec<Alarm>)> {
-        let (journal, alarms) = Journal::open(dir, "alarms.jsonl")?;
-        Ok((AlarmLog { journal }, alarms))
+        let (journal, alarms) = Journal::open(dir, FILE)?;
+        let log = AlarmLog {
+            journal,
+            path: dir.join(FILE),
+            index: Mutex::default(),
+        };
+        Ok((log, alarms))
     }
 
     /// Queues an alarm's new state for the log.
@@ -34,18 +85,105 @@ impl AlarmLog {
         self.journal.flush()
     }
 
-    /// Every recorded alarm state, oldest first, once everything appended so
-    /// far is on disk (so the newest changes are included). Reads the whole
-    /// file: for history queries, not for the ingest path.
-    pub fn read_all(&self) -> std::io::Result<Vec<Alarm>> {
-        self.journal.flush()?;
-        self.journal.read_all()
-    }
-
     /// Records an alarm's new state and returns once it is on disk.
     pub fn append_durable(&self, alarm: &Alarm) -> std::io::Result<()> {
         self.journal.append_durable(alarm)
     }
+
+    /// Every recorded state of alarm `id`, oldest first (empty if there is
+    /// no such alarm), including everything appended so far. Reads only
+    /// that alarm's lines (and whatever was appended since the last query).
+    pub fn record(&self, id: u64) -> std::io::Result<Vec<Alarm>> {
+        let mut index = self.index.lock().expect("alarm index lock");
+        let file = self.catch_up(&mut index)?;
+        let spans = index.lines.get(&id).cloned().unwrap_or_default();
+        drop(index);
+        spans.iter().map(|s| read_line(&file, *s)).collect()
+    }
+
+    /// Resolved alarms that `query` wants, newest resolution first, at most
+    /// `query.limit`. Patient and time are judged from the index: only the
+    /// lines returned are read.
+    pub fn resolved(&self, query: &ResolvedQuery<'_>) -> std::io::Result<Vec<Alarm>> {
+        let mut index = self.index.lock().expect("alarm index lock");
+        let file = self.catch_up(&mut index)?;
+        let first_after = index
+            .resolved
+            .partition_point(|r| r.at_ms <= query.until_ms);
+        let wanted: Vec<Span> = index.resolved[..first_after]
+            .iter()
+            .rev()
+            .take_while(|r| r.at_ms >= query.since_ms)
+            .filter(|r| (query.patient)(&r.patient))
+            .take(query.limit)
+            .map(|r| r.line)
+            .collect();
+        drop(index);
+        wanted.iter().map(|s| read_line(&file, *s)).collect()
+    }
+
+    /// Flushes the journal and indexes the lines appended since the last
+    /// call; returns the file, open for reading lines from it.
+    fn catch_up(&self, index: &mut Index) -> std::io::Result<std::fs::File> {
+        self.journal.flush()?;
+        let mut file = std::fs::File::open(&self.path)?;
+        let len = file.metadata()?.len();
+        if len < index.end {
+            // Never happens while the file is only appended to; if it was
+            // cut (by hand, or a failed write cut off), index it afresh.
+            *index = Index::default();
+        }
+        file.seek(SeekFrom::Start(index.end))?;
+        let mut new = Vec::new();
+        file.by_ref().take(len - index.end).read_to_end(&mut new)?;
+        let mut added_resolved = false;
+        for line in new.split_inclusive(|b| *b == b'\n') {
+            if !line.ends_with(b"\n") {
+                break; // being written: indexed next time
+            }
+            let span = Span {
+                offset: index.end,
+                len: line.len() as u32,
+            };
+            index.end += line.len() as u64;
+            let Ok(alarm) = serde_json::from_slice::<Alarm>(line) else {
+                tracing::error!(path = %self.path.display(), offset = span.offset, "unreadable alarm log line left out of history");
+                continue;
+            };
+            index.lines.entry(alarm.id).or_default().push(span);
+            if alarm.state == AlarmState::Resolved {
+                index.resolved.push(Resolved {
+                    at_ms: alarm
+                        .resolved
+                        .as_ref()
+                        .map_or(alarm.updated_ms, |r| r.at_ms),
+                    id: alarm.id,
+                    patient: alarm.patient_id,
+                    line: span,
+                });
+                added_resolved = true;
+            }
+        }
+        if added_resolved {
+            // Nearly sorted already (appended in time order): cheap.
+            index.resolved.sort_by_key(|r| (r.at_ms, r.id));
+        }
+        Ok(file)
+    }
+}
+
+/// File name under the data directory.
+const FILE: &str = "alarms.jsonl";
+
+fn read_line(file: &std::fs::File, span: Span) -> std::io::Result<Alarm> {
+    let mut line = vec![0; span.len as usize];
+    file.read_exact_at(&mut line, span.offset)?;
+    serde_json::from_slice(&line).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("alarm log line at byte {}: {e}", span.offset),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -101,6 +239,87 @@ mod tests {
         drop(log);
         let (_, alarms) = AlarmLog::open(dir.path()).unwrap();
         assert_eq!(alarms.len(), 3);
+    }
+
+    fn resolved_at(id: u64, patient: &str, at_ms: i64) -> Alarm {
+        let mut a = alarm(id, AlarmState::Resolved);
+        a.patient_id = PatientId::new(patient).unwrap();
+        a.resolved = Some(medmesh_model::Act {
+            by: "nurse".into(),
+            at_ms,
+        });
+        a
+    }
+
+    #[test]
+    fn history_queries_read_what_they_return_and_see_every_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = AlarmLog::open(dir.path()).unwrap();
+        log.append(&alarm(1, AlarmState::Active));
+        log.append(&alarm(2, AlarmState::Active));
+        log.append(&alarm(1, AlarmState::Acknowledged));
+        log.append(&resolved_at(1, "p1", 3_000));
+        log.append(&resolved_at(2, "p2", 2_000));
+        let states = |id| {
+            log.record(id)
+                .unwrap()
+                .iter()
+                .map(|a| a.state)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            states(1),
+            [
+                AlarmState::Active,
+                AlarmState::Acknowledged,
+                AlarmState::Resolved
+            ]
+        );
+        assert!(states(9).is_empty());
+        let any = |_: &PatientId| true;
+        let query = |since_ms, until_ms, limit| ResolvedQuery {
+            patient: &any,
+            since_ms,
+            until_ms,
+            limit,
+        };
+        let ids = |q: &ResolvedQuery<'_>| {
+            log.resolved(q)
+                .unwrap()
+                .iter()
+                .map(|a| a.id)
+                .collect::<Vec<_>>()
+        };
+        // Newest resolution first, window inclusive, limit counted after it.
+        assert_eq!(ids(&query(i64::MIN, i64::MAX, 10)), [1, 2]);
+        assert_eq!(ids(&query(2_000, 2_000, 10)), [2]);
+        assert_eq!(ids(&query(i64::MIN, i64::MAX, 1)), [1]);
+        // The patient filter is applied before the limit: p2's alarm is
+        // found even though a newer one of p1 comes first.
+        let only_p2 = |p: &PatientId| p.as_str() == "p2";
+        let q = ResolvedQuery {
+            patient: &only_p2,
+            since_ms: i64::MIN,
+            until_ms: i64::MAX,
+            limit: 1,
+        };
+        assert_eq!(ids(&q), [2]);
+        // Appends after a query are seen by the next one (resolved out of
+        // time order too).
+        log.append(&alarm(3, AlarmState::Active));
+        log.append(&resolved_at(3, "p1", 2_500));
+        assert_eq!(ids(&query(i64::MIN, i64::MAX, 10)), [1, 3, 2]);
+        assert_eq!(states(3), [AlarmState::Active, AlarmState::Resolved]);
+        // And after a reopen, from the file alone.
+        drop(log);
+        let (log, _) = AlarmLog::open(dir.path()).unwrap();
+        let all = log
+            .resolved(&query(i64::MIN, i64::MAX, 10))
+            .unwrap()
+            .iter()
+            .map(|a| a.id)
+            .collect::<Vec<_>>();
+        assert_eq!(all, [1, 3, 2]);
     }
 
     #[test]
