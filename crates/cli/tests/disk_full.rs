@@ -97,6 +97,14 @@ async fn full_disk_refuses_reports_and_recovers_without_losing_acknowledged_data
         let reason = body["error"]["reason"].as_str().unwrap();
         assert!(reason.contains("No space left"), "{reason}");
         assert!(!acked.is_empty());
+        // Take every byte left, so that the journals (audit, alarms) fail
+        // too once the room in their last page is used up.
+        let rest = root.path().join("filler-rest");
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&rest).unwrap();
+            while f.write_all(&[0u8; 4096]).is_ok() {}
+        }
 
         // Health and metrics say so.
         let r = http
@@ -161,10 +169,17 @@ async fn full_disk_refuses_reports_and_recovers_without_losing_acknowledged_data
                 .any(|a| a["rule"] == "fall"),
             "{alarms}"
         );
+        // Clinicians keep reading while the disk is full: each read is an
+        // audit line more than a page holds, held until space returns.
+        for _ in 0..40 {
+            let r = http.get(format!("{api}/alarms")).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+        }
 
         // Space returns: writes are acknowledged again, health is green.
         full_until_ms = now_ms();
         std::fs::remove_file(&filler).unwrap();
+        std::fs::remove_file(&rest).unwrap();
         let r = http
             .post(format!("{api}/devices/mon-1/senml"))
             .json(&fall)

@@ -84,17 +84,13 @@ impl Pipeline {
                 .apply(&patient, finding);
             let Some(change) = change else { continue };
             if fall {
-                // The alarm is the only record of a fall: on disk before the
-                // device's message is acknowledged. A fall sent again while
-                // its alarm is active (the device resending what a full disk
-                // refused) updates it: the raise queued then must be on disk
-                // now, so the log is flushed.
-                let recorded = if change.is_lifecycle() {
-                    self.alarm_log.append_durable(change.alarm())
-                } else {
-                    self.alarm_log.flush()
-                };
-                if let Err(e) = recorded {
+                // The alarm is the only record of a fall: its state is on
+                // disk before the device's message is acknowledged. That
+                // holds for a fall sent again while its alarm is active too
+                // (the device resending what a full disk refused), whose
+                // raise may not have reached the disk: the alarm as it is now
+                // is written, whatever became of the raise.
+                if let Err(e) = self.alarm_log.append_durable(change.alarm()) {
                     self.metrics.storage_error();
                     tracing::error!(%device, error = %e, "fall alarm not recorded; message not acknowledged");
                     unrecorded = Some(e);

@@ -24,7 +24,7 @@ pub struct AlarmLog {
     /// Where each alarm's lines are in the file, so history queries read
     /// only the lines they return. Built on the first query and brought up
     /// to date by each one from what was appended since (the file is only
-    /// ever appended to).
+    /// appended to; a failed write is cut off before anything follows it).
     index: Mutex<Index>,
 }
 
@@ -94,43 +94,70 @@ impl AlarmLog {
     /// no such alarm), including everything appended so far. Reads only
     /// that alarm's lines (and whatever was appended since the last query).
     pub fn record(&self, id: u64) -> std::io::Result<Vec<Alarm>> {
-        let mut index = self.index.lock().expect("alarm index lock");
-        let file = self.catch_up(&mut index)?;
-        let spans = index.lines.get(&id).cloned().unwrap_or_default();
-        drop(index);
-        spans.iter().map(|s| read_line(&file, *s)).collect()
+        self.read_indexed(|index| {
+            let spans = index.lines.get(&id).cloned().unwrap_or_default();
+            spans.into_iter().map(|s| (s, id)).collect()
+        })
     }
 
     /// Resolved alarms that `query` wants, newest resolution first, at most
     /// `query.limit`. Patient and time are judged from the index: only the
     /// lines returned are read.
     pub fn resolved(&self, query: &ResolvedQuery<'_>) -> std::io::Result<Vec<Alarm>> {
-        let mut index = self.index.lock().expect("alarm index lock");
-        let file = self.catch_up(&mut index)?;
-        let first_after = index
-            .resolved
-            .partition_point(|r| r.at_ms <= query.until_ms);
-        let wanted: Vec<Span> = index.resolved[..first_after]
-            .iter()
-            .rev()
-            .take_while(|r| r.at_ms >= query.since_ms)
-            .filter(|r| (query.patient)(&r.patient))
-            .take(query.limit)
-            .map(|r| r.line)
-            .collect();
-        drop(index);
-        wanted.iter().map(|s| read_line(&file, *s)).collect()
+        self.read_indexed(|index| {
+            let first_after = index
+                .resolved
+                .partition_point(|r| r.at_ms <= query.until_ms);
+            index.resolved[..first_after]
+                .iter()
+                .rev()
+                .take_while(|r| r.at_ms >= query.since_ms)
+                .filter(|r| (query.patient)(&r.patient))
+                .take(query.limit)
+                .map(|r| (r.line, r.id))
+                .collect()
+        })
     }
 
-    /// Flushes the journal and indexes the lines appended since the last
-    /// call; returns the file, open for reading lines from it.
+    /// Reads the lines `pick` chooses from the index (with the alarm id each
+    /// must hold). A line that does not hold its alarm means the file
+    /// changed under the index (records given up after a long disk failure,
+    /// or an edit by hand): the index is rebuilt and the query asked again.
+    fn read_indexed(
+        &self,
+        pick: impl Fn(&Index) -> Vec<(Span, u64)>,
+    ) -> std::io::Result<Vec<Alarm>> {
+        let mut index = self.index.lock().expect("alarm index lock");
+        for rebuilt in [false, true] {
+            let file = self.catch_up(&mut index)?;
+            let lines: std::io::Result<Vec<Alarm>> = pick(&index)
+                .into_iter()
+                .map(|(span, id)| read_line(&file, span, id))
+                .collect();
+            match lines {
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData && !rebuilt => {
+                    tracing::warn!(path = %self.path.display(), error = %e, "alarm log changed under its index; rebuilding it");
+                    *index = Index::default();
+                }
+                other => return other,
+            }
+        }
+        unreachable!("the second pass returns")
+    }
+
+    /// Indexes the lines appended since the last call; returns the file, open
+    /// for reading lines from it. While the disk fails, what is already on
+    /// disk is answered from (history stays readable; lines held in memory
+    /// show up once they are written).
     fn catch_up(&self, index: &mut Index) -> std::io::Result<std::fs::File> {
-        self.journal.flush()?;
+        if let Err(e) = self.journal.flush() {
+            tracing::warn!(path = %self.path.display(), error = %e, "alarm history read while its newest lines wait for the disk");
+        }
         let mut file = std::fs::File::open(&self.path)?;
         let len = file.metadata()?.len();
         if len < index.end {
             // Never happens while the file is only appended to; if it was
-            // cut (by hand, or a failed write cut off), index it afresh.
+            // cut (by hand), index it afresh.
             *index = Index::default();
         }
         file.seek(SeekFrom::Start(index.end))?;
@@ -175,15 +202,26 @@ impl AlarmLog {
 /// File name under the data directory.
 const FILE: &str = "alarms.jsonl";
 
-fn read_line(file: &std::fs::File, span: Span) -> std::io::Result<Alarm> {
-    let mut line = vec![0; span.len as usize];
-    file.read_exact_at(&mut line, span.offset)?;
-    serde_json::from_slice(&line).map_err(|e| {
+/// The alarm state at `span`, which must be one of alarm `id`'s.
+fn read_line(file: &std::fs::File, span: Span, id: u64) -> std::io::Result<Alarm> {
+    let invalid = |why: String| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            format!("alarm log line at byte {}: {e}", span.offset),
+            format!("alarm log line at byte {}: {why}", span.offset),
         )
-    })
+    };
+    let mut line = vec![0; span.len as usize];
+    match file.read_exact_at(&mut line, span.offset) {
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            return Err(invalid("past the end of the file".into()));
+        }
+        other => other?,
+    }
+    let alarm: Alarm = serde_json::from_slice(&line).map_err(|e| invalid(e.to_string()))?;
+    if alarm.id != id {
+        return Err(invalid(format!("holds alarm {}, not {id}", alarm.id)));
+    }
+    Ok(alarm)
 }
 
 #[cfg(test)]
@@ -320,6 +358,25 @@ mod tests {
             .map(|a| a.id)
             .collect::<Vec<_>>();
         assert_eq!(all, [1, 3, 2]);
+    }
+
+    #[test]
+    fn an_index_that_no_longer_matches_the_file_is_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = AlarmLog::open(dir.path()).unwrap();
+        log.append(&alarm(1, AlarmState::Active));
+        log.append(&alarm(2, AlarmState::Active));
+        assert_eq!(log.record(1).unwrap().len(), 1);
+        // The same lines in another order (as if lines had been given up
+        // and others written in their place): the offsets now point at the
+        // other alarm.
+        let path = dir.path().join(FILE);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        std::fs::write(&path, format!("{}\n{}\n", lines[1], lines[0])).unwrap();
+        let record = log.record(1).unwrap();
+        assert_eq!(record.iter().map(|a| a.id).collect::<Vec<_>>(), [1]);
+        assert_eq!(log.record(2).unwrap()[0].id, 2);
     }
 
     #[test]

@@ -22,6 +22,7 @@ use std::io::Write;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 type Done = mpsc::Sender<std::io::Result<()>>;
 
@@ -162,10 +163,59 @@ fn parse<T: DeserializeOwned>(path: &Path, data: &[u8]) -> (Vec<T>, usize) {
 }
 
 /// While the disk fails, unwritten lines are tried again this often.
-const RETRY_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+const RETRY_EVERY: Duration = Duration::from_secs(1);
+/// While the disk fails, the failure is logged at most this often.
+const LOG_EVERY: Duration = Duration::from_secs(10);
 /// Unwritten lines held beyond this are given up (and said so in the log):
 /// a disk that stays full must not also exhaust memory.
 const MAX_UNWRITTEN_BYTES: usize = 64 << 20;
+
+/// The journal file as its writer thread knows it.
+struct Appender {
+    file: File,
+    /// Length of the intact file: whole lines only.
+    len: u64,
+    /// A failed write left bytes past `len` that could not be cut off yet;
+    /// nothing is written after them until they are.
+    cut_pending: bool,
+    failing: bool,
+    last_logged: Option<Instant>,
+}
+
+impl Appender {
+    /// Appends `bytes` and fsyncs. On failure the file is cut back to its
+    /// intact length (a fragment followed by later lines would end the
+    /// replay there).
+    fn write(&mut self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        let result = (|| {
+            if self.cut_pending {
+                self.file.set_len(self.len)?;
+                self.cut_pending = false;
+            }
+            self.file.write_all(bytes)?;
+            self.file.sync_data()
+        })();
+        match &result {
+            Ok(()) => {
+                self.len += bytes.len() as u64;
+                if std::mem::take(&mut self.failing) {
+                    self.last_logged = None;
+                    tracing::warn!(path = %path.display(), "journal writes succeed again; held records written");
+                }
+            }
+            Err(e) => {
+                self.cut_pending = self.file.set_len(self.len).is_err();
+                self.failing = true;
+                let now = Instant::now();
+                if self.last_logged.is_none_or(|t| now - t >= LOG_EVERY) {
+                    self.last_logged = Some(now);
+                    tracing::error!(path = %path.display(), error = %e, bytes = bytes.len(), cut_pending = self.cut_pending, "journal write failed; records held to be written when it works again");
+                }
+            }
+        }
+        result
+    }
+}
 
 /// The writer thread: everything queued, one write, one fsync, then answers;
 /// a rewrite first writes what was queued before it, then swaps the file.
@@ -173,10 +223,15 @@ const MAX_UNWRITTEN_BYTES: usize = 64 << 20;
 /// A failed write (a full disk) loses nothing while memory allows: its lines
 /// stay queued, in order, ahead of later ones, and are tried again with the
 /// next batch or after [`RETRY_EVERY`]; whoever waits for them is told it
-/// failed (their record is written late, not lost). Part of a line a failed
-/// write left in the file is cut off again (`len` is the intact length),
-/// because a line written after a fragment would end the replay there.
-fn write_batches(path: &Path, mut file: File, mut len: u64, queue: mpsc::Receiver<Line>) {
+/// failed (their record is written late, not lost).
+fn write_batches(path: &Path, file: File, len: u64, queue: mpsc::Receiver<Line>) {
+    let mut appender = Appender {
+        file,
+        len,
+        cut_pending: false,
+        failing: false,
+        last_logged: None,
+    };
     let mut unwritten: Vec<u8> = Vec::new();
     let mut waiting = Vec::new();
     let mut closing = false;
@@ -208,30 +263,21 @@ fn write_batches(path: &Path, mut file: File, mut len: u64, queue: mpsc::Receive
                 Line::Rewrite(bytes, done) => rewrite = Some((bytes, done)),
             }
         }
-        let result = file.write_all(&unwritten).and_then(|()| file.sync_data());
-        match &result {
-            Ok(()) => {
-                len += unwritten.len() as u64;
-                unwritten.clear();
-            }
-            Err(e) => {
-                tracing::error!(path = %path.display(), error = %e, bytes = unwritten.len(), "journal write failed; records held to be written when it works again");
-                if let Err(e) = file.set_len(len) {
-                    tracing::error!(path = %path.display(), error = %e, "cannot cut a failed journal write off");
-                }
-                if unwritten.len() > MAX_UNWRITTEN_BYTES {
-                    tracing::error!(path = %path.display(), bytes = unwritten.len(), "journal records given up: the disk has failed for too long");
-                    unwritten.clear();
-                }
-            }
+        let result = appender.write(path, &unwritten);
+        if result.is_ok() {
+            unwritten.clear();
+        } else if unwritten.len() > MAX_UNWRITTEN_BYTES {
+            tracing::error!(path = %path.display(), bytes = unwritten.len(), "journal records given up: the disk has failed for too long");
+            unwritten = Vec::new();
         }
         for done in waiting.drain(..) {
             let _ = done.send(copy(&result));
         }
         if let Some((bytes, done)) = rewrite {
             let result = crate::write_atomically(path, &bytes).and_then(|()| {
-                file = OpenOptions::new().append(true).open(path)?;
-                len = bytes.len() as u64;
+                appender.file = OpenOptions::new().append(true).open(path)?;
+                appender.len = bytes.len() as u64;
+                appender.cut_pending = false;
                 Ok(())
             });
             match &result {

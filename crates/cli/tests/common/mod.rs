@@ -322,8 +322,13 @@ pub fn spawn_serve_full(dir: &std::path::Path, flags: &[&str]) -> (Child, Addrs)
     let child = Child(child);
     let mut lines = std::io::BufReader::new(stderr).lines();
     let line = wait_for_line(&mut lines, "medmesh serving:");
-    // Keep draining stderr so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    // Keep draining stderr so the child never blocks on a full pipe; its
+    // log goes to the test's output (shown when a test fails).
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            eprintln!("medmesh serve: {line}");
+        }
+    });
     let addr_after = |marker: &str| -> SocketAddr {
         line.split(marker)
             .nth(1)
