@@ -633,6 +633,83 @@ first_retry = "100ms"
     assert_eq!(metric(&m, &delivery_metric("email", "held")), 0.0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_email_resumed_after_a_restart_goes_only_to_those_not_yet_mailed() {
+    let smtp_port = free_port();
+    // Ada's server takes her message; Bea's asks to try again later, and
+    // the retry (20 s later) comes after the restart.
+    let mut smtp = Peer::start(
+        "smtp_sink.py",
+        &[&smtp_port.to_string(), "0", "nurse.bea@hospital.test"],
+    );
+    assert_eq!(smtp.next().await["ready"], smtp_port);
+    let toml = format!(
+        r#"
+[alarms.escalation]
+high = [{{ roles = ["nurse"] }}, {{ after = "1h", roles = ["physician"] }}]
+[alarms.email]
+smtp_url = "smtp://127.0.0.1:{smtp_port}"
+from = "medmesh <alarms@medmesh.test>"
+first_retry = "20s"
+"#
+    );
+    let s = start_alarms(&toml).await;
+    s.admit("p1", "mon-1").await;
+    for name in ["nurse.ada", "nurse.bea"] {
+        clinician(&s, name, medmesh_access::Role::Nurse);
+        let (status, u) = s
+            .send(
+                Method::PATCH,
+                &format!("/api/v1/users/{name}"),
+                json!({"email": format!("{name}@hospital.test")}),
+            )
+            .await;
+        assert_eq!(status, 200, "{u}");
+    }
+    pulse(&s, "mon-1", 1.8e9, 135.0).await;
+    let mut heard = vec![smtp.next().await, smtp.next().await];
+    heard.sort_by_key(|m| m.get("rejected").is_some());
+    assert_eq!(
+        heard[0]["to"],
+        json!(["nurse.ada@hospital.test"]),
+        "{heard:?}"
+    );
+    assert_eq!(
+        heard[1]["rejected"],
+        json!(["nurse.bea@hospital.test"]),
+        "{heard:?}"
+    );
+    // Ada is noted as served in the outbox before the restart.
+    let outbox = s.data_dir.path().join("outbox.jsonl");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let text = std::fs::read_to_string(&outbox).unwrap();
+        let served = text
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .any(|r| r["record"] == "sent" && r["to"] == "nurse.ada");
+        if served {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(outbox_pending(&s).len(), 1);
+
+    let s = restart_alarms(s, &toml).await;
+    let resent = smtp.next().await;
+    assert_eq!(resent["to"], json!(["nurse.bea@hospital.test"]), "{resent}");
+    assert!(
+        resent["subject"]
+            .as_str()
+            .unwrap()
+            .contains("HIGH alarm raised"),
+        "{resent}"
+    );
+    nothing_more(&mut smtp).await;
+    assert!(outbox_pending(&s).is_empty());
+}
+
 #[test]
 fn user_add_takes_an_email_and_bad_alarm_config_is_refused_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();

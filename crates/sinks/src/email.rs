@@ -1,11 +1,13 @@
 //! E-mail over SMTP (lettre, rustls): an alarm raised or escalated is mailed
 //! to the people its escalation level names, and an alarm raised or
 //! resolved to the patient's consented followers (see [`crate::recipients`]).
-//! One message per person (nobody sees the other addresses). Users without
+//! One message per person (nobody sees the other addresses), all sent at
+//! once. Users without
 //! an e-mail address are skipped. A message the server does not accept is
 //! retried with backoff ([`Retry`]), then given up and counted as failed.
 //! A notification is in the [`crate::outbox`] until all its messages are sent
-//! or given up: after a restart, it is sent (to everyone) again.
+//! or given up, and each person served is noted there: after a restart, it
+//! goes to those not yet served.
 //!
 //! The server is named by URL: `smtp://host:25` (plain, for a relay on the
 //! same machine or network), `smtp://host:587?tls=required` (STARTTLS),
@@ -93,7 +95,7 @@ pub async fn run(
                 crate::record(&outbox, &entry, metrics).await;
             }
             crate::wait_until_due(&entry, metrics, CHANNEL).await;
-            notify(&pipeline, &access, &settings, &entry.change, &entry.alarm).await;
+            notify(&pipeline, &access, &settings, &outbox, &entry).await;
             crate::finish(&outbox, &entry).await;
         }
     };
@@ -120,6 +122,7 @@ pub async fn run(
                         due_ms,
                         change: change.to_string(),
                         alarm,
+                        sent: Default::default(),
                     };
                     deliveries.spawn(deliver(entry, true));
                 }
@@ -135,14 +138,16 @@ pub async fn run(
 }
 
 /// Resolves the recipients now (a consent revoked while the notification
-/// was held no longer counts) and sends each their message.
+/// was held no longer counts) and sends each not yet served their message,
+/// noting in the outbox each one served.
 async fn notify(
     pipeline: &Pipeline,
     access: &Access,
     settings: &EmailSettings,
-    change: &str,
-    alarm: &Alarm,
+    outbox: &Outbox,
+    entry: &Entry,
 ) {
+    let (change, alarm) = (entry.change.as_str(), &entry.alarm);
     let patient = pipeline.registry.patient(&alarm.patient_id);
     let ward = patient.as_ref().map_or("", |p| p.ward.as_str());
     let names = recipients::for_change(
@@ -156,6 +161,14 @@ async fn notify(
     let (subject, text) = compose(change, alarm, patient.as_ref());
     let mut sends = Vec::new();
     for name in names {
+        if entry.sent.contains(&name) {
+            tracing::debug!(
+                user = name,
+                delivery = entry.id,
+                "already mailed before the restart"
+            );
+            continue;
+        }
         let Some(address) = access.directory.user(&name).and_then(|u| u.email) else {
             tracing::debug!(user = name, "no e-mail address; not mailed");
             continue;
@@ -174,7 +187,7 @@ async fn notify(
                     .map_err(|e| e.to_string())
             });
         match message {
-            Ok(m) => sends.push(send(pipeline, settings, m, name)),
+            Ok(m) => sends.push((send(pipeline, settings, m, name.clone()), name)),
             Err(e) => {
                 pipeline.metrics.delivery(CHANNEL, DeliveryOutcome::Failed);
                 tracing::error!(
@@ -183,12 +196,16 @@ async fn notify(
                     error = e,
                     "cannot address an alarm e-mail"
                 );
+                outbox.sent(&entry.id, &name);
             }
         }
     }
-    for s in sends {
-        s.await;
-    }
+    // Side by side: one person's server retrying never delays the others.
+    futures_util::future::join_all(sends.into_iter().map(|(send, user)| async move {
+        send.await;
+        outbox.sent(&entry.id, &user);
+    }))
+    .await;
 }
 
 async fn send(pipeline: &Pipeline, settings: &EmailSettings, message: Message, user: String) {

@@ -16,7 +16,7 @@
 use medmesh_model::{Alarm, TimestampMs};
 use medmesh_storage::Journal;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -43,13 +43,25 @@ pub struct Entry {
     /// The alarm change ("raised", "escalated", ...) and the alarm as it was.
     pub change: String,
     pub alarm: Alarm,
+    /// Recipients already served (e-mail: user names whose message was
+    /// delivered or given up), so a notification resumed after a restart
+    /// goes only to the others.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub sent: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "record", rename_all = "snake_case")]
 enum Record {
     Queued(Box<Entry>),
-    Done { id: String },
+    /// One recipient of entry `id` served.
+    Sent {
+        id: String,
+        to: String,
+    },
+    Done {
+        id: String,
+    },
 }
 
 struct State {
@@ -70,6 +82,16 @@ impl State {
         self.seq.insert(entry.id.clone(), self.next_seq);
         self.pending.insert(self.next_seq, entry);
         self.next_seq += 1;
+    }
+
+    /// Notes `to` as served for pending entry `id`; false if there is none.
+    fn served(&mut self, id: &str, to: String) -> bool {
+        let Some(seq) = self.seq.get(id) else {
+            return false;
+        };
+        self.pending
+            .get_mut(seq)
+            .is_some_and(|entry| entry.sent.insert(to))
     }
 
     fn remove(&mut self, id: &str) -> bool {
@@ -108,6 +130,9 @@ impl Outbox {
         for record in records {
             match record {
                 Record::Queued(entry) => state.insert(*entry),
+                Record::Sent { id, to } => {
+                    state.served(&id, to);
+                }
                 Record::Done { id } => {
                     state.remove(&id);
                 }
@@ -146,6 +171,20 @@ impl Outbox {
             state.lines += 1;
         }
         self.journal.flush()
+    }
+
+    /// Records that recipient `to` of entry `id` was served (delivered or
+    /// given up). Only queued: a crash can lose it, and `to` would then be
+    /// sent the notification again.
+    pub fn sent(&self, id: &str, to: &str) {
+        let mut state = self.state.lock().expect("outbox lock");
+        if state.served(id, to.to_string()) {
+            self.journal.append(&Record::Sent {
+                id: id.to_string(),
+                to: to.to_string(),
+            });
+            state.lines += 1;
+        }
     }
 
     /// Records that entry `id` was delivered or given up; compacts the file
@@ -219,6 +258,7 @@ mod tests {
                 escalation_level: 0,
                 escalation_since_ms: None,
             },
+            sent: BTreeSet::new(),
         }
     }
 
@@ -270,6 +310,34 @@ mod tests {
         assert_eq!(lines, in_memory);
         let outbox = Outbox::open(dir.path()).unwrap();
         assert_eq!(outbox.pending("webhook"), [entry("kept", "webhook", 1)]);
+    }
+
+    #[test]
+    fn recipients_served_are_kept_across_a_reopen_and_a_compaction() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let outbox = Outbox::open(dir.path()).unwrap();
+            outbox.queue(entry("mail", "email", 1)).unwrap();
+            outbox.queue(entry("other", "email", 1)).unwrap();
+            outbox.sent("mail", "nurse.ada");
+            outbox.sent("mail", "nurse.ada");
+            outbox.sent("nobody-such", "nurse.ada");
+            outbox.done("other");
+            // Queued twice, one sent (the repeat and the unknown add nothing), one done.
+            assert_eq!(outbox.lines(), 4);
+        }
+        let reopened = || {
+            let outbox = Outbox::open(dir.path()).unwrap();
+            let pending = outbox.pending("email");
+            assert_eq!(pending.len(), 1);
+            assert_eq!(pending[0].id, "mail");
+            assert_eq!(pending[0].sent, BTreeSet::from(["nurse.ada".to_string()]));
+            outbox.lines()
+        };
+        // Compacted at the first reopen (the served recipient goes into the
+        // queued line), then read back from the compacted file.
+        assert_eq!(reopened(), 1);
+        assert_eq!(reopened(), 1);
     }
 
     #[test]

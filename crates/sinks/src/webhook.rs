@@ -128,6 +128,7 @@ pub async fn run(
                             due_ms,
                             change: change.to_string(),
                             alarm: alarm.clone(),
+                            sent: Default::default(),
                         };
                         deliveries.spawn(sender.clone().deliver(entry, true));
                     }
