@@ -634,6 +634,80 @@ first_retry = "100ms"
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_recorded_just_before_a_crash_is_still_sent_after_the_restart() {
+    let mut hook = Peer::start("webhook_receiver.py", &[SECRET, "0"]);
+    let port = hook.next().await["port"].as_u64().unwrap();
+    let toml = format!(
+        r#"
+[alarms.escalation]
+high = [{{ roles = ["nurse"] }}, {{ after = "1h", roles = ["physician"] }}]
+[alarms.webhook]
+urls = ["http://127.0.0.1:{port}/medmesh"]
+secret = "{SECRET}"
+"#
+    );
+    let s = start_alarms(&toml).await;
+    s.admit("p1", "mon-1").await;
+    pulse(&s, "mon-1", 1.8e9, 135.0).await;
+    let raised = hook.next().await;
+    assert_eq!(raised["body"]["change"], "raised", "{raised}");
+    let TestServer {
+        running,
+        data_dir,
+        token,
+        http,
+    } = s;
+    running.stop();
+
+    // What a crash leaves behind: a clinician's acknowledgement is in the
+    // alarm log (fsynced, numbered), but the process died before the
+    // webhook sink took it on.
+    let log = data_dir.path().join("alarms.jsonl");
+    let lines: Vec<Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let last_seq = lines
+        .iter()
+        .filter_map(|l| l["seq"].as_u64())
+        .max()
+        .unwrap();
+    let mut acknowledged = lines
+        .iter()
+        .rfind(|l| l["change"] == "raised")
+        .unwrap()
+        .clone();
+    acknowledged["seq"] = json!(last_seq + 1);
+    acknowledged["change"] = json!("acknowledged");
+    acknowledged["state"] = json!("acknowledged");
+    acknowledged["acknowledged"] = json!({"by": "nurse.jones", "at_ms": now_ms()});
+    use std::io::Write;
+    writeln!(
+        std::fs::OpenOptions::new().append(true).open(&log).unwrap(),
+        "{acknowledged}"
+    )
+    .unwrap();
+
+    let alarms = Config::from_toml(&toml).unwrap().alarms;
+    let s = TestServer {
+        running: start_in_with(data_dir.path(), |c| c.alarms = alarms).await,
+        data_dir,
+        token,
+        http,
+    };
+    let sent = hook.next().await;
+    assert_eq!(sent["status"], 200, "{sent}");
+    assert_eq!(sent["body"]["change"], "acknowledged", "{sent}");
+    assert_eq!(sent["body"]["alarm"]["id"], raised["body"]["alarm"]["id"]);
+    assert_eq!(sent["body"]["alarm"]["acknowledged"]["by"], "nurse.jones");
+    // Taken on once: the raise, taken before the crash, is not sent again.
+    nothing_more(&mut hook).await;
+    let (_, alarms) = s.get("/api/v1/alarms").await;
+    assert_eq!(alarms[0]["state"], "acknowledged", "{alarms}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_email_resumed_after_a_restart_goes_only_to_those_not_yet_mailed() {
     let smtp_port = free_port();
     // Ada's server takes her message; Bea's asks to try again later, and

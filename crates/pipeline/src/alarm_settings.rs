@@ -114,10 +114,7 @@ impl Pipeline {
                 .filter_map(|f| board.apply(patient, f))
                 .collect()
         };
-        self.record(&changes);
-        for change in changes {
-            self.publish_alarm(change);
-        }
+        self.record_and_publish(changes);
         Ok(effective)
     }
 }

@@ -4,7 +4,7 @@
 use crate::Pipeline;
 use medmesh_model::{Alarm, PatientId, now_ms};
 use medmesh_rules::{AlarmChange, BoardError};
-use medmesh_storage::ResolvedQuery;
+use medmesh_storage::{LoggedChange, ResolvedQuery};
 
 /// What a clinician does to an alarm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,11 +16,38 @@ pub enum AlarmAction {
 
 impl Pipeline {
     /// Queues the lifecycle changes the rules made for the alarm log (the
-    /// ingest path never waits for it).
-    pub(crate) fn record(&self, changes: &[AlarmChange]) {
-        for change in changes.iter().filter(|c| c.is_lifecycle()) {
-            self.alarm_log.append(change.alarm());
+    /// ingest path never waits for it); returns each change with its number
+    /// there (none for updates, which are not logged), for
+    /// [`Pipeline::publish_alarm`].
+    pub(crate) fn record(&self, changes: Vec<AlarmChange>) -> Vec<(AlarmChange, Option<u64>)> {
+        changes
+            .into_iter()
+            .map(|change| {
+                let seq = change
+                    .is_lifecycle()
+                    .then(|| self.alarm_log.append_change(change.kind(), change.alarm()));
+                (change, seq)
+            })
+            .collect()
+    }
+
+    /// [`Pipeline::record`], then each change to the live streams.
+    pub(crate) fn record_and_publish(&self, changes: Vec<AlarmChange>) {
+        for (change, seq) in self.record(changes) {
+            self.publish_alarm(change, seq);
         }
+    }
+
+    /// Number of the last alarm change recorded (0: none yet).
+    pub fn last_alarm_seq(&self) -> u64 {
+        self.alarm_log.last_seq()
+    }
+
+    /// Every alarm change numbered after `seq`, oldest first, from the
+    /// alarm log: what a sink that stopped (or fell behind) has not taken.
+    /// Blocks on the disk.
+    pub fn alarm_changes_after(&self, seq: u64) -> std::io::Result<Vec<LoggedChange>> {
+        self.alarm_log.changes_after(seq)
     }
 
     /// Applies a clinician's action to an alarm: records it, tells the
@@ -45,12 +72,15 @@ impl Pipeline {
         // A clinician's action is on disk before it is confirmed. If it
         // cannot be recorded it still stands: acting on the alarm matters
         // more than its record, so the failure is logged and counted.
-        if let Err(e) = self.alarm_log.append_durable(change.alarm()) {
+        let (seq, written) = self
+            .alarm_log
+            .append_change_durable(change.kind(), change.alarm());
+        if let Err(e) = written {
             self.metrics.storage_error();
             tracing::error!(alarm = id, error = %e, "alarm action not recorded yet (held until the disk works again)");
         }
         let alarm = change.alarm().clone();
-        self.publish_alarm(change);
+        self.publish_alarm(change, Some(seq));
         Ok(alarm)
     }
 

@@ -90,15 +90,18 @@ impl Pipeline {
                 // (the device resending what a full disk refused), whose
                 // raise may not have reached the disk: the alarm as it is now
                 // is written, whatever became of the raise.
-                if let Err(e) = self.alarm_log.append_durable(change.alarm()) {
+                let (seq, written) = self
+                    .alarm_log
+                    .append_change_durable(change.kind(), change.alarm());
+                if let Err(e) = written {
                     self.metrics.storage_error();
                     tracing::error!(%device, error = %e, "fall alarm not recorded; message not acknowledged");
                     unrecorded = Some(e);
                 }
+                self.publish_alarm(change, Some(seq));
             } else {
-                self.record(std::slice::from_ref(&change));
+                self.record_and_publish(vec![change]);
             }
-            self.publish_alarm(change);
         }
         match unrecorded {
             Some(e) => Err(StoreError::Io(e).into()),

@@ -21,7 +21,7 @@ impl Pipeline {
         // so a restart does not start it again and delay the first climb.
         if !started.is_empty() {
             for alarm in &started {
-                self.alarm_log.append(alarm);
+                self.alarm_log.append_note(alarm);
             }
             if let Err(e) = self.alarm_log.flush() {
                 self.metrics.storage_error();
@@ -31,14 +31,15 @@ impl Pipeline {
         let n = changes.len();
         for change in changes {
             let alarm = change.alarm();
-            if let Err(e) = self.alarm_log.append_durable(alarm) {
+            let (seq, written) = self.alarm_log.append_change_durable(change.kind(), alarm);
+            if let Err(e) = written {
                 // As for clinicians' actions: telling people matters more
                 // than the record, so the failure is logged and counted.
                 self.metrics.storage_error();
                 tracing::error!(alarm = alarm.id, error = %e, "escalation not recorded yet (held until the disk works again)");
             }
             tracing::info!(alarm = alarm.id, patient = %alarm.patient_id, level = alarm.escalation_level, "alarm escalated");
-            self.publish_alarm(change);
+            self.publish_alarm(change, Some(seq));
         }
         n
     }

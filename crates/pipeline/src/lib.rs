@@ -23,7 +23,7 @@ pub use alarm_settings::{SETTINGS_FILE, SettingsError};
 pub use alarms::AlarmAction;
 pub use live::{LiveEvent, LiveObservation};
 pub use medmesh_codecs::gatt::Characteristic as GattCharacteristic;
-pub use medmesh_storage::ResolvedQuery;
+pub use medmesh_storage::{LoggedChange, ResolvedQuery};
 pub use metrics::{DeliveryOutcome, Metrics, SourceKind};
 
 use medmesh_codecs::{DecodeError, Decoded, RecordError, fhir, gatt, senml};
@@ -359,7 +359,7 @@ impl Pipeline {
                 .unwrap_or_else(now_ms);
             changes.extend(board.observe_news2(p, aggregate, latest));
         }
-        self.record(&changes);
+        let changes = self.record(changes);
         // Nobody listening is fine: send only fails when there are no subscribers.
         let _ = self.live.send(LiveEvent::observations(
             patient.as_ref(),
@@ -367,8 +367,8 @@ impl Pipeline {
             &observations,
             aggregate,
         ));
-        for change in changes {
-            self.publish_alarm(change);
+        for (change, seq) in changes {
+            self.publish_alarm(change, seq);
         }
         Ok(())
     }
@@ -433,8 +433,7 @@ impl Pipeline {
                 None
             };
             if let Some(change) = change {
-                self.record(std::slice::from_ref(&change));
-                self.publish_alarm(change);
+                self.record_and_publish(vec![change]);
             }
         }
         let _ = self.live.send(LiveEvent::DeviceStatus {
@@ -448,17 +447,18 @@ impl Pipeline {
         self.activity.lock().expect("activity lock").clone()
     }
 
-    /// A stream of everything accepted from now on.
-    /// A stream of alarm changes only, from now on.
+    /// A stream of the alarm changes recorded from now on, each with its
+    /// number in the alarm log.
     pub fn subscribe_alarms(&self) -> broadcast::Receiver<LiveEvent> {
         self.alarm_events.subscribe()
     }
 
-    /// Sends an alarm change to both live streams.
-    pub(crate) fn publish_alarm(&self, change: AlarmChange) {
-        let lifecycle = change.is_lifecycle();
-        let event = LiveEvent::alarm(change);
-        if lifecycle {
+    /// Sends an alarm change to the live stream, and to the alarm stream if
+    /// the alarm log numbered it (`seq`): that stream carries every numbered
+    /// change, so a sink can tell from the numbers what it missed.
+    pub(crate) fn publish_alarm(&self, change: AlarmChange, seq: Option<u64>) {
+        let event = LiveEvent::alarm(change, seq);
+        if seq.is_some() {
             let _ = self.alarm_events.send(event.clone());
         }
         let _ = self.live.send(event);

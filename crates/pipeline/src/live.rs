@@ -56,6 +56,10 @@ pub enum LiveEvent {
         /// "escalated".
         change: &'static str,
         alarm: Alarm,
+        /// The change's number in the alarm log (updates are not logged:
+        /// none), which sinks resume from.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        seq: Option<u64>,
     },
 }
 
@@ -74,10 +78,11 @@ impl LiveEvent {
         }
     }
 
-    pub(crate) fn alarm(change: AlarmChange) -> Self {
+    pub(crate) fn alarm(change: AlarmChange, seq: Option<u64>) -> Self {
         LiveEvent::Alarm {
             change: change.kind(),
             alarm: change.alarm().clone(),
+            seq,
         }
     }
 }

@@ -25,11 +25,8 @@ impl Pipeline {
                 .filter_map(|(patient, f)| board.apply(&patient, f))
                 .collect()
         };
-        self.record(&changes);
         let raised = changes.len();
-        for change in changes {
-            self.publish_alarm(change);
-        }
+        self.record_and_publish(changes);
         raised
     }
 }

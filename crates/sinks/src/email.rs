@@ -13,6 +13,7 @@
 //! same machine or network), `smtp://host:587?tls=required` (STARTTLS),
 //! `smtps://host:465` (TLS); `user:password@` before the host logs in.
 
+use crate::feed::{Change, Feed};
 use crate::outbox::{Entry, Outbox};
 use crate::quiet_hours::QuietHours;
 use crate::recipients;
@@ -27,7 +28,6 @@ use medmesh_rules::escalation::Policy;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
-use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinSet;
 
 const CHANNEL: &str = "email";
@@ -73,7 +73,7 @@ impl EmailSettings {
 /// [`crate::webhook::run`].
 pub async fn run(
     pipeline: Arc<Pipeline>,
-    mut events: broadcast::Receiver<LiveEvent>,
+    events: broadcast::Receiver<LiveEvent>,
     access: Arc<Access>,
     outbox: Arc<Outbox>,
     settings: EmailSettings,
@@ -82,7 +82,7 @@ pub async fn run(
     // Dropped with this task, which aborts every message in progress (they
     // are in the outbox and resume at the next start).
     let mut deliveries = JoinSet::new();
-    let deliver = |entry: Entry, new: bool| {
+    let deliver = |entry: Entry| {
         let (pipeline, access, outbox, settings) = (
             pipeline.clone(),
             access.clone(),
@@ -90,11 +90,7 @@ pub async fn run(
             settings.clone(),
         );
         async move {
-            let metrics = &pipeline.metrics;
-            if new {
-                crate::record(&outbox, &entry, metrics).await;
-            }
-            crate::wait_until_due(&entry, metrics, CHANNEL).await;
+            crate::wait_until_due(&entry, &pipeline.metrics, CHANNEL).await;
             notify(&pipeline, &access, &settings, &outbox, &entry).await;
             crate::finish(&outbox, &entry).await;
         }
@@ -105,14 +101,14 @@ pub async fn run(
             alarm = entry.alarm.id,
             "alarm e-mail resumed after a restart"
         );
-        deliveries.spawn(deliver(entry, false));
+        deliveries.spawn(deliver(entry));
     }
+    let mut feed = Feed::open(CHANNEL, pipeline.clone(), events, outbox.clone()).await;
     loop {
         tokio::select! {
-            event = events.recv() => match event {
-                Ok(LiveEvent::Alarm { change, alarm })
-                    if matches!(change, "raised" | "escalated" | "resolved") =>
-                {
+            change = feed.next() => {
+                let Some(Change { seq, change, alarm }) = change else { return };
+                if matches!(change.as_str(), "raised" | "escalated" | "resolved") {
                     let due_ms =
                         crate::due_ms(settings.quiet_hours.as_ref(), alarm.priority, now_ms());
                     let entry = Entry {
@@ -120,17 +116,15 @@ pub async fn run(
                         channel: CHANNEL.to_string(),
                         target: String::new(),
                         due_ms,
-                        change: change.to_string(),
+                        change,
                         alarm,
                         sent: Default::default(),
                     };
-                    deliveries.spawn(deliver(entry, true));
+                    // In the outbox before the change counts as taken on.
+                    crate::record(&outbox, std::slice::from_ref(&entry), &pipeline.metrics).await;
+                    deliveries.spawn(deliver(entry));
                 }
-                Ok(_) => {}
-                Err(RecvError::Lagged(n)) => {
-                    tracing::warn!(missed = n, "e-mail sink fell behind; alarm changes missed")
-                }
-                Err(RecvError::Closed) => return,
+                feed.taken(seq);
             },
             Some(_) = deliveries.join_next(), if !deliveries.is_empty() => {}
         }

@@ -1,8 +1,10 @@
 //! Sinks: where alarms leave medmesh. Each sink subscribes to the pipeline's
-//! alarm stream (`Pipeline::subscribe_alarms`: lifecycle changes that are
-//! already recorded), so it only ever sees durable data, and runs as its own
-//! task: a slow or dead receiver can lag, never slow ingest; if a sink lags
-//! past the stream's buffer it logs how many changes it missed.
+//! alarm stream (`Pipeline::subscribe_alarms`: lifecycle changes already
+//! handed to the alarm log, each with its number there) and runs as its own
+//! task: a slow or dead receiver can lag, never slow ingest. The sinks that
+//! notify people take changes through a [`feed::Feed`], which reads back
+//! from the alarm log whatever they missed (a restart, or a stream they fell
+//! behind on).
 //!
 //! - [`mqtt_alarms`]: every change to `medmesh/v1/alarms/{patient_id}`.
 //! - [`webhook`]: signed JSON POSTs, retried with backoff.
@@ -16,6 +18,7 @@
 //! sink owns its deliveries in progress: stopping the sink stops them.
 
 pub mod email;
+pub mod feed;
 pub mod mqtt_alarms;
 pub mod outbox;
 pub mod quiet_hours;
@@ -37,15 +40,19 @@ fn due_ms(quiet: Option<&QuietHours>, priority: Priority, now: TimestampMs) -> T
         .unwrap_or(now)
 }
 
-/// Records `entry` in the outbox before anything is attempted (off the async
-/// workers: it waits for an fsync). If the disk fails, the notification is
-/// still sent; only a restart would lose it.
-async fn record(outbox: &Arc<Outbox>, entry: &Entry, metrics: &Metrics) {
-    let (outbox, copy) = (outbox.clone(), entry.clone());
-    let result = tokio::task::spawn_blocking(move || outbox.queue(copy)).await;
+/// Records `entries` in the outbox before anything is attempted (off the
+/// async workers: it waits for an fsync). If the disk fails, the
+/// notifications are still sent; only a restart would lose them.
+async fn record(outbox: &Arc<Outbox>, entries: &[Entry], metrics: &Metrics) {
+    if entries.is_empty() {
+        return;
+    }
+    let (outbox, copy) = (outbox.clone(), entries.to_vec());
+    let result = tokio::task::spawn_blocking(move || outbox.queue_all(copy)).await;
     if let Ok(Err(e)) = result {
         metrics.storage_error();
-        tracing::error!(delivery = entry.id, error = %e, "notification not recorded in the outbox");
+        let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
+        tracing::error!(deliveries = ?ids, error = %e, "notifications not recorded in the outbox");
     }
 }
 

@@ -20,7 +20,7 @@ pub fn alarm_topic(patient: &str) -> String {
 pub async fn run(mut events: broadcast::Receiver<LiveEvent>, broker: Arc<Broker>) {
     loop {
         match events.recv().await {
-            Ok(LiveEvent::Alarm { change, alarm }) if change != "updated" => {
+            Ok(LiveEvent::Alarm { change, alarm, .. }) if change != "updated" => {
                 let body = serde_json::json!({"change": change, "alarm": alarm});
                 broker.publish(Message {
                     topic: alarm_topic(alarm.patient_id.as_str()),

@@ -62,6 +62,12 @@ enum Record {
     Done {
         id: String,
     },
+    /// Sink `channel` has taken on every alarm change numbered up to `seq`
+    /// (queued its notifications, or found they concern nobody it serves).
+    Taken {
+        channel: String,
+        seq: u64,
+    },
 }
 
 struct State {
@@ -72,6 +78,8 @@ struct State {
     next_seq: u64,
     /// Lines in the file now.
     lines: usize,
+    /// How far each sink has taken alarm changes on.
+    taken: BTreeMap<String, u64>,
 }
 
 impl State {
@@ -101,10 +109,25 @@ impl State {
         }
     }
 
+    fn take(&mut self, channel: &str, seq: u64) -> bool {
+        let to = self.taken.entry(channel.to_string()).or_default();
+        let further = seq > *to;
+        *to = (*to).max(seq);
+        further
+    }
+
+    /// What the file must hold: how far each sink got, and what is pending.
     fn records(&self) -> Vec<Record> {
-        self.pending
-            .values()
-            .map(|e| Record::Queued(Box::new(e.clone())))
+        let taken = self.taken.iter().map(|(channel, seq)| Record::Taken {
+            channel: channel.clone(),
+            seq: *seq,
+        });
+        taken
+            .chain(
+                self.pending
+                    .values()
+                    .map(|e| Record::Queued(Box::new(e.clone()))),
+            )
             .collect()
     }
 }
@@ -126,6 +149,7 @@ impl Outbox {
             seq: Default::default(),
             next_seq: 0,
             lines: records.len(),
+            taken: BTreeMap::new(),
         };
         for record in records {
             match record {
@@ -136,11 +160,15 @@ impl Outbox {
                 Record::Done { id } => {
                     state.remove(&id);
                 }
+                Record::Taken { channel, seq } => {
+                    state.take(&channel, seq);
+                }
             }
         }
-        if state.lines > state.pending.len() {
-            journal.rewrite(&state.records())?;
-            state.lines = state.pending.len();
+        let needed = state.records();
+        if state.lines > needed.len() {
+            journal.rewrite(&needed)?;
+            state.lines = needed.len();
         }
         Ok(Outbox {
             journal,
@@ -163,13 +191,47 @@ impl Outbox {
     /// Records `entry` and returns once it is on disk (blocks on the fsync,
     /// which is shared with every other entry queued meanwhile).
     pub fn queue(&self, entry: Entry) -> std::io::Result<()> {
+        self.queue_all(vec![entry])
+    }
+
+    /// Records `entries` and returns once they are on disk (one fsync).
+    pub fn queue_all(&self, entries: Vec<Entry>) -> std::io::Result<()> {
         {
             let mut state = self.state.lock().expect("outbox lock");
-            self.journal
-                .append(&Record::Queued(Box::new(entry.clone())));
-            state.insert(entry);
-            state.lines += 1;
+            for entry in entries {
+                self.journal
+                    .append(&Record::Queued(Box::new(entry.clone())));
+                state.insert(entry);
+                state.lines += 1;
+            }
         }
+        self.journal.flush()
+    }
+
+    /// How far sink `channel` has taken alarm changes on (None: never ran
+    /// with this data directory).
+    pub fn taken_to(&self, channel: &str) -> Option<u64> {
+        let state = self.state.lock().expect("outbox lock");
+        state.taken.get(channel).copied()
+    }
+
+    /// Records that sink `channel` has taken on every change up to `seq`.
+    /// Only queued: a crash can lose it (those changes are then taken on
+    /// again). Whatever the sink queued before is on disk first, in order.
+    pub fn mark_taken(&self, channel: &str, seq: u64) {
+        let mut state = self.state.lock().expect("outbox lock");
+        if state.take(channel, seq) {
+            self.journal.append(&Record::Taken {
+                channel: channel.to_string(),
+                seq,
+            });
+            state.lines += 1;
+            self.compact_if_grown(&mut state);
+        }
+    }
+
+    /// Returns once everything recorded so far is on disk.
+    pub fn flush(&self) -> std::io::Result<()> {
         self.journal.flush()
     }
 
@@ -196,11 +258,16 @@ impl Outbox {
         }
         self.journal.append(&Record::Done { id: id.to_string() });
         state.lines += 1;
-        if state.lines >= self.compact_min_lines
-            && state.lines >= COMPACT_RATIO * state.pending.len().max(1)
-        {
+        self.compact_if_grown(&mut state);
+    }
+
+    /// Rewrites the file with only what it must hold once it has grown well
+    /// past that.
+    fn compact_if_grown(&self, state: &mut State) {
+        let needed = state.pending.len() + state.taken.len();
+        if state.lines >= self.compact_min_lines && state.lines >= COMPACT_RATIO * needed.max(1) {
             match self.journal.rewrite(&state.records()) {
-                Ok(()) => state.lines = state.pending.len(),
+                Ok(()) => state.lines = needed,
                 Err(e) => {
                     tracing::error!(error = %e, "outbox compaction failed; the file keeps growing")
                 }
@@ -338,6 +405,29 @@ mod tests {
         // queued line), then read back from the compacted file.
         assert_eq!(reopened(), 1);
         assert_eq!(reopened(), 1);
+    }
+
+    #[test]
+    fn how_far_each_sink_got_survives_a_reopen_and_compaction() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut outbox = Outbox::open(dir.path()).unwrap();
+            outbox.compact_min_lines = 20;
+            assert_eq!(outbox.taken_to("webhook"), None);
+            for seq in 1..=60 {
+                outbox.mark_taken("webhook", seq);
+            }
+            outbox.mark_taken("email", 7);
+            // Never backwards.
+            outbox.mark_taken("email", 3);
+            assert_eq!(outbox.taken_to("email"), Some(7));
+            // Compacted along the way: one line per sink is all it needs.
+            assert!(outbox.lines() < 20, "{}", outbox.lines());
+        }
+        let outbox = Outbox::open(dir.path()).unwrap();
+        assert_eq!(outbox.taken_to("webhook"), Some(60));
+        assert_eq!(outbox.taken_to("email"), Some(7));
+        assert_eq!(outbox.lines(), 2);
     }
 
     #[test]

@@ -20,6 +20,7 @@
 //! Each POST is in the [`crate::outbox`] until then: after a restart it is
 //! sent again with the same `X-Medmesh-Delivery`.
 
+use crate::feed::{Change, Feed};
 use crate::outbox::{Entry, Outbox};
 use crate::quiet_hours::QuietHours;
 use crate::retry::Retry;
@@ -32,7 +33,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::sync::broadcast;
-use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinSet;
 
 const CHANNEL: &str = "webhook";
@@ -74,7 +74,7 @@ struct Sender {
 /// task is spawned so that no change raised while it starts is missed.
 pub async fn run(
     pipeline: Arc<Pipeline>,
-    mut events: broadcast::Receiver<LiveEvent>,
+    events: broadcast::Receiver<LiveEvent>,
     outbox: Arc<Outbox>,
     settings: WebhookSettings,
 ) {
@@ -104,7 +104,7 @@ pub async fn run(
                 delivery = entry.id,
                 "webhook resumed after a restart"
             );
-            deliveries.spawn(sender.clone().deliver(entry, false));
+            deliveries.spawn(sender.clone().deliver(entry));
         } else {
             tracing::warn!(
                 url = entry.target,
@@ -114,30 +114,29 @@ pub async fn run(
             crate::finish(&outbox, &entry).await;
         }
     }
+    let mut feed = Feed::open(CHANNEL, pipeline.clone(), events, outbox.clone()).await;
     loop {
         tokio::select! {
-            event = events.recv() => match event {
-                Ok(LiveEvent::Alarm { change, alarm }) if change != "updated" => {
-                    let now = now_ms();
-                    let due_ms = crate::due_ms(sender.settings.quiet_hours.as_ref(), alarm.priority, now);
-                    for url in &sender.settings.urls {
-                        let entry = Entry {
-                            id: crate::delivery_id(),
-                            channel: CHANNEL.to_string(),
-                            target: url.to_string(),
-                            due_ms,
-                            change: change.to_string(),
-                            alarm: alarm.clone(),
-                            sent: Default::default(),
-                        };
-                        deliveries.spawn(sender.clone().deliver(entry, true));
+            change = feed.next() => {
+                let Some(Change { seq, change, alarm }) = change else { return };
+                if change != "updated" {
+                    let due_ms = crate::due_ms(sender.settings.quiet_hours.as_ref(), alarm.priority, now_ms());
+                    let entries: Vec<Entry> = sender.settings.urls.iter().map(|url| Entry {
+                        id: crate::delivery_id(),
+                        channel: CHANNEL.to_string(),
+                        target: url.to_string(),
+                        due_ms,
+                        change: change.clone(),
+                        alarm: alarm.clone(),
+                        sent: Default::default(),
+                    }).collect();
+                    // In the outbox before the change counts as taken on.
+                    crate::record(&outbox, &entries, &pipeline.metrics).await;
+                    for entry in entries {
+                        deliveries.spawn(sender.clone().deliver(entry));
                     }
                 }
-                Ok(_) => {}
-                Err(RecvError::Lagged(n)) => {
-                    tracing::warn!(missed = n, "webhook sink fell behind; alarm changes missed")
-                }
-                Err(RecvError::Closed) => return,
+                feed.taken(seq);
             },
             Some(_) = deliveries.join_next(), if !deliveries.is_empty() => {}
         }
@@ -145,13 +144,10 @@ pub async fn run(
 }
 
 impl Sender {
-    /// Records a new `entry` in the outbox, waits until it is due, sends it
-    /// (with retries), then marks it done.
-    async fn deliver(self: Arc<Self>, entry: Entry, new: bool) {
+    /// Waits until `entry` (in the outbox) is due, sends it (with retries),
+    /// then marks it done.
+    async fn deliver(self: Arc<Self>, entry: Entry) {
         let metrics = &self.pipeline.metrics;
-        if new {
-            crate::record(&self.outbox, &entry, metrics).await;
-        }
         crate::wait_until_due(&entry, metrics, CHANNEL).await;
         let _slot = self.slots.acquire().await;
         match Url::parse(&entry.target) {

@@ -1,26 +1,58 @@
 //! The alarm log: every lifecycle change of every alarm (raised,
-//! acknowledged, snoozed, resolved, with who and when), one JSON line each,
-//! append-only, fsynced (a [`Journal`]). Replaying it rebuilds the alarm
-//! board after a restart; an index of where each alarm's lines are (built
-//! on the first history query, extended by each later one) answers history
-//! queries by reading only the lines they return.
+//! acknowledged, snoozed, escalated, resolved, with who and when), one JSON
+//! line each, append-only, fsynced (a [`Journal`]). Replaying it rebuilds the
+//! alarm board after a restart; an index of where each alarm's lines are
+//! (built on the first history query, extended by each later one) answers
+//! history queries by reading only the lines they return.
 //!
-//! Clinicians' actions use [`AlarmLog::append_durable`], which returns once
-//! the line is on disk; changes made by rules use [`AlarmLog::append`], which
-//! only queues (a crash can lose the last few, and the rules raise them again
-//! from the stored samples).
+//! Each change carries a sequence number (`seq`, 1, 2, 3... in file order)
+//! and its kind (`change`), so that a sink which stopped (a crash, or a
+//! stream it fell behind on) can take on every change after the last one it
+//! had taken: [`AlarmLog::changes_after`]. Lines that only note something
+//! about an alarm (its escalation clock starting) have neither.
+//!
+//! Clinicians' actions use [`AlarmLog::append_change_durable`], which returns
+//! once the line is on disk; changes made by rules use
+//! [`AlarmLog::append_change`], which only queues (a crash can lose the last
+//! few, and the rules raise them again from the stored samples).
 
 use crate::journal::Journal;
 use medmesh_model::{Alarm, AlarmState, PatientId, TimestampMs};
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+/// One line of the log: an alarm's state, and the change that led to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoggedAlarm {
+    /// Position among the changes (absent on notes, and on lines written
+    /// before changes were numbered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// "raised", "acknowledged", "snoozed", "escalated" or "resolved".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<String>,
+    #[serde(flatten)]
+    pub alarm: Alarm,
+}
+
+/// A numbered change read back from the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggedChange {
+    pub seq: u64,
+    pub change: String,
+    pub alarm: Alarm,
+}
+
 pub struct AlarmLog {
-    journal: Journal<Alarm>,
+    journal: Journal<LoggedAlarm>,
     path: PathBuf,
+    /// The last sequence number given; the lock also keeps lines in
+    /// sequence order on their way to the file.
+    last_seq: Mutex<u64>,
     /// Where each alarm's lines are in the file, so history queries read
     /// only the lines they return. Built on the first query and brought up
     /// to date by each one from what was appended since (the file is only
@@ -50,6 +82,8 @@ struct Index {
     lines: HashMap<u64, Vec<Span>>,
     /// Sorted by (resolution time, id).
     resolved: Vec<Resolved>,
+    /// Numbered changes in file (and so sequence) order: (seq, alarm id, line).
+    changes: Vec<(u64, u64, Span)>,
 }
 
 /// What a query for resolved alarms wants.
@@ -66,18 +100,49 @@ impl AlarmLog {
     /// Opens (creating) `alarms.jsonl` under `dir`; returns the log and every
     /// recorded alarm state, oldest first.
     pub fn open(dir: &Path) -> std::io::Result<(AlarmLog, Vec<Alarm>)> {
-        let (journal, alarms) = Journal::open(dir, FILE)?;
+        let (journal, lines) = Journal::<LoggedAlarm>::open(dir, FILE)?;
+        let last_seq = lines.iter().filter_map(|l| l.seq).max().unwrap_or(0);
         let log = AlarmLog {
             journal,
             path: dir.join(FILE),
+            last_seq: Mutex::new(last_seq),
             index: Mutex::default(),
         };
-        Ok((log, alarms))
+        Ok((log, lines.into_iter().map(|l| l.alarm).collect()))
     }
 
-    /// Queues an alarm's new state for the log.
-    pub fn append(&self, alarm: &Alarm) {
-        self.journal.append(alarm);
+    /// The sequence number of the last change recorded (0: none yet).
+    pub fn last_seq(&self) -> u64 {
+        *self.last_seq.lock().expect("alarm log sequence lock")
+    }
+
+    /// Queues a note about an alarm (not a change: no sequence number).
+    pub fn append_note(&self, alarm: &Alarm) {
+        self.journal.append(&LoggedAlarm {
+            seq: None,
+            change: None,
+            alarm: alarm.clone(),
+        });
+    }
+
+    /// Queues an alarm's change for the log; returns its sequence number.
+    pub fn append_change(&self, change: &str, alarm: &Alarm) -> u64 {
+        let mut last = self.last_seq.lock().expect("alarm log sequence lock");
+        *last += 1;
+        self.journal.append(&numbered(*last, change, alarm));
+        *last
+    }
+
+    /// Records an alarm's change; returns its sequence number and, once the
+    /// line is on disk, whether it got there.
+    pub fn append_change_durable(&self, change: &str, alarm: &Alarm) -> (u64, std::io::Result<()>) {
+        let (seq, durable) = {
+            let mut last = self.last_seq.lock().expect("alarm log sequence lock");
+            *last += 1;
+            let durable = self.journal.append_waiting(&numbered(*last, change, alarm));
+            (*last, durable)
+        };
+        (seq, durable.wait())
     }
 
     /// Returns once everything appended so far is on disk.
@@ -85,26 +150,22 @@ impl AlarmLog {
         self.journal.flush()
     }
 
-    /// Records an alarm's new state and returns once it is on disk.
-    pub fn append_durable(&self, alarm: &Alarm) -> std::io::Result<()> {
-        self.journal.append_durable(alarm)
-    }
-
     /// Every recorded state of alarm `id`, oldest first (empty if there is
     /// no such alarm), including everything appended so far. Reads only
     /// that alarm's lines (and whatever was appended since the last query).
     pub fn record(&self, id: u64) -> std::io::Result<Vec<Alarm>> {
-        self.read_indexed(|index| {
+        let lines = self.read_indexed(|index| {
             let spans = index.lines.get(&id).cloned().unwrap_or_default();
             spans.into_iter().map(|s| (s, id)).collect()
-        })
+        })?;
+        Ok(lines.into_iter().map(|l| l.alarm).collect())
     }
 
     /// Resolved alarms that `query` wants, newest resolution first, at most
     /// `query.limit`. Patient and time are judged from the index: only the
     /// lines returned are read.
     pub fn resolved(&self, query: &ResolvedQuery<'_>) -> std::io::Result<Vec<Alarm>> {
-        self.read_indexed(|index| {
+        let lines = self.read_indexed(|index| {
             let first_after = index
                 .resolved
                 .partition_point(|r| r.at_ms <= query.until_ms);
@@ -116,7 +177,30 @@ impl AlarmLog {
                 .take(query.limit)
                 .map(|r| (r.line, r.id))
                 .collect()
-        })
+        })?;
+        Ok(lines.into_iter().map(|l| l.alarm).collect())
+    }
+
+    /// Every change numbered after `seq`, in order (as far as it is on disk:
+    /// what waits for a failing disk comes later).
+    pub fn changes_after(&self, seq: u64) -> std::io::Result<Vec<LoggedChange>> {
+        let lines = self.read_indexed(|index| {
+            let first = index.changes.partition_point(|(s, _, _)| *s <= seq);
+            index.changes[first..]
+                .iter()
+                .map(|(_, id, span)| (*span, *id))
+                .collect()
+        })?;
+        Ok(lines
+            .into_iter()
+            .filter_map(|l| {
+                Some(LoggedChange {
+                    seq: l.seq?,
+                    change: l.change?,
+                    alarm: l.alarm,
+                })
+            })
+            .collect())
     }
 
     /// Reads the lines `pick` chooses from the index (with the alarm id each
@@ -126,11 +210,11 @@ impl AlarmLog {
     fn read_indexed(
         &self,
         pick: impl Fn(&Index) -> Vec<(Span, u64)>,
-    ) -> std::io::Result<Vec<Alarm>> {
+    ) -> std::io::Result<Vec<LoggedAlarm>> {
         let mut index = self.index.lock().expect("alarm index lock");
         for rebuilt in [false, true] {
             let file = self.catch_up(&mut index)?;
-            let lines: std::io::Result<Vec<Alarm>> = pick(&index)
+            let lines: std::io::Result<Vec<LoggedAlarm>> = pick(&index)
                 .into_iter()
                 .map(|(span, id)| read_line(&file, span, id))
                 .collect();
@@ -173,11 +257,15 @@ impl AlarmLog {
                 len: line.len() as u32,
             };
             index.end += line.len() as u64;
-            let Ok(alarm) = serde_json::from_slice::<Alarm>(line) else {
+            let Ok(logged) = serde_json::from_slice::<LoggedAlarm>(line) else {
                 tracing::error!(path = %self.path.display(), offset = span.offset, "unreadable alarm log line left out of history");
                 continue;
             };
+            let alarm = logged.alarm;
             index.lines.entry(alarm.id).or_default().push(span);
+            if let (Some(seq), Some(_)) = (logged.seq, logged.change) {
+                index.changes.push((seq, alarm.id, span));
+            }
             if alarm.state == AlarmState::Resolved {
                 index.resolved.push(Resolved {
                     at_ms: alarm
@@ -202,8 +290,16 @@ impl AlarmLog {
 /// File name under the data directory.
 const FILE: &str = "alarms.jsonl";
 
+fn numbered(seq: u64, change: &str, alarm: &Alarm) -> LoggedAlarm {
+    LoggedAlarm {
+        seq: Some(seq),
+        change: Some(change.to_string()),
+        alarm: alarm.clone(),
+    }
+}
+
 /// The alarm state at `span`, which must be one of alarm `id`'s.
-fn read_line(file: &std::fs::File, span: Span, id: u64) -> std::io::Result<Alarm> {
+fn read_line(file: &std::fs::File, span: Span, id: u64) -> std::io::Result<LoggedAlarm> {
     let invalid = |why: String| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
@@ -217,11 +313,14 @@ fn read_line(file: &std::fs::File, span: Span, id: u64) -> std::io::Result<Alarm
         }
         other => other?,
     }
-    let alarm: Alarm = serde_json::from_slice(&line).map_err(|e| invalid(e.to_string()))?;
-    if alarm.id != id {
-        return Err(invalid(format!("holds alarm {}, not {id}", alarm.id)));
+    let logged: LoggedAlarm = serde_json::from_slice(&line).map_err(|e| invalid(e.to_string()))?;
+    if logged.alarm.id != id {
+        return Err(invalid(format!(
+            "holds alarm {}, not {id}",
+            logged.alarm.id
+        )));
     }
-    Ok(alarm)
+    Ok(logged)
 }
 
 #[cfg(test)]
@@ -257,9 +356,10 @@ mod tests {
         {
             let (log, old) = AlarmLog::open(dir.path()).unwrap();
             assert!(old.is_empty());
-            log.append(&alarm(1, AlarmState::Active));
+            log.append_change("raised", &alarm(1, AlarmState::Active));
             // A durable append also makes everything queued before it durable.
-            log.append_durable(&alarm(1, AlarmState::Acknowledged))
+            log.append_change_durable("acknowledged", &alarm(1, AlarmState::Acknowledged))
+                .1
                 .unwrap();
         }
         std::fs::OpenOptions::new()
@@ -273,7 +373,9 @@ mod tests {
             alarms.iter().map(|a| a.state).collect::<Vec<_>>(),
             [AlarmState::Active, AlarmState::Acknowledged]
         );
-        log.append_durable(&alarm(2, AlarmState::Resolved)).unwrap();
+        log.append_change_durable("resolved", &alarm(2, AlarmState::Resolved))
+            .1
+            .unwrap();
         drop(log);
         let (_, alarms) = AlarmLog::open(dir.path()).unwrap();
         assert_eq!(alarms.len(), 3);
@@ -293,11 +395,11 @@ mod tests {
     fn history_queries_read_what_they_return_and_see_every_append() {
         let dir = tempfile::tempdir().unwrap();
         let (log, _) = AlarmLog::open(dir.path()).unwrap();
-        log.append(&alarm(1, AlarmState::Active));
-        log.append(&alarm(2, AlarmState::Active));
-        log.append(&alarm(1, AlarmState::Acknowledged));
-        log.append(&resolved_at(1, "p1", 3_000));
-        log.append(&resolved_at(2, "p2", 2_000));
+        log.append_change("raised", &alarm(1, AlarmState::Active));
+        log.append_change("raised", &alarm(2, AlarmState::Active));
+        log.append_change("raised", &alarm(1, AlarmState::Acknowledged));
+        log.append_change("raised", &resolved_at(1, "p1", 3_000));
+        log.append_change("raised", &resolved_at(2, "p2", 2_000));
         let states = |id| {
             log.record(id)
                 .unwrap()
@@ -344,8 +446,8 @@ mod tests {
         assert_eq!(ids(&q), [2]);
         // Appends after a query are seen by the next one (resolved out of
         // time order too).
-        log.append(&alarm(3, AlarmState::Active));
-        log.append(&resolved_at(3, "p1", 2_500));
+        log.append_change("raised", &alarm(3, AlarmState::Active));
+        log.append_change("raised", &resolved_at(3, "p1", 2_500));
         assert_eq!(ids(&query(i64::MIN, i64::MAX, 10)), [1, 3, 2]);
         assert_eq!(states(3), [AlarmState::Active, AlarmState::Resolved]);
         // And after a reopen, from the file alone.
@@ -361,11 +463,57 @@ mod tests {
     }
 
     #[test]
+    fn changes_are_numbered_in_file_order_and_read_back_after_any_of_them() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (log, _) = AlarmLog::open(dir.path()).unwrap();
+            assert_eq!(log.last_seq(), 0);
+            assert_eq!(
+                log.append_change("raised", &alarm(1, AlarmState::Active)),
+                1
+            );
+            // A note is no change: no number, never read back as one.
+            log.append_note(&alarm(1, AlarmState::Active));
+            let (seq, written) =
+                log.append_change_durable("acknowledged", &alarm(1, AlarmState::Acknowledged));
+            assert_eq!(seq, 2);
+            written.unwrap();
+            assert_eq!(
+                log.append_change("raised", &alarm(2, AlarmState::Active)),
+                3
+            );
+            let after_1: Vec<_> = log
+                .changes_after(1)
+                .unwrap()
+                .into_iter()
+                .map(|c| (c.seq, c.change, c.alarm.id))
+                .collect();
+            assert_eq!(
+                after_1,
+                [
+                    (2, "acknowledged".to_string(), 1),
+                    (3, "raised".to_string(), 2)
+                ]
+            );
+            assert!(log.changes_after(3).unwrap().is_empty());
+        }
+        // Numbering goes on after a reopen; every line still restores the board.
+        let (log, alarms) = AlarmLog::open(dir.path()).unwrap();
+        assert_eq!(alarms.len(), 4);
+        assert_eq!(log.last_seq(), 3);
+        assert_eq!(
+            log.append_change("resolved", &alarm(2, AlarmState::Resolved)),
+            4
+        );
+        assert_eq!(log.changes_after(0).unwrap().len(), 4);
+    }
+
+    #[test]
     fn an_index_that_no_longer_matches_the_file_is_rebuilt() {
         let dir = tempfile::tempdir().unwrap();
         let (log, _) = AlarmLog::open(dir.path()).unwrap();
-        log.append(&alarm(1, AlarmState::Active));
-        log.append(&alarm(2, AlarmState::Active));
+        log.append_change("raised", &alarm(1, AlarmState::Active));
+        log.append_change("raised", &alarm(2, AlarmState::Active));
         assert_eq!(log.record(1).unwrap().len(), 1);
         // The same lines in another order (as if lines had been given up
         // and others written in their place): the offsets now point at the

@@ -100,12 +100,22 @@ impl<T: Serialize + DeserializeOwned> Journal<T> {
 
     /// Records `record` and returns once it is on disk.
     pub fn append_durable(&self, record: &T) -> std::io::Result<()> {
+        self.append_waiting(record).wait()
+    }
+
+    /// Queues `record` now; [`Durable::wait`] returns once it is on disk.
+    /// For callers that must queue in some order under a lock but not wait
+    /// for the disk while holding it.
+    pub fn append_waiting(&self, record: &T) -> Durable {
         let (done, wait) = mpsc::channel();
-        let gone = || std::io::Error::other(format!("{} writer is gone", self.path.display()));
-        self.lines
+        let queued = self
+            .lines
             .send(Line::Append(Self::line(record), Some(done)))
-            .map_err(|_| gone())?;
-        wait.recv().map_err(|_| gone())?
+            .is_ok();
+        Durable {
+            wait: queued.then_some(wait),
+            path: self.path.clone(),
+        }
     }
 
     /// Replaces everything recorded with `records` (compaction): the file is
@@ -118,6 +128,22 @@ impl<T: Serialize + DeserializeOwned> Journal<T> {
         self.lines
             .send(Line::Rewrite(bytes, done))
             .map_err(|_| gone())?;
+        wait.recv().map_err(|_| gone())?
+    }
+}
+
+/// A record queued by [`Journal::append_waiting`].
+pub struct Durable {
+    /// None: the writer was gone before the record could be queued.
+    wait: Option<mpsc::Receiver<std::io::Result<()>>>,
+    path: PathBuf,
+}
+
+impl Durable {
+    /// Returns once the record is on disk, or why it is not.
+    pub fn wait(self) -> std::io::Result<()> {
+        let gone = || std::io::Error::other(format!("{} writer is gone", self.path.display()));
+        let wait = self.wait.ok_or_else(gone)?;
         wait.recv().map_err(|_| gone())?
     }
 }

@@ -22,7 +22,7 @@ mod retention;
 mod wal;
 
 pub use aggregate::Bucket;
-pub use alarm_log::{AlarmLog, ResolvedQuery};
+pub use alarm_log::{AlarmLog, LoggedChange, ResolvedQuery};
 pub use battery_log::{BatteryLevel, BatteryLog};
 pub use head::Point;
 pub use journal::Journal;
