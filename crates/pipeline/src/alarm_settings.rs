@@ -107,14 +107,13 @@ impl Pipeline {
                 .map_err(SettingsError::Invalid)?;
             (findings, rules.effective(patient))
         };
-        let changes: Vec<_> = {
-            let mut board = self.alarms.lock().expect("alarm board lock");
-            findings
-                .into_iter()
-                .filter_map(|f| board.apply(patient, f))
-                .collect()
-        };
-        self.record_and_publish(changes);
+        let mut board = self.alarms.lock().expect("alarm board lock");
+        let changes: Vec<_> = findings
+            .into_iter()
+            .filter_map(|f| board.apply(patient, f))
+            .collect();
+        self.record_and_publish(&board, changes);
+        drop(board);
         Ok(effective)
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::Pipeline;
 use medmesh_model::{Alarm, PatientId, now_ms};
-use medmesh_rules::{AlarmChange, BoardError};
+use medmesh_rules::{AlarmBoard, AlarmChange, BoardError};
 use medmesh_storage::{LoggedChange, ResolvedQuery};
 
 /// What a clinician does to an alarm.
@@ -18,8 +18,14 @@ impl Pipeline {
     /// Queues the lifecycle changes the rules made for the alarm log (the
     /// ingest path never waits for it); returns each change with its number
     /// there (none for updates, which are not logged), for
-    /// [`Pipeline::publish_alarm`].
-    pub(crate) fn record(&self, changes: Vec<AlarmChange>) -> Vec<(AlarmChange, Option<u64>)> {
+    /// [`Pipeline::publish_alarm`]. Called with the board still locked
+    /// (`_board`), so the log numbers changes in the order the board made
+    /// them: a raise never gets a later number than its resolution.
+    pub(crate) fn record(
+        &self,
+        _board: &AlarmBoard,
+        changes: Vec<AlarmChange>,
+    ) -> Vec<(AlarmChange, Option<u64>)> {
         changes
             .into_iter()
             .map(|change| {
@@ -31,9 +37,10 @@ impl Pipeline {
             .collect()
     }
 
-    /// [`Pipeline::record`], then each change to the live streams.
-    pub(crate) fn record_and_publish(&self, changes: Vec<AlarmChange>) {
-        for (change, seq) in self.record(changes) {
+    /// [`Pipeline::record`], then each change to the live streams, in that
+    /// order (still under the board's lock).
+    pub(crate) fn record_and_publish(&self, board: &AlarmBoard, changes: Vec<AlarmChange>) {
+        for (change, seq) in self.record(board, changes) {
             self.publish_alarm(change, seq);
         }
     }
@@ -41,6 +48,12 @@ impl Pipeline {
     /// Number of the last alarm change recorded (0: none yet).
     pub fn last_alarm_seq(&self) -> u64 {
         self.alarm_log.last_seq()
+    }
+
+    /// Number of the last alarm change in the log when this process
+    /// opened it: later numbers are this process's.
+    pub fn alarm_seq_at_start(&self) -> u64 {
+        self.alarm_log.seq_at_open()
     }
 
     /// Every alarm change numbered after `seq`, oldest first, from the
@@ -59,23 +72,26 @@ impl Pipeline {
         by: &str,
     ) -> Result<Alarm, BoardError> {
         let now = now_ms();
-        let change = {
+        let (change, seq, durable) = {
             let mut board = self.alarms.lock().expect("alarm board lock");
-            match action {
+            let change = match action {
                 AlarmAction::Acknowledge => board.acknowledge(id, by, now),
                 AlarmAction::Snooze { minutes } => {
                     board.snooze(id, by, now, now + i64::from(minutes) * 60_000)
                 }
                 AlarmAction::Resolve => board.resolve(id, by, now),
-            }?
+            }?;
+            // Numbered under the board's lock; the fsync is waited for
+            // after it is released.
+            let (seq, durable) = self
+                .alarm_log
+                .append_change_waiting(change.kind(), change.alarm());
+            (change, seq, durable)
         };
         // A clinician's action is on disk before it is confirmed. If it
         // cannot be recorded it still stands: acting on the alarm matters
         // more than its record, so the failure is logged and counted.
-        let (seq, written) = self
-            .alarm_log
-            .append_change_durable(change.kind(), change.alarm());
-        if let Err(e) = written {
+        if let Err(e) = durable.wait() {
             self.metrics.storage_error();
             tracing::error!(alarm = id, error = %e, "alarm action not recorded yet (held until the disk works again)");
         }

@@ -77,31 +77,31 @@ impl Pipeline {
                 .device_report(device, report);
             let Some(finding) = finding else { continue };
             let fall = finding.rule == RULE_FALL;
-            let change = self
-                .alarms
-                .lock()
-                .expect("alarm board lock")
-                .apply(&patient, finding);
-            let Some(change) = change else { continue };
-            if fall {
-                // The alarm is the only record of a fall: its state is on
-                // disk before the device's message is acknowledged. That
-                // holds for a fall sent again while its alarm is active too
-                // (the device resending what a full disk refused), whose
-                // raise may not have reached the disk: the alarm as it is now
-                // is written, whatever became of the raise.
-                let (seq, written) = self
-                    .alarm_log
-                    .append_change_durable(change.kind(), change.alarm());
-                if let Err(e) = written {
-                    self.metrics.storage_error();
-                    tracing::error!(%device, error = %e, "fall alarm not recorded; message not acknowledged");
-                    unrecorded = Some(e);
-                }
-                self.publish_alarm(change, Some(seq));
-            } else {
-                self.record_and_publish(vec![change]);
+            let mut board = self.alarms.lock().expect("alarm board lock");
+            let Some(change) = board.apply(&patient, finding) else {
+                continue;
+            };
+            if !fall {
+                self.record_and_publish(&board, vec![change]);
+                continue;
             }
+            // The alarm is the only record of a fall: its state is on disk
+            // before the device's message is acknowledged. That holds for a
+            // fall sent again while its alarm is active too (the device
+            // resending what a full disk refused), whose raise may not have
+            // reached the disk: the alarm as it is now is written, whatever
+            // became of the raise. Numbered under the board's lock, waited
+            // for after it.
+            let (seq, durable) = self
+                .alarm_log
+                .append_change_waiting(change.kind(), change.alarm());
+            drop(board);
+            if let Err(e) = durable.wait() {
+                self.metrics.storage_error();
+                tracing::error!(%device, error = %e, "fall alarm not recorded; message not acknowledged");
+                unrecorded = Some(e);
+            }
+            self.publish_alarm(change, Some(seq));
         }
         match unrecorded {
             Some(e) => Err(StoreError::Io(e).into()),

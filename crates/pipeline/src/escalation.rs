@@ -12,27 +12,40 @@ impl Pipeline {
     /// Escalates the alarms due at `now` under `policy`; returns how many.
     /// Called by the server's escalation timer (every second).
     pub fn escalate_due(&self, policy: &Policy, now: TimestampMs) -> usize {
-        let (started, changes) = {
+        // Logged under the board's lock (numbered in the order the board
+        // made them); the fsync is waited for after it is released.
+        let (noted, escalated) = {
             let mut board = self.alarms.lock().expect("alarm board lock");
+            // When each new alarm's clock started is noted, so a restart
+            // does not start it again and delay the first climb.
             let started = board.start_escalation_clocks(now);
-            (started, board.escalate(policy, now))
-        };
-        // When each new alarm's clock started is logged (one fsync for all),
-        // so a restart does not start it again and delay the first climb.
-        if !started.is_empty() {
             for alarm in &started {
                 self.alarm_log.append_note(alarm);
             }
-            if let Err(e) = self.alarm_log.flush() {
-                self.metrics.storage_error();
-                tracing::error!(error = %e, "escalation clocks not recorded");
-            }
+            let escalated: Vec<_> = board
+                .escalate(policy, now)
+                .into_iter()
+                .map(|change| {
+                    let (seq, durable) = self
+                        .alarm_log
+                        .append_change_waiting(change.kind(), change.alarm());
+                    (change, seq, durable)
+                })
+                .collect();
+            (!started.is_empty(), escalated)
+        };
+        // One fsync covers the notes and the escalations.
+        if noted
+            && escalated.is_empty()
+            && let Err(e) = self.alarm_log.flush()
+        {
+            self.metrics.storage_error();
+            tracing::error!(error = %e, "escalation clocks not recorded");
         }
-        let n = changes.len();
-        for change in changes {
+        let n = escalated.len();
+        for (change, seq, durable) in escalated {
             let alarm = change.alarm();
-            let (seq, written) = self.alarm_log.append_change_durable(change.kind(), alarm);
-            if let Err(e) = written {
+            if let Err(e) = durable.wait() {
                 // As for clinicians' actions: telling people matters more
                 // than the record, so the failure is logged and counted.
                 self.metrics.storage_error();

@@ -39,6 +39,13 @@ use tokio::sync::broadcast;
 /// Live events buffered per slow subscriber before it starts missing some.
 const LIVE_BUFFER: usize = 4096;
 
+/// The alarm stream from a point on: every change numbered after `after`
+/// is either in `events` or was already handed to the alarm log.
+pub struct AlarmSubscription {
+    pub after: u64,
+    pub events: broadcast::Receiver<LiveEvent>,
+}
+
 /// What happened to an accepted message.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct IngestReport {
@@ -335,6 +342,7 @@ impl Pipeline {
 
         let mut aggregate = None;
         let mut changes = Vec::new();
+        let mut board = None;
         if let Some(p) = &patient {
             // One lock of the rules per message: the patient's SpO2 scale
             // and the profile rules' findings together.
@@ -347,7 +355,7 @@ impl Pipeline {
             };
             let inputs;
             (aggregate, inputs) = self.news2_on_scale(p, scale);
-            let mut board = self.alarms.lock().expect("alarm board lock");
+            let board = board.insert(self.alarms.lock().expect("alarm board lock"));
             changes.extend(observations.iter().filter_map(|o| {
                 board.observe_scored(p, o, news2::score_with(o.vital, o.value, inputs))
             }));
@@ -359,7 +367,13 @@ impl Pipeline {
                 .unwrap_or_else(now_ms);
             changes.extend(board.observe_news2(p, aggregate, latest));
         }
-        let changes = self.record(changes);
+        // Still under the board's lock (when there is a patient): changes
+        // are numbered and published in the order the board made them, the
+        // readings that made them first.
+        let changes = match &board {
+            Some(board) => self.record(board, changes),
+            None => Vec::new(),
+        };
         // Nobody listening is fine: send only fails when there are no subscribers.
         let _ = self.live.send(LiveEvent::observations(
             patient.as_ref(),
@@ -370,6 +384,7 @@ impl Pipeline {
         for (change, seq) in changes {
             self.publish_alarm(change, seq);
         }
+        drop(board);
         Ok(())
     }
 
@@ -425,15 +440,12 @@ impl Pipeline {
         if !online {
             tracing::info!(%device, reason, "device went off line");
         }
-        if let Some(patient) = self.registry.device(device).and_then(|d| d.patient_id) {
-            let change = if online || !graceful {
-                let mut board = self.alarms.lock().expect("alarm board lock");
-                board.device_status(&patient, device, online, reason, now_ms())
-            } else {
-                None
-            };
-            if let Some(change) = change {
-                self.record_and_publish(vec![change]);
+        if let Some(patient) = self.registry.device(device).and_then(|d| d.patient_id)
+            && (online || !graceful)
+        {
+            let mut board = self.alarms.lock().expect("alarm board lock");
+            if let Some(change) = board.device_status(&patient, device, online, reason, now_ms()) {
+                self.record_and_publish(&board, vec![change]);
             }
         }
         let _ = self.live.send(LiveEvent::DeviceStatus {
@@ -449,8 +461,14 @@ impl Pipeline {
 
     /// A stream of the alarm changes recorded from now on, each with its
     /// number in the alarm log.
-    pub fn subscribe_alarms(&self) -> broadcast::Receiver<LiveEvent> {
-        self.alarm_events.subscribe()
+    pub fn subscribe_alarms(&self) -> AlarmSubscription {
+        // Read before subscribing: a change numbered after `after` is in
+        // the stream or was recorded before it began (and is in the log).
+        let after = self.alarm_log.last_seq();
+        AlarmSubscription {
+            after,
+            events: self.alarm_events.subscribe(),
+        }
     }
 
     /// Sends an alarm change to the live stream, and to the alarm stream if

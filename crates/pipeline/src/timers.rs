@@ -18,15 +18,13 @@ impl Pipeline {
         if found.is_empty() {
             return 0;
         }
-        let changes: Vec<_> = {
-            let mut board = self.alarms.lock().expect("alarm board lock");
-            found
-                .into_iter()
-                .filter_map(|(patient, f)| board.apply(&patient, f))
-                .collect()
-        };
+        let mut board = self.alarms.lock().expect("alarm board lock");
+        let changes: Vec<_> = found
+            .into_iter()
+            .filter_map(|(patient, f)| board.apply(&patient, f))
+            .collect();
         let raised = changes.len();
-        self.record_and_publish(changes);
+        self.record_and_publish(&board, changes);
         raised
     }
 }

@@ -221,7 +221,7 @@ impl Server {
         let mqtt_task = tokio::spawn(mqtt.run(pipeline.clone()));
         let coap_task = tokio::spawn(coap.run(pipeline.clone()));
         let alarm_sink = tokio::spawn(medmesh_sinks::mqtt_alarms::run(
-            pipeline.subscribe_alarms(),
+            pipeline.subscribe_alarms().events,
             broker.clone(),
         ));
         let hl7_task = tokio::spawn(hl7.run(pipeline.clone()));

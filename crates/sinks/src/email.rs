@@ -23,11 +23,10 @@ use lettre::message::header::ContentType;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use medmesh_access::Access;
 use medmesh_model::{Alarm, Priority, now_ms};
-use medmesh_pipeline::{DeliveryOutcome, LiveEvent, Pipeline};
+use medmesh_pipeline::{AlarmSubscription, DeliveryOutcome, Pipeline};
 use medmesh_rules::escalation::Policy;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::broadcast;
 use tokio::task::JoinSet;
 
 const CHANNEL: &str = "email";
@@ -69,11 +68,11 @@ impl EmailSettings {
 }
 
 /// Mails alarm notifications until the pipeline goes away; first the ones
-/// the outbox still holds from before a restart. `events`: as for
+/// the outbox still holds from before a restart. `alarms`: as for
 /// [`crate::webhook::run`].
 pub async fn run(
     pipeline: Arc<Pipeline>,
-    events: broadcast::Receiver<LiveEvent>,
+    alarms: AlarmSubscription,
     access: Arc<Access>,
     outbox: Arc<Outbox>,
     settings: EmailSettings,
@@ -103,7 +102,7 @@ pub async fn run(
         );
         deliveries.spawn(deliver(entry));
     }
-    let mut feed = Feed::open(CHANNEL, pipeline.clone(), events, outbox.clone()).await;
+    let mut feed = Feed::open(CHANNEL, pipeline.clone(), alarms, outbox.clone()).await;
     loop {
         tokio::select! {
             change = feed.next() => {

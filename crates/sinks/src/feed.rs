@@ -6,7 +6,7 @@
 //! in the alarm log (`seq`). The sink takes a change on (queues its
 //! notifications in the outbox, fsynced, or finds they concern nobody) and
 //! then calls [`Feed::taken`]; the outbox keeps how far the sink got, as
-//! the highest number below which every change is taken on. At start, and
+//! the highest number up to which every change is taken on. At start, and
 //! whenever the numbers show a gap that does not close by itself (the live
 //! stream dropped changes for a sink that fell behind), the missing changes
 //! are read back from the alarm log. Numbers can arrive out of order (a
@@ -15,17 +15,22 @@
 
 use crate::outbox::Outbox;
 use medmesh_model::Alarm;
-use medmesh_pipeline::{LiveEvent, LoggedChange, Pipeline};
+use medmesh_pipeline::{AlarmSubscription, LiveEvent, LoggedChange, Pipeline};
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-/// A gap in the numbers this old is filled from the alarm log (a change
+/// A gap in the numbers this old is looked for in the alarm log (a change
 /// published late, after its fsync, closes the gap well before).
 const GAP_WAIT: Duration = Duration::from_secs(2);
+/// A gap the alarm log has not filled for this long is given up: those
+/// changes never reached the log (lines a long disk failure cost, or an
+/// unreadable line). Should one still turn up, it is taken on then.
+const HOLE_WAIT: Duration = Duration::from_secs(60);
 
 /// One alarm change to take on.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,6 +67,8 @@ impl Taken {
     }
 }
 
+type Read = JoinHandle<std::io::Result<Vec<LoggedChange>>>;
+
 pub struct Feed {
     channel: &'static str,
     pipeline: Arc<Pipeline>,
@@ -70,49 +77,70 @@ pub struct Feed {
     taken: Taken,
     /// Changes read back from the log, to hand out before live ones.
     backlog: VecDeque<Change>,
-    /// When the oldest open gap in the numbers was first seen.
-    gap_since: Option<Instant>,
+    /// A read of the alarm log in progress, kept across a cancelled `next`.
+    reading: Option<Read>,
+    /// When the oldest open gap in the numbers opened, and when to look for
+    /// it in the log next.
+    gap_opened: Option<Instant>,
+    gap_check: Option<Instant>,
+    /// Numbers given up as never logged, handed out after all if they come.
+    given_up: BTreeSet<u64>,
 }
 
 impl Feed {
     /// Starts where the outbox says sink `channel` left off, with the
     /// changes it had not taken on read back from the alarm log. A sink that
-    /// never ran with this data directory starts at the log's current end.
-    /// `events` is subscribed before the call, so nothing falls between.
+    /// never ran with this data directory starts where `alarms` begins.
     pub async fn open(
         channel: &'static str,
         pipeline: Arc<Pipeline>,
-        events: broadcast::Receiver<LiveEvent>,
+        alarms: AlarmSubscription,
         outbox: Arc<Outbox>,
     ) -> Feed {
+        let logged = pipeline.alarm_seq_at_start();
         let to = match outbox.taken_to(channel) {
+            // The numbers after the log's end are being given again, to
+            // new changes: take them on.
+            Some(to) if to > logged => {
+                tracing::warn!(
+                    channel,
+                    taken_to = to,
+                    log_ends_at = logged,
+                    "the alarm log ends before where this sink got (a crash took its last lines): the changes numbered after its end are new"
+                );
+                outbox.reset_taken(channel, logged);
+                logged
+            }
             Some(to) => to,
             None => {
-                let to = pipeline.last_alarm_seq();
-                outbox.mark_taken(channel, to);
-                let flushed = {
-                    let outbox = outbox.clone();
-                    tokio::task::spawn_blocking(move || outbox.flush()).await
-                };
-                if let Ok(Err(e)) = flushed {
-                    tracing::error!(channel, error = %e, "where the sink starts is not recorded");
-                }
-                to
+                outbox.mark_taken(channel, alarms.after);
+                alarms.after
             }
         };
+        let flushed = {
+            let outbox = outbox.clone();
+            tokio::task::spawn_blocking(move || outbox.flush()).await
+        };
+        if let Ok(Err(e)) = flushed {
+            tracing::error!(channel, error = %e, "where the sink starts is not recorded");
+        }
         let mut feed = Feed {
             channel,
             pipeline,
-            events,
+            events: alarms.events,
             outbox,
             taken: Taken {
                 to,
                 above: BTreeSet::new(),
             },
             backlog: VecDeque::new(),
-            gap_since: None,
+            reading: None,
+            gap_opened: None,
+            gap_check: None,
+            given_up: BTreeSet::new(),
         };
-        feed.read_back().await;
+        feed.start_read();
+        feed.finish_read().await;
         if !feed.backlog.is_empty() {
             tracing::info!(
                 channel,
@@ -124,46 +152,42 @@ impl Feed {
     }
 
     /// The next change not taken on yet; `None` once the pipeline is gone.
-    /// Cancel-safe (a `select!` may drop it): nothing is lost if it is.
+    /// Cancel-safe (a `select!` may drop it): a read of the log in progress
+    /// is picked up by the next call.
     pub async fn next(&mut self) -> Option<Change> {
         loop {
             if let Some(change) = self.backlog.pop_front() {
-                if !self.taken.contains(change.seq) {
+                if self.wanted(change.seq) {
                     return Some(change);
                 }
                 continue;
             }
-            let gap_check = self.gap_since.map(|since| since + GAP_WAIT);
-            let event = tokio::select! {
-                event = self.events.recv() => event,
+            if self.reading.is_some() {
+                self.finish_read().await;
+                continue;
+            }
+            let gap_check = self.gap_check;
+            tokio::select! {
+                event = self.events.recv() => match event {
+                    Ok(LiveEvent::Alarm { change, alarm, seq: Some(seq) }) if self.wanted(seq) => {
+                        return Some(Change { seq, change: change.to_string(), alarm });
+                    }
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::warn!(channel = self.channel, missed, "sink fell behind the alarm stream; reading the changes it missed from the alarm log");
+                        self.start_read();
+                    }
+                    Err(RecvError::Closed) => return None,
+                },
                 () = sleep_until(gap_check), if gap_check.is_some() => {
-                    tracing::warn!(channel = self.channel, after = self.taken.to, "alarm changes missing from the stream; reading them from the alarm log");
-                    self.read_back().await;
-                    continue;
+                    if self.gap_opened.is_some_and(|t| t.elapsed() >= HOLE_WAIT) {
+                        self.give_up_gap();
+                    } else {
+                        tracing::debug!(channel = self.channel, after = self.taken.to, "alarm changes missing from the stream; looking in the alarm log");
+                        self.start_read();
+                    }
+                    self.gap_check = self.gap_opened.map(|_| Instant::now() + GAP_WAIT);
                 }
-            };
-            match event {
-                Ok(LiveEvent::Alarm {
-                    change,
-                    alarm,
-                    seq: Some(seq),
-                }) if !self.taken.contains(seq) => {
-                    return Some(Change {
-                        seq,
-                        change: change.to_string(),
-                        alarm,
-                    });
-                }
-                Ok(_) => {}
-                Err(RecvError::Lagged(missed)) => {
-                    tracing::warn!(
-                        channel = self.channel,
-                        missed,
-                        "sink fell behind the alarm stream; reading the changes it missed from the alarm log"
-                    );
-                    self.read_back().await;
-                }
-                Err(RecvError::Closed) => return None,
             }
         }
     }
@@ -174,17 +198,59 @@ impl Feed {
         if self.taken.insert(seq) {
             self.outbox.mark_taken(self.channel, self.taken.to);
         }
-        self.gap_since = match self.taken.above.is_empty() {
-            true => None,
-            false => self.gap_since.or_else(|| Some(Instant::now())),
-        };
+        if self.taken.above.is_empty() {
+            (self.gap_opened, self.gap_check) = (None, None);
+        } else if self.gap_opened.is_none() {
+            let now = Instant::now();
+            (self.gap_opened, self.gap_check) = (Some(now), Some(now + GAP_WAIT));
+        }
     }
 
-    /// Replaces the backlog with every change after those taken on, from
-    /// the alarm log. On a read error the sink goes on with the live stream.
-    async fn read_back(&mut self) {
-        let (pipeline, after) = (self.pipeline.clone(), self.taken.to);
-        let read = tokio::task::spawn_blocking(move || pipeline.alarm_changes_after(after)).await;
+    /// Whether change `seq` is still to be handed out.
+    fn wanted(&mut self, seq: u64) -> bool {
+        !self.taken.contains(seq) || self.given_up.remove(&seq)
+    }
+
+    /// Gives up the numbers missing below the oldest change taken above the
+    /// gap: the log has not had them for [`HOLE_WAIT`].
+    fn give_up_gap(&mut self) {
+        let Some(&first_above) = self.taken.above.first() else {
+            return;
+        };
+        let missing = self.taken.to + 1..first_above;
+        tracing::error!(
+            channel = self.channel,
+            first = missing.start,
+            last = missing.end - 1,
+            "alarm changes never found in the alarm log given up; their notifications are not sent"
+        );
+        self.given_up.extend(missing.clone());
+        for seq in missing {
+            self.taken.insert(seq);
+        }
+        self.outbox.mark_taken(self.channel, self.taken.to);
+        self.gap_opened = (!self.taken.above.is_empty()).then(Instant::now);
+    }
+
+    /// Starts reading every change after those taken on from the alarm log
+    /// (unless a read is already under way).
+    fn start_read(&mut self) {
+        if self.reading.is_none() {
+            let (pipeline, after) = (self.pipeline.clone(), self.taken.to);
+            self.reading = Some(tokio::task::spawn_blocking(move || {
+                pipeline.alarm_changes_after(after)
+            }));
+        }
+    }
+
+    /// Waits for the read under way and makes what it found the backlog.
+    /// On a read error the sink goes on with the live stream.
+    async fn finish_read(&mut self) {
+        let Some(reading) = self.reading.as_mut() else {
+            return;
+        };
+        let read = reading.await;
+        self.reading = None;
         match read {
             Ok(Ok(changes)) => {
                 self.backlog = changes
@@ -198,10 +264,6 @@ impl Feed {
             Err(e) => {
                 tracing::error!(channel = self.channel, error = %e, "reading the alarm log failed")
             }
-        }
-        // Looked for: check again only if the gap is still open later.
-        if self.gap_since.is_some() {
-            self.gap_since = Some(Instant::now());
         }
     }
 }
@@ -278,6 +340,38 @@ mod tests {
         }
         assert_eq!(seqs, (1..=last).collect::<Vec<_>>());
         assert_eq!(outbox.taken_to("test"), Some(last));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn numbers_given_again_after_a_crash_took_the_log_end_are_taken_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let pipeline = admitted_pipeline(dir.path());
+        let outbox = Arc::new(Outbox::open(dir.path()).unwrap());
+        // The outbox got further than the log: the log's last lines were
+        // queued, not yet fsynced, when the process died.
+        outbox.mark_taken("test", 3);
+        let mut feed = Feed::open(
+            "test",
+            pipeline.clone(),
+            pipeline.subscribe_alarms(),
+            outbox.clone(),
+        )
+        .await;
+        assert_eq!(outbox.taken_to("test"), Some(0));
+        let device = DeviceId::new("mon-1").unwrap();
+        pipeline
+            .ingest_senml_json(
+                SourceKind::Http,
+                &device,
+                br#"[{"n":"heart_rate","u":"/min","v":135,"t":1800000000}]"#,
+            )
+            .await
+            .unwrap();
+        let change = tokio::time::timeout(Duration::from_secs(10), feed.next())
+            .await
+            .expect("a change within 10 s")
+            .unwrap();
+        assert_eq!((change.seq, change.change.as_str()), (1, "raised"));
     }
 
     #[test]

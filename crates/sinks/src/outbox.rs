@@ -62,11 +62,17 @@ enum Record {
     Done {
         id: String,
     },
-    /// Sink `channel` has taken on every alarm change numbered up to `seq`
-    /// (queued its notifications, or found they concern nobody it serves).
+    /// Sink `channel` has taken on every alarm change numbered up to and
+    /// including `seq` (queued its notifications, or found they concern
+    /// nobody it serves). The last one for a channel counts.
     Taken {
         channel: String,
         seq: u64,
+    },
+    /// Sink `channel` is no longer configured: if it comes back, it starts
+    /// afresh rather than sending everything since.
+    Forgotten {
+        channel: String,
     },
 }
 
@@ -109,11 +115,19 @@ impl State {
         }
     }
 
+    /// Moves `channel` up to `seq`; false if it was there already.
     fn take(&mut self, channel: &str, seq: u64) -> bool {
-        let to = self.taken.entry(channel.to_string()).or_default();
-        let further = seq > *to;
-        *to = (*to).max(seq);
-        further
+        match self.taken.get_mut(channel) {
+            Some(to) if *to >= seq => false,
+            Some(to) => {
+                *to = seq;
+                true
+            }
+            None => {
+                self.taken.insert(channel.to_string(), seq);
+                true
+            }
+        }
     }
 
     /// What the file must hold: how far each sink got, and what is pending.
@@ -161,7 +175,10 @@ impl Outbox {
                     state.remove(&id);
                 }
                 Record::Taken { channel, seq } => {
-                    state.take(&channel, seq);
+                    state.taken.insert(channel, seq);
+                }
+                Record::Forgotten { channel } => {
+                    state.taken.remove(&channel);
                 }
             }
         }
@@ -215,19 +232,33 @@ impl Outbox {
         state.taken.get(channel).copied()
     }
 
-    /// Records that sink `channel` has taken on every change up to `seq`.
-    /// Only queued: a crash can lose it (those changes are then taken on
-    /// again). Whatever the sink queued before is on disk first, in order.
+    /// Records that sink `channel` has taken on every change up to and
+    /// including `seq` (never backwards). Only queued: a crash can lose it
+    /// (those changes are then taken on again). Whatever the sink queued
+    /// before is on disk first, in order. Compaction is left to
+    /// [`Outbox::done`] (called off the async workers).
     pub fn mark_taken(&self, channel: &str, seq: u64) {
         let mut state = self.state.lock().expect("outbox lock");
         if state.take(channel, seq) {
-            self.journal.append(&Record::Taken {
-                channel: channel.to_string(),
-                seq,
-            });
-            state.lines += 1;
-            self.compact_if_grown(&mut state);
+            self.append_taken(&mut state, channel, seq);
         }
+    }
+
+    /// Sets sink `channel` back to `seq`: the alarm log ends before where
+    /// the outbox says the sink got (a crash took the log's last lines, or
+    /// the log was replaced), and the numbers after `seq` are given again.
+    pub fn reset_taken(&self, channel: &str, seq: u64) {
+        let mut state = self.state.lock().expect("outbox lock");
+        state.taken.insert(channel.to_string(), seq);
+        self.append_taken(&mut state, channel, seq);
+    }
+
+    fn append_taken(&self, state: &mut State, channel: &str, seq: u64) {
+        self.journal.append(&Record::Taken {
+            channel: channel.to_string(),
+            seq,
+        });
+        state.lines += 1;
     }
 
     /// Returns once everything recorded so far is on disk.
@@ -278,6 +309,15 @@ impl Outbox {
     /// Gives up every pending entry of `channel` (a sink no longer
     /// configured), with a warning for each.
     pub fn abandon(&self, channel: &str) {
+        {
+            let mut state = self.state.lock().expect("outbox lock");
+            if state.taken.remove(channel).is_some() {
+                self.journal.append(&Record::Forgotten {
+                    channel: channel.to_string(),
+                });
+                state.lines += 1;
+            }
+        }
         for entry in self.pending(channel) {
             tracing::warn!(
                 channel,
@@ -411,23 +451,28 @@ mod tests {
     fn how_far_each_sink_got_survives_a_reopen_and_compaction() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let mut outbox = Outbox::open(dir.path()).unwrap();
-            outbox.compact_min_lines = 20;
+            let outbox = Outbox::open(dir.path()).unwrap();
             assert_eq!(outbox.taken_to("webhook"), None);
             for seq in 1..=60 {
                 outbox.mark_taken("webhook", seq);
             }
             outbox.mark_taken("email", 7);
-            // Never backwards.
+            // Never backwards, unless reset.
             outbox.mark_taken("email", 3);
             assert_eq!(outbox.taken_to("email"), Some(7));
-            // Compacted along the way: one line per sink is all it needs.
-            assert!(outbox.lines() < 20, "{}", outbox.lines());
+            outbox.reset_taken("webhook", 58);
+            // A sink's start at 0 (an empty log) is recorded too.
+            outbox.mark_taken("other", 0);
+            outbox.mark_taken("gone", 4);
+            outbox.abandon("gone");
         }
         let outbox = Outbox::open(dir.path()).unwrap();
-        assert_eq!(outbox.taken_to("webhook"), Some(60));
+        assert_eq!(outbox.taken_to("webhook"), Some(58));
         assert_eq!(outbox.taken_to("email"), Some(7));
-        assert_eq!(outbox.lines(), 2);
+        assert_eq!(outbox.taken_to("other"), Some(0));
+        assert_eq!(outbox.taken_to("gone"), None);
+        // Compacted at the reopen: one line per sink is all it needs.
+        assert_eq!(outbox.lines(), 3);
     }
 
     #[test]

@@ -26,13 +26,12 @@ use crate::quiet_hours::QuietHours;
 use crate::retry::Retry;
 use hmac::{Hmac, Mac};
 use medmesh_model::now_ms;
-use medmesh_pipeline::{DeliveryOutcome, LiveEvent, Pipeline};
+use medmesh_pipeline::{AlarmSubscription, DeliveryOutcome, Pipeline};
 pub use reqwest::Url;
 use sha2::Sha256;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
-use tokio::sync::broadcast;
 use tokio::task::JoinSet;
 
 const CHANNEL: &str = "webhook";
@@ -70,11 +69,11 @@ struct Sender {
 
 /// Posts alarm changes until the pipeline goes away; first the ones the
 /// outbox still holds from before a restart (same delivery id, same due time).
-/// `events` comes from `Pipeline::subscribe_alarms`, subscribed before the
+/// `alarms` comes from `Pipeline::subscribe_alarms`, subscribed before the
 /// task is spawned so that no change raised while it starts is missed.
 pub async fn run(
     pipeline: Arc<Pipeline>,
-    events: broadcast::Receiver<LiveEvent>,
+    alarms: AlarmSubscription,
     outbox: Arc<Outbox>,
     settings: WebhookSettings,
 ) {
@@ -114,7 +113,7 @@ pub async fn run(
             crate::finish(&outbox, &entry).await;
         }
     }
-    let mut feed = Feed::open(CHANNEL, pipeline.clone(), events, outbox.clone()).await;
+    let mut feed = Feed::open(CHANNEL, pipeline.clone(), alarms, outbox.clone()).await;
     loop {
         tokio::select! {
             change = feed.next() => {

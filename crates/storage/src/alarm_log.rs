@@ -16,7 +16,7 @@
 //! [`AlarmLog::append_change`], which only queues (a crash can lose the last
 //! few, and the rules raise them again from the stored samples).
 
-use crate::journal::Journal;
+use crate::journal::{Durable, Journal};
 use medmesh_model::{Alarm, AlarmState, PatientId, TimestampMs};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -32,7 +32,8 @@ pub struct LoggedAlarm {
     /// before changes were numbered).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
-    /// "raised", "acknowledged", "snoozed", "escalated" or "resolved".
+    /// "raised", "acknowledged", "snoozed", "escalated" or "resolved" (or
+    /// "updated": a fall reported again is logged too).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub change: Option<String>,
     #[serde(flatten)]
@@ -53,6 +54,8 @@ pub struct AlarmLog {
     /// The last sequence number given; the lock also keeps lines in
     /// sequence order on their way to the file.
     last_seq: Mutex<u64>,
+    /// The last sequence number in the file when it was opened.
+    seq_at_open: u64,
     /// Where each alarm's lines are in the file, so history queries read
     /// only the lines they return. Built on the first query and brought up
     /// to date by each one from what was appended since (the file is only
@@ -106,6 +109,7 @@ impl AlarmLog {
             journal,
             path: dir.join(FILE),
             last_seq: Mutex::new(last_seq),
+            seq_at_open: last_seq,
             index: Mutex::default(),
         };
         Ok((log, lines.into_iter().map(|l| l.alarm).collect()))
@@ -114,6 +118,12 @@ impl AlarmLog {
     /// The sequence number of the last change recorded (0: none yet).
     pub fn last_seq(&self) -> u64 {
         *self.last_seq.lock().expect("alarm log sequence lock")
+    }
+
+    /// The sequence number of the last change the file held when opened:
+    /// numbers after it were given by this process.
+    pub fn seq_at_open(&self) -> u64 {
+        self.seq_at_open
     }
 
     /// Queues a note about an alarm (not a change: no sequence number).
@@ -133,15 +143,20 @@ impl AlarmLog {
         *last
     }
 
+    /// Queues an alarm's change for the log; returns its sequence number and
+    /// a [`Durable`] to wait on (after releasing any lock held) until the
+    /// line is on disk.
+    pub fn append_change_waiting(&self, change: &str, alarm: &Alarm) -> (u64, Durable) {
+        let mut last = self.last_seq.lock().expect("alarm log sequence lock");
+        *last += 1;
+        let durable = self.journal.append_waiting(&numbered(*last, change, alarm));
+        (*last, durable)
+    }
+
     /// Records an alarm's change; returns its sequence number and, once the
     /// line is on disk, whether it got there.
     pub fn append_change_durable(&self, change: &str, alarm: &Alarm) -> (u64, std::io::Result<()>) {
-        let (seq, durable) = {
-            let mut last = self.last_seq.lock().expect("alarm log sequence lock");
-            *last += 1;
-            let durable = self.journal.append_waiting(&numbered(*last, change, alarm));
-            (*last, durable)
-        };
+        let (seq, durable) = self.append_change_waiting(change, alarm);
         (seq, durable.wait())
     }
 

@@ -25,7 +25,7 @@ pub use aggregate::Bucket;
 pub use alarm_log::{AlarmLog, LoggedChange, ResolvedQuery};
 pub use battery_log::{BatteryLevel, BatteryLog};
 pub use head::Point;
-pub use journal::Journal;
+pub use journal::{Durable, Journal};
 pub use registry::{Registry, RegistryError};
 pub use retention::Retention;
 

@@ -71,7 +71,7 @@ function flush() {
     if (type === "resync") { scheduleReload(); continue; }
     if (type === "device_status" || type === "device_battery") { change.devices.push(ev); continue; }
     if (type === "alarm") {
-      applyAlarm(ev);
+      if (!applyAlarm(ev)) continue;
       change.alarms.push(ev);
       keys(change, ev.alarm.patient_id);
       continue;
@@ -95,13 +95,23 @@ function keys(change, id) {
   return s;
 }
 
-function applyAlarm({ change, alarm }) {
+/** alarm id -> number (`seq`) of the last recorded change applied */
+const applied = new Map();
+
+/** Applies an alarm change; false if a later one of that alarm came first
+ * (a clinician's action is sent after its fsync, a rule's change at once). */
+function applyAlarm({ change, alarm, seq }) {
+  if (seq !== undefined) {
+    if ((applied.get(alarm.id) ?? 0) > seq) return false;
+    applied.set(alarm.id, seq);
+  }
   const p = ward.patients.get(alarm.patient_id);
   if (change === "resolved") ward.alarms.delete(alarm.id); else ward.alarms.set(alarm.id, alarm);
   if (p) {
     p.alarms = p.alarms.filter(a => a.id !== alarm.id);
     if (change !== "resolved") p.alarms.push(alarm);
   }
+  return true;
 }
 
 /** Opens the live stream once; events flow to every subscriber until stop(). */
