@@ -462,11 +462,12 @@ impl Pipeline {
     /// A stream of the alarm changes recorded from now on, each with its
     /// number in the alarm log.
     pub fn subscribe_alarms(&self) -> AlarmSubscription {
-        // Read before subscribing: a change numbered after `after` is in
-        // the stream or was recorded before it began (and is in the log).
-        let after = self.alarm_log.last_seq();
+        // Under the board's lock, where changes are numbered (and the rules'
+        // ones published): a change numbered after `after` is published
+        // after the subscription begins, so it is in the stream.
+        let _board = self.alarms.lock().expect("alarm board lock");
         AlarmSubscription {
-            after,
+            after: self.alarm_log.last_seq(),
             events: self.alarm_events.subscribe(),
         }
     }

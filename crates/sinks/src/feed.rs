@@ -195,12 +195,15 @@ impl Feed {
     /// Notes that change `seq` is taken on: its notifications are in the
     /// outbox (on disk), or it concerns nobody this sink serves.
     pub fn taken(&mut self, seq: u64) {
-        if self.taken.insert(seq) {
+        let moved = self.taken.insert(seq);
+        if moved {
             self.outbox.mark_taken(self.channel, self.taken.to);
         }
         if self.taken.above.is_empty() {
             (self.gap_opened, self.gap_check) = (None, None);
-        } else if self.gap_opened.is_none() {
+        } else if moved || self.gap_opened.is_none() {
+            // A gap opened, or the oldest one closed and the next is
+            // timed from now.
             let now = Instant::now();
             (self.gap_opened, self.gap_check) = (Some(now), Some(now + GAP_WAIT));
         }

@@ -34,6 +34,9 @@ export async function loadWard() {
   performance.mark("medmesh:patients-loaded");
   ward.patients.clear();
   ward.alarms.clear();
+  // A fresh picture (after a reconnect, perhaps to a restarted server
+  // whose numbers start again): only changes from now on are compared.
+  applied.clear();
   for (const p of list) {
     ward.patients.set(p.id, p);
     for (const a of p.alarms) ward.alarms.set(a.id, a);
