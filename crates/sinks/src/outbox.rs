@@ -307,7 +307,7 @@ impl Outbox {
     }
 
     /// Gives up every pending entry of `channel` (a sink no longer
-    /// configured), with a warning for each.
+    /// configured), with a warning for each, and forgets how far it got.
     pub fn abandon(&self, channel: &str) {
         {
             let mut state = self.state.lock().expect("outbox lock");
@@ -326,6 +326,11 @@ impl Outbox {
                 "notification given up: its sink is no longer configured"
             );
             self.done(&entry.id);
+        }
+        // Called at start (blocking is fine there): a sink configured
+        // again after a crash must not find its old place.
+        if let Err(e) = self.journal.flush() {
+            tracing::error!(channel, error = %e, "giving up a sink's notifications not recorded");
         }
     }
 
