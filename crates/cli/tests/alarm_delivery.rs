@@ -328,6 +328,16 @@ async fn quiet_hours_hold_low_priority_webhooks_until_they_end_but_never_high() 
 /// `[alarms]` table `toml` (a restart of the process: the sinks' deliveries
 /// in progress stop with it).
 async fn restart_alarms(s: TestServer, toml: &str) -> TestServer {
+    restart_alarms_after(s, toml, |_| {}).await
+}
+
+/// [`restart_alarms`], doing `while_stopped` to the data directory between
+/// the stop and the start (what a crash leaves behind, say).
+async fn restart_alarms_after(
+    s: TestServer,
+    toml: &str,
+    while_stopped: impl FnOnce(&std::path::Path),
+) -> TestServer {
     let alarms = Config::from_toml(toml).expect("test config parses").alarms;
     let TestServer {
         running,
@@ -336,6 +346,7 @@ async fn restart_alarms(s: TestServer, toml: &str) -> TestServer {
         http,
     } = s;
     running.stop();
+    while_stopped(data_dir.path());
     TestServer {
         running: start_in_with(data_dir.path(), |c| c.alarms = alarms).await,
         data_dir,
@@ -651,51 +662,38 @@ secret = "{SECRET}"
     pulse(&s, "mon-1", 1.8e9, 135.0).await;
     let raised = hook.next().await;
     assert_eq!(raised["body"]["change"], "raised", "{raised}");
-    let TestServer {
-        running,
-        data_dir,
-        token,
-        http,
-    } = s;
-    running.stop();
-
     // What a crash leaves behind: a clinician's acknowledgement is in the
     // alarm log (fsynced, numbered), but the process died before the
     // webhook sink took it on.
-    let log = data_dir.path().join("alarms.jsonl");
-    let lines: Vec<Value> = std::fs::read_to_string(&log)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let last_seq = lines
-        .iter()
-        .filter_map(|l| l["seq"].as_u64())
-        .max()
+    let s = restart_alarms_after(s, &toml, |dir| {
+        let log = dir.join("alarms.jsonl");
+        let lines: Vec<Value> = std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let last_seq = lines
+            .iter()
+            .filter_map(|l| l["seq"].as_u64())
+            .max()
+            .unwrap();
+        let mut acknowledged = lines
+            .iter()
+            .rfind(|l| l["change"] == "raised")
+            .unwrap()
+            .clone();
+        acknowledged["seq"] = json!(last_seq + 1);
+        acknowledged["change"] = json!("acknowledged");
+        acknowledged["state"] = json!("acknowledged");
+        acknowledged["acknowledged"] = json!({"by": "nurse.jones", "at_ms": now_ms()});
+        use std::io::Write;
+        writeln!(
+            std::fs::OpenOptions::new().append(true).open(&log).unwrap(),
+            "{acknowledged}"
+        )
         .unwrap();
-    let mut acknowledged = lines
-        .iter()
-        .rfind(|l| l["change"] == "raised")
-        .unwrap()
-        .clone();
-    acknowledged["seq"] = json!(last_seq + 1);
-    acknowledged["change"] = json!("acknowledged");
-    acknowledged["state"] = json!("acknowledged");
-    acknowledged["acknowledged"] = json!({"by": "nurse.jones", "at_ms": now_ms()});
-    use std::io::Write;
-    writeln!(
-        std::fs::OpenOptions::new().append(true).open(&log).unwrap(),
-        "{acknowledged}"
-    )
-    .unwrap();
-
-    let alarms = Config::from_toml(&toml).unwrap().alarms;
-    let s = TestServer {
-        running: start_in_with(data_dir.path(), |c| c.alarms = alarms).await,
-        data_dir,
-        token,
-        http,
-    };
+    })
+    .await;
     let sent = hook.next().await;
     assert_eq!(sent["status"], 200, "{sent}");
     assert_eq!(sent["body"]["change"], "acknowledged", "{sent}");

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{mqtt_client, spawn_serve, topic};
+use common::{mqtt_client, send_as, spawn_serve, topic};
 use rumqttc::QoS;
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -153,22 +153,8 @@ async fn full_disk_refuses_reports_and_recovers_without_losing_acknowledged_data
             .await
             .unwrap();
         assert_eq!(r.status(), 503, "a fall not on disk is not acknowledged");
-        let alarms: serde_json::Value = http
-            .get(format!("{api}/alarms"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert!(
-            alarms
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|a| a["rule"] == "fall"),
-            "{alarms}"
-        );
+        let alarms = get_json(&http, format!("{api}/alarms")).await;
+        assert!(has_fall(&alarms), "{alarms}");
         // Clinicians keep reading while the disk is full: each read is an
         // audit line more than a page holds, held until space returns.
         for _ in 0..40 {
@@ -204,14 +190,10 @@ async fn full_disk_refuses_reports_and_recovers_without_losing_acknowledged_data
 
         // What was audited while the disk was full was held, not dropped:
         // it is in the log now that space is back.
-        let audit: Vec<medmesh_access::AuditEntry> = http
-            .get(format!("{api}/audit?since_ms={full_from_ms}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let audit: Vec<medmesh_access::AuditEntry> = serde_json::from_value(
+            get_json(&http, format!("{api}/audit?since_ms={full_from_ms}")).await,
+        )
+        .unwrap();
         assert!(
             audit
                 .iter()
@@ -222,17 +204,10 @@ async fn full_disk_refuses_reports_and_recovers_without_losing_acknowledged_data
 
     // Nothing acknowledged was lost, nothing stored is damaged.
     let (_server, http_addr, _) = spawn_serve(&data);
-    let body: serde_json::Value = http
-        .get(format!(
+    let body = get_json(&http, format!(
             "http://{http_addr}/api/v1/patients/p1/observations?code=heart_rate&from=1800000000000&to={}",
             t + 60_000
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        )).await;
     let stored: BTreeSet<i64> = body["series"][0]["points"]
         .as_array()
         .unwrap()
@@ -243,33 +218,19 @@ async fn full_disk_refuses_reports_and_recovers_without_losing_acknowledged_data
     assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
 
     // The fall is still on the board after the restart (from the alarm log).
-    let alarms: serde_json::Value = http
-        .get(format!("http://{http_addr}/api/v1/alarms"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(
-        alarms
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a["rule"] == "fall"),
-        "{alarms}"
-    );
+    let alarms = get_json(&http, format!("http://{http_addr}/api/v1/alarms")).await;
+    assert!(has_fall(&alarms), "{alarms}");
 
     // After the restart the audit log still holds those entries, and its
     // hash chain has no gap or fragment from the failed writes.
-    let audit: Vec<medmesh_access::AuditEntry> = http
-        .get(format!("http://{http_addr}/api/v1/audit?limit=1000000"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let audit: Vec<medmesh_access::AuditEntry> = serde_json::from_value(
+        get_json(
+            &http,
+            format!("http://{http_addr}/api/v1/audit?limit=1000000"),
+        )
+        .await,
+    )
+    .unwrap();
     let oldest_first: Vec<_> = audit.into_iter().rev().collect();
     assert_eq!(medmesh_access::verify_chain(&oldest_first), Ok(()));
     assert!(
@@ -278,6 +239,20 @@ async fn full_disk_refuses_reports_and_recovers_without_losing_acknowledged_data
             .any(|e| (full_from_ms..=full_until_ms).contains(&e.time_ms)),
         "no audit entry from while the disk was full"
     );
+}
+
+/// GET `url` and its JSON answer.
+async fn get_json(http: &reqwest::Client, url: String) -> serde_json::Value {
+    send_as(http, reqwest::Method::GET, url, serde_json::Value::Null)
+        .await
+        .1
+}
+
+/// Whether a list of alarms holds a fall.
+fn has_fall(alarms: &serde_json::Value) -> bool {
+    alarms
+        .as_array()
+        .is_some_and(|a| a.iter().any(|a| a["rule"] == "fall"))
 }
 
 fn now_ms() -> i64 {

@@ -11,9 +11,9 @@
 //! had taken: [`AlarmLog::changes_after`]. Lines that only note something
 //! about an alarm (its escalation clock starting) have neither.
 //!
-//! Clinicians' actions use [`AlarmLog::append_change_durable`], which returns
-//! once the line is on disk; changes made by rules use
-//! [`AlarmLog::append_change`], which only queues (a crash can lose the last
+//! Clinicians' actions, escalations and falls use
+//! [`AlarmLog::append_change_waiting`] and wait until the line is on disk;
+//! changes made by rules use [`AlarmLog::append_change`], which only queues (a crash can lose the last
 //! few, and the rules raise them again from the stored samples).
 
 use crate::journal::{Durable, Journal};
@@ -151,13 +151,6 @@ impl AlarmLog {
         *last += 1;
         let durable = self.journal.append_waiting(&numbered(*last, change, alarm));
         (*last, durable)
-    }
-
-    /// Records an alarm's change; returns its sequence number and, once the
-    /// line is on disk, whether it got there.
-    pub fn append_change_durable(&self, change: &str, alarm: &Alarm) -> (u64, std::io::Result<()>) {
-        let (seq, durable) = self.append_change_waiting(change, alarm);
-        (seq, durable.wait())
     }
 
     /// Returns once everything appended so far is on disk.
@@ -373,8 +366,9 @@ mod tests {
             assert!(old.is_empty());
             log.append_change("raised", &alarm(1, AlarmState::Active));
             // A durable append also makes everything queued before it durable.
-            log.append_change_durable("acknowledged", &alarm(1, AlarmState::Acknowledged))
+            log.append_change_waiting("acknowledged", &alarm(1, AlarmState::Acknowledged))
                 .1
+                .wait()
                 .unwrap();
         }
         std::fs::OpenOptions::new()
@@ -388,8 +382,9 @@ mod tests {
             alarms.iter().map(|a| a.state).collect::<Vec<_>>(),
             [AlarmState::Active, AlarmState::Acknowledged]
         );
-        log.append_change_durable("resolved", &alarm(2, AlarmState::Resolved))
+        log.append_change_waiting("resolved", &alarm(2, AlarmState::Resolved))
             .1
+            .wait()
             .unwrap();
         drop(log);
         let (_, alarms) = AlarmLog::open(dir.path()).unwrap();
@@ -490,9 +485,9 @@ mod tests {
             // A note is no change: no number, never read back as one.
             log.append_note(&alarm(1, AlarmState::Active));
             let (seq, written) =
-                log.append_change_durable("acknowledged", &alarm(1, AlarmState::Acknowledged));
+                log.append_change_waiting("acknowledged", &alarm(1, AlarmState::Acknowledged));
             assert_eq!(seq, 2);
-            written.unwrap();
+            written.wait().unwrap();
             assert_eq!(
                 log.append_change("raised", &alarm(2, AlarmState::Active)),
                 3

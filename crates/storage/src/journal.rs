@@ -8,8 +8,9 @@
 //!
 //! One thread owns the file and writes in batches with one fsync each, so
 //! callers on the ingest path never wait for the disk. [`Journal::append`]
-//! only queues (a crash can lose the last few lines); [`Journal::append_durable`]
-//! returns once the line, and everything queued before it, is on disk. While
+//! only queues (a crash can lose the last few lines); [`Journal::append_waiting`]
+//! gives a [`Durable`] whose `wait` returns once the line, and everything
+//! queued before it, is on disk. While
 //! the disk fails (full), lines wait in memory and are written, in order, once
 //! it works again: a full disk delays the record instead of leaving a gap.
 //! [`Journal::rewrite`] replaces the whole file atomically (compaction), in
@@ -96,11 +97,6 @@ impl<T: Serialize + DeserializeOwned> Journal<T> {
         {
             tracing::error!(path = %self.path.display(), "journal writer is gone; record lost");
         }
-    }
-
-    /// Records `record` and returns once it is on disk.
-    pub fn append_durable(&self, record: &T) -> std::io::Result<()> {
-        self.append_waiting(record).wait()
     }
 
     /// Queues `record` now; [`Durable::wait`] returns once it is on disk.
