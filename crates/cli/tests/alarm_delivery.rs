@@ -156,7 +156,7 @@ first_retry = "100ms"
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    pulse(&s, "mon-1", 1.8e9, 135.0).await;
+    pulse(&s, "mon-1", 1.76544e9, 135.0).await;
 
     // The raise: refused twice, then taken; one delivery id, every attempt signed.
     let attempts: Vec<Value> = vec![hook.next().await, hook.next().await, hook.next().await];
@@ -258,7 +258,7 @@ async fn a_dead_webhook_receiver_is_retried_then_given_up_and_ingest_goes_on() {
     ))
     .await;
     s.admit("p1", "mon-1").await;
-    pulse(&s, "mon-1", 1.8e9, 135.0).await;
+    pulse(&s, "mon-1", 1.76544e9, 135.0).await;
     assert_eq!(
         metric_reaches(&s, &delivery_metric("webhook", "failed"), 1.0).await,
         1.0
@@ -267,7 +267,7 @@ async fn a_dead_webhook_receiver_is_retried_then_given_up_and_ingest_goes_on() {
     assert_eq!(metric(&m, &delivery_metric("webhook", "retried")), 2.0);
     assert_eq!(metric(&m, &delivery_metric("webhook", "delivered")), 0.0);
     // Ingest never waited for the receiver, and still works.
-    pulse(&s, "mon-1", 1.8e9 + 1.0, 80.0).await;
+    pulse(&s, "mon-1", 1.76544e9 + 1.0, 80.0).await;
     let (status, health) = s.get("/healthz").await;
     assert_eq!(status, 200, "{health}");
 }
@@ -304,7 +304,7 @@ async fn quiet_hours_hold_low_priority_webhooks_until_they_end_but_never_high() 
     s.admit("p1", "mon-1").await;
     // A battery at 10 % raises a low-priority alarm: held...
     battery_low_is_held(&s).await;
-    pulse(&s, "mon-1", 1.8e9, 135.0).await;
+    pulse(&s, "mon-1", 1.76544e9, 135.0).await;
     // The high alarm comes at once, during quiet hours...
     let first = hook.next().await;
     assert_eq!(first["body"]["alarm"]["priority"], "high", "{first}");
@@ -447,7 +447,7 @@ first_retry = "20s"
     );
     let s = start_alarms(&toml).await;
     s.admit("p1", "mon-1").await;
-    pulse(&s, "mon-1", 1.8e9, 135.0).await;
+    pulse(&s, "mon-1", 1.76544e9, 135.0).await;
     let refused = hook.next().await;
     assert_eq!(refused["status"], 503, "{refused}");
     assert_eq!(refused["body"]["change"], "raised", "{refused}");
@@ -570,7 +570,7 @@ first_retry = "100ms"
     d.revoke_consent(&insurer.id).unwrap();
     tokio::time::sleep(Duration::from_millis(600)).await; // the friend's consent expires
 
-    pulse(&s, "mon-1", 1.8e9, 135.0).await;
+    pulse(&s, "mon-1", 1.76544e9, 135.0).await;
     let mut mails: Vec<Value> = Vec::new();
     let mut rejected = 0;
     // Raised: the nurse with an address and both followers in force (one
@@ -587,7 +587,7 @@ first_retry = "100ms"
     assert_eq!(rejected, 1);
     // Then the son's consent is revoked and the alarm resolves: only the wife hears.
     d.revoke_consent(&son.id).unwrap();
-    pulse(&s, "mon-1", 1.8e9 + 60.0, 80.0).await;
+    pulse(&s, "mon-1", 1.76544e9 + 60.0, 80.0).await;
     mails.push(smtp.next().await);
     assert_eq!(
         metric_reaches(&s, &delivery_metric("email", "delivered"), 6.0).await,
@@ -624,7 +624,7 @@ first_retry = "100ms"
             assert!(subject.contains("Patient p1"), "{subject}");
             let body = m["body"].as_str().unwrap();
             assert!(body.contains("scores 3 on NEWS2"), "{m}");
-            assert!(body.contains("Raised: 2027-01-15T08:00:00Z (UTC)"), "{m}");
+            assert!(body.contains("Raised: 2025-12-11T08:00:00Z (UTC)"), "{m}");
             (m["to"][0].as_str().unwrap().to_string(), kind.to_string())
         })
         .collect();
@@ -659,7 +659,7 @@ secret = "{SECRET}"
     );
     let s = start_alarms(&toml).await;
     s.admit("p1", "mon-1").await;
-    pulse(&s, "mon-1", 1.8e9, 135.0).await;
+    pulse(&s, "mon-1", 1.76544e9, 135.0).await;
     let raised = hook.next().await;
     assert_eq!(raised["body"]["change"], "raised", "{raised}");
     // What a crash leaves behind: a clinician's acknowledgement is in the
@@ -738,7 +738,7 @@ first_retry = "20s"
             .await;
         assert_eq!(status, 200, "{u}");
     }
-    pulse(&s, "mon-1", 1.8e9, 135.0).await;
+    pulse(&s, "mon-1", 1.76544e9, 135.0).await;
     let mut heard = vec![smtp.next().await, smtp.next().await];
     heard.sort_by_key(|m| m.get("rejected").is_some());
     assert_eq!(

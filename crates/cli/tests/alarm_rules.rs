@@ -139,7 +139,7 @@ async fn settings_thresholds_sustained_for_and_news2_scale_2_over_http() {
     assert_eq!(profiles["home-copd"]["thresholds"]["spo2"]["low"], 88.0);
 
     let mut live = Live::open(&s).await;
-    let t0 = 1.8e9;
+    let t0 = 1.76544e9;
     // SpO2 86 %: below 88 but not yet for 60 s of sample time. On scale 1 it
     // would score 3 (row <=91); on scale 2 it scores 1 (row 86-87): no alarm.
     senml(
@@ -267,7 +267,7 @@ async fn trend_battery_fall_and_stale_data_over_mqtt() {
                 .unwrap()
         }
     };
-    let t0 = 1.8e9;
+    let t0 = 1.76544e9;
     let pack = |v: Value| serde_json::to_vec(&v).unwrap();
 
     // A reading and a battery at 12 %EL: a low-priority alarm for p1.

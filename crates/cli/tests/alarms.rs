@@ -29,7 +29,7 @@ async fn acknowledge_snooze_resolve_and_the_record_survives_a_restart() {
     vitals(
         &s,
         "mon-1",
-        1.8e9,
+        1.76544e9,
         json!([{"n": "heart_rate", "u": "/min", "v": 135}]),
     )
     .await;
@@ -151,7 +151,7 @@ async fn acknowledge_snooze_resolve_and_the_record_survives_a_restart() {
     vitals(
         &s,
         "mon-3",
-        1.8e9,
+        1.76544e9,
         json!([{"n": "heart_rate", "u": "/min", "v": 135}]),
     )
     .await;
@@ -188,7 +188,7 @@ async fn news2_aggregate_of_7_or_more_raises_a_high_alarm() {
     vitals(
         &s,
         "mon-1",
-        1.8e9,
+        1.76544e9,
         json!([
             {"n": "respiratory_rate", "u": "/min", "v": 26},
             {"n": "spo2", "u": "%", "v": 92},
@@ -287,7 +287,7 @@ async fn alarms_are_published_over_mqtt() {
         .expect("mosquitto_sub runs");
     // Until the subscription is in place, alarms go unheard: keep raising
     // (SpO2 90 scores 3) and resolving (98 scores 0) with fresh readings.
-    let mut t = 1.8e9;
+    let mut t = 1.76544e9;
     let got = loop {
         vitals(&s, "mon-1", t, json!([{"n": "spo2", "u": "%", "v": 90}])).await;
         vitals(
@@ -304,7 +304,7 @@ async fn alarms_are_published_over_mqtt() {
             assert!(status.unwrap().success());
             break sub.wait_with_output().await.unwrap();
         }
-        assert!(t < 1.8e9 + 100.0, "no alarm over MQTT");
+        assert!(t < 1.76544e9 + 100.0, "no alarm over MQTT");
     };
     let messages: Vec<serde_json::Value> = String::from_utf8_lossy(&got.stdout)
         .lines()

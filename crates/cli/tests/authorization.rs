@@ -85,7 +85,7 @@ async fn world() -> World {
         .send(
             Method::POST,
             "/api/v1/devices/mon-1/senml",
-            json!([{"n": "heart_rate", "u": "/min", "v": 135, "bt": 1.8e9}]),
+            json!([{"n": "heart_rate", "u": "/min", "v": 135, "bt": 1.76544e9}]),
         )
         .await;
     assert_eq!(st, 200, "{r}");
@@ -204,10 +204,10 @@ async fn authorization_matrix_every_route_every_role() {
         "resourceType": "Observation", "status": "final",
         "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
         "subject": {"reference": "Patient/p1"},
-        "effectiveDateTime": "2027-01-15T08:00:00Z",
+        "effectiveDateTime": "2025-12-11T08:00:00Z",
         "valueQuantity": {"value": 72, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"}
     });
-    let pack = json!([{"n": "heart_rate", "u": "/min", "v": 70, "bt": 1.8e9 + 60.0}]);
+    let pack = json!([{"n": "heart_rate", "u": "/min", "v": 70, "bt": 1.76544e9 + 60.0}]);
     // Every route of the API (method, path, body) and who may use it. A
     // route open to callers without credentials lists Anonymous and Revoked.
     let open: &[Who] = &EVERYONE;
@@ -522,7 +522,7 @@ async fn lists_and_streams_show_only_what_the_caller_may_see() {
         w.s.send(
             Method::POST,
             "/api/v1/devices/mon-2/senml",
-            json!([{"n": "heart_rate", "u": "/min", "v": 77, "bt": 1.8e9 + 5.0}]),
+            json!([{"n": "heart_rate", "u": "/min", "v": 77, "bt": 1.76544e9 + 5.0}]),
         )
         .await;
     assert_eq!(st, 200, "{r}");
@@ -530,7 +530,7 @@ async fn lists_and_streams_show_only_what_the_caller_may_see() {
         w.s.send(
             Method::POST,
             "/api/v1/devices/mon-1/senml",
-            json!([{"n": "heart_rate", "u": "/min", "v": 88, "bt": 1.8e9 + 6.0}]),
+            json!([{"n": "heart_rate", "u": "/min", "v": 88, "bt": 1.76544e9 + 6.0}]),
         )
         .await;
     assert_eq!(st, 200, "{r}");
@@ -563,7 +563,7 @@ async fn a_device_cannot_send_readings_as_another_over_http() {
         .await;
     assert_eq!(st, 201, "{creds}");
     let token = creds["password"].as_str().unwrap().to_string();
-    let pack = json!([{"n": "heart_rate", "u": "/min", "v": 99, "bt": 1.8e9 + 10.0}]);
+    let pack = json!([{"n": "heart_rate", "u": "/min", "v": 99, "bt": 1.76544e9 + 10.0}]);
     let post = |device: &str, auth: Option<(&str, String)>| {
         let mut req = reqwest::Client::new()
             .post(s.url(&format!("/api/v1/devices/{device}/senml")))

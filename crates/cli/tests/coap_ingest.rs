@@ -41,17 +41,17 @@ async fn coap_client_posts_senml_json_and_cbor() {
         "-t",
         "110",
         "-e",
-        r#"[{"n":"heart_rate","u":"/min","v":77,"bt":1.8e9}]"#,
+        r#"[{"n":"heart_rate","u":"/min","v":77,"bt":1.76544e9}]"#,
         &u,
     ]);
     assert!(said.contains("1 stored"), "{said}");
     let (_, p) = s.get("/api/v1/patients/p1").await;
     assert_eq!(p["latest"]["heart_rate"]["value"], 77.0);
 
-    // SenML CBOR (Content-Format 112): [{0: "spo2", 1: "%", 2: 96, -3: 1800000000}]
+    // SenML CBOR (Content-Format 112): [{0: "spo2", 1: "%", 2: 96, -3: 1765440000}]
     let cbor = [
         0x81, 0xA4, 0x00, 0x64, b's', b'p', b'o', b'2', 0x01, 0x61, b'%', 0x02, 0x18, 96, 0x22,
-        0x1A, 0x6B, 0x49, 0xD2, 0x00,
+        0x1A, 0x69, 0x3A, 0x7A, 0x00,
     ];
     let file = s.data_dir.path().join("pack.cbor");
     std::fs::write(&file, cbor).unwrap();
@@ -59,7 +59,7 @@ async fn coap_client_posts_senml_json_and_cbor() {
     assert!(said.contains("1 stored"), "{said}");
     let (_, p) = s.get("/api/v1/patients/p1").await;
     assert_eq!(p["latest"]["spo2"]["value"], 96.0);
-    assert_eq!(p["latest"]["spo2"]["time_ms"], 1_800_000_000_000i64);
+    assert_eq!(p["latest"]["spo2"]["time_ms"], 1_765_440_000_000i64);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -68,7 +68,7 @@ async fn block_wise_transfer_of_a_large_pack() {
     s.admit("p1", "sensor-1").await;
     // 80 records, about 4 KiB, sent in 64-byte Block1 blocks.
     let records: Vec<_> = (0..80)
-        .map(|i| serde_json::json!({"n": "respiratory_rate", "u": "/min", "v": 10 + i % 10, "t": 1.8e9 + f64::from(i)}))
+        .map(|i| serde_json::json!({"n": "respiratory_rate", "u": "/min", "v": 10 + i % 10, "t": 1.76544e9 + f64::from(i)}))
         .collect();
     let file = s.data_dir.path().join("big.json");
     std::fs::write(&file, serde_json::to_vec(&records).unwrap()).unwrap();
@@ -86,7 +86,7 @@ async fn block_wise_transfer_of_a_large_pack() {
     ]);
     assert!(said.contains("80 stored"), "{said}");
     let (_, series) = s
-        .get("/api/v1/patients/p1/observations?code=respiratory_rate&from=1800000000000&to=1800000080000")
+        .get("/api/v1/patients/p1/observations?code=respiratory_rate&from=1765440000000&to=1765440080000")
         .await;
     assert_eq!(series["series"][0]["points"].as_array().unwrap().len(), 80);
 }
@@ -139,7 +139,7 @@ async fn aiocoap_confirmable_post_is_acknowledged_after_storage() {
         .arg(script)
         .arg(uri(&s, "/medmesh/v1/devices/sensor-1/senml"))
         .arg("110")
-        .arg(r#"[{"n":"body_temperature","u":"Cel","v":37.4,"bt":1.8e9}]"#)
+        .arg(r#"[{"n":"body_temperature","u":"Cel","v":37.4,"bt":1.76544e9}]"#)
         .output()
         .expect("python3 runs");
     let said = String::from_utf8_lossy(&out.stdout);
@@ -171,7 +171,7 @@ async fn a_retransmitted_confirmable_request_is_stored_once_and_answered_again()
     }
     option(&mut msg, 12, &[110]);
     msg.push(0xFF);
-    msg.extend_from_slice(br#"[{"n":"hr","u":"/min","v":66,"bt":1.8e9}]"#);
+    msg.extend_from_slice(br#"[{"n":"hr","u":"/min","v":66,"bt":1.76544e9}]"#);
 
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(std::time::Duration::from_secs(5)))
@@ -206,7 +206,7 @@ async fn coap_devices_prove_who_they_are_with_their_token() {
         )
         .await;
     let token = creds["password"].as_str().unwrap();
-    let pack = r#"[{"n":"heart_rate","u":"/min","v":81,"bt":1.8e9}]"#;
+    let pack = r#"[{"n":"heart_rate","u":"/min","v":81,"bt":1.76544e9}]"#;
     let post = |query: &str| {
         coap_client(&[
             "-m",

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 const MQTT_WRITERS: usize = 4;
 const HTTP_WRITERS: usize = 2;
-const BASE_MS: i64 = 1_800_000_000_000;
+const BASE_MS: i64 = 1_765_440_000_000;
 
 type Acked = Arc<Mutex<BTreeSet<i64>>>;
 

@@ -52,7 +52,7 @@ async fn full_disk_refuses_reports_and_recovers_without_losing_acknowledged_data
     std::fs::create_dir_all(&data).unwrap();
     let http = common::http_client(&common::provision_admin(&data));
     let mut acked = BTreeSet::new();
-    let mut t = 1_800_000_000_000i64;
+    let mut t = 1_765_440_000_000i64;
     // While the disk was full: from the first refusal until space returned.
     let full_from_ms;
     let full_until_ms;
@@ -205,7 +205,7 @@ async fn full_disk_refuses_reports_and_recovers_without_losing_acknowledged_data
     // Nothing acknowledged was lost, nothing stored is damaged.
     let (_server, http_addr, _) = spawn_serve(&data);
     let body = get_json(&http, format!(
-            "http://{http_addr}/api/v1/patients/p1/observations?code=heart_rate&from=1800000000000&to={}",
+            "http://{http_addr}/api/v1/patients/p1/observations?code=heart_rate&from=1765440000000&to={}",
             t + 60_000
         )).await;
     let stored: BTreeSet<i64> = body["series"][0]["points"]

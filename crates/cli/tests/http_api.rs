@@ -11,7 +11,7 @@ use serde_json::json;
 async fn http_ingest_stores_and_reports_rejected_records() {
     let s = start().await;
     s.admit("p1", "cuff-1").await;
-    let body = json!([{"n":"systolic_bp","u":"mmHg","v":128,"bt":1.8e9},{"n":"diastolic_bp","u":"mmHg","v":81,"bt":1.8e9},
+    let body = json!([{"n":"systolic_bp","u":"mmHg","v":128,"bt":1.76544e9},{"n":"diastolic_bp","u":"mmHg","v":81,"bt":1.76544e9},
                       {"n":"systolic_bp","u":"psi","v":2.3}]);
     let (status, report) = s
         .send(Method::POST, "/api/v1/devices/cuff-1/senml", body)
@@ -49,26 +49,26 @@ async fn series_range_query_returns_only_the_window() {
     let s = start().await;
     s.admit("p1", "mon-1").await;
     let records: Vec<_> = (0..10)
-        .map(|i| json!({"n":"respiratory_rate","u":"/min","v":12 + i,"t":1.8e9 + f64::from(i)}))
+        .map(|i| json!({"n":"respiratory_rate","u":"/min","v":12 + i,"t":1.76544e9 + f64::from(i)}))
         .collect();
     s.send(Method::POST, "/api/v1/devices/mon-1/senml", json!(records))
         .await;
     let (status, body) = s
-        .get("/api/v1/patients/p1/observations?code=respiratory_rate&from=1800000003000&to=1800000005000")
+        .get("/api/v1/patients/p1/observations?code=respiratory_rate&from=1765440003000&to=1765440005000")
         .await;
     assert_eq!(status, 200);
     assert_eq!(body["series"][0]["code"], "9279-1");
     assert_eq!(
         body["series"][0]["points"],
         json!([
-            [1800000003000i64, 15.0],
-            [1800000004000i64, 16.0],
-            [1800000005000i64, 17.0]
+            [1765440003000i64, 15.0],
+            [1765440004000i64, 16.0],
+            [1765440005000i64, 17.0]
         ])
     );
     // Without a code, every vital sign with data in the window.
     let (_, all) = s
-        .get("/api/v1/patients/p1/observations?from=1800000000000&to=1800000009000")
+        .get("/api/v1/patients/p1/observations?from=1765440000000&to=1765440009000")
         .await;
     assert_eq!(all["series"].as_array().unwrap().len(), 1);
 }
@@ -225,23 +225,23 @@ async fn bucketed_series_give_min_max_mean_count() {
     s.admit("p1", "mon-1").await;
     // Two minutes of heart rate at 1 Hz: 60..=119 in the first minute, then 120..=179.
     let records: Vec<_> = (0..120)
-        .map(|i| json!({"n":"heart_rate","u":"/min","v":60 + i,"t":1.8e9 + f64::from(i)}))
+        .map(|i| json!({"n":"heart_rate","u":"/min","v":60 + i,"t":1.76544e9 + f64::from(i)}))
         .collect();
     let (status, _) = s
         .send(Method::POST, "/api/v1/devices/mon-1/senml", json!(records))
         .await;
     assert_eq!(status, 200);
     let (status, body) = s
-        .get("/api/v1/patients/p1/observations?code=heart_rate&from=1800000000000&to=1800000119000&bucket=1m")
+        .get("/api/v1/patients/p1/observations?code=heart_rate&from=1765440000000&to=1765440119000&bucket=1m")
         .await;
     assert_eq!(status, 200, "{body}");
     let buckets = body["series"][0]["buckets"].as_array().unwrap();
     assert!(body["series"][0].get("points").is_none());
     assert_eq!(buckets.len(), 2);
-    // 1800000000000 ms is a whole minute, so buckets start there.
+    // 1765440000000 ms is a whole minute, so buckets start there.
     assert_eq!(
         buckets[0],
-        json!({"start_ms": 1800000000000i64, "count": 60, "min": 60.0, "max": 119.0, "mean": 89.5})
+        json!({"start_ms": 1765440000000i64, "count": 60, "min": 60.0, "max": 119.0, "mean": 89.5})
     );
     assert_eq!(buckets[1]["min"], 120.0);
     assert_eq!(buckets[1]["count"], 60);
@@ -378,10 +378,10 @@ async fn fhir_bundle_built_by_fhir_resources_is_stored_per_patient() {
 async fn http_ingest_of_senml_cbor() {
     let s = start().await;
     s.admit("p1", "patch-1").await;
-    // [{0: "spo2", 1: "%", 2: 96, -3: 1800000000}]
+    // [{0: "spo2", 1: "%", 2: 96, -3: 1765440000}]
     let cbor = vec![
         0x81, 0xA4, 0x00, 0x64, b's', b'p', b'o', b'2', 0x01, 0x61, b'%', 0x02, 0x18, 96, 0x22,
-        0x1A, 0x6B, 0x49, 0xD2, 0x00,
+        0x1A, 0x69, 0x3A, 0x7A, 0x00,
     ];
     let r = s
         .http

@@ -25,7 +25,7 @@ async fn mqtt_311_qos1_publish_is_readable_as_soon_as_it_is_acknowledged() {
             topic("mon-1"),
             QoS::AtLeastOnce,
             false,
-            hr_pack(1.8e9, 72.0),
+            hr_pack(1.76544e9, 72.0),
         )
         .await
         .unwrap();
@@ -37,7 +37,7 @@ async fn mqtt_311_qos1_publish_is_readable_as_soon_as_it_is_acknowledged() {
     assert_eq!(p["latest"]["heart_rate"]["code"], "8867-4");
     assert_eq!(p["latest"]["heart_rate"]["unit"], "/min");
     assert_eq!(p["latest"]["spo2"]["code"], "59408-5");
-    assert_eq!(p["latest"]["heart_rate"]["time_ms"], 1_800_000_000_000i64);
+    assert_eq!(p["latest"]["heart_rate"]["time_ms"], 1_765_440_000_000i64);
     let (_, list) = s.get("/api/v1/patients").await;
     assert_eq!(list[0]["id"], "p1");
     assert_eq!(list[0]["devices"], json!(["mon-1"]));
@@ -76,7 +76,7 @@ async fn mqtt_5_publish_is_stored_and_malformed_payload_gets_a_reason_code() {
             topic("mon-5"),
             rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
             false,
-            hr_pack(1.8e9, 88.0),
+            hr_pack(1.76544e9, 88.0),
         )
         .await
         .unwrap();
@@ -122,7 +122,7 @@ async fn malformed_messages_are_counted_and_never_cost_the_valid_ones() {
                 topic("mon-1"),
                 QoS::AtLeastOnce,
                 false,
-                hr_pack(1.8e9 + f64::from(i), 60.0 + f64::from(i)),
+                hr_pack(1.76544e9 + f64::from(i), 60.0 + f64::from(i)),
             )
             .await
             .unwrap();
@@ -141,7 +141,7 @@ async fn malformed_messages_are_counted_and_never_cost_the_valid_ones() {
             topic("mon-1"),
             QoS::AtLeastOnce,
             false,
-            json!([{"n":"heart_rate","u":"/min","v":"fast","bt":1.9e9},{"n":"spo2","u":"%","v":91,"bt":1.9e9}])
+            json!([{"n":"heart_rate","u":"/min","v":"fast","bt":1.76545e9},{"n":"spo2","u":"%","v":91,"bt":1.76545e9}])
                 .to_string(),
         )
         .await
@@ -153,7 +153,7 @@ async fn malformed_messages_are_counted_and_never_cost_the_valid_ones() {
             "medmesh/v1/elsewhere",
             QoS::AtLeastOnce,
             false,
-            hr_pack(1.8e9, 1.0),
+            hr_pack(1.76544e9, 1.0),
         )
         .await
         .unwrap();
@@ -163,7 +163,7 @@ async fn malformed_messages_are_counted_and_never_cost_the_valid_ones() {
     }
 
     let (_, series) = s
-        .get("/api/v1/patients/p1/observations?code=8867-4&from=1799999999000&to=1800000100000")
+        .get("/api/v1/patients/p1/observations?code=8867-4&from=1765439999000&to=1765440100000")
         .await;
     let points = series["series"][0]["points"].as_array().unwrap();
     let values: Vec<f64> = points.iter().map(|p| p[1].as_f64().unwrap()).collect();
@@ -240,7 +240,7 @@ async fn live_stream_carries_observations_and_alarms() {
             topic("mon-1"),
             QoS::AtLeastOnce,
             false,
-            hr_pack(1.8e9, 135.0),
+            hr_pack(1.76544e9, 135.0),
         )
         .await
         .unwrap();
@@ -272,7 +272,7 @@ async fn acknowledged_data_survives_a_restart() {
                 topic("mon-1"),
                 QoS::AtLeastOnce,
                 false,
-                hr_pack(1.8e9 + f64::from(i), 70.0 + f64::from(i)),
+                hr_pack(1.76544e9 + f64::from(i), 70.0 + f64::from(i)),
             )
             .await
             .unwrap();
@@ -287,7 +287,7 @@ async fn acknowledged_data_survives_a_restart() {
     drop(client);
     let running = start_in(data_dir.path()).await;
     let url = format!(
-        "http://{}/api/v1/patients/p1/observations?code=heart_rate&from=2027-01-15T08:00:00Z&to=1800000010000",
+        "http://{}/api/v1/patients/p1/observations?code=heart_rate&from=2025-12-11T08:00:00Z&to=1765440010000",
         running.http_addr
     );
     let body: serde_json::Value = http_client(&admin_token(&running))

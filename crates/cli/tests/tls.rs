@@ -305,9 +305,9 @@ async fn tls_on_http_mqtt_and_mllp_with_token_and_client_certificate() {
 import socket, ssl, sys
 ctx = ssl.create_default_context(cafile=sys.argv[1])
 msg = "\r".join([
-    "MSH|^~\\&|MON|ICU|MEDMESH|HOSP|20270115080000||ORU^R01|MSG1|P|2.5",
+    "MSH|^~\\&|MON|ICU|MEDMESH|HOSP|20251211080000||ORU^R01|MSG1|P|2.5",
     "PID|||p1",
-    "OBX|1|NM|8867-4^Heart rate^LN||66|/min^^UCUM|||||F|||20270115080000",
+    "OBX|1|NM|8867-4^Heart rate^LN||66|/min^^UCUM|||||F|||20251211080000",
 ]) + "\r"
 with socket.create_connection(("127.0.0.1", int(sys.argv[2]))) as raw:
     with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
@@ -331,7 +331,7 @@ with socket.create_connection(("127.0.0.1", int(sys.argv[2]))) as raw:
         String::from_utf8_lossy(&out.stderr)
     );
     let series =
-        get("/api/v1/patients/p1/observations?code=heart_rate&from=1800000000000&to=1900000000000");
+        get("/api/v1/patients/p1/observations?code=heart_rate&from=1765440000000&to=1900000000000");
     assert_eq!(series["series"][0]["points"][0][1], 66.0, "{series}");
 }
 

@@ -222,7 +222,7 @@ impl Fields {
             Observation::measured(vital, v, unit, time_ms).map_err(|e| e.to_string())
         });
         match result {
-            Ok(o) => self.out.observations.push(o),
+            Ok(o) => self.out.accept(self.index, o),
             Err(reason) => self.out.rejected.push(RecordError {
                 index: self.index,
                 reason: format!("{field}: {reason}"),
@@ -274,16 +274,27 @@ pub fn decode(
             if bit(3) {
                 c.u16("the energy expended")?;
             }
-            if bit(4) && !(bytes.len() - c.pos).is_multiple_of(2) {
+            let rr_bytes = bytes.len() - c.pos;
+            // The flag promises at least one RR-interval: none means the
+            // packet was cut short, and its rate bytes cannot be trusted.
+            if bit(4) && (rr_bytes == 0 || !rr_bytes.is_multiple_of(2)) {
                 return Err(DecodeError(format!(
-                    "heart_rate_measurement (0x2A37): RR-intervals take 2 bytes each, {} bytes remain",
-                    bytes.len() - c.pos
+                    "heart_rate_measurement (0x2A37): the RR-interval flag is set but {rr_bytes} \
+                     bytes remain (RR-intervals take 2 bytes each, at least one): packet truncated"
                 )));
             }
+            // Sensor contact supported (bit 2) but not detected (bit 1): the
+            // strap is off the skin; the rate is not a measurement. A
+            // technical condition, never a clinical reading.
+            let no_contact = bit(2) && !bit(1);
             f.add(
                 "heart rate",
                 VitalSign::HeartRate,
-                Ok(f64::from(bpm)),
+                if no_contact {
+                    Err("sensor contact not detected (flags bits 1-2): no measurement")
+                } else {
+                    Ok(f64::from(bpm))
+                },
                 "/min",
                 received_ms,
             );
@@ -569,8 +580,15 @@ mod tests {
                 b.extend_from_slice(&[0x00, 0x04, 0x33, 0x03]); // RR 1024/1024 s, 819/1024 s
             }
             let want = if flags & 1 != 0 { 300.0 } else { 72.0 };
+            let decoded = ok(Characteristic::HeartRateMeasurement, &b);
+            if flags & 0b110 == 0b100 {
+                // Contact supported, not detected: rejected, nothing stored.
+                assert_eq!(values(&decoded), vec![], "flags {flags:#04x}");
+                assert!(decoded.rejected[0].reason.contains("sensor contact"));
+                continue;
+            }
             assert_eq!(
-                values(&ok(Characteristic::HeartRateMeasurement, &b)),
+                values(&decoded),
                 vec![(VitalSign::HeartRate, want, NOW)],
                 "flags {flags:#04x}"
             );
@@ -588,6 +606,14 @@ mod tests {
             .is_err(),
             "odd RR bytes"
         );
+        // uint16 257 with the RR flag and no RR-interval: cut short.
+        let err = decode(
+            Characteristic::HeartRateMeasurement,
+            &[0x11, 0x01, 0x01],
+            NOW,
+        )
+        .unwrap_err();
+        assert!(err.0.contains("truncated"), "{err}");
     }
 
     /// Blood Pressure Measurement: 120/80 mmHg, MAP 93, with every optional field.

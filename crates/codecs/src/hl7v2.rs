@@ -350,7 +350,7 @@ pub fn parse_oru(message: &str, now_ms: TimestampMs) -> Result<Oru, Rejection> {
                     .or(message_time)
                     .unwrap_or(now_ms);
                 match obx(seg, &d, time) {
-                    Ok(o) => decoded.observations.push(o),
+                    Ok(o) => decoded.accept(index, o),
                     Err(reason) => decoded.rejected.push(RecordError {
                         index,
                         reason: format!("OBX {}: {reason}", seg.field(1)),

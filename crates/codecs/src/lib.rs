@@ -21,6 +21,43 @@ pub struct Decoded {
     pub rejected: Vec<RecordError>,
     /// Device telemetry and events (battery level, falls) in the message.
     pub device: Vec<DeviceReport>,
+    /// The record each observation came from (parallel to `observations`),
+    /// so a check made after decoding can reject it by its place.
+    pub records: Vec<usize>,
+}
+
+impl Decoded {
+    /// Keeps an observation decoded from record `index`.
+    pub fn accept(&mut self, index: usize, observation: Observation) {
+        self.observations.push(observation);
+        self.records.push(index);
+    }
+
+    /// Moves every observation `refuse` gives a reason for to `rejected`
+    /// (under its record's index), keeping the order of both lists.
+    pub fn reject_where(&mut self, mut refuse: impl FnMut(&Observation) -> Option<String>) {
+        let mut kept = Vec::with_capacity(self.observations.len());
+        let mut kept_records = Vec::with_capacity(self.records.len());
+        let mut refused = false;
+        for (i, o) in self.observations.drain(..).enumerate() {
+            let index = self.records.get(i).copied().unwrap_or(i);
+            match refuse(&o) {
+                Some(reason) => {
+                    self.rejected.push(RecordError { index, reason });
+                    refused = true;
+                }
+                None => {
+                    kept.push(o);
+                    kept_records.push(index);
+                }
+            }
+        }
+        self.observations = kept;
+        self.records = kept_records;
+        if refused {
+            self.rejected.sort_by_key(|r| r.index);
+        }
+    }
 }
 
 /// Why one record of a message was rejected.

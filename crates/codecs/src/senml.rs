@@ -69,7 +69,7 @@ pub fn decode_json(payload: &[u8], now_ms: TimestampMs) -> Result<Decoded, Decod
     let mut base = Base::default();
     for (index, raw) in records.iter().enumerate() {
         match decode_record(raw, &mut base, now_ms) {
-            Ok(Item::Observation(obs)) => out.observations.push(obs),
+            Ok(Item::Observation(obs)) => out.accept(index, obs),
             Ok(Item::Device(report)) => out.device.push(report),
             Ok(Item::Nothing) => {}
             Err(reason) => out.rejected.push(RecordError { index, reason }),

@@ -32,6 +32,15 @@ pub enum ObservationError {
     Unit(#[from] UnitError),
     #[error("{vital} value is not a finite number")]
     NotFinite { vital: VitalSign },
+    /// A value a device writes when it has none (probe off, no pulse
+    /// signal): a technical condition, never a clinical reading.
+    #[error(
+        "{vital} 0 {unit} is the monitor's \"not measured\" marker (probe off or no signal): no reading"
+    )]
+    NotMeasured {
+        vital: VitalSign,
+        unit: &'static str,
+    },
     #[error("{vital} value {value} {unit} is outside the plausible range {lo}..{hi} {unit}")]
     Implausible {
         vital: VitalSign,
@@ -57,6 +66,15 @@ impl Observation {
             return Err(ObservationError::NotFinite { vital });
         }
         let value = vital.to_canonical(value, unit)?;
+        // Bedside-monitor exports (and many pulse oximeters) send SpO2 0
+        // when the probe is off; no patient has a saturation of 0 on a
+        // working probe.
+        if value == 0.0 && vital == VitalSign::OxygenSaturation {
+            return Err(ObservationError::NotMeasured {
+                vital,
+                unit: vital.ucum(),
+            });
+        }
         let (lo, hi) = vital.plausible_range();
         if !(lo..=hi).contains(&value) {
             return Err(ObservationError::Implausible {
@@ -87,6 +105,13 @@ mod tests {
         let err = Observation::measured(VitalSign::BodyTemperature, 98.6, "Cel", 5).unwrap_err();
         assert!(matches!(err, ObservationError::Implausible { .. }), "{err}");
         assert!(err.to_string().contains("plausible range"));
+        // SpO2 0 is "not measured"; 0.95 under "%" is a ratio sent as percent.
+        let err = Observation::measured(VitalSign::OxygenSaturation, 0.0, "%", 5).unwrap_err();
+        assert!(matches!(err, ObservationError::NotMeasured { .. }), "{err}");
+        let err = Observation::measured(VitalSign::OxygenSaturation, 0.95, "%", 5).unwrap_err();
+        assert!(matches!(err, ObservationError::Implausible { .. }), "{err}");
+        let ok = Observation::measured(VitalSign::OxygenSaturation, 0.95, "/", 5).unwrap();
+        assert!((ok.value - 95.0).abs() < 1e-9);
         let err = Observation::measured(VitalSign::HeartRate, f64::NAN, "/min", 5).unwrap_err();
         assert_eq!(
             err,

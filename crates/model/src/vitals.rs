@@ -110,7 +110,11 @@ const SPECS: &[Spec] = &[
         unit_spellings: &[],
         // SenML "/" and UCUM "1": a ratio, 0.97 for 97 %.
         conversions: &[conv("/", 100.0, 0.0), conv("1", 100.0, 0.0)],
-        plausible: (0.0, 100.0),
+        // Below 1 % is no saturation a body has: a 0 is a monitor's "not
+        // measured" marker (see `Observation::measured`) and 0.95 "%" is a
+        // ratio sent under the percent unit. Either, scored, would be a
+        // false red NEWS2 parameter.
+        plausible: (1.0, 100.0),
     },
     Spec {
         vital: VitalSign::BodyTemperature,

@@ -17,6 +17,7 @@ mod device_tokens;
 mod escalation;
 mod live;
 mod metrics;
+mod order;
 mod timers;
 
 pub use alarm_settings::{SETTINGS_FILE, SettingsError};
@@ -25,6 +26,7 @@ pub use live::{LiveEvent, LiveObservation};
 pub use medmesh_codecs::gatt::Characteristic as GattCharacteristic;
 pub use medmesh_storage::{LoggedChange, ResolvedQuery};
 pub use metrics::{DeliveryOutcome, Metrics, SourceKind};
+pub use order::Turn;
 
 use medmesh_codecs::{DecodeError, Decoded, RecordError, fhir, gatt, senml};
 use medmesh_model::{Alarm, DeviceId, Observation, PatientId, TimestampMs, now_ms};
@@ -38,6 +40,21 @@ use tokio::sync::broadcast;
 
 /// Live events buffered per slow subscriber before it starts missing some.
 const LIVE_BUFFER: usize = 4096;
+
+/// How far ahead of the server clock a reading may be dated by default. A
+/// device clock a little fast is common (NTP not yet synced after boot,
+/// drift); a reading dated further ahead would become every view's "latest"
+/// value and hide the present ones, so it is refused.
+pub const DEFAULT_MAX_AHEAD_MS: i64 = 5 * 60_000;
+
+/// A message's payload, in one of the device formats.
+#[derive(Debug, Clone, Copy)]
+pub enum Payload<'a> {
+    SenmlJson(&'a [u8]),
+    SenmlCbor(&'a [u8]),
+    /// A raw Bluetooth GATT characteristic value forwarded by a gateway.
+    Gatt(gatt::Characteristic, &'a [u8]),
+}
 
 /// The alarm stream from a point on: every change numbered after `after`
 /// is either in `events` or was already handed to the alarm log.
@@ -70,6 +87,22 @@ pub struct DeviceActivity {
     pub messages: u64,
     /// Connected now (MQTT), if the device keeps a connection.
     pub online: Option<bool>,
+    /// The newest reading time of the device's last message with readings,
+    /// minus when it arrived: how far ahead (positive) or behind its clock
+    /// or its buffering puts it. A reading dated too far ahead is refused
+    /// (and still shows here).
+    pub clock_offset_ms: Option<i64>,
+}
+
+impl DeviceActivity {
+    fn new() -> DeviceActivity {
+        DeviceActivity {
+            last_seen_ms: 0,
+            messages: 0,
+            online: None,
+            clock_offset_ms: None,
+        }
+    }
 }
 
 pub struct Pipeline {
@@ -92,6 +125,21 @@ pub struct Pipeline {
     /// Alarm lifecycle changes only (no value updates): sinks that deliver
     /// alarms need not wake for every observation.
     alarm_events: broadcast::Sender<LiveEvent>,
+    /// Each device's messages reach the rules in arrival order.
+    turns: order::Turns,
+    /// Readings dated further ahead of the server clock are refused.
+    max_ahead_ms: i64,
+}
+
+/// A duration for people: "90 s", "12 min", "3 h", "400 days".
+fn describe_ms(ms: i64) -> String {
+    let s = ms.unsigned_abs() / 1000;
+    match s {
+        0..=119 => format!("{s} s"),
+        120..=7_199 => format!("{} min", s / 60),
+        7_200..=172_799 => format!("{} h", s / 3600),
+        _ => format!("{} days", s / 86_400),
+    }
 }
 
 /// Storage subject of an unassigned device's samples. `:` cannot occur in a
@@ -131,7 +179,24 @@ impl Pipeline {
             battery_log: None,
             live: broadcast::channel(LIVE_BUFFER).0,
             alarm_events: broadcast::channel(LIVE_BUFFER).0,
+            turns: order::Turns::default(),
+            max_ahead_ms: DEFAULT_MAX_AHEAD_MS,
         }
+    }
+
+    /// Refuses readings dated more than `ms` ahead of the server clock.
+    pub fn with_max_ahead_ms(mut self, ms: i64) -> Pipeline {
+        self.max_ahead_ms = ms.max(0);
+        self
+    }
+
+    /// Takes `device`'s next turn: the rules see its messages in the order
+    /// their turns were taken (see `order.rs`). A source that stores several
+    /// messages of one device at once takes each turn as the message
+    /// arrives, before starting to store it, and passes it to
+    /// [`Pipeline::ingest`].
+    pub fn turn(&self, device: &DeviceId) -> Turn {
+        self.turns.take(device)
     }
 
     /// Decodes a SenML JSON pack from `device` and stores its valid records.
@@ -142,8 +207,13 @@ impl Pipeline {
         device: &DeviceId,
         payload: &[u8],
     ) -> Result<IngestReport, IngestError> {
-        let decoded = senml::decode_json(payload, now_ms());
-        self.ingest_decoded(source, device, decoded).await
+        self.ingest(
+            self.turn(device),
+            source,
+            device,
+            Payload::SenmlJson(payload),
+        )
+        .await
     }
 
     /// Like [`Pipeline::ingest_senml_json`] for a SenML CBOR pack.
@@ -153,8 +223,13 @@ impl Pipeline {
         device: &DeviceId,
         payload: &[u8],
     ) -> Result<IngestReport, IngestError> {
-        let decoded = senml::decode_cbor(payload, now_ms());
-        self.ingest_decoded(source, device, decoded).await
+        self.ingest(
+            self.turn(device),
+            source,
+            device,
+            Payload::SenmlCbor(payload),
+        )
+        .await
     }
 
     /// Decodes a raw Bluetooth GATT characteristic value forwarded by a
@@ -167,18 +242,30 @@ impl Pipeline {
         characteristic: gatt::Characteristic,
         value: &[u8],
     ) -> Result<IngestReport, IngestError> {
-        let decoded = gatt::decode(characteristic, value, now_ms());
-        self.ingest_decoded(source, device, decoded).await
+        let payload = Payload::Gatt(characteristic, value);
+        self.ingest(self.turn(device), source, device, payload)
+            .await
     }
 
-    /// Counts and logs what a decoder rejected, then stores the rest.
-    async fn ingest_decoded(
+    /// Decodes and stores one message of `device` in its `turn` (see
+    /// [`Pipeline::turn`]): its samples are stored at once, the rules see
+    /// them after every earlier message of the device. Rejected records are
+    /// counted, logged and listed in the report. Returns once the accepted
+    /// samples are durable.
+    pub async fn ingest(
         &self,
+        mut turn: Turn,
         source: SourceKind,
         device: &DeviceId,
-        decoded: Result<Decoded, DecodeError>,
+        payload: Payload<'_>,
     ) -> Result<IngestReport, IngestError> {
-        let decoded = match decoded {
+        let received = now_ms();
+        let decoded = match payload {
+            Payload::SenmlJson(bytes) => senml::decode_json(bytes, received),
+            Payload::SenmlCbor(bytes) => senml::decode_cbor(bytes, received),
+            Payload::Gatt(characteristic, bytes) => gatt::decode(characteristic, bytes, received),
+        };
+        let mut decoded = match decoded {
             Ok(d) => d,
             Err(e) => {
                 self.metrics.malformed_message(source);
@@ -186,9 +273,12 @@ impl Pipeline {
                 return Err(e.into());
             }
         };
+        self.screen_times(source, device, &mut decoded, received);
         self.note_rejected(source, device, &decoded.rejected);
         let accepted = decoded.observations.len() + decoded.device.len();
-        self.accept(source, device, decoded.observations).await?;
+        self.accept(&mut turn, source, device, decoded.observations)
+            .await?;
+        turn.wait().await;
         self.device_reports(device, &decoded.device)?;
         Ok(IngestReport {
             accepted,
@@ -196,8 +286,55 @@ impl Pipeline {
         })
     }
 
+    /// Refuses, per record, readings dated more than the tolerance ahead of
+    /// the server clock (they would stand as the patient's latest value and
+    /// hide the present ones from the rules and every view) and readings
+    /// older than their vital sign's retention (they would be dropped at
+    /// once). Notes the device's clock offset either way.
+    fn screen_times(
+        &self,
+        source: SourceKind,
+        device: &DeviceId,
+        decoded: &mut Decoded,
+        received: TimestampMs,
+    ) {
+        if let Some(newest) = decoded.observations.iter().map(|o| o.time_ms).max() {
+            let mut activity = self.activity.lock().expect("activity lock");
+            let a = activity
+                .entry(device.clone())
+                .or_insert_with(DeviceActivity::new);
+            a.clock_offset_ms = Some(newest.saturating_sub(received));
+        }
+        let latest_allowed = received.saturating_add(self.max_ahead_ms);
+        let mut future = 0;
+        decoded.reject_where(|o| {
+            if o.time_ms > latest_allowed {
+                future += 1;
+                return Some(format!(
+                    "{} dated {} ahead of the server clock (more than the {} allowed): \
+                     check the device's clock",
+                    o.vital.display(),
+                    describe_ms(o.time_ms.saturating_sub(received)),
+                    describe_ms(self.max_ahead_ms),
+                ));
+            }
+            match self.store.retention_cutoff(o.vital, received) {
+                Some(cutoff) if o.time_ms < cutoff => Some(format!(
+                    "{} dated {} ago, older than its retention: it would not be kept",
+                    o.vital.display(),
+                    describe_ms(received.saturating_sub(o.time_ms)),
+                )),
+                _ => None,
+            }
+        });
+        if future > 0 {
+            self.metrics.future_dated(source, future);
+        }
+    }
+
     async fn accept(
         &self,
+        turn: &mut Turn,
         source: SourceKind,
         device: &DeviceId,
         observations: Vec<Observation>,
@@ -206,7 +343,9 @@ impl Pipeline {
         // the reading's own time, so a device moved between patients never
         // mixes their data (nor carries past readings along).
         let Some(d) = self.registry.device(device) else {
-            return self.store_for(source, device, None, observations).await;
+            return self
+                .store_for(turn, source, device, None, observations)
+                .await;
         };
         let first = observations.first().map(|o| d.patient_at(o.time_ms));
         if observations
@@ -214,7 +353,9 @@ impl Pipeline {
             .all(|o| Some(d.patient_at(o.time_ms)) == first)
         {
             let patient = first.flatten().cloned();
-            return self.store_for(source, device, patient, observations).await;
+            return self
+                .store_for(turn, source, device, patient, observations)
+                .await;
         }
         let mut groups: Vec<(Option<PatientId>, Vec<Observation>)> = Vec::new();
         for o in observations {
@@ -225,7 +366,7 @@ impl Pipeline {
             }
         }
         for (patient, group) in groups {
-            self.store_for(source, device, patient, group).await?;
+            self.store_for(turn, source, device, patient, group).await?;
         }
         Ok(())
     }
@@ -237,12 +378,21 @@ impl Pipeline {
         source: SourceKind,
         device: &DeviceId,
         patient: &PatientId,
-        decoded: Decoded,
+        mut decoded: Decoded,
     ) -> Result<IngestReport, IngestError> {
+        let mut turn = self.turn(device);
+        self.screen_times(source, device, &mut decoded, now_ms());
         self.note_rejected(source, device, &decoded.rejected);
         let accepted = decoded.observations.len();
-        self.store_for(source, device, Some(patient.clone()), decoded.observations)
-            .await?;
+        let observations = decoded.observations;
+        self.store_for(
+            &mut turn,
+            source,
+            device,
+            Some(patient.clone()),
+            observations,
+        )
+        .await?;
         Ok(IngestReport {
             accepted,
             rejected: decoded.rejected,
@@ -269,6 +419,8 @@ impl Pipeline {
             }
         };
         let mut rejected = decoded.rejected;
+        let received = now_ms();
+        let latest_allowed = received.saturating_add(self.max_ahead_ms);
         let mut groups: std::collections::BTreeMap<(PatientId, DeviceId), Vec<Observation>> =
             Default::default();
         for o in decoded.observations {
@@ -277,6 +429,18 @@ impl Pipeline {
                 .filter(|p| self.registry.patient(p).is_some());
             let device = DeviceId::new(o.device.clone().unwrap_or_else(|| "fhir".into()));
             match (patient, device) {
+                _ if o.observation.time_ms > latest_allowed => {
+                    self.metrics.future_dated(source, 1);
+                    rejected.push(RecordError {
+                        index: o.index,
+                        reason: format!(
+                            "{} dated {} ahead of the server clock (more than the {} allowed)",
+                            o.observation.vital.display(),
+                            describe_ms(o.observation.time_ms.saturating_sub(received)),
+                            describe_ms(self.max_ahead_ms),
+                        ),
+                    })
+                }
                 (Some(p), _) if !may_record(&p) => rejected.push(RecordError {
                     index: o.index,
                     reason: format!("not permitted to record readings for Patient/{p}"),
@@ -300,7 +464,10 @@ impl Pipeline {
         let mut accepted = 0;
         for ((patient, device), observations) in groups {
             accepted += observations.len();
-            self.store_for(source, &device, Some(patient), observations)
+            // One turn at a time: a call never holds a turn while waiting
+            // for another, so two calls cannot wait on each other.
+            let mut turn = self.turn(&device);
+            self.store_for(&mut turn, source, &device, Some(patient), observations)
                 .await?;
         }
         Ok(IngestReport { accepted, rejected })
@@ -317,8 +484,11 @@ impl Pipeline {
         }
     }
 
+    /// Stores one patient's (or an unassigned device's) observations, then,
+    /// in the device's turn, runs the rules on them and publishes them.
     async fn store_for(
         &self,
+        turn: &mut Turn,
         source: SourceKind,
         device: &DeviceId,
         patient: Option<PatientId>,
@@ -339,6 +509,9 @@ impl Pipeline {
             return Err(e.into());
         }
         self.metrics.stored(source, count);
+        // Stored concurrently with the device's other messages; judged in
+        // their order.
+        turn.wait().await;
 
         let mut aggregate = None;
         let mut changes = Vec::new();
@@ -356,8 +529,8 @@ impl Pipeline {
             let inputs;
             (aggregate, inputs) = self.news2_on_scale(p, scale);
             let board = board.insert(self.alarms.lock().expect("alarm board lock"));
-            changes.extend(observations.iter().filter_map(|o| {
-                board.observe_scored(p, o, news2::score_with(o.vital, o.value, inputs))
+            changes.extend(observations.iter().flat_map(|o| {
+                board.judge_scored(p, o, news2::score_with(o.vital, o.value, inputs))
             }));
             changes.extend(findings.into_iter().filter_map(|f| board.apply(p, f)));
             let latest = observations
@@ -390,11 +563,9 @@ impl Pipeline {
 
     fn touch(&self, device: &DeviceId) {
         let mut activity = self.activity.lock().expect("activity lock");
-        let a = activity.entry(device.clone()).or_insert(DeviceActivity {
-            last_seen_ms: 0,
-            messages: 0,
-            online: None,
-        });
+        let a = activity
+            .entry(device.clone())
+            .or_insert_with(DeviceActivity::new);
         a.last_seen_ms = now_ms();
         a.messages += 1;
     }
@@ -429,11 +600,9 @@ impl Pipeline {
     pub fn device_status(&self, device: &DeviceId, online: bool, graceful: bool, reason: &str) {
         {
             let mut activity = self.activity.lock().expect("activity lock");
-            let a = activity.entry(device.clone()).or_insert(DeviceActivity {
-                last_seen_ms: 0,
-                messages: 0,
-                online: None,
-            });
+            let a = activity
+                .entry(device.clone())
+                .or_insert_with(DeviceActivity::new);
             a.online = Some(online);
             a.last_seen_ms = now_ms();
         }

@@ -74,6 +74,7 @@ pub struct Metrics {
     samples_stored: Family<SourceLabel, Counter>,
     malformed_messages: Family<SourceLabel, Counter>,
     rejected_records: Family<SourceLabel, Counter>,
+    future_dated: Family<SourceLabel, Counter>,
     storage_errors: Counter,
 }
 
@@ -84,6 +85,7 @@ impl Default for Metrics {
         let malformed_messages = Family::<SourceLabel, Counter>::default();
         let rejected_records = Family::<SourceLabel, Counter>::default();
         let storage_errors = Counter::default();
+        let future_dated = Family::<SourceLabel, Counter>::default();
         registry.register(
             "ingest_samples_stored",
             "Samples stored durably, by source",
@@ -98,6 +100,11 @@ impl Default for Metrics {
             "ingest_rejected_records",
             "Records rejected inside otherwise readable messages",
             rejected_records.clone(),
+        );
+        registry.register(
+            "ingest_future_dated_records",
+            "Records refused because they were dated too far ahead of the server clock (a device clock to check); also counted as rejected",
+            future_dated.clone(),
         );
         registry.register(
             "storage_errors",
@@ -116,6 +123,7 @@ impl Default for Metrics {
             samples_stored,
             malformed_messages,
             rejected_records,
+            future_dated,
             storage_errors,
         }
     }
@@ -138,6 +146,18 @@ impl Metrics {
         self.rejected_records
             .get_or_create(&SourceLabel { source })
             .inc_by(n as u64);
+    }
+
+    pub(crate) fn future_dated(&self, source: SourceKind, n: usize) {
+        self.future_dated
+            .get_or_create(&SourceLabel { source })
+            .inc_by(n as u64);
+    }
+
+    pub fn future_dated_count(&self, source: SourceKind) -> u64 {
+        self.future_dated
+            .get_or_create(&SourceLabel { source })
+            .get()
     }
 
     pub fn storage_error(&self) {

@@ -33,6 +33,11 @@ pub const RULE_FALL: &str = "fall";
 pub const SYSTEM: &str = "medmesh";
 /// Resolved alarms kept in memory for the API (the alarm log keeps all).
 const HISTORY: usize = 10_000;
+/// How much older than the newest reading already judged for its condition
+/// a late reading may be and still be judged (a gateway that stored and
+/// forwards, messages of one device taken by different listeners). Older
+/// still, it is stored and shown in trends, but raises nothing now.
+pub const LATE_WINDOW_MS: TimestampMs = 10 * 60_000;
 
 /// What happened to an alarm.
 #[derive(Debug, Clone, PartialEq)]
@@ -106,6 +111,9 @@ struct PatientAlarms {
     /// Time of the newest observation judged per condition: an older one
     /// arriving late (a resend, a gateway catching up) must not overrule it.
     judged: HashMap<Condition, TimestampMs>,
+    /// The reading times each condition's last resolved alarm covered, so a
+    /// late reading from inside that episode does not raise it again.
+    episodes: HashMap<Condition, (TimestampMs, TimestampMs)>,
 }
 
 /// Active alarms by patient and condition, and recently resolved ones.
@@ -212,7 +220,11 @@ impl AlarmBoard {
         value: f64,
         time_ms: TimestampMs,
     ) -> Option<AlarmChange> {
-        let mut alarm = self.patients.get_mut(patient)?.active.remove(key)?;
+        let alarms = self.patients.get_mut(patient)?;
+        let mut alarm = alarms.active.remove(key)?;
+        alarms
+            .episodes
+            .insert(key.clone(), (alarm.raised_ms, time_ms));
         alarm.state = AlarmState::Resolved;
         alarm.value = value;
         alarm.updated_ms = time_ms;
@@ -298,6 +310,87 @@ impl AlarmBoard {
         } else {
             self.cleared(patient, &key, obs.value, obs.time_ms)
         }
+    }
+
+    /// The single-parameter rule on a reading that may have arrived late: a
+    /// reading newer than every one judged for its vital sign goes through
+    /// [`AlarmBoard::observe_scored`]. An older one (within
+    /// [`LATE_WINDOW_MS`]) cannot change the present, but if it scored 3 and
+    /// no alarm of the condition covered its time, that episode is recorded
+    /// as it happened: raised at the reading's time, then resolved at once
+    /// because a newer reading already scored below 3. Nothing abnormal a
+    /// device measured goes unalarmed because of the order it arrived in.
+    pub fn judge_scored(
+        &mut self,
+        patient: &PatientId,
+        obs: &Observation,
+        score: Option<u8>,
+    ) -> Vec<AlarmChange> {
+        let key = (Some(obs.vital), None, RULE_NEWS2_RED);
+        let newest = self
+            .patients
+            .get(patient)
+            .and_then(|p| p.judged.get(&key))
+            .copied();
+        match newest {
+            Some(newest) if newest > obs.time_ms => self.late_red(patient, key, obs, score, newest),
+            _ => self
+                .observe_scored(patient, obs, score)
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    /// See [`AlarmBoard::judge_scored`]: a late reading of a condition
+    /// judged up to `newest`.
+    fn late_red(
+        &mut self,
+        patient: &PatientId,
+        key: Condition,
+        obs: &Observation,
+        score: Option<u8>,
+        newest: TimestampMs,
+    ) -> Vec<AlarmChange> {
+        if score != Some(3) || obs.time_ms < newest - LATE_WINDOW_MS {
+            return Vec::new();
+        }
+        let alarms = self.patient(patient);
+        let covered = alarms
+            .active
+            .get(&key)
+            .is_some_and(|a| a.raised_ms <= obs.time_ms)
+            || alarms
+                .episodes
+                .get(&key)
+                .is_some_and(|(from, to)| (*from..=*to).contains(&obs.time_ms));
+        if covered {
+            return Vec::new();
+        }
+        // The present is judged already: an active alarm (raised by a newer
+        // reading) stays as it is; otherwise the late episode is raised and
+        // resolved, both recorded.
+        if alarms.active.contains_key(&key) {
+            return Vec::new();
+        }
+        let message = || {
+            format!(
+                "{} {} {} scores 3 on NEWS2 (reading arrived late; a newer reading \
+                 already scores below 3)",
+                obs.vital.display(),
+                obs.value,
+                obs.vital.ucum()
+            )
+        };
+        let raised = self.holds(
+            patient,
+            key.clone(),
+            Priority::High,
+            message,
+            obs.value,
+            obs.time_ms,
+        );
+        let resolved = self.cleared(patient, &key, obs.value, newest);
+        std::iter::once(raised).chain(resolved).collect()
     }
 
     /// Evaluates the aggregate rule on the patient's current NEWS2.
@@ -715,5 +808,45 @@ mod tests {
             .observe(&PatientId::new("p2").unwrap(), &hr(3, 30.0))
             .unwrap();
         assert!(other.alarm().id > 1);
+    }
+
+    /// Pulse 140 scores 3 (RCP NEWS2 2017 Chart 1, pulse >= 131); 80 scores 0.
+    #[test]
+    fn a_red_reading_that_arrives_late_is_recorded_as_the_episode_it_was() {
+        let mut board = AlarmBoard::default();
+        let p = PatientId::new("p1").unwrap();
+        let judge = |board: &mut AlarmBoard, o: Observation| {
+            let score = news2::parameter_score(o.vital, o.value);
+            board
+                .judge_scored(&p, &o, score)
+                .into_iter()
+                .map(|c| (c.kind(), c.alarm().raised_ms, c.alarm().updated_ms))
+                .collect::<Vec<_>>()
+        };
+        let t = 10 * LATE_WINDOW_MS;
+        assert!(judge(&mut board, hr(t, 80.0)).is_empty());
+        // The dip at t+1 s arrives after the recovery at t+2 s.
+        assert!(judge(&mut board, hr(t + 2_000, 80.0)).is_empty());
+        assert_eq!(
+            judge(&mut board, hr(t + 1_000, 140.0)),
+            vec![
+                ("raised", t + 1_000, t + 1_000),
+                ("resolved", t + 1_000, t + 2_000)
+            ]
+        );
+        assert!(board.active().is_empty());
+        // A resend of it, or another reading of that episode: nothing new.
+        assert!(judge(&mut board, hr(t + 1_000, 140.0)).is_empty());
+        // A late normal reading changes nothing.
+        assert!(judge(&mut board, hr(t + 1_500, 80.0)).is_empty());
+        // Older than the late window: stored by the caller, not judged now.
+        assert!(judge(&mut board, hr(t + 2_000 - LATE_WINDOW_MS - 1, 140.0)).is_empty());
+        // In order, the rule works as before.
+        assert_eq!(judge(&mut board, hr(t + 3_000, 140.0))[0].0, "raised");
+        // While that alarm is active, a late red reading from before it is
+        // a separate, earlier episode only if nothing covered it: here the
+        // alarm now active stands for the present; nothing is added.
+        assert!(judge(&mut board, hr(t + 2_500, 140.0)).is_empty());
+        assert_eq!(board.active().len(), 1);
     }
 }

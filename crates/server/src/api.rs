@@ -378,6 +378,10 @@ struct DeviceSummary {
     online: Option<bool>,
     /// Battery level last reported (percent), kept across restarts.
     battery_percent: Option<f64>,
+    /// The newest reading time of the device's last message minus when it
+    /// arrived (ms): far ahead means a clock to set (such readings are
+    /// refused); behind means readings sent late (buffered, or a slow clock).
+    clock_offset_ms: Option<i64>,
     /// Latest readings of an unassigned device (kept under the device).
     unassigned_latest: BTreeMap<&'static str, LiveObservation>,
 }
@@ -394,6 +398,7 @@ impl DeviceSummary {
             messages: 0,
             online: None,
             battery_percent: None,
+            clock_offset_ms: None,
             unassigned_latest: BTreeMap::new(),
         }
     }
@@ -423,6 +428,7 @@ async fn list_devices(
                 messages: 0,
                 online: None,
                 battery_percent: None,
+                clock_offset_ms: None,
                 unassigned_latest: BTreeMap::new(),
             },
         );
@@ -434,6 +440,7 @@ async fn list_devices(
         entry.last_seen_ms = Some(a.last_seen_ms);
         entry.messages = a.messages;
         entry.online = a.online;
+        entry.clock_offset_ms = a.clock_offset_ms;
     }
     for (id, level) in p.device_batteries() {
         let entry = out
@@ -524,6 +531,19 @@ impl From<IngestError> for ApiError {
     }
 }
 
+/// The answer to an ingest request: 200 with the report when anything was
+/// stored (rejected records listed), 422 with the report when every record
+/// was rejected, so a sender that only looks at the status still sees that
+/// nothing was kept.
+fn ingest_answer(report: IngestReport) -> (StatusCode, Json<IngestReport>) {
+    let status = if report.accepted == 0 && !report.rejected.is_empty() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(report))
+}
+
 /// SenML JSON, or SenML CBOR when the Content-Type says so
 /// (`application/senml+cbor` or `application/cbor`).
 async fn ingest_senml(
@@ -531,7 +551,7 @@ async fn ingest_senml(
     Path(id): Path<String>,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
-) -> Result<Json<IngestReport>, ApiError> {
+) -> Result<(StatusCode, Json<IngestReport>), ApiError> {
     let id = device_id(&id)?;
     crate::device_auth::authenticate(&app, &headers, &id).await?;
     let p = &app.pipeline;
@@ -546,7 +566,7 @@ async fn ingest_senml(
     } else {
         p.ingest_senml_json(SourceKind::Http, &id, &body).await?
     };
-    Ok(Json(report))
+    Ok(ingest_answer(report))
 }
 
 /// A characteristic value as a phone or hub forwards it.
@@ -566,7 +586,7 @@ async fn ingest_gatt(
     Path(id): Path<String>,
     headers: axum::http::HeaderMap,
     body: Result<Json<GattValue>, JsonRejection>,
-) -> Result<Json<IngestReport>, ApiError> {
+) -> Result<(StatusCode, Json<IngestReport>), ApiError> {
     use base64::Engine;
     let id = device_id(&id)?;
     crate::device_auth::authenticate(&app, &headers, &id).await?;
@@ -596,7 +616,7 @@ async fn ingest_gatt(
     let report = p
         .ingest_gatt(SourceKind::Http, &id, characteristic, &bytes)
         .await?;
-    Ok(Json(report))
+    Ok(ingest_answer(report))
 }
 
 /// Readings from an EHR or gateway, recorded for the patients the caller
@@ -605,7 +625,7 @@ async fn ingest_fhir(
     State(p): State<AppState>,
     caller: Caller,
     body: axum::body::Bytes,
-) -> Result<Json<IngestReport>, ApiError> {
+) -> Result<(StatusCode, Json<IngestReport>), ApiError> {
     // One decision (and one audit entry) per patient, however many
     // observations the bundle holds for them.
     let decided = std::sync::Mutex::new(std::collections::HashMap::new());
@@ -635,7 +655,7 @@ async fn ingest_fhir(
     if report.accepted == 0 && !decided.is_empty() && decided.values().all(|ok| !ok) {
         return Err(caller.forbidden("record readings for these patients"));
     }
-    Ok(Json(report))
+    Ok(ingest_answer(report))
 }
 
 #[derive(Serialize)]

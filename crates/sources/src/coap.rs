@@ -327,9 +327,16 @@ async fn handle(pipeline: &Pipeline, allow_anonymous: bool, request: &mut CoapRe
         }
         Ok(IngestReport { accepted, rejected }) => {
             let first = &rejected[0];
+            // Nothing stored: 4.22 (RFC 8132), so a device that only reads
+            // the code still learns that its readings were refused.
+            let code = if accepted == 0 {
+                ResponseType::UnprocessableEntity
+            } else {
+                ResponseType::Changed
+            };
             set(
                 request,
-                ResponseType::Changed,
+                code,
                 &format!(
                     "{accepted} stored, {} rejected; record {}: {}",
                     rejected.len(),

@@ -226,6 +226,11 @@ impl Store {
         latest
     }
 
+    /// The oldest time `vital` is kept at `now`, if its retention is limited.
+    pub fn retention_cutoff(&self, vital: VitalSign, now: TimestampMs) -> Option<TimestampMs> {
+        self.retention.cutoff(vital, now)
+    }
+
     /// `from`, moved forward to the retention cutoff of `vital`.
     fn kept_from(&self, vital: VitalSign, from: TimestampMs) -> TimestampMs {
         self.retention

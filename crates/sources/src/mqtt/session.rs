@@ -9,7 +9,7 @@
 use super::MqttSettings;
 use super::broker::{Broker, Message};
 use super::codec::{self, AckReason, CodecError, Inbound, Outbound, Version};
-use super::topic::{DEVICE_TOPIC_PREFIX, DeviceTopic, parse_topic};
+use super::topic::{DEVICE_TOPIC_PREFIX, parse_topic};
 use bytes::{Bytes, BytesMut};
 use medmesh_model::DeviceId;
 use medmesh_pipeline::{IngestError, Pipeline, SourceKind};
@@ -356,34 +356,36 @@ async fn authenticate(
 }
 
 /// Spawns the storing of one publish; the writer awaits it in order.
+/// The device's turn is taken here, as the publish arrives, so the rules see
+/// this connection's publishes in the order it sent them however the
+/// concurrent appends finish.
 fn start_storing(
     pipeline: &Arc<Pipeline>,
     identity: Option<DeviceId>,
     topic: Result<String, String>,
     payload: Bytes,
 ) -> StoreTask {
-    let target: Result<DeviceTopic, String> = topic.and_then(|t| parse_topic(&t));
+    // The turn is taken with the topic read, before the task is spawned.
+    let target = topic.and_then(|t| parse_topic(&t)).map(|t| {
+        let turn = pipeline.turn(t.device());
+        (t, turn)
+    });
     let pipeline = pipeline.clone();
     tokio::spawn(async move {
         // An authenticated device publishes only for itself.
-        if let (Some(me), Ok(DeviceTopic::Senml(d) | DeviceTopic::Gatt(d, _))) =
-            (&identity, &target)
-            && me != d
+        if let (Some(me), Ok((topic, _))) = (&identity, &target)
+            && me != topic.device()
         {
             pipeline.metrics.malformed_message(SourceKind::Mqtt);
-            let reason = format!("device {me} may not publish for device {d}");
+            let reason = format!("device {me} may not publish for device {}", topic.device());
             tracing::warn!(reason, "MQTT publish refused");
             return Ok(AckReason::NotAuthorized(reason));
         }
         let stored = match target {
-            Ok(DeviceTopic::Senml(device)) => {
+            Ok((topic, turn)) => {
+                let message = topic.payload(&payload);
                 pipeline
-                    .ingest_senml_json(SourceKind::Mqtt, &device, &payload)
-                    .await
-            }
-            Ok(DeviceTopic::Gatt(device, characteristic)) => {
-                pipeline
-                    .ingest_gatt(SourceKind::Mqtt, &device, characteristic, &payload)
+                    .ingest(turn, SourceKind::Mqtt, topic.device(), message)
                     .await
             }
             Err(reason) => {

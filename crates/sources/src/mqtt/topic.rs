@@ -7,7 +7,7 @@
 //!   ("blood_pressure_measurement").
 
 use medmesh_model::DeviceId;
-use medmesh_pipeline::GattCharacteristic;
+use medmesh_pipeline::{GattCharacteristic, Payload};
 
 pub const DEVICE_TOPIC_PREFIX: &str = "medmesh/v1/devices/";
 
@@ -31,6 +31,23 @@ pub fn gatt_topic(device: &str, characteristic: &str) -> String {
 pub(crate) enum DeviceTopic {
     Senml(DeviceId),
     Gatt(DeviceId, GattCharacteristic),
+}
+
+impl DeviceTopic {
+    /// The device the topic is for.
+    pub(crate) fn device(&self) -> &DeviceId {
+        match self {
+            DeviceTopic::Senml(d) | DeviceTopic::Gatt(d, _) => d,
+        }
+    }
+
+    /// A message on this topic, read as the format the topic names.
+    pub(crate) fn payload<'a>(&self, bytes: &'a [u8]) -> Payload<'a> {
+        match self {
+            DeviceTopic::Senml(_) => Payload::SenmlJson(bytes),
+            DeviceTopic::Gatt(_, characteristic) => Payload::Gatt(*characteristic, bytes),
+        }
+    }
 }
 
 /// Reads a device topic, or says why the topic is not one.
