@@ -26,7 +26,7 @@ pub use live::{LiveEvent, LiveObservation};
 pub use medmesh_codecs::gatt::Characteristic as GattCharacteristic;
 pub use medmesh_storage::{LoggedChange, ResolvedQuery};
 pub use metrics::{DeliveryOutcome, Metrics, SourceKind};
-pub use order::Turn;
+pub use order::{Turn, Turns};
 
 use medmesh_codecs::{DecodeError, Decoded, RecordError, fhir, gatt, senml};
 use medmesh_model::{Alarm, DeviceId, Observation, PatientId, TimestampMs, now_ms};
@@ -126,7 +126,7 @@ pub struct Pipeline {
     /// alarms need not wake for every observation.
     alarm_events: broadcast::Sender<LiveEvent>,
     /// Each device's messages reach the rules in arrival order.
-    turns: order::Turns,
+    turns: Turns<DeviceId>,
     /// Readings dated further ahead of the server clock are refused.
     max_ahead_ms: i64,
 }
@@ -179,7 +179,7 @@ impl Pipeline {
             battery_log: None,
             live: broadcast::channel(LIVE_BUFFER).0,
             alarm_events: broadcast::channel(LIVE_BUFFER).0,
-            turns: order::Turns::default(),
+            turns: Turns::default(),
             max_ahead_ms: DEFAULT_MAX_AHEAD_MS,
         }
     }

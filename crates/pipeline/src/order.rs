@@ -13,56 +13,68 @@
 //! failed (storage refused it, the task was cancelled). Nothing can wait on a
 //! later turn, so there is no cycle: the chain always drains.
 
-use medmesh_model::DeviceId;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
-/// The latest turn taken per device.
-#[derive(Default)]
-pub(crate) struct Turns {
-    last: Mutex<HashMap<DeviceId, oneshot::Receiver<()>>>,
+/// The latest turn taken per key (a device for the rules; an alarm and
+/// receiver for the notifying sinks). A key whose last turn ended is
+/// forgotten, so the map holds only keys with messages under way.
+pub struct Turns<K: Eq + Hash + Clone> {
+    last: Arc<Mutex<Chains<K>>>,
 }
 
-/// One message's place in its device's order. Dropping it lets the next
-/// message of the device go on.
-pub struct Turn {
+struct Chains<K> {
+    /// The newest turn of each key: its number, and what ends with it.
+    newest: HashMap<K, (u64, oneshot::Receiver<()>)>,
+    taken: u64,
+}
+
+impl<K: Eq + Hash + Clone> Default for Turns<K> {
+    fn default() -> Self {
+        Turns {
+            last: Arc::new(Mutex::new(Chains {
+                newest: HashMap::new(),
+                taken: 0,
+            })),
+        }
+    }
+}
+
+/// One message's place in its key's order. Dropping it lets the next
+/// message of the key go on.
+pub struct Turn<K: Eq + Hash + Clone = medmesh_model::DeviceId> {
     previous: Option<oneshot::Receiver<()>>,
     /// Never sent: dropping it is the signal.
     _ends: oneshot::Sender<()>,
+    /// Where to forget the key if this is still its newest turn.
+    forget: Option<(Arc<Mutex<Chains<K>>>, K, u64)>,
 }
 
-impl Turns {
-    /// Takes the next turn of `device`.
-    pub(crate) fn take(&self, device: &DeviceId) -> Turn {
+impl<K: Eq + Hash + Clone> Turns<K> {
+    /// Takes the next turn of `key`.
+    pub fn take(&self, key: &K) -> Turn<K> {
         let (ends, ended) = oneshot::channel();
-        let mut last = self.last.lock().expect("turns lock");
-        let previous = match last.get_mut(device) {
-            Some(slot) => Some(std::mem::replace(slot, ended)),
-            None => {
-                last.insert(device.clone(), ended);
-                None
-            }
-        };
+        let mut chains = self.last.lock().expect("turns lock");
+        chains.taken += 1;
+        let number = chains.taken;
+        let previous = chains
+            .newest
+            .insert(key.clone(), (number, ended))
+            .map(|(_, previous)| previous);
         Turn {
             previous,
             _ends: ends,
+            forget: Some((self.last.clone(), key.clone(), number)),
         }
     }
 }
 
-impl Turn {
-    /// A turn that follows no other (tests, internal re-judging).
-    pub fn first() -> Turn {
-        Turn {
-            previous: None,
-            _ends: oneshot::channel().0,
-        }
-    }
-
-    /// Waits until every earlier message of the device has been judged (or
+impl<K: Eq + Hash + Clone> Turn<K> {
+    /// Waits until every earlier message of the key has been handled (or
     /// failed). Waiting again returns at once.
-    pub(crate) async fn wait(&mut self) {
+    pub async fn wait(&mut self) {
         if let Some(previous) = self.previous.take() {
             // An error means the previous turn was dropped: it has ended.
             let _ = previous.await;
@@ -70,15 +82,24 @@ impl Turn {
     }
 }
 
+impl<K: Eq + Hash + Clone> Drop for Turn<K> {
+    fn drop(&mut self) {
+        if let Some((chains, key, number)) = self.forget.take() {
+            let mut chains = chains.lock().expect("turns lock");
+            if chains.newest.get(&key).is_some_and(|(n, _)| *n == number) {
+                chains.newest.remove(&key);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
-
     #[tokio::test]
     async fn turns_end_in_the_order_they_were_taken_whatever_order_they_finish() {
         let turns = Turns::default();
-        let device = DeviceId::new("mon-1").unwrap();
+        let device = medmesh_model::DeviceId::new("mon-1").unwrap();
         let order = Arc::new(Mutex::new(Vec::new()));
         let mut tasks = Vec::new();
         for i in 0..20u64 {
@@ -100,7 +121,7 @@ mod tests {
     #[tokio::test]
     async fn a_dropped_turn_lets_the_next_one_go_on() {
         let turns = Turns::default();
-        let device = DeviceId::new("mon-1").unwrap();
+        let device = medmesh_model::DeviceId::new("mon-1").unwrap();
         let failed = turns.take(&device);
         let mut next = turns.take(&device);
         drop(failed);
@@ -108,7 +129,12 @@ mod tests {
             .await
             .expect("the next turn is not held by a failed one");
         // Another device never waits on this one.
-        let mut other = turns.take(&DeviceId::new("mon-2").unwrap());
+        let mut other = turns.take(&medmesh_model::DeviceId::new("mon-2").unwrap());
         other.wait().await;
+        drop((next, other));
+        assert!(
+            turns.last.lock().unwrap().newest.is_empty(),
+            "keys with no turn under way are forgotten"
+        );
     }
 }

@@ -16,6 +16,8 @@
 //! [storage.retention]
 //! default = "forever"
 //! heart_rate = "400days"
+//! [ingest]
+//! max_clock_ahead = "5min"
 //! ```
 //!
 //! Listeners bind to loopback by default: exposing health data to a network
@@ -39,6 +41,7 @@ pub struct Config {
     pub coap: CoapConfig,
     pub hl7: Hl7Config,
     pub storage: StorageConfig,
+    pub ingest: IngestConfig,
     pub devices: DevicesConfig,
     pub tls: TlsConfig,
     /// Alarm rules: profiles, default profile, battery threshold, timers.
@@ -74,6 +77,30 @@ impl TlsConfig {
             (None, None) => Err("tls.client_ca needs tls.cert and tls.key".into()),
             _ => Err("TLS needs both tls.cert and tls.key".into()),
         }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// How far ahead of the server clock a reading may be dated; readings
+    /// dated further ahead are refused per record (they would stand as the
+    /// latest value and hide the present ones).
+    pub max_clock_ahead: String,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            max_clock_ahead: "5min".into(),
+        }
+    }
+}
+
+impl IngestConfig {
+    pub fn max_clock_ahead(&self) -> Result<Duration, String> {
+        humantime::parse_duration(&self.max_clock_ahead)
+            .map_err(|e| format!("ingest.max_clock_ahead {:?}: {e}", self.max_clock_ahead))
     }
 }
 
@@ -225,6 +252,7 @@ impl Default for Config {
             coap: CoapConfig::default(),
             hl7: Hl7Config::default(),
             storage: StorageConfig::default(),
+            ingest: IngestConfig::default(),
             devices: DevicesConfig::default(),
             tls: TlsConfig::default(),
             rules: medmesh_rules::RulesConfig::default(),

@@ -162,6 +162,15 @@ impl Server {
         let metrics = Arc::new(Metrics::default());
         let pipeline = Arc::new(
             Pipeline::new(store, registry, metrics, alarm_log, recorded)
+                .with_max_ahead_ms(
+                    config
+                        .ingest
+                        .max_clock_ahead()
+                        .map_err(StartError::Config)?
+                        .as_millis()
+                        .try_into()
+                        .unwrap_or(i64::MAX),
+                )
                 .with_rules(&config.rules, &config.data_dir)
                 .map_err(StartError::Config)?
                 .with_battery_log(&config.data_dir)

@@ -116,6 +116,7 @@ pub async fn run(
                         target: String::new(),
                         due_ms,
                         change,
+                        seq: Some(seq),
                         alarm,
                         sent: Default::default(),
                     };

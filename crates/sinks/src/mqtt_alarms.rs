@@ -20,8 +20,10 @@ pub fn alarm_topic(patient: &str) -> String {
 pub async fn run(mut events: broadcast::Receiver<LiveEvent>, broker: Arc<Broker>) {
     loop {
         match events.recv().await {
-            Ok(LiveEvent::Alarm { change, alarm, .. }) if change != "updated" => {
-                let body = serde_json::json!({"change": change, "alarm": alarm});
+            Ok(LiveEvent::Alarm { change, alarm, seq }) if change != "updated" => {
+                // `seq` numbers the change in the alarm log: a subscriber
+                // can order one alarm's changes and see a gap.
+                let body = serde_json::json!({"change": change, "seq": seq, "alarm": alarm});
                 broker.publish(Message {
                     topic: alarm_topic(alarm.patient_id.as_str()),
                     payload: serde_json::to_vec(&body).expect("alarm JSON").into(),

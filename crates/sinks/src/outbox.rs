@@ -42,6 +42,10 @@ pub struct Entry {
     pub due_ms: TimestampMs,
     /// The alarm change ("raised", "escalated", ...) and the alarm as it was.
     pub change: String,
+    /// The change's number in the alarm log: a receiver puts one alarm's
+    /// changes in order by it (absent in entries queued by older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
     pub alarm: Alarm,
     /// Recipients already served (e-mail: user names whose message was
     /// delivered or given up), so a notification resumed after a restart
@@ -352,6 +356,7 @@ mod tests {
             target: "http://127.0.0.1:9/hook".into(),
             due_ms,
             change: "raised".into(),
+            seq: Some(3),
             alarm: Alarm {
                 id: 7,
                 patient_id: PatientId::new("p1").unwrap(),

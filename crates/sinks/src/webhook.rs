@@ -8,8 +8,12 @@
 //! X-Medmesh-Timestamp: 1795600000123   (Unix ms of this attempt)
 //! X-Medmesh-Signature: sha256=<hex HMAC-SHA256(secret, timestamp + "." + body)>
 //!
-//! {"change": "escalated", "alarm": {...}}
+//! {"change": "escalated", "seq": 812, "alarm": {...}}
 //! ```
+//!
+//! `seq` is the change's number in the alarm log: one alarm's changes are
+//! delivered to a URL in that order (a change waits while an earlier one of
+//! the same alarm is being retried), and a receiver can check it.
 //!
 //! A receiver verifies by computing the HMAC-SHA256 of the timestamp header,
 //! a `.`, and the raw body bytes, with the shared secret as key, comparing it
@@ -26,7 +30,7 @@ use crate::quiet_hours::QuietHours;
 use crate::retry::Retry;
 use hmac::{Hmac, Mac};
 use medmesh_model::now_ms;
-use medmesh_pipeline::{AlarmSubscription, DeliveryOutcome, Pipeline};
+use medmesh_pipeline::{AlarmSubscription, DeliveryOutcome, Pipeline, Turn, Turns};
 pub use reqwest::Url;
 use sha2::Sha256;
 use std::sync::Arc;
@@ -65,6 +69,16 @@ struct Sender {
     slots: Semaphore,
     pipeline: Arc<Pipeline>,
     outbox: Arc<Outbox>,
+    /// One alarm's changes reach one URL in the order they were made.
+    order: Turns<(u64, String)>,
+}
+
+impl Sender {
+    /// The entry's place among its alarm's changes to its URL, taken when
+    /// it is queued (in change order).
+    fn turn(&self, entry: &Entry) -> Turn<(u64, String)> {
+        self.order.take(&(entry.alarm.id, entry.target.clone()))
+    }
 }
 
 /// Posts alarm changes until the pipeline goes away; first the ones the
@@ -90,6 +104,7 @@ pub async fn run(
         slots: Semaphore::new(CONCURRENT),
         pipeline: pipeline.clone(),
         outbox: outbox.clone(),
+        order: Turns::default(),
     });
     // Dropped with this task, which aborts every delivery in progress (they
     // are in the outbox and resume at the next start).
@@ -103,7 +118,8 @@ pub async fn run(
                 delivery = entry.id,
                 "webhook resumed after a restart"
             );
-            deliveries.spawn(sender.clone().deliver(entry));
+            let turn = sender.turn(&entry);
+            deliveries.spawn(sender.clone().deliver(entry, turn));
         } else {
             tracing::warn!(
                 url = entry.target,
@@ -126,13 +142,15 @@ pub async fn run(
                         target: url.to_string(),
                         due_ms,
                         change: change.clone(),
+                        seq: Some(seq),
                         alarm: alarm.clone(),
                         sent: Default::default(),
                     }).collect();
                     // In the outbox before the change counts as taken on.
                     crate::record(&outbox, &entries, &pipeline.metrics).await;
                     for entry in entries {
-                        deliveries.spawn(sender.clone().deliver(entry));
+                        let turn = sender.turn(&entry);
+                        deliveries.spawn(sender.clone().deliver(entry, turn));
                     }
                 }
                 feed.taken(seq);
@@ -143,16 +161,20 @@ pub async fn run(
 }
 
 impl Sender {
-    /// Waits until `entry` (in the outbox) is due, sends it (with retries),
-    /// then marks it done.
-    async fn deliver(self: Arc<Self>, entry: Entry) {
+    /// Waits until the alarm's earlier changes to this URL are delivered
+    /// or given up and `entry` (in the outbox) is due, sends it (with
+    /// retries), then marks it done.
+    async fn deliver(self: Arc<Self>, entry: Entry, mut turn: Turn<(u64, String)>) {
         let metrics = &self.pipeline.metrics;
+        // Before taking a slot: a change waiting for an earlier one must not
+        // hold the slot that earlier one needs.
+        turn.wait().await;
         crate::wait_until_due(&entry, metrics, CHANNEL).await;
         let _slot = self.slots.acquire().await;
         match Url::parse(&entry.target) {
             Ok(url) => {
                 let body = serde_json::to_vec(
-                    &serde_json::json!({"change": entry.change, "alarm": entry.alarm}),
+                    &serde_json::json!({"change": entry.change, "seq": entry.seq, "alarm": entry.alarm}),
                 )
                 .expect("alarm JSON");
                 self.send(&entry.id, url, &body).await;

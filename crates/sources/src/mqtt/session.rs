@@ -143,6 +143,7 @@ where
     let reason = match &end {
         Ok(End::Disconnect) => "disconnected".to_string(),
         Ok(End::Closed) => "connection closed without DISCONNECT".to_string(),
+        Ok(End::StorageFailed) => "closed by medmesh: storage failed".to_string(),
         Err(e) => e.clone(),
     };
     if !matches!(end, Ok(End::Disconnect)) {
@@ -158,7 +159,11 @@ where
         }
     }
     if let Some(d) = &device {
-        pipeline.device_status(d, false, matches!(end, Ok(End::Disconnect)), &reason);
+        // Our own storage failure closed it: the device did nothing wrong,
+        // and one offline alarm per device per reconnect would bury the
+        // real ones; the failure shows on /healthz and its metric.
+        let expected = matches!(end, Ok(End::Disconnect | End::StorageFailed));
+        pipeline.device_status(d, false, expected, &reason);
     }
     // Let the writer finish acknowledging what was already stored.
     let written = writer.await.unwrap_or_else(|e| Err(e.to_string()));
@@ -174,6 +179,9 @@ const DELIVERY_QUEUE: usize = 256;
 enum End {
     Disconnect,
     Closed,
+    /// The writer stopped because storage failed (the publish was not
+    /// acknowledged; the device resends it).
+    StorageFailed,
 }
 
 /// What the read loop needs of the connection and its session.
@@ -280,7 +288,7 @@ async fn read_loop(
                 .map_err(|e| e.to_string())
             } => n?,
             // The writer gave up (storage failure): stop reading too.
-            _ = replies.closed() => return Err("closed after a storage failure".into()),
+            _ = replies.closed() => return Ok(End::StorageFailed),
             _ = session.kick.notified() => return Err("session taken over by a new connection".into()),
         };
         if n == 0 {
