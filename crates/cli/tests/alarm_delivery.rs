@@ -890,3 +890,45 @@ fn user_add_takes_an_email_and_bad_alarm_config_is_refused_naming_the_key() {
         assert!(err.contains(key), "{flags:?}: {err}");
     }
 }
+
+/// Issue "Alarms a ward can trust", deliverable 9: while a webhook retries an
+/// alarm's "raised", its "resolved" waits; the receiver gets them in order,
+/// each with its change number. Before, the resolution overtook the retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_alarms_webhook_changes_arrive_in_order_with_their_numbers() {
+    // The first request (the raise) is refused once.
+    let mut hook = Peer::start("webhook_receiver.py", &[SECRET, "1"]);
+    let port = hook.next().await["port"].as_u64().unwrap();
+    let s = start_alarms(&format!(
+        r#"
+[alarms.webhook]
+urls = ["http://127.0.0.1:{port}/medmesh"]
+secret = "{SECRET}"
+attempts = 4
+first_retry = "500ms"
+"#
+    ))
+    .await;
+    s.admit("p1", "mon-1").await;
+    // Pulse 135 scores 3 (RCP NEWS2 2017 Chart 1, >= 131), 70 scores 0.
+    pulse(&s, "mon-1", 1.76544e9, 135.0).await;
+    pulse(&s, "mon-1", 1.76544e9 + 1.0, 70.0).await;
+    let requests: Vec<Value> = vec![hook.next().await, hook.next().await, hook.next().await];
+    let seen: Vec<(u64, &str)> = requests
+        .iter()
+        .map(|r| {
+            (
+                r["status"].as_u64().unwrap(),
+                r["body"]["change"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(seen, [(503, "raised"), (200, "raised"), (200, "resolved")]);
+    let raised = requests[1]["body"]["seq"]
+        .as_u64()
+        .expect("seq on the raise");
+    let resolved = requests[2]["body"]["seq"]
+        .as_u64()
+        .expect("seq on the resolution");
+    assert!(raised < resolved, "{raised} {resolved}");
+}

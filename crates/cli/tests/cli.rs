@@ -221,10 +221,16 @@ fn demo_shows_a_live_ward_and_accepts_mosquitto_pub() {
         std::thread::sleep(Duration::from_millis(200));
     }
 
-    // A reading published with mosquitto_pub lands on the patient. Its
-    // timestamp is in the future so the simulator's next reading does not
-    // replace it as "latest" before we look.
+    // A reading published with mosquitto_pub lands on the patient. It is
+    // dated a second ago (the simulator's own readings soon stand as
+    // "latest", so it is looked up in the patient's series by its time; a
+    // reading dated in the future would be refused).
     let (host, port) = mqtt.rsplit_once(':').unwrap();
+    let t_ms = medmesh_model::now_ms() - 1_000;
+    let pack = format!(
+        r#"[{{"n":"body_temperature","u":"Cel","v":39.9,"bt":{}}}]"#,
+        t_ms as f64 / 1000.0
+    );
     let status = Command::new("mosquitto_pub")
         .args([
             "-h",
@@ -236,18 +242,20 @@ fn demo_shows_a_live_ward_and_accepts_mosquitto_pub() {
             "-t",
             "medmesh/v1/devices/ward-a-bed-001/senml",
         ])
-        .args([
-            "-m",
-            r#"[{"n":"body_temperature","u":"Cel","v":39.9,"bt":4102444800}]"#,
-        ])
+        .args(["-m", &pack])
         .status()
         .expect("mosquitto_pub is installed");
     assert!(status.success());
-    let p = get_json(&token, &format!("http://{http}/api/v1/patients/ward-a-001"));
-    assert_eq!(p["latest"]["body_temperature"]["value"], 39.9, "{p}");
+    let series = get_json(
+        &token,
+        &format!(
+            "http://{http}/api/v1/patients/ward-a-001/observations?code=body_temperature&from={t_ms}&to={t_ms}"
+        ),
+    );
     assert_eq!(
-        p["latest"]["body_temperature"]["time_ms"],
-        4_102_444_800_000i64
+        series["series"][0]["points"][0],
+        serde_json::json!([t_ms, 39.9]),
+        "{series}"
     );
 }
 

@@ -281,7 +281,8 @@ async fn gatt_values_forwarded_by_a_gateway_are_decoded() {
     assert!((kg - 68.0388555).abs() < 1e-6, "{kg}");
     assert_eq!(p["latest"]["body_weight"]["unit"], "kg");
 
-    // A thermometer reporting NaN: answered 200 with the field rejected.
+    // A thermometer reporting NaN: the field rejected, and as nothing else
+    // was in the value, 422 (nothing stored).
     let (status, report) = s
         .send(
             Method::POST,
@@ -289,7 +290,7 @@ async fn gatt_values_forwarded_by_a_gateway_are_decoded() {
             json!({"characteristic": "2a1c", "hex": "00ffff7f00"}),
         )
         .await;
-    assert_eq!(status, 200);
+    assert_eq!(status, 422);
     assert_eq!(report["accepted"], 0);
     assert!(
         report["rejected"][0]["reason"]

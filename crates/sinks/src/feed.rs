@@ -320,7 +320,7 @@ mod tests {
                 let v = if i % 2 == 0 { 135 } else { 80 };
                 format!(
                     r#"{{"n":"heart_rate","u":"/min","v":{v},"t":{}}}"#,
-                    1.8e9 + f64::from(i)
+                    1.76544e9 + f64::from(i)
                 )
             })
             .collect();
@@ -366,7 +366,7 @@ mod tests {
             .ingest_senml_json(
                 SourceKind::Http,
                 &device,
-                br#"[{"n":"heart_rate","u":"/min","v":135,"t":1800000000}]"#,
+                br#"[{"n":"heart_rate","u":"/min","v":135,"t":1765440000}]"#,
             )
             .await
             .unwrap();
