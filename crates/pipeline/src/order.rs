@@ -49,7 +49,9 @@ pub struct Turn<K: Eq + Hash + Clone = medmesh_model::DeviceId> {
     /// Never sent: dropping it is the signal.
     _ends: oneshot::Sender<()>,
     /// Where to forget the key if this is still its newest turn.
-    forget: Option<(Arc<Mutex<Chains<K>>>, K, u64)>,
+    chains: Arc<Mutex<Chains<K>>>,
+    key: K,
+    number: u64,
 }
 
 impl<K: Eq + Hash + Clone> Turns<K> {
@@ -66,7 +68,9 @@ impl<K: Eq + Hash + Clone> Turns<K> {
         Turn {
             previous,
             _ends: ends,
-            forget: Some((self.last.clone(), key.clone(), number)),
+            chains: self.last.clone(),
+            key: key.clone(),
+            number,
         }
     }
 }
@@ -84,11 +88,13 @@ impl<K: Eq + Hash + Clone> Turn<K> {
 
 impl<K: Eq + Hash + Clone> Drop for Turn<K> {
     fn drop(&mut self) {
-        if let Some((chains, key, number)) = self.forget.take() {
-            let mut chains = chains.lock().expect("turns lock");
-            if chains.newest.get(&key).is_some_and(|(n, _)| *n == number) {
-                chains.newest.remove(&key);
-            }
+        let mut chains = self.chains.lock().expect("turns lock");
+        if chains
+            .newest
+            .get(&self.key)
+            .is_some_and(|(n, _)| *n == self.number)
+        {
+            chains.newest.remove(&self.key);
         }
     }
 }
