@@ -27,7 +27,7 @@ pub use medmesh_storage::{LoggedChange, ResolvedQuery};
 pub use metrics::{DeliveryOutcome, Metrics, SourceKind};
 
 use medmesh_codecs::{DecodeError, Decoded, RecordError, fhir, gatt, senml};
-use medmesh_model::{Alarm, DeviceId, Observation, PatientId, TimestampMs, now_ms};
+use medmesh_model::{Alarm, DeviceId, Observation, PatientId, TimestampMs, VitalSign, now_ms};
 use medmesh_rules::news2::{self, Aggregate};
 use medmesh_rules::{AlarmBoard, AlarmChange, RuleEngine, RulesConfig};
 use medmesh_storage::{AlarmLog, BatteryLevel, BatteryLog, Registry, Store, StoreError};
@@ -346,26 +346,27 @@ impl Pipeline {
         if let Some(p) = &patient {
             // One lock of the rules per message: the patient's SpO2 scale
             // and the profile rules' findings together.
-            let (scale, findings) = {
+            let (news2_settings, findings) = {
                 let mut rules = self.rules.lock().expect("rules lock");
                 (
-                    rules.spo2_scale(p),
+                    rules.news2_settings(p),
                     rules.observe(p, &observations, now_ms()),
                 )
             };
             let inputs;
-            (aggregate, inputs) = self.news2_on_scale(p, scale);
+            (aggregate, inputs) = self.news2_on_scale(p, news2_settings);
             let board = board.insert(self.alarms.lock().expect("alarm board lock"));
             changes.extend(observations.iter().filter_map(|o| {
                 board.observe_scored(p, o, news2::score_with(o.vital, o.value, inputs))
             }));
+            changes.extend(self.rejudge_spo2_on_oxygen(board, p, &observations, news2_settings));
             changes.extend(findings.into_iter().filter_map(|f| board.apply(p, f)));
             let latest = observations
                 .iter()
                 .map(|o| o.time_ms)
                 .max()
                 .unwrap_or_else(now_ms);
-            changes.extend(board.observe_news2(p, aggregate, latest));
+            changes.extend(board.observe_news2(p, aggregate.as_ref(), latest));
         }
         // Still under the board's lock (when there is a patient): changes
         // are numbered and published in the order the board made them, the
@@ -399,27 +400,102 @@ impl Pipeline {
         a.messages += 1;
     }
 
-    /// The patient's NEWS2 on SpO2 `scale` and the scoring inputs (scale,
-    /// oxygen) from their latest readings.
+    /// The patient's latest reading of each NEWS2 parameter (and oxygen).
+    fn news2_readings(&self, patient: &PatientId) -> Vec<(VitalSign, news2::Reading)> {
+        self.store
+            .latest(patient.as_str())
+            .into_iter()
+            .map(|(v, p)| {
+                let reading = news2::Reading {
+                    value: p.value,
+                    time_ms: p.time_ms,
+                };
+                (v, reading)
+            })
+            .collect()
+    }
+
+    /// The patient's NEWS2 now (fresh readings only, by the server clock)
+    /// and the inputs to score a reading with (scale, fresh oxygen).
     fn news2_on_scale(
         &self,
         patient: &PatientId,
-        scale: news2::Spo2Scale,
+        settings: news2::Settings,
     ) -> (Option<Aggregate>, news2::Inputs) {
-        let latest = self.store.latest(patient.as_str());
-        let value = |v| latest.iter().find(|(lv, _)| *lv == v).map(|(_, p)| p.value);
-        let inputs = news2::Inputs {
-            scale,
-            on_oxygen: news2::on_oxygen(value),
-        };
-        (news2::aggregate_with(value, scale), inputs)
+        let latest = self.news2_readings(patient);
+        let reading = |v| latest.iter().find(|(lv, _)| *lv == v).map(|(_, r)| *r);
+        let now = now_ms();
+        (
+            news2::aggregate_at(reading, settings, now),
+            news2::inputs(reading, settings, now),
+        )
     }
 
-    /// The patient's NEWS2 from their latest readings, on their SpO2 scale
-    /// (see [`medmesh_rules::news2::aggregate_with`]).
+    /// The patient's NEWS2 from their fresh readings, on their SpO2 scale
+    /// (see [`medmesh_rules::news2::aggregate_at`]).
     pub fn news2(&self, patient: &PatientId) -> Option<Aggregate> {
-        let scale = self.rules.lock().expect("rules lock").spo2_scale(patient);
-        self.news2_on_scale(patient, scale).0
+        let settings = self.rules.lock().expect("rules lock").news2_settings(patient);
+        self.news2_on_scale(patient, settings).0
+    }
+
+    /// The SpO2 red rule re-judged on the patient's latest fresh SpO2 when
+    /// `observations` change their oxygen (an oxygen flow reading) without
+    /// a new SpO2: on scale 2, oxygen changes what an SpO2 scores.
+    fn rejudge_spo2_on_oxygen(
+        &self,
+        board: &mut AlarmBoard,
+        patient: &PatientId,
+        observations: &[Observation],
+        settings: news2::Settings,
+    ) -> Option<AlarmChange> {
+        let has = |v| observations.iter().any(|o| o.vital == v);
+        if !has(VitalSign::OxygenFlow) || has(VitalSign::OxygenSaturation) {
+            return None;
+        }
+        self.rejudge_spo2(board, patient, settings)
+    }
+
+    /// The SpO2 red rule on the patient's latest SpO2, if fresh, scored
+    /// with their current scale and oxygen.
+    fn rejudge_spo2(
+        &self,
+        board: &mut AlarmBoard,
+        patient: &PatientId,
+        settings: news2::Settings,
+    ) -> Option<AlarmChange> {
+        let latest = self.news2_readings(patient);
+        let reading = |v| latest.iter().find(|(lv, _)| *lv == v).map(|(_, r)| *r);
+        let now = now_ms();
+        let spo2 = reading(VitalSign::OxygenSaturation)
+            .filter(|r| now - r.time_ms <= settings.max_age_ms)?;
+        let inputs = news2::inputs(reading, settings, now);
+        let obs = Observation {
+            vital: VitalSign::OxygenSaturation,
+            value: spo2.value,
+            time_ms: spo2.time_ms,
+        };
+        let score = news2::score_with(obs.vital, obs.value, inputs);
+        board.observe_scored(patient, &obs, score)
+    }
+
+    /// Re-judges the patient's NEWS2 rules at once after their settings
+    /// changed (SpO2 scale, freshness): the SpO2 red rule on the latest
+    /// SpO2 and the aggregate, as of the newest reading it counts.
+    /// Takes `settings` rather than the rules' lock, which is never taken
+    /// while the board's is held.
+    pub(crate) fn rejudge_news2(
+        &self,
+        board: &mut AlarmBoard,
+        patient: &PatientId,
+        settings: news2::Settings,
+    ) -> Vec<AlarmChange> {
+        let mut changes: Vec<_> = self.rejudge_spo2(board, patient, settings).into_iter().collect();
+        let (aggregate, _) = self.news2_on_scale(patient, settings);
+        if let Some(a) = &aggregate {
+            let newest = a.components.iter().map(|c| c.time_ms).max().unwrap_or_else(now_ms);
+            changes.extend(board.observe_news2(patient, Some(a), newest));
+        }
+        changes
     }
 
     /// A device connected or went away (an MQTT connection opened or closed).
@@ -597,9 +673,10 @@ mod tests {
             users: vec![],
         };
         let policy = Policy {
-            ladders: [(Priority::High, vec![step(0), step(60_000)])].into(),
+            ladders: [(Priority::Medium, vec![step(0), step(60_000)])].into(),
         };
-        // Pulse 135 scores 3 (RCP NEWS2 2017 Chart 1, pulse >= 131): high.
+        // Pulse 135 scores 3 (RCP NEWS2 2017 Chart 1, pulse >= 131): a
+        // single red parameter, medium (Chart 2: low-medium risk).
         p.ingest_senml_json(
             SourceKind::Http,
             &device,
