@@ -726,6 +726,112 @@ mod tests {
         );
     }
 
+    /// RCP NEWS2 2017 Chart 1, SpO2 scale 2 rows ">=93 on air" (0) and
+    /// ">=97 on oxygen" (3), and scale 1 row "<=91" (3): an oxygen flow
+    /// reading or a new scale re-judges the latest SpO2 at once.
+    #[tokio::test]
+    async fn chart_1_spo2_scale_2_rows_rejudged_when_oxygen_or_scale_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = ruled_pipeline(dir.path());
+        let patient = PatientId::new("p1").unwrap();
+        let device = DeviceId::new("hub-1").unwrap();
+        admit(&p, &patient, &device);
+        let send = |pack: &'static str| {
+            p.ingest_senml_json(SourceKind::Http, &device, pack.as_bytes())
+        };
+        let red = |p: &Pipeline| {
+            p.active_alarms_for(&patient)
+                .into_iter()
+                .filter(|a| a.rule == medmesh_rules::RULE_NEWS2_RED)
+                .collect::<Vec<_>>()
+        };
+        let scale = |n: u8| {
+            let s = format!(r#"{{"spo2_scale": {n}}}"#);
+            Some(serde_json::from_str::<medmesh_rules::AlarmSettings>(&s).unwrap())
+        };
+        p.set_alarm_settings(&patient, scale(2)).unwrap();
+        // Scale 2, on air: SpO2 97 scores 0.
+        send(r#"[{"n":"spo2","u":"%","v":97}]"#).await.unwrap();
+        assert!(red(&p).is_empty());
+        // Oxygen started: the same SpO2 now scores 3 (>=97 on oxygen).
+        send(r#"[{"n":"oxygen_flow","u":"L/min","v":2}]"#).await.unwrap();
+        let alarms = red(&p);
+        assert_eq!(alarms.len(), 1, "{alarms:?}");
+        assert_eq!(alarms[0].vital, Some(VitalSign::OxygenSaturation));
+        assert_eq!(alarms[0].priority, medmesh_model::Priority::Medium);
+        // Oxygen stopped: 0 again, resolved without a new SpO2.
+        send(r#"[{"n":"oxygen_flow","u":"L/min","v":0}]"#).await.unwrap();
+        assert!(red(&p).is_empty());
+        // Scale 1: SpO2 88 scores 3 (<=91)...
+        p.set_alarm_settings(&patient, scale(1)).unwrap();
+        send(r#"[{"n":"spo2","u":"%","v":88}]"#).await.unwrap();
+        assert_eq!(red(&p).len(), 1);
+        // ...and on scale 2 (88-92 on air) 0: resolved when the scale is set.
+        p.set_alarm_settings(&patient, scale(2)).unwrap();
+        assert!(red(&p).is_empty());
+        // Back on scale 1 it is raised again at once.
+        p.set_alarm_settings(&patient, scale(1)).unwrap();
+        assert_eq!(red(&p).len(), 1);
+    }
+
+    /// RCP NEWS2 2017 Chart 2 on a partial set: respiration 26 (3), SpO2 92
+    /// (2), systolic 95 (2) and pulse 95 (1) are at least 8 without a
+    /// temperature; a 6-hour-old systolic counts for nothing.
+    #[tokio::test]
+    async fn chart_2_partial_and_stale_sets() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = ruled_pipeline(dir.path());
+        let patient = PatientId::new("p1").unwrap();
+        let device = DeviceId::new("mon-1").unwrap();
+        admit(&p, &patient, &device);
+        let mut live = p.subscribe();
+        p.ingest_senml_json(
+            SourceKind::Http,
+            &device,
+            br#"[{"n":"respiratory_rate","u":"/min","v":26},{"n":"spo2","u":"%","v":92},
+                 {"n":"systolic_bp","u":"mm[Hg]","v":95},{"n":"heart_rate","u":"/min","v":95}]"#,
+        )
+        .await
+        .unwrap();
+        let LiveEvent::Observations { news2: Some(a), .. } = live.recv().await.unwrap() else {
+            panic!("observations with NEWS2 first");
+        };
+        assert_eq!((a.score, a.complete), (8, false));
+        assert_eq!(a.missing, vec![VitalSign::BodyTemperature]);
+        assert_eq!(a.components.len(), 4);
+        let aggregate = p
+            .active_alarms_for(&patient)
+            .into_iter()
+            .find(|x| x.rule == medmesh_rules::RULE_NEWS2_AGGREGATE)
+            .expect("aggregate alarm on the lower bound");
+        assert_eq!(aggregate.priority, medmesh_model::Priority::High);
+        assert!(
+            aggregate.message.starts_with("NEWS2 at least 8 (Body temperature missing"),
+            "{}",
+            aggregate.message
+        );
+
+        // Another patient whose systolic of 85 (3) is 6 hours old.
+        let (q, cuff) = (PatientId::new("p2").unwrap(), DeviceId::new("cuff-2").unwrap());
+        admit(&p, &q, &cuff);
+        let six_h_ago = (now_ms() - 6 * 3_600_000) / 1000;
+        let old = format!(r#"[{{"n":"systolic_bp","u":"mm[Hg]","v":85,"t":{six_h_ago}}}]"#);
+        p.ingest_senml_json(SourceKind::Http, &cuff, old.as_bytes())
+            .await
+            .unwrap();
+        p.ingest_senml_json(
+            SourceKind::Http,
+            &cuff,
+            br#"[{"n":"respiratory_rate","u":"/min","v":16},{"n":"spo2","u":"%","v":97},
+                 {"n":"heart_rate","u":"/min","v":70},{"n":"body_temperature","u":"Cel","v":37}]"#,
+        )
+        .await
+        .unwrap();
+        let a = p.news2(&q).unwrap();
+        assert_eq!((a.score, a.score_max, a.complete), (0, 3, false));
+        assert_eq!(a.stale, vec![VitalSign::SystolicBloodPressure]);
+    }
+
     #[tokio::test]
     async fn battery_levels_are_kept_when_their_whole_percent_changes() {
         let dir = tempfile::tempdir().unwrap();
