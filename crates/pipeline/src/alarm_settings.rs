@@ -105,7 +105,11 @@ impl Pipeline {
             let findings = rules
                 .set(patient, settings, now_ms())
                 .map_err(SettingsError::Invalid)?;
-            (findings, rules.effective(patient), rules.news2_settings(patient))
+            (
+                findings,
+                rules.effective(patient),
+                rules.news2_settings(patient),
+            )
         };
         let mut board = self.alarms.lock().expect("alarm board lock");
         let mut changes: Vec<_> = findings

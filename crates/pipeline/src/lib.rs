@@ -434,7 +434,11 @@ impl Pipeline {
     /// The patient's NEWS2 from their fresh readings, on their SpO2 scale
     /// (see [`medmesh_rules::news2::aggregate_at`]).
     pub fn news2(&self, patient: &PatientId) -> Option<Aggregate> {
-        let settings = self.rules.lock().expect("rules lock").news2_settings(patient);
+        let settings = self
+            .rules
+            .lock()
+            .expect("rules lock")
+            .news2_settings(patient);
         self.news2_on_scale(patient, settings).0
     }
 
@@ -489,10 +493,18 @@ impl Pipeline {
         patient: &PatientId,
         settings: news2::Settings,
     ) -> Vec<AlarmChange> {
-        let mut changes: Vec<_> = self.rejudge_spo2(board, patient, settings).into_iter().collect();
+        let mut changes: Vec<_> = self
+            .rejudge_spo2(board, patient, settings)
+            .into_iter()
+            .collect();
         let (aggregate, _) = self.news2_on_scale(patient, settings);
         if let Some(a) = &aggregate {
-            let newest = a.components.iter().map(|c| c.time_ms).max().unwrap_or_else(now_ms);
+            let newest = a
+                .components
+                .iter()
+                .map(|c| c.time_ms)
+                .max()
+                .unwrap_or_else(now_ms);
             changes.extend(board.observe_news2(patient, Some(a), newest));
         }
         changes
@@ -736,9 +748,8 @@ mod tests {
         let patient = PatientId::new("p1").unwrap();
         let device = DeviceId::new("hub-1").unwrap();
         admit(&p, &patient, &device);
-        let send = |pack: &'static str| {
-            p.ingest_senml_json(SourceKind::Http, &device, pack.as_bytes())
-        };
+        let send =
+            |pack: &'static str| p.ingest_senml_json(SourceKind::Http, &device, pack.as_bytes());
         let red = |p: &Pipeline| {
             p.active_alarms_for(&patient)
                 .into_iter()
@@ -754,13 +765,17 @@ mod tests {
         send(r#"[{"n":"spo2","u":"%","v":97}]"#).await.unwrap();
         assert!(red(&p).is_empty());
         // Oxygen started: the same SpO2 now scores 3 (>=97 on oxygen).
-        send(r#"[{"n":"oxygen_flow","u":"L/min","v":2}]"#).await.unwrap();
+        send(r#"[{"n":"oxygen_flow","u":"L/min","v":2}]"#)
+            .await
+            .unwrap();
         let alarms = red(&p);
         assert_eq!(alarms.len(), 1, "{alarms:?}");
         assert_eq!(alarms[0].vital, Some(VitalSign::OxygenSaturation));
         assert_eq!(alarms[0].priority, medmesh_model::Priority::Medium);
         // Oxygen stopped: 0 again, resolved without a new SpO2.
-        send(r#"[{"n":"oxygen_flow","u":"L/min","v":0}]"#).await.unwrap();
+        send(r#"[{"n":"oxygen_flow","u":"L/min","v":0}]"#)
+            .await
+            .unwrap();
         assert!(red(&p).is_empty());
         // Scale 1: SpO2 88 scores 3 (<=91)...
         p.set_alarm_settings(&patient, scale(1)).unwrap();
@@ -806,13 +821,18 @@ mod tests {
             .expect("aggregate alarm on the lower bound");
         assert_eq!(aggregate.priority, medmesh_model::Priority::High);
         assert!(
-            aggregate.message.starts_with("NEWS2 at least 8 (Body temperature missing"),
+            aggregate
+                .message
+                .starts_with("NEWS2 at least 8 (Body temperature missing"),
             "{}",
             aggregate.message
         );
 
         // Another patient whose systolic of 85 (3) is 6 hours old.
-        let (q, cuff) = (PatientId::new("p2").unwrap(), DeviceId::new("cuff-2").unwrap());
+        let (q, cuff) = (
+            PatientId::new("p2").unwrap(),
+            DeviceId::new("cuff-2").unwrap(),
+        );
         admit(&p, &q, &cuff);
         let six_h_ago = (now_ms() - 6 * 3_600_000) / 1000;
         let old = format!(r#"[{{"n":"systolic_bp","u":"mm[Hg]","v":85,"t":{six_h_ago}}}]"#);
@@ -830,6 +850,33 @@ mod tests {
         let a = p.news2(&q).unwrap();
         assert_eq!((a.score, a.score_max, a.complete), (0, 3, false));
         assert_eq!(a.stale, vec![VitalSign::SystolicBloodPressure]);
+    }
+
+    /// RCP NEWS2 2017 Chart 1 "Consciousness" row: responds to voice (V)
+    /// scores 3, sent over SenML as a letter; counted in the aggregate.
+    #[tokio::test]
+    async fn chart_1_consciousness_row_over_senml() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = ruled_pipeline(dir.path());
+        let patient = PatientId::new("p1").unwrap();
+        let device = DeviceId::new("tablet-1").unwrap();
+        admit(&p, &patient, &device);
+        p.ingest_senml_json(
+            SourceKind::Http,
+            &device,
+            br#"[{"n":"heart_rate","u":"/min","v":70},{"n":"consciousness","vs":"V"}]"#,
+        )
+        .await
+        .unwrap();
+        let alarms = p.active_alarms_for(&patient);
+        assert_eq!(alarms.len(), 1, "{alarms:?}");
+        assert_eq!(alarms[0].vital, Some(VitalSign::Consciousness));
+        assert_eq!(
+            alarms[0].message,
+            "Consciousness (ACVPU) V scores 3 on NEWS2: urgent ward-based response"
+        );
+        let a = p.news2(&patient).unwrap();
+        assert_eq!((a.score, a.assumed_alert), (3, false));
     }
 
     #[tokio::test]

@@ -284,7 +284,10 @@ impl AlarmBoard {
         if score == 3 {
             let message = || {
                 let charted = news2::charted(obs.vital, obs.value);
-                let value = if charted == obs.value {
+                let value = if obs.vital == VitalSign::Consciousness {
+                    let level = medmesh_model::ACVPU.get(charted as usize).copied();
+                    format!("{}", level.unwrap_or('?'))
+                } else if charted == obs.value {
                     format!("{} {}", obs.value, obs.vital.ucum())
                 } else {
                     format!("{} {} (charted {charted})", obs.value, obs.vital.ucum())
@@ -348,11 +351,7 @@ impl AlarmBoard {
                 patient,
                 key,
                 Priority::High,
-                || {
-                    message(
-                        "emergency response (clinical team with critical-care competencies)",
-                    )
-                },
+                || message("emergency response (clinical team with critical-care competencies)"),
                 score,
                 time_ms,
             )),
@@ -792,7 +791,9 @@ mod tests {
         board.acknowledge(id, "nurse", 420_000).unwrap();
         assert!(board.escalate(&policy, 9_999_999).is_empty());
         // Worse (NEWS2 7, high): raised again at level 0.
-        let worse = board.observe_news2(&p, agg(7, 7).as_ref(), 430_000).unwrap();
+        let worse = board
+            .observe_news2(&p, agg(7, 7).as_ref(), 430_000)
+            .unwrap();
         assert!(
             matches!(worse, AlarmChange::Raised(ref a) if a.escalation_level == 0
             && a.escalation_since_ms.is_none())

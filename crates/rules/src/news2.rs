@@ -24,7 +24,9 @@
 //! `profiles::AlarmSettings`). "Air or oxygen?" comes from the latest
 //! inhaled oxygen flow reading (LOINC 3151-8): above 0 L/min is on oxygen,
 //! no reading is taken as air (and the aggregate says so). Consciousness
-//! (ACVPU) is not collected yet, so the aggregate assumes alert and says so.
+//! (ACVPU, LOINC 67775-7, stored 0-4 for A, C, V, P, U) scores 0 when
+//! alert and 3 otherwise; without a reading the aggregate assumes alert
+//! and says so.
 //!
 //! **Freshness and partial sets.** A parameter counts only while its latest
 //! reading is at most `max_age` old by the server clock (default
@@ -54,7 +56,8 @@ fn chart_decimals(vital: VitalSign) -> Option<i32> {
         VitalSign::RespiratoryRate
         | VitalSign::OxygenSaturation
         | VitalSign::SystolicBloodPressure
-        | VitalSign::HeartRate => Some(0),
+        | VitalSign::HeartRate
+        | VitalSign::Consciousness => Some(0),
         VitalSign::BodyTemperature => Some(1),
         _ => None,
     }
@@ -96,12 +99,20 @@ pub fn parameter_score(vital: VitalSign, value: f64) -> Option<u8> {
         VitalSign::BodyTemperature => band(value, &[(35.0, 3), (36.0, 1), (38.0, 0), (39.0, 1)], 2),
         // Air or oxygen? (any supplemental oxygen): air 0, oxygen 2.
         VitalSign::OxygenFlow => on_oxygen_score(value > 0.0),
+        // Consciousness: alert (0) 0; new confusion, voice, pain or
+        // unresponsive (1-4, see `medmesh_model::ACVPU`) 3.
+        VitalSign::Consciousness => consciousness_score(value),
         VitalSign::DiastolicBloodPressure
         | VitalSign::BodyWeight
         | VitalSign::MeanBloodPressure
         | VitalSign::BloodGlucose => return None,
     };
     Some(score)
+}
+
+/// Chart 1 "Consciousness": alert 0, CVPU 3 (`value` charted, 0 alert).
+fn consciousness_score(value: f64) -> u8 {
+    if value >= 1.0 { 3 } else { 0 }
 }
 
 /// Chart 1 "Air or oxygen?": supplemental oxygen scores 2.
@@ -231,7 +242,7 @@ pub struct Aggregate {
     pub components: Vec<Component>,
     /// No oxygen flow reading: scored as breathing air.
     pub assumed_air: bool,
-    /// Consciousness is not recorded: scored as alert (0).
+    /// No fresh consciousness (ACVPU) reading: scored as alert (0).
     pub assumed_alert: bool,
 }
 
@@ -257,7 +268,11 @@ impl Aggregate {
         } else {
             format!("at least {}", self.score)
         };
-        format!("{score} ({})", gaps.join("; "))
+        if gaps.is_empty() {
+            score
+        } else {
+            format!("{score} ({})", gaps.join("; "))
+        }
     }
 }
 
@@ -298,7 +313,9 @@ pub fn inputs(
 /// `settings.max_age_ms` old. "Air or oxygen" from the latest fresh oxygen
 /// flow: none is air, unless the latest flow said oxygen and is too old
 /// (then oxygen is stale: air for the lower bound, the worse for the upper).
-/// Consciousness assumed alert (0). `None` when no parameter is fresh.
+/// Consciousness likewise from the latest fresh ACVPU: none is alert, an old
+/// one that said otherwise is stale. `None` when none of the five measured
+/// parameters is fresh.
 pub fn aggregate_at(
     latest: impl Fn(VitalSign) -> Option<Reading>,
     settings: Settings,
@@ -319,7 +336,21 @@ pub fn aggregate_at(
         }
         _ => (false, false),
     };
+    // Alert for sure (fresh), assumed (no reading, or an old one that said
+    // alert), or unknown (an old one that said otherwise).
+    let acvpu = latest(VitalSign::Consciousness);
+    let alert_assumed = match acvpu {
+        Some(r) if fresh(&r) => false,
+        Some(r) if consciousness_score(charted(VitalSign::Consciousness, r.value)) > 0 => {
+            stale.push(VitalSign::Consciousness);
+            false
+        }
+        _ => true,
+    };
     let mut readings = Vec::new();
+    if let Some(r) = acvpu.filter(|r| fresh(r)) {
+        readings.push((VitalSign::Consciousness, r));
+    }
     for vital in PARAMETERS {
         match latest(vital) {
             Some(r) if fresh(&r) => readings.push((vital, r)),
@@ -327,7 +358,7 @@ pub fn aggregate_at(
             None => missing.push(vital),
         }
     }
-    if readings.is_empty() {
+    if readings.iter().all(|(v, _)| *v == VitalSign::Consciousness) {
         return None;
     }
     // The fresh parameters' sum with or without oxygen.
@@ -368,6 +399,7 @@ pub fn aggregate_at(
         });
     }
     let score = sum(on_oxygen);
+    // Each parameter without a fresh reading could score 3 (oxygen apart).
     let unknown = (missing.len() + stale.len() - usize::from(oxygen_unknown)) as u8;
     let worst = if oxygen_unknown {
         sum(false).max(sum(true))
@@ -389,7 +421,7 @@ pub fn aggregate_at(
         stale,
         components,
         assumed_air: flow.is_none_or(|r| !fresh(&r) && r.value <= 0.0),
-        assumed_alert: true,
+        assumed_alert: alert_assumed,
     })
 }
 
@@ -501,7 +533,12 @@ mod tests {
     fn chart_1_rows_values_between_rows() {
         let rows: &[(VitalSign, f64, &[(f64, u8)], u8)] = &[
             // (vital, step, [(row top, row score)], score above the last row)
-            (RespiratoryRate, 1.0, &[(8.0, 3), (11.0, 1), (20.0, 0), (24.0, 2)], 3),
+            (
+                RespiratoryRate,
+                1.0,
+                &[(8.0, 3), (11.0, 1), (20.0, 0), (24.0, 2)],
+                3,
+            ),
             (OxygenSaturation, 1.0, &[(91.0, 3), (93.0, 2), (95.0, 1)], 0),
             (
                 SystolicBloodPressure,
@@ -515,14 +552,23 @@ mod tests {
                 &[(40.0, 3), (50.0, 1), (90.0, 0), (110.0, 1), (130.0, 2)],
                 3,
             ),
-            (BodyTemperature, 0.1, &[(35.0, 3), (36.0, 1), (38.0, 0), (39.0, 1)], 2),
+            (
+                BodyTemperature,
+                0.1,
+                &[(35.0, 3), (36.0, 1), (38.0, 0), (39.0, 1)],
+                2,
+            ),
         ];
         for (vital, step, tops, above) in rows {
             for (i, (top, score)) in tops.iter().enumerate() {
                 let next = tops.get(i + 1).map_or(*above, |(_, s)| *s);
                 let under = top + step * 0.49;
                 let half = top + step * 0.5;
-                assert_eq!(parameter_score(*vital, under), Some(*score), "{vital} {under}");
+                assert_eq!(
+                    parameter_score(*vital, under),
+                    Some(*score),
+                    "{vital} {under}"
+                );
                 assert_eq!(parameter_score(*vital, half), Some(next), "{vital} {half}");
             }
         }
@@ -586,7 +632,11 @@ mod tests {
             (96.5, true, 3),
         ];
         for (value, oxygen, want) in rows {
-            assert_eq!(spo2_scale2_score(*value, *oxygen), *want, "{value} {oxygen}");
+            assert_eq!(
+                spo2_scale2_score(*value, *oxygen),
+                *want,
+                "{value} {oxygen}"
+            );
         }
     }
 
@@ -594,14 +644,15 @@ mod tests {
     const HOUR: TimestampMs = 3_600_000;
 
     /// Readings taken `ago` ms before [`NOW`].
-    fn set_at(
-        values: Vec<(VitalSign, f64, TimestampMs)>,
-    ) -> impl Fn(VitalSign) -> Option<Reading> {
+    fn set_at(values: Vec<(VitalSign, f64, TimestampMs)>) -> impl Fn(VitalSign) -> Option<Reading> {
         move |v| {
-            values.iter().find(|(x, _, _)| *x == v).map(|(_, value, ago)| Reading {
-                value: *value,
-                time_ms: NOW - ago,
-            })
+            values
+                .iter()
+                .find(|(x, _, _)| *x == v)
+                .map(|(_, value, ago)| Reading {
+                    value: *value,
+                    time_ms: NOW - ago,
+                })
         }
     }
 
@@ -696,11 +747,21 @@ mod tests {
         let a = aggregate(&latest, Spo2Scale::Scale1).unwrap();
         assert_eq!(a.score, 0);
         assert!(!a.complete);
-        assert_eq!(a.stale, vec![OxygenFlow, SystolicBloodPressure, BodyTemperature]);
+        assert_eq!(
+            a.stale,
+            vec![OxygenFlow, SystolicBloodPressure, BodyTemperature]
+        );
         // Exactly 4 h old still counts.
         let pulse = a.components.iter().find(|c| c.vital == HeartRate).unwrap();
         assert_eq!((pulse.age_s, pulse.score), (4 * 3600, 0));
-        assert_eq!(a.components.iter().find(|c| c.vital == RespiratoryRate).unwrap().age_s, 60);
+        assert_eq!(
+            a.components
+                .iter()
+                .find(|c| c.vital == RespiratoryRate)
+                .unwrap()
+                .age_s,
+            60
+        );
         // Upper bound: systolic and temperature 3 each, oxygen 2.
         assert_eq!(a.score_max, 8);
         assert!(!a.assumed_air, "a stale oxygen flow is not air");
@@ -788,6 +849,46 @@ mod tests {
         // Scale 2 on air: SpO2 96 scores 0 (row >=93 on air).
         let a = aggregate(with_o2(0.0), Spo2Scale::Scale2).unwrap();
         assert_eq!(a.score, 0);
+    }
+
+    /// Chart 1 "Consciousness" row: alert 0, new confusion, voice, pain or
+    /// unresponsive 3 (stored 0-4); counted in the aggregate instead of
+    /// assuming alert while fresh.
+    #[test]
+    fn chart_1_consciousness_row() {
+        let scores: Vec<_> = (0..=4)
+            .map(|level| parameter_score(Consciousness, f64::from(level)))
+            .collect();
+        assert_eq!(scores, [Some(0), Some(3), Some(3), Some(3), Some(3)]);
+        let normal = [
+            (RespiratoryRate, 16.0, 0),
+            (OxygenSaturation, 97.0, 0),
+            (SystolicBloodPressure, 120.0, 0),
+            (HeartRate, 70.0, 0),
+            (BodyTemperature, 37.0, 0),
+        ];
+        let with = |acvpu: f64, ago| {
+            let mut v = normal.to_vec();
+            v.push((Consciousness, acvpu, ago));
+            aggregate(set_at(v), Spo2Scale::Scale1).unwrap()
+        };
+        // New confusion (C), fresh: 3, a red parameter; nothing assumed.
+        let a = with(1.0, 0);
+        assert_eq!((a.score, a.risk, a.complete), (3, Risk::LowMedium, true));
+        assert!(!a.assumed_alert);
+        assert_eq!(a.describe(), "3");
+        // Alert, fresh: 0.
+        assert_eq!(with(0.0, 0).score, 0);
+        // Confusion 5 hours ago: unknown now, up to 3.
+        let a = with(1.0, 5 * HOUR);
+        assert_eq!((a.score, a.score_max), (0, 3));
+        assert_eq!(a.stale, vec![Consciousness]);
+        // Alert 5 hours ago: as good as no reading, alert assumed.
+        let a = with(0.0, 5 * HOUR);
+        assert!(a.complete && a.assumed_alert);
+        // Consciousness alone is no NEWS2.
+        let alone = set_at(vec![(Consciousness, 0.0, 0)]);
+        assert_eq!(aggregate(alone, Spo2Scale::Scale1), None);
     }
 
     /// Scale 2 with a stale oxygen flow: air for the lower bound (SpO2 97

@@ -23,13 +23,14 @@ export const VITAL_NAMES = {
   heart_rate: "Heart rate", respiratory_rate: "Respiratory rate", spo2: "SpO₂",
   body_temperature: "Body temperature", systolic_bp: "Systolic BP", diastolic_bp: "Diastolic BP",
   mean_bp: "Mean BP", body_weight: "Body weight", blood_glucose: "Blood glucose",
-  oxygen_flow: "Oxygen",
+  oxygen_flow: "Oxygen", consciousness: "Consciousness",
 };
 
 export function fmtValue(key, v) {
   if (v === undefined || v === null || Number.isNaN(v)) return "–";
   if (key === "body_temperature" || key === "body_weight") return v.toFixed(1);
   if (key === "blood_glucose") return Math.round(v).toString();
+  if (key === "consciousness") return "ACVPU"[Math.round(v)] ?? "?";
   return Math.round(v).toString();
 }
 
