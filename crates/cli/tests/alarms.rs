@@ -230,6 +230,51 @@ async fn news2_aggregate_of_7_or_more_raises_a_high_alarm() {
     );
 }
 
+/// RCP NEWS2 2017 Chart 1 rows "systolic <=90" and "temperature 36.1-38.0"
+/// reached through unit conversions over SenML: 12.0 kPa is 90 mmHg (3),
+/// 100.4 degF is 38.0 Cel (0); SpO2 91.4 % is charted 91 (row <=91, 3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chart_1_rows_between_values_and_converted_units() {
+    let s = start().await;
+    s.admit("p1", "mon-1").await;
+    vitals(
+        &s,
+        "mon-1",
+        1.8e9,
+        json!([
+            {"n": "systolic_bp", "u": "kPa", "v": 12.0},
+            {"n": "body_temperature", "u": "[degF]", "v": 100.4},
+            {"n": "spo2", "u": "%", "v": 91.4}
+        ]),
+    )
+    .await;
+    let (_, p) = s.get("/api/v1/patients/p1").await;
+    let red: Vec<_> = p["alarms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["rule"] == "news2-single-parameter-3")
+        .map(|a| a["vital"].as_str().unwrap())
+        .collect();
+    assert_eq!(red.len(), 2, "{p}");
+    assert!(red.contains(&"systolic_bp") && red.contains(&"spo2"), "{p}");
+    let news2 = &p["news2"];
+    let score = |vital: &str| {
+        news2["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["vital"] == vital)
+            .map(|c| c["score"].clone())
+    };
+    assert_eq!(score("body_temperature"), Some(json!(0)), "{news2}");
+    // Respiration and pulse not measured: at least 6.
+    assert_eq!(
+        (&news2["score"], &news2["complete"]),
+        (&json!(6), &json!(false))
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_alarm_actions_get_json_reasons() {
     let s = start().await;
