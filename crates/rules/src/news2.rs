@@ -531,7 +531,9 @@ mod tests {
     /// the lower row's top scores as the lower row, half a step as the upper.
     #[test]
     fn chart_1_rows_values_between_rows() {
-        let rows: &[(VitalSign, f64, &[(f64, u8)], u8)] = &[
+        // (vital, step, [(row top, row score)], score above the last row)
+        type Rows<'a> = &'a [(VitalSign, f64, &'a [(f64, u8)], u8)];
+        let rows: Rows = &[
             // (vital, step, [(row top, row score)], score above the last row)
             (
                 RespiratoryRate,
