@@ -78,7 +78,8 @@ async fn start_alarms(toml: &str) -> TestServer {
 }
 
 /// Pulse `bpm` for `device` at time `t_s`; 135 scores 3 (RCP NEWS2 Chart 1,
-/// pulse >= 131): a high alarm; 80 scores 0 and resolves it.
+/// pulse >= 131): a single red parameter, a medium alarm (Chart 2); 80
+/// scores 0 and resolves it.
 async fn pulse(s: &TestServer, device: &str, t_s: f64, bpm: f64) {
     let (status, report) = s
         .send(
@@ -131,7 +132,7 @@ async fn escalations_are_recorded_streamed_and_sent_by_signed_retried_webhooks()
     let s = start_alarms(&format!(
         r#"
 [alarms.escalation]
-high = [
+medium = [
   {{ roles = ["nurse"] }},
   {{ after = "1s", users = ["charge.kim"] }},
   {{ after = "2s", roles = ["physician"] }},
@@ -228,7 +229,7 @@ first_retry = "100ms"
     let acked = hook.next().await;
     assert_eq!(acked["body"]["change"], "acknowledged");
     let ladder = r#"[alarms.escalation]
-high = [{ roles = ["nurse"] }, { after = "1s", roles = ["nurse"] }, { after = "2s", roles = ["nurse"] }, { after = "1h", roles = ["admin"] }]"#;
+medium = [{ roles = ["nurse"] }, { after = "1s", roles = ["nurse"] }, { after = "2s", roles = ["nurse"] }, { after = "1h", roles = ["admin"] }]"#;
     let policy = Config::from_toml(ladder)
         .unwrap()
         .alarms
@@ -279,7 +280,7 @@ fn utc_clock(ms: i64) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn quiet_hours_hold_low_priority_webhooks_until_they_end_but_never_high() {
+async fn quiet_hours_hold_low_priority_webhooks_until_they_end_but_never_medium() {
     let dir = tempfile::tempdir().unwrap();
     let now = now_ms();
     let mut hook = Peer::start("webhook_receiver.py", &[SECRET, "0"]);
@@ -305,9 +306,9 @@ async fn quiet_hours_hold_low_priority_webhooks_until_they_end_but_never_high() 
     // A battery at 10 % raises a low-priority alarm: held...
     battery_low_is_held(&s).await;
     pulse(&s, "mon-1", 1.76544e9, 135.0).await;
-    // The high alarm comes at once, during quiet hours...
+    // The medium alarm comes at once, during quiet hours...
     let first = hook.next().await;
-    assert_eq!(first["body"]["alarm"]["priority"], "high", "{first}");
+    assert_eq!(first["body"]["alarm"]["priority"], "medium", "{first}");
     assert!(first["received_ms"].as_i64().unwrap() < quiet_end_ms);
     // ...the low one only when they end.
     let second = hook.next().await;
@@ -437,7 +438,7 @@ async fn a_webhook_refused_before_a_restart_is_delivered_after_it_with_the_same_
     let toml = format!(
         r#"
 [alarms.escalation]
-high = [{{ roles = ["nurse"] }}, {{ after = "1h", roles = ["physician"] }}]
+medium = [{{ roles = ["nurse"] }}, {{ after = "1h", roles = ["physician"] }}]
 [alarms.webhook]
 urls = ["http://127.0.0.1:{port}/medmesh"]
 secret = "{SECRET}"
@@ -489,12 +490,12 @@ async fn email_goes_to_each_escalation_level_and_to_consented_followers_only() {
     let smtp_port = free_port();
     let mut smtp = Peer::start("smtp_sink.py", &[&smtp_port.to_string(), "1"]);
     assert_eq!(smtp.next().await["ready"], smtp_port);
-    // Quiet hours are on right now: high alarms are never held.
+    // Quiet hours are on right now: medium alarms are never held.
     let now = now_ms();
     let s = start_alarms(&format!(
         r#"
 [alarms.escalation]
-high = [
+medium = [
   {{ roles = ["nurse"] }},
   {{ after = "1s", users = ["charge.kim"] }},
   {{ after = "2s", roles = ["physician"] }},
@@ -618,7 +619,7 @@ first_retry = "100ms"
             } else if subject.contains("resolved") {
                 "resolved"
             } else {
-                assert!(subject.contains("HIGH alarm raised"), "{subject}");
+                assert!(subject.contains("MEDIUM alarm raised"), "{subject}");
                 "raised"
             };
             assert!(subject.contains("Patient p1"), "{subject}");
@@ -651,7 +652,7 @@ async fn a_change_recorded_just_before_a_crash_is_still_sent_after_the_restart()
     let toml = format!(
         r#"
 [alarms.escalation]
-high = [{{ roles = ["nurse"] }}, {{ after = "1h", roles = ["physician"] }}]
+medium = [{{ roles = ["nurse"] }}, {{ after = "1h", roles = ["physician"] }}]
 [alarms.webhook]
 urls = ["http://127.0.0.1:{port}/medmesh"]
 secret = "{SECRET}"
@@ -718,7 +719,7 @@ async fn an_email_resumed_after_a_restart_goes_only_to_those_not_yet_mailed() {
     let toml = format!(
         r#"
 [alarms.escalation]
-high = [{{ roles = ["nurse"] }}, {{ after = "1h", roles = ["physician"] }}]
+medium = [{{ roles = ["nurse"] }}, {{ after = "1h", roles = ["physician"] }}]
 [alarms.email]
 smtp_url = "smtp://127.0.0.1:{smtp_port}"
 from = "medmesh <alarms@medmesh.test>"
@@ -775,7 +776,7 @@ first_retry = "20s"
         resent["subject"]
             .as_str()
             .unwrap()
-            .contains("HIGH alarm raised"),
+            .contains("MEDIUM alarm raised"),
         "{resent}"
     );
     nothing_more(&mut smtp).await;

@@ -184,7 +184,7 @@ async fn settings_thresholds_sustained_for_and_news2_scale_2_over_http() {
     let red = live.alarm("raised", "news2-single-parameter-3").await;
     assert_eq!(
         (red["vital"].clone(), red["priority"].clone()),
-        (json!("spo2"), json!("high"))
+        (json!("spo2"), json!("medium"))
     );
 
     // The change is audited under the nurse's name.

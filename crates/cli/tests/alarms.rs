@@ -25,7 +25,8 @@ async fn vitals(s: &TestServer, device: &str, t_s: f64, records: serde_json::Val
 async fn acknowledge_snooze_resolve_and_the_record_survives_a_restart() {
     let s = start().await;
     s.admit("p1", "mon-1").await;
-    // Pulse 135 scores 3 (RCP NEWS2 Chart 1, pulse row >=131): a high alarm.
+    // Pulse 135 scores 3 (RCP NEWS2 Chart 1, pulse row >=131): a single red
+    // parameter, a medium alarm (Chart 2: low-medium risk).
     vitals(
         &s,
         "mon-1",
@@ -37,7 +38,7 @@ async fn acknowledge_snooze_resolve_and_the_record_survives_a_restart() {
     let id = alarms[0]["id"].as_u64().unwrap();
     assert_eq!(
         (alarms[0]["state"].as_str(), alarms[0]["priority"].as_str()),
-        (Some("active"), Some("high"))
+        (Some("active"), Some("medium"))
     );
 
     // Who acts is whoever is signed in, not what the request claims.
@@ -199,7 +200,21 @@ async fn news2_aggregate_of_7_or_more_raises_a_high_alarm() {
     )
     .await;
     let (_, p) = s.get("/api/v1/patients/p1").await;
-    assert_eq!(p["news2"], json!({"score": 9, "risk": "high"}));
+    let news2 = &p["news2"];
+    assert_eq!(
+        (&news2["score"], &news2["risk"], &news2["complete"]),
+        (&json!(9), &json!("high"), &json!(true)),
+        "{news2}"
+    );
+    // Each component with its value, score and age.
+    let rr = news2["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["vital"] == "respiratory_rate")
+        .unwrap();
+    assert_eq!((&rr["value"], &rr["score"]), (&json!(26.0), &json!(3)));
+    assert!(rr["age_s"].is_u64(), "{rr}");
     let alarms = p["alarms"].as_array().unwrap();
     let aggregate = alarms
         .iter()
@@ -212,6 +227,51 @@ async fn news2_aggregate_of_7_or_more_raises_a_high_alarm() {
         alarms
             .iter()
             .any(|a| a["rule"] == "news2-single-parameter-3" && a["vital"] == "respiratory_rate")
+    );
+}
+
+/// RCP NEWS2 2017 Chart 1 rows "systolic <=90" and "temperature 36.1-38.0"
+/// reached through unit conversions over SenML: 12.0 kPa is 90 mmHg (3),
+/// 100.4 degF is 38.0 Cel (0); SpO2 91.4 % is charted 91 (row <=91, 3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chart_1_rows_between_values_and_converted_units() {
+    let s = start().await;
+    s.admit("p1", "mon-1").await;
+    vitals(
+        &s,
+        "mon-1",
+        1.76544e9,
+        json!([
+            {"n": "systolic_bp", "u": "kPa", "v": 12.0},
+            {"n": "body_temperature", "u": "[degF]", "v": 100.4},
+            {"n": "spo2", "u": "%", "v": 91.4}
+        ]),
+    )
+    .await;
+    let (_, p) = s.get("/api/v1/patients/p1").await;
+    let red: Vec<_> = p["alarms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["rule"] == "news2-single-parameter-3")
+        .map(|a| a["vital"].as_str().unwrap())
+        .collect();
+    assert_eq!(red.len(), 2, "{p}");
+    assert!(red.contains(&"systolic_bp") && red.contains(&"spo2"), "{p}");
+    let news2 = &p["news2"];
+    let score = |vital: &str| {
+        news2["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["vital"] == vital)
+            .map(|c| c["score"].clone())
+    };
+    assert_eq!(score("body_temperature"), Some(json!(0)), "{news2}");
+    // Respiration and pulse not measured: at least 6.
+    assert_eq!(
+        (&news2["score"], &news2["complete"]),
+        (&json!(6), &json!(false))
     );
 }
 
@@ -317,5 +377,6 @@ async fn alarms_are_published_over_mqtt() {
         .expect("a raise among two messages");
     assert_eq!(raised["alarm"]["patient_id"], "p1");
     assert_eq!(raised["alarm"]["vital"], "spo2");
-    assert_eq!(raised["alarm"]["priority"], "high");
+    // SpO2 90 scores 3 (Chart 1 row <=91): a single red parameter, medium.
+    assert_eq!(raised["alarm"]["priority"], "medium");
 }

@@ -80,7 +80,7 @@ async fn world() -> World {
             .await;
         assert_eq!(st, 200);
     }
-    // Pulse 135 scores 3 (RCP NEWS2 Chart 1): a high alarm for p1.
+    // Pulse 135 scores 3 (RCP NEWS2 Chart 1): an alarm for p1.
     let (st, r) = s
         .send(
             Method::POST,

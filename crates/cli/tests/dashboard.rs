@@ -27,6 +27,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 const WARD_SIZE: usize = 500;
+/// The patient seeded without a temperature.
+const PARTIAL: usize = 2;
 const NURSE: &str = "nurse.ward";
 const PATIENT_USER: &str = "pat.0001";
 const ADMIN: &str = "admin.ward";
@@ -153,6 +155,10 @@ async fn the_dashboard_in_a_browser_is_live_acknowledges_charts_and_holds_500_pa
             ("systolic_bp", "mm[Hg]", 120.0),
             ("diastolic_bp", "mm[Hg]", 80.0),
         ] {
+            // The second patient has no thermometer: a partial NEWS2.
+            if i == PARTIAL && n == "body_temperature" {
+                continue;
+            }
             seed.push((device(i), pack(n, u, v, when(i))));
         }
     }
@@ -191,6 +197,7 @@ async fn the_dashboard_in_a_browser_is_live_acknowledges_charts_and_holds_500_pa
         .env("OPS_PASSWORD", PASSWORD)
         .env("OPS_DEVICE", device(2))
         .env("LIVE_PATIENT", patient(1))
+        .env("PARTIAL_PATIENT", patient(PARTIAL))
         .env("WARD_SIZE", WARD_SIZE.to_string())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -243,9 +250,17 @@ async fn the_dashboard_in_a_browser_is_live_acknowledges_charts_and_holds_500_pa
                         )
                         .await
                     }
-                    // Pulse 140 scores 3 (RCP NEWS2 Chart 1): a high alarm.
+                    // RCP NEWS2 2017 Chart 1: respiration 22, SpO2 93, systolic
+                    // 95 and pulse 115 score 2 each (temperature 36.8: 0), an
+                    // aggregate of 8: Chart 2's emergency response, a high alarm.
                     "raise-alarm" => {
-                        mqtt.publish(vec![(device(1), pack("heart_rate", "/min", 140.0, None))])
+                        let set = json!([
+                            {"n": "respiratory_rate", "u": "/min", "v": 22},
+                            {"n": "spo2", "u": "%", "v": 93},
+                            {"n": "systolic_bp", "u": "mm[Hg]", "v": 95},
+                            {"n": "heart_rate", "u": "/min", "v": 115}
+                        ]);
+                        mqtt.publish(vec![(device(1), serde_json::to_vec(&set).unwrap())])
                             .await
                     }
                     "check-acknowledged" => {
@@ -313,6 +328,15 @@ async fn the_dashboard_in_a_browser_is_live_acknowledges_charts_and_holds_500_pa
         json!({"before": "72", "after": "97"})
     );
 
+    // No temperature: at least 0, shown as such, each component's age in
+    // the badge's title.
+    let partial = &results["news2_partial"];
+    assert_eq!(partial["text"], "NEWS2 ≥ 0", "{partial}");
+    let title = partial["title"].as_str().unwrap();
+    assert!(title.contains("Body temperature: missing"), "{title}");
+    assert!(title.contains("Heart rate 72: 0 ("), "{title}");
+    assert!(title.contains(" ago)"), "{title}");
+
     let ack = &results["acknowledged"];
     assert!(
         ack["tile_class"].as_str().unwrap().contains("alarm-high"),
@@ -354,8 +378,8 @@ async fn the_dashboard_in_a_browser_is_live_acknowledges_charts_and_holds_500_pa
         .unwrap()
         .iter()
         .find(|a| a["id"] == ack["alarm"]);
-    // The later reading of 98/min resolved the alarm; while it was open the
-    // snooze from the console was recorded.
+    // The alarm is still open (pulse 98 scores 1: NEWS2 7) or, had it been
+    // resolved, in the history; either way the console's snooze is recorded.
     let history = s.get("/api/v1/alarms?state=resolved").await.1;
     let all: Vec<&Value> = alarms
         .as_array()

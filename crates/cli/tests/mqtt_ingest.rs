@@ -234,7 +234,7 @@ async fn live_stream_carries_observations_and_alarms() {
     let mut stream = s.http.get(s.url("/api/v1/stream")).send().await.unwrap();
     assert_eq!(stream.headers()["content-type"], "text/event-stream");
     let (client, mut acks) = mqtt_client(s.running.mqtt_addr, "mon-1").await;
-    // Pulse 135 scores 3 on NEWS2 (Chart 1 row >=131): a high-priority alarm.
+    // Pulse 135 scores 3 on NEWS2 (Chart 1 row >=131): an alarm.
     client
         .publish(
             topic("mon-1"),
@@ -255,7 +255,8 @@ async fn live_stream_carries_observations_and_alarms() {
     }
     assert!(text.contains(r#""patient_id":"p1""#), "{text}");
     assert!(text.contains(r#""value":135.0"#), "{text}");
-    assert!(text.contains(r#""priority":"high""#), "{text}");
+    // A single red parameter: medium (RCP NEWS2 Chart 2, low-medium risk).
+    assert!(text.contains(r#""priority":"medium""#), "{text}");
     let (_, alarms) = s.get("/api/v1/alarms").await;
     assert_eq!(alarms[0]["patient_id"], "p1");
     assert_eq!(alarms[0]["rule"], "news2-single-parameter-3");

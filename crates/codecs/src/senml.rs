@@ -32,8 +32,8 @@ struct Record<'a> {
     u: Option<std::borrow::Cow<'a, str>>,
     #[serde(default)]
     v: Option<f64>,
-    #[serde(default)]
-    vs: Option<serde::de::IgnoredAny>,
+    #[serde(borrow, default)]
+    vs: Option<std::borrow::Cow<'a, str>>,
     #[serde(default)]
     vb: Option<bool>,
     #[serde(default)]
@@ -147,6 +147,18 @@ fn decode_record(raw: &RawValue, base: &mut Base, now_ms: TimestampMs) -> Result
         format!("unknown measurement {short:?}; use a LOINC code (e.g. \"8867-4\") or a name such as \"heart_rate\"")
     })?;
 
+    // A coded reading (consciousness: an ACVPU letter) as a string value.
+    if let (Some(text), None, None) = (&rec.vs, &rec.vb, &rec.vd) {
+        let value = vital.coded(text).ok_or_else(|| match vital {
+            VitalSign::Consciousness => {
+                format!("{vital} value {text:?} is not an ACVPU letter (A, C, V, P or U)")
+            }
+            _ => format!("{vital} needs a numeric value (v), not a string, boolean or data value"),
+        })?;
+        return Observation::measured(vital, value, vital.ucum(), time_ms)
+            .map(Item::Observation)
+            .map_err(|e| e.to_string());
+    }
     if rec.vs.is_some() || rec.vb.is_some() || rec.vd.is_some() {
         return Err(format!(
             "{vital} needs a numeric value (v), not a string, boolean or data value"
@@ -288,6 +300,38 @@ mod tests {
         let d = decode(r#"[{"bv":36.0,"n":"8310-5","u":"Cel","v":0.6}]"#);
         assert_eq!(d.observations[0].vital, VitalSign::BodyTemperature);
         assert!((d.observations[0].value - 36.6).abs() < 1e-9);
+    }
+
+    /// ACVPU (RCP NEWS2 2017 Chart 1 "Consciousness") as a letter in a
+    /// string value, or as its level 0-4 in `{ACVPU}`; anything else is
+    /// rejected with the letters it takes.
+    #[test]
+    fn consciousness_as_an_acvpu_letter_or_level() {
+        let d = decode(
+            r#"[{"n":"consciousness","vs":"C"},{"n":"67775-7","vs":"a"},
+                {"n":"acvpu","u":"{ACVPU}","v":4},{"n":"consciousness","vs":"confused"},
+                {"n":"heart_rate","u":"/min","vs":"72"}]"#,
+        );
+        let values: Vec<_> = d.observations.iter().map(|o| (o.vital, o.value)).collect();
+        assert_eq!(
+            values,
+            [
+                (VitalSign::Consciousness, 1.0),
+                (VitalSign::Consciousness, 0.0),
+                (VitalSign::Consciousness, 4.0)
+            ]
+        );
+        assert_eq!(d.rejected.len(), 2);
+        assert!(
+            d.rejected[0].reason.contains("A, C, V, P or U"),
+            "{:?}",
+            d.rejected
+        );
+        assert!(
+            d.rejected[1].reason.contains("numeric value"),
+            "{:?}",
+            d.rejected
+        );
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub enum VitalSign {
     MeanBloodPressure,
     BloodGlucose,
     OxygenFlow,
+    Consciousness,
 }
 
 /// A value arrived in a unit medmesh cannot convert to the vital sign's unit.
@@ -208,11 +209,31 @@ const SPECS: &[Spec] = &[
         // High-flow nasal therapy reaches 60-70 L/min.
         plausible: (0.0, 80.0),
     },
+    Spec {
+        vital: VitalSign::Consciousness,
+        // 67775-7 is LOINC "Level of responsiveness". RCP NEWS2 (2017)
+        // scores it on the ACVPU scale; medmesh stores the level as a
+        // number, its position on that scale (see `ACVPU`): 0 alert, 1 new
+        // confusion, 2 voice, 3 pain, 4 unresponsive. SenML may send the
+        // letter as a string value (`"vs": "C"`).
+        loinc: "67775-7",
+        display: "Consciousness (ACVPU)",
+        key: "consciousness",
+        aliases: &["acvpu", "avpu", "level_of_responsiveness"],
+        ucum: "{ACVPU}",
+        unit_spellings: &["1"],
+        conversions: &[],
+        plausible: (0.0, 4.0),
+    },
 ];
+
+/// The ACVPU levels in their stored order (0 to 4), by letter: Alert, new
+/// Confusion, responds to Voice, to Pain, Unresponsive (RCP NEWS2 2017).
+pub const ACVPU: [char; 5] = ['A', 'C', 'V', 'P', 'U'];
 
 impl VitalSign {
     /// Every vital sign, in display order.
-    pub const ALL: [VitalSign; 10] = [
+    pub const ALL: [VitalSign; 11] = [
         VitalSign::HeartRate,
         VitalSign::RespiratoryRate,
         VitalSign::OxygenSaturation,
@@ -223,6 +244,7 @@ impl VitalSign {
         VitalSign::MeanBloodPressure,
         VitalSign::BloodGlucose,
         VitalSign::OxygenFlow,
+        VitalSign::Consciousness,
     ];
 
     fn spec(self) -> &'static Spec {
@@ -245,6 +267,20 @@ impl VitalSign {
     /// The canonical UCUM unit values are stored in.
     pub fn ucum(self) -> &'static str {
         self.spec().ucum
+    }
+
+    /// The stored value of a coded reading sent as text: an ACVPU letter
+    /// (case-insensitive) for consciousness; `None` for anything else.
+    pub fn coded(self, text: &str) -> Option<f64> {
+        if self != VitalSign::Consciousness {
+            return None;
+        }
+        let mut chars = text.trim().chars();
+        let letter = chars.next()?.to_ascii_uppercase();
+        if chars.next().is_some() {
+            return None;
+        }
+        ACVPU.iter().position(|c| *c == letter).map(|i| i as f64)
     }
 
     pub fn plausible_range(self) -> (f64, f64) {
@@ -336,6 +372,12 @@ mod tests {
         assert_eq!(VitalSign::lookup("15074-8"), Some(VitalSign::BloodGlucose));
         assert_eq!(VitalSign::lookup("3151-8"), Some(VitalSign::OxygenFlow));
         assert_eq!(VitalSign::OxygenFlow.ucum(), "L/min");
+        assert_eq!(VitalSign::lookup("67775-7"), Some(VitalSign::Consciousness));
+        assert_eq!(VitalSign::lookup("ACVPU"), Some(VitalSign::Consciousness));
+        assert_eq!(VitalSign::Consciousness.coded("c"), Some(1.0));
+        assert_eq!(VitalSign::Consciousness.coded("U"), Some(4.0));
+        assert_eq!(VitalSign::Consciousness.coded("X"), None);
+        assert_eq!(VitalSign::HeartRate.coded("A"), None);
     }
 
     #[test]

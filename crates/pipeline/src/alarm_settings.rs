@@ -100,18 +100,25 @@ impl Pipeline {
             let bytes = serde_json::to_vec_pretty(&all).expect("settings serialise");
             medmesh_storage::write_atomically(path, &bytes)?;
         }
-        let (findings, effective) = {
+        let (findings, effective, news2_settings) = {
             let mut rules = self.rules.lock().expect("rules lock");
             let findings = rules
                 .set(patient, settings, now_ms())
                 .map_err(SettingsError::Invalid)?;
-            (findings, rules.effective(patient))
+            (
+                findings,
+                rules.effective(patient),
+                rules.news2_settings(patient),
+            )
         };
         let mut board = self.alarms.lock().expect("alarm board lock");
-        let changes: Vec<_> = findings
+        let mut changes: Vec<_> = findings
             .into_iter()
             .filter_map(|f| board.apply(patient, f))
             .collect();
+        // A new SpO2 scale (or freshness) re-judges NEWS2 now, not at the
+        // next SpO2 reading, which for a home patient may be a day away.
+        changes.extend(self.rejudge_news2(&mut board, patient, news2_settings));
         self.record_and_publish(&board, changes);
         drop(board);
         Ok(effective)

@@ -29,7 +29,7 @@ pub use metrics::{DeliveryOutcome, Metrics, SourceKind};
 pub use order::{Turn, Turns};
 
 use medmesh_codecs::{DecodeError, Decoded, RecordError, fhir, gatt, senml};
-use medmesh_model::{Alarm, DeviceId, Observation, PatientId, TimestampMs, now_ms};
+use medmesh_model::{Alarm, DeviceId, Observation, PatientId, TimestampMs, VitalSign, now_ms};
 use medmesh_rules::news2::{self, Aggregate};
 use medmesh_rules::{AlarmBoard, AlarmChange, RuleEngine, RulesConfig};
 use medmesh_storage::{AlarmLog, BatteryLevel, BatteryLog, Registry, Store, StoreError};
@@ -519,26 +519,27 @@ impl Pipeline {
         if let Some(p) = &patient {
             // One lock of the rules per message: the patient's SpO2 scale
             // and the profile rules' findings together.
-            let (scale, findings) = {
+            let (news2_settings, findings) = {
                 let mut rules = self.rules.lock().expect("rules lock");
                 (
-                    rules.spo2_scale(p),
+                    rules.news2_settings(p),
                     rules.observe(p, &observations, now_ms()),
                 )
             };
             let inputs;
-            (aggregate, inputs) = self.news2_on_scale(p, scale);
+            (aggregate, inputs) = self.news2_on_scale(p, news2_settings);
             let board = board.insert(self.alarms.lock().expect("alarm board lock"));
             changes.extend(observations.iter().flat_map(|o| {
                 board.judge_scored(p, o, news2::score_with(o.vital, o.value, inputs))
             }));
+            changes.extend(self.rejudge_spo2_on_oxygen(board, p, &observations, news2_settings));
             changes.extend(findings.into_iter().filter_map(|f| board.apply(p, f)));
             let latest = observations
                 .iter()
                 .map(|o| o.time_ms)
                 .max()
                 .unwrap_or_else(now_ms);
-            changes.extend(board.observe_news2(p, aggregate, latest));
+            changes.extend(board.observe_news2(p, aggregate.as_ref(), latest));
         }
         // Still under the board's lock (when there is a patient): changes
         // are numbered and published in the order the board made them, the
@@ -570,27 +571,114 @@ impl Pipeline {
         a.messages += 1;
     }
 
-    /// The patient's NEWS2 on SpO2 `scale` and the scoring inputs (scale,
-    /// oxygen) from their latest readings.
+    /// The patient's latest reading of each NEWS2 parameter (and oxygen).
+    fn news2_readings(&self, patient: &PatientId) -> Vec<(VitalSign, news2::Reading)> {
+        self.store
+            .latest(patient.as_str())
+            .into_iter()
+            .map(|(v, p)| {
+                let reading = news2::Reading {
+                    value: p.value,
+                    time_ms: p.time_ms,
+                };
+                (v, reading)
+            })
+            .collect()
+    }
+
+    /// The patient's NEWS2 now (fresh readings only, by the server clock)
+    /// and the inputs to score a reading with (scale, fresh oxygen).
     fn news2_on_scale(
         &self,
         patient: &PatientId,
-        scale: news2::Spo2Scale,
+        settings: news2::Settings,
     ) -> (Option<Aggregate>, news2::Inputs) {
-        let latest = self.store.latest(patient.as_str());
-        let value = |v| latest.iter().find(|(lv, _)| *lv == v).map(|(_, p)| p.value);
-        let inputs = news2::Inputs {
-            scale,
-            on_oxygen: news2::on_oxygen(value),
-        };
-        (news2::aggregate_with(value, scale), inputs)
+        let latest = self.news2_readings(patient);
+        let reading = |v| latest.iter().find(|(lv, _)| *lv == v).map(|(_, r)| *r);
+        let now = now_ms();
+        (
+            news2::aggregate_at(reading, settings, now),
+            news2::inputs(reading, settings, now),
+        )
     }
 
-    /// The patient's NEWS2 from their latest readings, on their SpO2 scale
-    /// (see [`medmesh_rules::news2::aggregate_with`]).
+    /// The patient's NEWS2 from their fresh readings, on their SpO2 scale
+    /// (see [`medmesh_rules::news2::aggregate_at`]).
     pub fn news2(&self, patient: &PatientId) -> Option<Aggregate> {
-        let scale = self.rules.lock().expect("rules lock").spo2_scale(patient);
-        self.news2_on_scale(patient, scale).0
+        let settings = self
+            .rules
+            .lock()
+            .expect("rules lock")
+            .news2_settings(patient);
+        self.news2_on_scale(patient, settings).0
+    }
+
+    /// The SpO2 red rule re-judged on the patient's latest fresh SpO2 when
+    /// `observations` change their oxygen (an oxygen flow reading) without
+    /// a new SpO2: on scale 2, oxygen changes what an SpO2 scores.
+    fn rejudge_spo2_on_oxygen(
+        &self,
+        board: &mut AlarmBoard,
+        patient: &PatientId,
+        observations: &[Observation],
+        settings: news2::Settings,
+    ) -> Option<AlarmChange> {
+        let has = |v| observations.iter().any(|o| o.vital == v);
+        if !has(VitalSign::OxygenFlow) || has(VitalSign::OxygenSaturation) {
+            return None;
+        }
+        self.rejudge_spo2(board, patient, settings)
+    }
+
+    /// The SpO2 red rule on the patient's latest SpO2, if fresh, scored
+    /// with their current scale and oxygen.
+    fn rejudge_spo2(
+        &self,
+        board: &mut AlarmBoard,
+        patient: &PatientId,
+        settings: news2::Settings,
+    ) -> Option<AlarmChange> {
+        let latest = self.news2_readings(patient);
+        let reading = |v| latest.iter().find(|(lv, _)| *lv == v).map(|(_, r)| *r);
+        let now = now_ms();
+        let spo2 = reading(VitalSign::OxygenSaturation)
+            .filter(|r| now - r.time_ms <= settings.max_age_ms)?;
+        let inputs = news2::inputs(reading, settings, now);
+        let obs = Observation {
+            vital: VitalSign::OxygenSaturation,
+            value: spo2.value,
+            time_ms: spo2.time_ms,
+        };
+        let score = news2::score_with(obs.vital, obs.value, inputs);
+        board.observe_scored(patient, &obs, score)
+    }
+
+    /// Re-judges the patient's NEWS2 rules at once after their settings
+    /// changed (SpO2 scale, freshness): the SpO2 red rule on the latest
+    /// SpO2 and the aggregate, as of the newest reading it counts.
+    /// Takes `settings` rather than the rules' lock, which is never taken
+    /// while the board's is held.
+    pub(crate) fn rejudge_news2(
+        &self,
+        board: &mut AlarmBoard,
+        patient: &PatientId,
+        settings: news2::Settings,
+    ) -> Vec<AlarmChange> {
+        let mut changes: Vec<_> = self
+            .rejudge_spo2(board, patient, settings)
+            .into_iter()
+            .collect();
+        let (aggregate, _) = self.news2_on_scale(patient, settings);
+        if let Some(a) = &aggregate {
+            let newest = a
+                .components
+                .iter()
+                .map(|c| c.time_ms)
+                .max()
+                .unwrap_or_else(now_ms);
+            changes.extend(board.observe_news2(patient, Some(a), newest));
+        }
+        changes
     }
 
     /// A device connected or went away (an MQTT connection opened or closed).
@@ -766,9 +854,10 @@ mod tests {
             users: vec![],
         };
         let policy = Policy {
-            ladders: [(Priority::High, vec![step(0), step(60_000)])].into(),
+            ladders: [(Priority::Medium, vec![step(0), step(60_000)])].into(),
         };
-        // Pulse 135 scores 3 (RCP NEWS2 2017 Chart 1, pulse >= 131): high.
+        // Pulse 135 scores 3 (RCP NEWS2 2017 Chart 1, pulse >= 131): a
+        // single red parameter, medium (Chart 2: low-medium risk).
         p.ingest_senml_json(
             SourceKind::Http,
             &device,
@@ -816,6 +905,147 @@ mod tests {
             "{}",
             alarm.message
         );
+    }
+
+    /// RCP NEWS2 2017 Chart 1, SpO2 scale 2 rows ">=93 on air" (0) and
+    /// ">=97 on oxygen" (3), and scale 1 row "<=91" (3): an oxygen flow
+    /// reading or a new scale re-judges the latest SpO2 at once.
+    #[tokio::test]
+    async fn chart_1_spo2_scale_2_rows_rejudged_when_oxygen_or_scale_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = ruled_pipeline(dir.path());
+        let patient = PatientId::new("p1").unwrap();
+        let device = DeviceId::new("hub-1").unwrap();
+        admit(&p, &patient, &device);
+        let send =
+            |pack: &'static str| p.ingest_senml_json(SourceKind::Http, &device, pack.as_bytes());
+        let red = |p: &Pipeline| {
+            p.active_alarms_for(&patient)
+                .into_iter()
+                .filter(|a| a.rule == medmesh_rules::RULE_NEWS2_RED)
+                .collect::<Vec<_>>()
+        };
+        let scale = |n: u8| {
+            let s = format!(r#"{{"spo2_scale": {n}}}"#);
+            Some(serde_json::from_str::<medmesh_rules::AlarmSettings>(&s).unwrap())
+        };
+        p.set_alarm_settings(&patient, scale(2)).unwrap();
+        // Scale 2, on air: SpO2 97 scores 0.
+        send(r#"[{"n":"spo2","u":"%","v":97}]"#).await.unwrap();
+        assert!(red(&p).is_empty());
+        // Oxygen started: the same SpO2 now scores 3 (>=97 on oxygen).
+        send(r#"[{"n":"oxygen_flow","u":"L/min","v":2}]"#)
+            .await
+            .unwrap();
+        let alarms = red(&p);
+        assert_eq!(alarms.len(), 1, "{alarms:?}");
+        assert_eq!(alarms[0].vital, Some(VitalSign::OxygenSaturation));
+        assert_eq!(alarms[0].priority, medmesh_model::Priority::Medium);
+        // Oxygen stopped: 0 again, resolved without a new SpO2.
+        send(r#"[{"n":"oxygen_flow","u":"L/min","v":0}]"#)
+            .await
+            .unwrap();
+        assert!(red(&p).is_empty());
+        // Scale 1: SpO2 88 scores 3 (<=91)...
+        p.set_alarm_settings(&patient, scale(1)).unwrap();
+        send(r#"[{"n":"spo2","u":"%","v":88}]"#).await.unwrap();
+        assert_eq!(red(&p).len(), 1);
+        // ...and on scale 2 (88-92 on air) 0: resolved when the scale is set.
+        p.set_alarm_settings(&patient, scale(2)).unwrap();
+        assert!(red(&p).is_empty());
+        // Back on scale 1 it is raised again at once.
+        p.set_alarm_settings(&patient, scale(1)).unwrap();
+        assert_eq!(red(&p).len(), 1);
+    }
+
+    /// RCP NEWS2 2017 Chart 2 on a partial set: respiration 26 (3), SpO2 92
+    /// (2), systolic 95 (2) and pulse 95 (1) are at least 8 without a
+    /// temperature; a 6-hour-old systolic counts for nothing.
+    #[tokio::test]
+    async fn chart_2_partial_and_stale_sets() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = ruled_pipeline(dir.path());
+        let patient = PatientId::new("p1").unwrap();
+        let device = DeviceId::new("mon-1").unwrap();
+        admit(&p, &patient, &device);
+        let mut live = p.subscribe();
+        p.ingest_senml_json(
+            SourceKind::Http,
+            &device,
+            br#"[{"n":"respiratory_rate","u":"/min","v":26},{"n":"spo2","u":"%","v":92},
+                 {"n":"systolic_bp","u":"mm[Hg]","v":95},{"n":"heart_rate","u":"/min","v":95}]"#,
+        )
+        .await
+        .unwrap();
+        let LiveEvent::Observations { news2: Some(a), .. } = live.recv().await.unwrap() else {
+            panic!("observations with NEWS2 first");
+        };
+        assert_eq!((a.score, a.complete), (8, false));
+        assert_eq!(a.missing, vec![VitalSign::BodyTemperature]);
+        assert_eq!(a.components.len(), 4);
+        let aggregate = p
+            .active_alarms_for(&patient)
+            .into_iter()
+            .find(|x| x.rule == medmesh_rules::RULE_NEWS2_AGGREGATE)
+            .expect("aggregate alarm on the lower bound");
+        assert_eq!(aggregate.priority, medmesh_model::Priority::High);
+        assert!(
+            aggregate
+                .message
+                .starts_with("NEWS2 at least 8 (Body temperature missing"),
+            "{}",
+            aggregate.message
+        );
+
+        // Another patient whose systolic of 85 (3) is 6 hours old.
+        let (q, cuff) = (
+            PatientId::new("p2").unwrap(),
+            DeviceId::new("cuff-2").unwrap(),
+        );
+        admit(&p, &q, &cuff);
+        let six_h_ago = (now_ms() - 6 * 3_600_000) / 1000;
+        let old = format!(r#"[{{"n":"systolic_bp","u":"mm[Hg]","v":85,"t":{six_h_ago}}}]"#);
+        p.ingest_senml_json(SourceKind::Http, &cuff, old.as_bytes())
+            .await
+            .unwrap();
+        p.ingest_senml_json(
+            SourceKind::Http,
+            &cuff,
+            br#"[{"n":"respiratory_rate","u":"/min","v":16},{"n":"spo2","u":"%","v":97},
+                 {"n":"heart_rate","u":"/min","v":70},{"n":"body_temperature","u":"Cel","v":37}]"#,
+        )
+        .await
+        .unwrap();
+        let a = p.news2(&q).unwrap();
+        assert_eq!((a.score, a.score_max, a.complete), (0, 3, false));
+        assert_eq!(a.stale, vec![VitalSign::SystolicBloodPressure]);
+    }
+
+    /// RCP NEWS2 2017 Chart 1 "Consciousness" row: responds to voice (V)
+    /// scores 3, sent over SenML as a letter; counted in the aggregate.
+    #[tokio::test]
+    async fn chart_1_consciousness_row_over_senml() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = ruled_pipeline(dir.path());
+        let patient = PatientId::new("p1").unwrap();
+        let device = DeviceId::new("tablet-1").unwrap();
+        admit(&p, &patient, &device);
+        p.ingest_senml_json(
+            SourceKind::Http,
+            &device,
+            br#"[{"n":"heart_rate","u":"/min","v":70},{"n":"consciousness","vs":"V"}]"#,
+        )
+        .await
+        .unwrap();
+        let alarms = p.active_alarms_for(&patient);
+        assert_eq!(alarms.len(), 1, "{alarms:?}");
+        assert_eq!(alarms[0].vital, Some(VitalSign::Consciousness));
+        assert_eq!(
+            alarms[0].message,
+            "Consciousness (ACVPU) V scores 3 on NEWS2: urgent ward-based response"
+        );
+        let a = p.news2(&patient).unwrap();
+        assert_eq!((a.score, a.assumed_alert), (3, false));
     }
 
     #[tokio::test]

@@ -35,8 +35,10 @@ pub enum LiveEvent {
         patient_id: Option<PatientId>,
         device_id: DeviceId,
         observations: Vec<LiveObservation>,
-        /// The patient's NEWS2 after these observations, when all five
-        /// parameters have a reading.
+        /// The patient's NEWS2 after these observations from their fresh
+        /// readings (`complete` false: a lower bound, with what is missing
+        /// or too old), each component with its score, value and age; none
+        /// while no parameter has a fresh reading.
         news2: Option<Aggregate>,
     },
     /// A device connected (`online`) or went away, and why.

@@ -276,9 +276,12 @@ impl AlarmBoard {
     /// The single-parameter rule on an observation and its NEWS2 `score`
     /// (scored on the patient's SpO2 scale and oxygen).
     ///
-    /// RCP NEWS2 Chart 2: a score of 3 in any single parameter calls for an
-    /// urgent ward-based response, so it raises a high-priority alarm that
-    /// stays active until that parameter scores below 3 again.
+    /// RCP NEWS2 Chart 2: a score of 3 in any single parameter is a
+    /// low-medium risk calling for an urgent ward-based response, below an
+    /// aggregate of 5-6 (medium risk, urgent response). So it raises a
+    /// medium-priority alarm, ranked after an aggregate alarm of the same
+    /// priority ([`AlarmBoard::active`]), that stays active until that
+    /// parameter scores below 3 again.
     pub fn observe_scored(
         &mut self,
         patient: &PatientId,
@@ -292,17 +295,24 @@ impl AlarmBoard {
         }
         if score == 3 {
             let message = || {
+                let charted = news2::charted(obs.vital, obs.value);
+                let value = if obs.vital == VitalSign::Consciousness {
+                    let level = medmesh_model::ACVPU.get(charted as usize).copied();
+                    format!("{}", level.unwrap_or('?'))
+                } else if charted == obs.value {
+                    format!("{} {}", obs.value, obs.vital.ucum())
+                } else {
+                    format!("{} {} (charted {charted})", obs.value, obs.vital.ucum())
+                };
                 format!(
-                    "{} {} {} scores 3 on NEWS2: urgent ward-based response",
+                    "{} {value} scores 3 on NEWS2: urgent ward-based response",
                     obs.vital.display(),
-                    obs.value,
-                    obs.vital.ucum()
                 )
             };
             Some(self.holds(
                 patient,
                 key,
-                Priority::High,
+                Priority::Medium,
                 message,
                 obs.value,
                 obs.time_ms,
@@ -381,10 +391,12 @@ impl AlarmBoard {
                 obs.vital.ucum()
             )
         };
+        // The same priority a single red parameter has in order (RCP:
+        // low-medium risk, ranked below an aggregate of 5-6).
         let raised = self.holds(
             patient,
             key.clone(),
-            Priority::High,
+            Priority::Medium,
             message,
             obs.value,
             obs.time_ms,
@@ -397,39 +409,56 @@ impl AlarmBoard {
     ///
     /// RCP NEWS2 Chart 2: an aggregate of 5-6 is the key threshold for an
     /// urgent response (medium priority here), 7 or more calls for an
-    /// emergency response (high). Below 5 the alarm resolves.
+    /// emergency response (high). An incomplete set (a parameter missing or
+    /// too old) is judged on what it certainly scores: its lower bound
+    /// raises (or raises the priority) as soon as it reaches 5 or 7, and its
+    /// upper bound (each missing parameter scoring 3) must fall below a
+    /// level before the alarm drops below it: absent readings neither raise
+    /// nor silence an alarm. Below 5 for certain, the alarm resolves.
     pub fn observe_news2(
         &mut self,
         patient: &PatientId,
-        news2: Option<Aggregate>,
+        news2: Option<&Aggregate>,
         time_ms: TimestampMs,
     ) -> Option<AlarmChange> {
         let key = (None, None, RULE_NEWS2_AGGREGATE);
         let a = news2?;
+        let level = |score: u8| match score {
+            7.. => Some(Priority::High),
+            5..=6 => Some(Priority::Medium),
+            _ => None,
+        };
+        let current = self
+            .patients
+            .get(patient)
+            .and_then(|p| p.active.get(&key))
+            .map(|alarm| alarm.priority);
+        // The level it certainly has, or the current one while the missing
+        // parameters could still justify it.
+        let priority = level(a.score).max(current.min(level(a.score_max)));
         if !self.newest(patient, &key, time_ms) {
             return None;
         }
         let score = f64::from(a.score);
-        match a.score {
-            7.. => Some(self.holds(
+        let message = |response: &str| format!("NEWS2 {}: {response}", a.describe());
+        match priority {
+            Some(Priority::High) => Some(self.holds(
                 patient,
                 key,
                 Priority::High,
-                || format!("NEWS2 {}: emergency response (clinical team with critical-care competencies)",
-                    a.score
-                ),
+                || message("emergency response (clinical team with critical-care competencies)"),
                 score,
                 time_ms,
             )),
-            5..=6 => Some(self.holds(
+            Some(p) => Some(self.holds(
                 patient,
                 key,
-                Priority::Medium,
-                || format!("NEWS2 {}: urgent response (clinician assessment)", a.score),
+                p,
+                || message("urgent response (clinician assessment)"),
                 score,
                 time_ms,
             )),
-            _ => self.cleared(patient, &key, score, time_ms),
+            None => self.cleared(patient, &key, score, time_ms),
         }
     }
 
@@ -575,16 +604,21 @@ impl AlarmBoard {
         changes
     }
 
-    /// Active and acknowledged alarms, highest priority first, then newest.
+    /// Active and acknowledged alarms, highest priority first; at equal
+    /// priority a NEWS2 aggregate before the others (RCP NEWS2 Chart 2 ranks
+    /// an aggregate of 5-6 above a single red parameter, both medium here);
+    /// then newest.
     pub fn active(&self) -> Vec<Alarm> {
         let mut v: Vec<_> = self
             .patients
             .values()
             .flat_map(|p| p.active.values().cloned())
             .collect();
+        let aggregate_first = |a: &Alarm| a.rule != RULE_NEWS2_AGGREGATE;
         v.sort_by(|a, b| {
             b.priority
                 .cmp(&a.priority)
+                .then(aggregate_first(a).cmp(&aggregate_first(b)))
                 .then(b.raised_ms.cmp(&a.raised_ms))
                 .then(b.id.cmp(&a.id))
         });
@@ -623,9 +657,10 @@ mod tests {
         let p = PatientId::new("p1").unwrap();
         // Pulse 80 (Chart 1 row 51-90): nothing.
         assert_eq!(board.observe(&p, &hr(1, 80.0)), None);
-        // Pulse 135 (row >=131, score 3): raised, high priority.
+        // Pulse 135 (row >=131, score 3): raised, medium priority (Chart 2:
+        // a single red parameter is low-medium risk).
         let raised = board.observe(&p, &hr(2, 135.0)).unwrap();
-        assert!(matches!(raised, AlarmChange::Raised(ref a) if a.priority == Priority::High));
+        assert!(matches!(raised, AlarmChange::Raised(ref a) if a.priority == Priority::Medium));
         // Pulse 140: the same alarm is updated, not raised again.
         let updated = board.observe(&p, &hr(3, 140.0)).unwrap();
         assert!(
@@ -680,28 +715,111 @@ mod tests {
         );
     }
 
+    /// An aggregate of `score` (complete when `score_max` equals it).
+    fn agg(score: u8, score_max: u8) -> Option<Aggregate> {
+        Some(Aggregate {
+            score,
+            score_max,
+            risk: Risk::Low,
+            complete: score == score_max,
+            missing: if score == score_max {
+                vec![]
+            } else {
+                vec![VitalSign::BodyTemperature]
+            },
+            stale: vec![],
+            components: vec![],
+            assumed_air: true,
+            assumed_alert: true,
+        })
+    }
+
     /// Chart 2: aggregate 5-6 medium, 7+ high (priority rises), below 5 resolves.
     #[test]
-    fn news2_aggregate_bands() {
+    fn chart_2_aggregate_bands() {
         let mut board = AlarmBoard::default();
         let p = PatientId::new("p1").unwrap();
-        let agg = |score, risk| Some(Aggregate { score, risk });
-        assert_eq!(board.observe_news2(&p, agg(4, Risk::Low), 1), None);
-        let a = board.observe_news2(&p, agg(5, Risk::Medium), 2).unwrap();
+        assert_eq!(board.observe_news2(&p, agg(4, 4).as_ref(), 1), None);
+        let a = board.observe_news2(&p, agg(5, 5).as_ref(), 2).unwrap();
         assert!(
             matches!(a, AlarmChange::Raised(ref x) if x.priority == Priority::Medium && x.vital.is_none())
         );
+        assert_eq!(
+            a.alarm().message,
+            "NEWS2 5 (consciousness assumed alert): urgent response (clinician assessment)"
+        );
         board.acknowledge(a.alarm().id, "nurse", 3).unwrap();
-        let worse = board.observe_news2(&p, agg(8, Risk::High), 4).unwrap();
+        let worse = board.observe_news2(&p, agg(8, 8).as_ref(), 4).unwrap();
         assert!(
             matches!(worse, AlarmChange::Raised(ref x) if x.priority == Priority::High && x.state == AlarmState::Active)
         );
         assert!(matches!(
-            board.observe_news2(&p, agg(3, Risk::LowMedium), 5),
+            board.observe_news2(&p, agg(3, 3).as_ref(), 5),
             Some(AlarmChange::Resolved(_))
         ));
-        // No aggregate (a parameter missing): nothing changes.
+        // No aggregate (no fresh parameter): nothing changes.
         assert_eq!(board.observe_news2(&p, None, 6), None);
+    }
+
+    /// Chart 2 on a partial set: raised as soon as the lower bound reaches
+    /// 5 or 7; lowered or resolved only once the upper bound says so.
+    #[test]
+    fn chart_2_aggregate_bands_on_a_partial_set() {
+        let mut board = AlarmBoard::default();
+        let p = PatientId::new("p1").unwrap();
+        // At least 4, at most 7: nothing known to trigger yet.
+        assert_eq!(board.observe_news2(&p, agg(4, 7).as_ref(), 1), None);
+        // At least 8, temperature missing: high at once.
+        let a = board.observe_news2(&p, agg(8, 11).as_ref(), 2).unwrap();
+        assert!(matches!(a, AlarmChange::Raised(ref x) if x.priority == Priority::High));
+        assert!(
+            a.alarm()
+                .message
+                .starts_with("NEWS2 at least 8 (Body temperature missing; consciousness assumed alert): emergency"),
+            "{}",
+            a.alarm().message
+        );
+        // A parameter went stale: at least 4, up to 10. It could still be
+        // 7 or more, so it stays high.
+        let held = board.observe_news2(&p, agg(4, 10).as_ref(), 3).unwrap();
+        assert!(matches!(held, AlarmChange::Updated(ref x) if x.priority == Priority::High));
+        // At least 4, at most 6: no longer possibly high, possibly medium.
+        let lower = board.observe_news2(&p, agg(4, 6).as_ref(), 4).unwrap();
+        assert!(matches!(lower, AlarmChange::Updated(ref x) if x.priority == Priority::Medium));
+        // At most 4: below 5 whatever the missing parameter says.
+        assert!(matches!(
+            board.observe_news2(&p, agg(1, 4).as_ref(), 5),
+            Some(AlarmChange::Resolved(_))
+        ));
+    }
+
+    /// RCP NEWS2 Chart 2 ranks an aggregate of 5-6 (medium) above a single
+    /// red parameter (low-medium): both medium, the aggregate listed first.
+    #[test]
+    fn chart_2_single_red_parameter_ranks_below_aggregate_5_to_6() {
+        let mut board = AlarmBoard::default();
+        let p = PatientId::new("p1").unwrap();
+        board.observe_news2(&p, agg(5, 5).as_ref(), 1).unwrap();
+        // The red pulse is newer, yet listed second.
+        board.observe(&p, &hr(2, 135.0)).unwrap();
+        let active = board.active();
+        assert_eq!(active.len(), 2);
+        assert!(active.iter().all(|a| a.priority == Priority::Medium));
+        assert_eq!(active[0].rule, RULE_NEWS2_AGGREGATE);
+        assert_eq!(active[1].rule, RULE_NEWS2_RED);
+    }
+
+    /// Chart 1 pulse row <=40: 40.4/min is charted 40 and scores 3; the
+    /// message shows both.
+    #[test]
+    fn chart_1_pulse_row_le_40_takes_40_4() {
+        let mut board = AlarmBoard::default();
+        let p = PatientId::new("p1").unwrap();
+        let a = board.observe(&p, &hr(1, 40.4)).unwrap();
+        assert_eq!(
+            a.alarm().message,
+            "Heart rate 40.4 /min (charted 40) scores 3 on NEWS2: urgent ward-based response"
+        );
     }
 
     #[test]
@@ -743,15 +861,9 @@ mod tests {
         );
         let mut board = AlarmBoard::default();
         let p = PatientId::new("p1").unwrap();
-        let agg = |score| {
-            Some(Aggregate {
-                score,
-                risk: crate::news2::Risk::Medium,
-            })
-        };
         // The reading is from long ago: the clock starts at the first tick.
         let id = board
-            .observe_news2(&p, agg(5), -9_999_999)
+            .observe_news2(&p, agg(5, 5).as_ref(), -9_999_999)
             .unwrap()
             .alarm()
             .id;
@@ -774,7 +886,9 @@ mod tests {
         board.acknowledge(id, "nurse", 420_000).unwrap();
         assert!(board.escalate(&policy, 9_999_999).is_empty());
         // Worse (NEWS2 7, high): raised again at level 0.
-        let worse = board.observe_news2(&p, agg(7), 430_000).unwrap();
+        let worse = board
+            .observe_news2(&p, agg(7, 7).as_ref(), 430_000)
+            .unwrap();
         assert!(
             matches!(worse, AlarmChange::Raised(ref a) if a.escalation_level == 0
             && a.escalation_since_ms.is_none())

@@ -11,7 +11,7 @@
 use crate::board::{RULE_RATE_OF_CHANGE, RULE_STALE_DATA, RULE_THRESHOLD};
 use crate::device;
 use crate::finding::{Finding, Verdict};
-use crate::news2::Spo2Scale;
+use crate::news2::{self, Spo2Scale};
 use crate::profiles::Limits;
 use crate::settings::{AlarmSettings, Catalogue, Effective, RulesConfig};
 use crate::stale;
@@ -103,6 +103,16 @@ impl RuleEngine {
     pub fn spo2_scale(&self, patient: &PatientId) -> Spo2Scale {
         self.effective(patient)
             .map_or(Spo2Scale::Scale1, |e| e.spo2_scale)
+    }
+
+    /// What NEWS2 scoring needs of the patient's settings: SpO2 scale and
+    /// how old a parameter's reading may be (the default without settings).
+    pub fn news2_settings(&self, patient: &PatientId) -> news2::Settings {
+        self.effective(patient)
+            .map_or_else(news2::Settings::default, |e| news2::Settings {
+                scale: e.spo2_scale,
+                max_age_ms: e.news2_max_age_s as i64 * 1000,
+            })
     }
 
     /// Checks `settings` without applying them.

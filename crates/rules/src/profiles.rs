@@ -29,6 +29,11 @@
 //!   (McDonagh et al., Eur Heart J 2021) teaches patients to act on; the
 //!   blood-pressure and pulse limits and the 24 h stale delay are product
 //!   defaults.
+//! - NEWS2 freshness: a parameter counts in the aggregate while its reading
+//!   is at most 4 h old (`news2::DEFAULT_MAX_AGE_S`, sourced there); the
+//!   home profiles expect a reading a day, so they allow 24 h, the same as
+//!   their stale-data delay (a product default: beyond it the stale-data
+//!   alarm is raised anyway).
 
 use medmesh_model::{Priority, VitalSign};
 use serde::{Deserialize, Serialize};
@@ -89,6 +94,10 @@ pub struct Profile {
     /// stale-data alarm; none when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stale_after_s: Option<u64>,
+    /// A NEWS2 parameter's latest reading counts while at most this old
+    /// (seconds, by the server clock); absent: `news2::DEFAULT_MAX_AGE_S`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub news2_max_age_s: Option<u64>,
 }
 
 impl Limits {
@@ -146,6 +155,14 @@ impl Profile {
         if self.stale_after_s == Some(0) {
             return Err(format!("profile {name}: stale_after_s must be at least 1"));
         }
+        if self
+            .news2_max_age_s
+            .is_some_and(|s| !(60..=MAX_WINDOW_S).contains(&s))
+        {
+            return Err(format!(
+                "profile {name}: news2_max_age_s must be from 60 to {MAX_WINDOW_S} seconds"
+            ));
+        }
         Ok(())
     }
 }
@@ -174,6 +191,7 @@ pub fn builtin() -> BTreeMap<String, Profile> {
         .into(),
         trends: Vec::new(),
         stale_after_s: Some(15 * 60),
+        news2_max_age_s: None,
     };
     let paediatric = Profile {
         description: "School-age child (5-12 years); product defaults around APLS normal ranges"
@@ -188,6 +206,7 @@ pub fn builtin() -> BTreeMap<String, Profile> {
         .into(),
         trends: Vec::new(),
         stale_after_s: Some(15 * 60),
+        news2_max_age_s: None,
     };
     let home_copd = Profile {
         description: "Home COPD: SpO2 target 88-92 % (BTS 2017), daily readings".into(),
@@ -200,6 +219,7 @@ pub fn builtin() -> BTreeMap<String, Profile> {
         .into(),
         trends: Vec::new(),
         stale_after_s: Some(24 * 3600),
+        news2_max_age_s: Some(24 * 3600),
     };
     let home_heart_failure = Profile {
         description: "Home heart failure: weight gain > 2 kg in 3 days (ESC 2021), daily readings"
@@ -217,6 +237,7 @@ pub fn builtin() -> BTreeMap<String, Profile> {
             priority: Priority::Medium,
         }],
         stale_after_s: Some(24 * 3600),
+        news2_max_age_s: Some(24 * 3600),
     };
     [
         ("adult-ward", adult_ward),

@@ -76,6 +76,8 @@ pub struct Effective {
     pub thresholds: BTreeMap<VitalSign, Limits>,
     pub trends: Vec<Trend>,
     pub stale_after_s: Option<u64>,
+    /// How old a NEWS2 parameter's reading may be and still count (seconds).
+    pub news2_max_age_s: u64,
     #[serde(serialize_with = "scale_number")]
     pub spo2_scale: Spo2Scale,
 }
@@ -155,6 +157,9 @@ impl Catalogue {
             thresholds,
             trends: base.trends,
             stale_after_s: base.stale_after_s,
+            news2_max_age_s: base
+                .news2_max_age_s
+                .unwrap_or(crate::news2::DEFAULT_MAX_AGE_S),
             spo2_scale,
         })
     }
@@ -185,12 +190,14 @@ mod tests {
             (Some(40.0), Some(120.0), Priority::High)
         );
         assert_eq!(e.stale_after_s, Some(86_400));
+        assert_eq!(e.news2_max_age_s, 86_400);
         // No profile: the overrides alone.
         let e = c
             .resolve(&settings(r#"{"thresholds": {"spo2": {"low": 90}}}"#))
             .unwrap();
         assert_eq!(e.thresholds.len(), 1);
         assert_eq!(e.spo2_scale, Spo2Scale::Scale1);
+        assert_eq!(e.news2_max_age_s, 4 * 3600);
     }
 
     #[test]

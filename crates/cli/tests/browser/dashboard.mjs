@@ -96,6 +96,11 @@ try {
   await page.waitForFunction(([sel, want]) => document.querySelector(sel).textContent === want, [hr, "97"]);
   result("live_value", { before, after: await page.textContent(hr) });
 
+  // A patient without a temperature: NEWS2 is a lower bound ("≥"), and the
+  // badge's title gives each component's score and age.
+  const partial = `#ward .tile[data-patient="${env("PARTIAL_PATIENT")}"] .news2`;
+  result("news2_partial", { text: await page.textContent(partial), title: await page.getAttribute(partial, "title") });
+
   // --- every patient's reading at once: the page keeps up, no long stall --
   // Long tasks (over 50 ms of main thread) are what a user feels as a freeze.
   const longTasksObserved = await page.evaluate(() => {

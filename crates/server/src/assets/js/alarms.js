@@ -27,6 +27,8 @@ export function mount(root, ctx) {
     const list = [...ward.alarms.values()].sort((a, b) =>
       (PRIORITY_RANK[b.priority] || 0) - (PRIORITY_RANK[a.priority] || 0)
       || (a.state === "active" ? 0 : 1) - (b.state === "active" ? 0 : 1)
+      // RCP NEWS2 Chart 2: an aggregate of 5-6 before a single red parameter.
+      || (b.rule === "news2-aggregate") - (a.rule === "news2-aggregate")
       || a.raised_ms - b.raised_ms);
     if (!list.length) { body.replaceChildren(emptyState("No active alarms.")); return; }
     const now = Date.now();

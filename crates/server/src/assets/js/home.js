@@ -2,7 +2,7 @@
 // attention first at the top: active alarms (highest priority, then most),
 // then the longest without a reading (missed readings), then worst NEWS2.
 
-import { el, age, time, lastReading, riskClass, table, emptyState, PRIORITY_RANK, VITALS, fmtValue } from "./ui.js";
+import { el, age, time, lastReading, riskClass, news2Score, news2Title, table, emptyState, PRIORITY_RANK, VITALS, fmtValue } from "./ui.js";
 import { ward, subscribe, alarmsOf } from "./live.js";
 
 /** What decides a patient's place in the list. */
@@ -38,7 +38,7 @@ export function mount(root) {
       el("td", { text: p.ward || "" }),
       el("td", {}, ...(k.alarms.length ? k.alarms.map(a => el("span", { class: `chip prio-${a.priority}`, text: `${a.priority}: ${a.message}` })) : ["–"])),
       el("td", { class: k.last ? "" : "muted", title: time(k.last), text: k.last ? age(k.last, now) + " ago" : "no reading yet" }),
-      el("td", {}, el("span", { class: "news2 " + riskClass(p.news2), text: p.news2 ? String(p.news2.score) : "–" })),
+      el("td", {}, el("span", { class: "news2 " + riskClass(p.news2), text: news2Score(p.news2), title: news2Title(p.news2) })),
       el("td", { class: "muted", text: VITALS.filter(([key]) => p.latest[key]).map(([key, label]) => `${label} ${fmtValue(key, p.latest[key].value)}${key === "systolic_bp" && p.latest.diastolic_bp ? "/" + fmtValue(key, p.latest.diastolic_bp.value) : ""}`).join(" · ") })));
     body.replaceChildren(table(["Patient", "Ward / programme", "Active alarms", "Last reading", "NEWS2", "Latest"], rows, { class: "grid home" }));
   }

@@ -8,6 +8,7 @@
 // alarm changes.
 
 import { api } from "./api.js";
+import { alarmOrder } from "./ui.js";
 
 export const ward = {
   /** patient id -> summary (patient, latest, news2, alarms, devices) */
@@ -150,8 +151,5 @@ export function actOnAlarm(id, action, body = {}) {
 /** Active alarms of a patient, most urgent first. */
 export function alarmsOf(id) {
   return [...ward.alarms.values()].filter(a => a.patient_id === id)
-    .sort((a, b) => rank(b) - rank(a) || b.raised_ms - a.raised_ms);
+    .sort(alarmOrder);
 }
-
-const RANK = { high: 3, medium: 2, low: 1 };
-function rank(a) { return RANK[a.priority] || 0; }

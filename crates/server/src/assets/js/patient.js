@@ -3,7 +3,7 @@
 // (vendored); ranges past a few hours use the API's bucket roll-ups
 // (min/max/mean per bucket) instead of every point.
 
-import { el, age, time, fmtValue, fmtUnit, riskClass, VITAL_NAMES, busy, table, emptyState, toast, deviceCells, updateDevices } from "./ui.js";
+import { el, age, time, fmtValue, fmtUnit, riskClass, news2Score, news2Title, VITAL_NAMES, busy, table, emptyState, toast, deviceCells, updateDevices } from "./ui.js";
 import { api, enc } from "./api.js";
 import { ward, subscribe, alarmsOf, actOnAlarm } from "./live.js";
 
@@ -172,7 +172,8 @@ export function mount(root, ctx, id) {
     if (!p) return;
     head.replaceChildren(el("a", { href: "#/station", class: "back", text: "← Central station" }),
       el("h2", {}, p.name, " ", el("span", { class: "muted", text: [p.ward, p.bed && "bed " + p.bed, p.id].filter(Boolean).join(" · ") })),
-      el("span", { class: "news2 big " + riskClass(p.news2), text: p.news2 ? `NEWS2 ${p.news2.score} (${p.news2.risk})` : "NEWS2 –" }));
+      el("span", { class: "news2 big " + riskClass(p.news2), title: news2Title(p.news2),
+        text: p.news2 ? `NEWS2 ${news2Score(p.news2)} (${p.news2.risk})` : "NEWS2 –" }));
   }
 
   let history = [];

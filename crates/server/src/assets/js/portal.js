@@ -2,7 +2,7 @@
 // consents) and for those a patient shared data with (caregivers, insurers,
 // researchers: what each consent lets them see).
 
-import { el, VITALS, fmtValue, fmtUnit, riskClass, age, time, busy, table, emptyState, toast } from "./ui.js";
+import { el, VITALS, fmtValue, fmtUnit, riskClass, news2Score, age, time, busy, table, emptyState, toast } from "./ui.js";
 import { api, enc } from "./api.js";
 import { ward, subscribe, alarmsOf } from "./live.js";
 import { trends } from "./patient.js";
@@ -17,7 +17,7 @@ function latestCard(p) {
       el("span", { class: "when muted", text: o ? age(o.time_ms) + " ago" : "" }));
   });
   return el("div", { class: "portal-latest" },
-    el("span", { class: "news2 big " + riskClass(p.news2), text: p.news2 ? `NEWS2 ${p.news2.score}` : "NEWS2 –" }),
+    el("span", { class: "news2 big " + riskClass(p.news2), text: `NEWS2 ${news2Score(p.news2)}` }),
     el("div", { class: "vitals wide" }, ...cells));
 }
 

@@ -2,7 +2,7 @@
 // colour band, active alarms with Acknowledge. Tiles are built once and
 // then only their changed cells are touched, once per animation frame.
 
-import { el, VITALS, fmtValue, fmtUnit, riskClass, lastReading, busy, emptyState } from "./ui.js";
+import { el, VITALS, fmtValue, fmtUnit, riskClass, news2Score, news2Title, lastReading, busy, emptyState } from "./ui.js";
 import { ward, subscribe, alarmsOf, actOnAlarm } from "./live.js";
 
 const FLASH = [{ backgroundColor: "#2c3e50" }, { backgroundColor: "#111820" }];
@@ -67,7 +67,9 @@ export function mount(root, ctx) {
 
   function update(t, p, changedKeys) {
     t.badge.className = "news2 " + riskClass(p.news2);
-    t.badge.textContent = p.news2 ? "NEWS2 " + p.news2.score : "NEWS2 –";
+    t.badge.textContent = "NEWS2 " + news2Score(p.news2);
+    // The components' ages, read when the pointer rests on the badge.
+    t.badge.title = news2Title(p.news2);
     const alarms = alarmsOf(p.id);
     const alarmingKeys = new Set(alarms.filter(a => a.vital).map(a => a.vital));
     const high = alarms.some(a => a.priority === "high" && a.state === "active");

@@ -23,12 +23,14 @@ export const VITAL_NAMES = {
   heart_rate: "Heart rate", respiratory_rate: "Respiratory rate", spo2: "SpO₂",
   body_temperature: "Body temperature", systolic_bp: "Systolic BP", diastolic_bp: "Diastolic BP",
   mean_bp: "Mean BP", body_weight: "Body weight", blood_glucose: "Blood glucose",
+  oxygen_flow: "Oxygen", consciousness: "Consciousness",
 };
 
 export function fmtValue(key, v) {
   if (v === undefined || v === null || Number.isNaN(v)) return "–";
   if (key === "body_temperature" || key === "body_weight") return v.toFixed(1);
   if (key === "blood_glucose") return Math.round(v).toString();
+  if (key === "consciousness") return "ACVPU"[Math.round(v)] ?? "?";
   return Math.round(v).toString();
 }
 
@@ -39,7 +41,35 @@ export function fmtUnit(ucum) {
 
 export function riskClass(news2) { return news2 ? "risk-" + news2.risk : "risk-none"; }
 
+/** "7", or "≥ 7" for an incomplete set (a lower bound), or "–". */
+export function news2Score(news2) {
+  if (!news2) return "–";
+  return news2.complete ? String(news2.score) : `≥ ${news2.score}`;
+}
+
+/** One line per NEWS2 component (score, value, age) and what is missing, for a title. */
+export function news2Title(news2, now = Date.now()) {
+  if (!news2) return "NEWS2: no fresh reading";
+  const name = k => VITAL_NAMES[k] || k;
+  const lines = news2.components.map(c => `${name(c.vital)} ${fmtValue(c.vital, c.value)}: ${c.score} (${age(c.time_ms, now)} ago)`);
+  for (const k of news2.missing) lines.push(`${name(k)}: missing`);
+  for (const k of news2.stale) lines.push(`${name(k)}: too old`);
+  if (news2.assumed_air) lines.push("Oxygen: no reading, air assumed");
+  if (news2.assumed_alert) lines.push("Consciousness: not recorded, alert assumed");
+  const head = news2.complete ? `NEWS2 ${news2.score}` : `NEWS2 at least ${news2.score} (at most ${news2.score_max})`;
+  return [head, ...lines].join("\n");
+}
+
 export const PRIORITY_RANK = { high: 3, medium: 2, low: 1 };
+
+/** Alarms most urgent first: priority, then a NEWS2 aggregate before other
+ *  alarms of its priority (RCP NEWS2 Chart 2 ranks an aggregate of 5-6 above
+ *  a single red parameter), then newest. */
+export function alarmOrder(a, b) {
+  return (PRIORITY_RANK[b.priority] || 0) - (PRIORITY_RANK[a.priority] || 0)
+    || (b.rule === "news2-aggregate") - (a.rule === "news2-aggregate")
+    || b.raised_ms - a.raised_ms;
+}
 
 /** "12 s", "5 min", "3 h", "2 d" since `ms`. */
 export function age(ms, now = Date.now()) {
