@@ -139,7 +139,8 @@ async fn settings_thresholds_sustained_for_and_news2_scale_2_over_http() {
     assert_eq!(profiles["home-copd"]["thresholds"]["spo2"]["low"], 88.0);
 
     let mut live = Live::open(&s).await;
-    let t0 = 1.76544e9;
+    // Ten minutes ago: NEWS2 counts only fresh readings (4 h by default).
+    let t0 = (medmesh_model::now_ms() / 1000 - 600) as f64;
     // SpO2 86 %: below 88 but not yet for 60 s of sample time. On scale 1 it
     // would score 3 (row <=91); on scale 2 it scores 1 (row 86-87): no alarm.
     senml(

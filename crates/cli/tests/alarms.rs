@@ -189,7 +189,8 @@ async fn news2_aggregate_of_7_or_more_raises_a_high_alarm() {
     vitals(
         &s,
         "mon-1",
-        1.76544e9,
+        // A minute ago: NEWS2 counts only fresh readings.
+        (medmesh_model::now_ms() / 1000 - 60) as f64,
         json!([
             {"n": "respiratory_rate", "u": "/min", "v": 26},
             {"n": "spo2", "u": "%", "v": 92},
@@ -240,7 +241,8 @@ async fn chart_1_rows_between_values_and_converted_units() {
     vitals(
         &s,
         "mon-1",
-        1.76544e9,
+        // A minute ago: NEWS2 counts only fresh readings.
+        (medmesh_model::now_ms() / 1000 - 60) as f64,
         json!([
             {"n": "systolic_bp", "u": "kPa", "v": 12.0},
             {"n": "body_temperature", "u": "[degF]", "v": 100.4},
