@@ -73,6 +73,7 @@ pub struct Metrics {
     alarm_deliveries: Family<DeliveryLabel, Counter>,
     samples_stored: Family<SourceLabel, Counter>,
     malformed_messages: Family<SourceLabel, Counter>,
+    refused_messages: Family<SourceLabel, Counter>,
     rejected_records: Family<SourceLabel, Counter>,
     storage_errors: Counter,
 }
@@ -83,6 +84,7 @@ impl Default for Metrics {
         let samples_stored = Family::<SourceLabel, Counter>::default();
         let malformed_messages = Family::<SourceLabel, Counter>::default();
         let rejected_records = Family::<SourceLabel, Counter>::default();
+        let refused_messages = Family::<SourceLabel, Counter>::default();
         let storage_errors = Counter::default();
         registry.register(
             "ingest_samples_stored",
@@ -93,6 +95,11 @@ impl Default for Metrics {
             "ingest_malformed_messages",
             "Messages rejected whole because they could not be decoded",
             malformed_messages.clone(),
+        );
+        registry.register(
+            "ingest_refused_messages",
+            "Messages, connections and subscriptions refused because the client may not act as that device",
+            refused_messages.clone(),
         );
         registry.register(
             "ingest_rejected_records",
@@ -115,6 +122,7 @@ impl Default for Metrics {
             alarm_deliveries,
             samples_stored,
             malformed_messages,
+            refused_messages,
             rejected_records,
             storage_errors,
         }
@@ -132,6 +140,18 @@ impl Metrics {
         self.malformed_messages
             .get_or_create(&SourceLabel { source })
             .inc();
+    }
+
+    pub fn refused_message(&self, source: SourceKind) {
+        self.refused_messages
+            .get_or_create(&SourceLabel { source })
+            .inc();
+    }
+
+    pub fn refused_count(&self, source: SourceKind) -> u64 {
+        self.refused_messages
+            .get_or_create(&SourceLabel { source })
+            .get()
     }
 
     pub(crate) fn rejected_records(&self, source: SourceKind, n: usize) {

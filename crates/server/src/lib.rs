@@ -114,7 +114,7 @@ impl Server {
         let mqtt_settings = MqttSettings {
             max_packet_bytes: config.mqtt.max_packet_bytes,
             max_inflight: config.mqtt.max_inflight,
-            allow_anonymous: config.anonymous_devices_on(config.mqtt.listen),
+            allow_anonymous: config.anonymous_devices(),
         };
         let mut mqtt = MqttListener::bind(config.mqtt.listen, mqtt_settings)
             .await
@@ -125,12 +125,13 @@ impl Server {
         let coap = CoapListener::bind(config.coap.listen)
             .await
             .map_err(bind("CoAP", config.coap.listen, "--coap-listen"))?
-            .allow_anonymous(config.anonymous_devices_on(config.coap.listen));
+            .allow_anonymous(config.anonymous_devices());
         let mut hl7 = Hl7Listener::bind(config.hl7.listen).await.map_err(bind(
             "HL7 v2 (MLLP)",
             config.hl7.listen,
             "--hl7-listen",
-        ))?;
+        ))?
+        .with_senders(config.hl7_senders());
         if let Some(acceptor) = &tls {
             mqtt = mqtt.with_tls(acceptor.clone());
             hl7 = hl7.with_tls(acceptor.clone());
@@ -181,7 +182,7 @@ impl Server {
             pipeline: pipeline.clone(),
             access: access.clone(),
             broker: broker.clone(),
-            allow_anonymous_devices: config.anonymous_devices_on(config.http.listen),
+            allow_anonymous_devices: config.anonymous_devices(),
             https: tls.is_some(),
         };
         let routes = api::router()
