@@ -111,6 +111,12 @@ async fn tls_on_http_mqtt_and_mllp_with_token_and_client_certificate() {
         c.tls.key = Some(dir.join("server.key"));
         c.tls.client_ca = Some(dir.join("ca.pem"));
         c.devices.allow_anonymous = Some(false);
+        // The MLLP gateway below is a known sender, from this address.
+        c.hl7.senders = vec![medmesh_server::Hl7SenderConfig {
+            application: "MON".into(),
+            facility: "ICU".into(),
+            addresses: vec!["127.0.0.1".parse().unwrap()],
+        }];
     })
     .await;
     assert!(s.running.tls);
@@ -292,7 +298,7 @@ async fn tls_on_http_mqtt_and_mllp_with_token_and_client_certificate() {
         74,
     );
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("may not publish for device cuff-2")
+        String::from_utf8_lossy(&out.stderr).contains("may not send as device cuff-2")
             || !out.status.success()
     );
     let p1 = get("/api/v1/patients/p1");

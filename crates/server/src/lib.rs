@@ -23,7 +23,7 @@ mod stream;
 
 pub use alarms_config::{AlarmsConfig, EmailConfig, QuietHoursConfig, StepConfig, WebhookConfig};
 pub use config::{
-    CoapConfig, Config, DevicesConfig, Hl7Config, HttpConfig, MqttConfig, StorageConfig, TlsConfig,
+    CoapConfig, Config, DevicesConfig, Hl7Config, Hl7SenderConfig, HttpConfig, MqttConfig, StorageConfig, TlsConfig,
 };
 
 use medmesh_access::Access;
