@@ -31,7 +31,9 @@ async fn client(
         loop {
             let said = match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => "connack".to_string(),
-                Ok(Event::Incoming(Packet::SubAck(ack))) => format!("suback {:?}", ack.return_codes),
+                Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                    format!("suback {:?}", ack.return_codes)
+                }
                 Ok(Event::Incoming(Packet::PubAck(_))) => "puback".to_string(),
                 Ok(Event::Incoming(Packet::Publish(p))) => format!(
                     "publish {} {}",
@@ -94,7 +96,10 @@ async fn untouched(s: &TestServer, patient: &str) {
 }
 
 fn refused(metrics: &str) -> f64 {
-    metric(metrics, "medmesh_ingest_refused_messages_total{source=\"mqtt\"}")
+    metric(
+        metrics,
+        "medmesh_ingest_refused_messages_total{source=\"mqtt\"}",
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -221,7 +226,10 @@ async fn subscriptions_reach_only_the_clients_own_topics() {
         assert_eq!(next(&mut events).await, "suback [Failure]", "{filter}");
     }
     // So a command for mon-2 reaches no one.
-    assert_eq!(command(&s, "mon-2", json!("factory-reset")).await["delivered"], 0);
+    assert_eq!(
+        command(&s, "mon-2", json!("factory-reset")).await["delivered"],
+        0
+    );
 
     // A device with credentials: its own topics only.
     let (device, mut events) = client(addr, "mon-1", |o| {

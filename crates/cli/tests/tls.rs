@@ -361,3 +361,80 @@ async fn half_a_tls_configuration_is_refused_at_start() {
         .expect("refused");
     assert!(err.to_string().contains("server.pem"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_device_cannot_be_impersonated_where_anonymous_devices_are_allowed() {
+    let certs = tempfile::tempdir().unwrap();
+    let dir = certs.path().to_path_buf();
+    make_certificates(&dir);
+    // Anonymous devices allowed (the test servers' setting), certificates too.
+    let s = start_with(|c| {
+        c.tls.cert = Some(dir.join("server.pem"));
+        c.tls.key = Some(dir.join("server.key"));
+        c.tls.client_ca = Some(dir.join("ca.pem"));
+    })
+    .await;
+    let registry = &s.running.pipeline.registry;
+    let p1 = medmesh_model::PatientId::new("p1").unwrap();
+    registry
+        .upsert_patient(medmesh_model::Patient {
+            id: p1.clone(),
+            name: "p1".into(),
+            ward: "Test".into(),
+            bed: String::new(),
+        })
+        .unwrap();
+    registry
+        .assign_device(medmesh_model::DeviceId::new("cuff-1").unwrap(), Some(p1))
+        .unwrap();
+    let ca = dir.join("ca.pem");
+    let port = s.running.mqtt_addr.port().to_string();
+    let pub_ = |extra: &[&str], value: u32| {
+        let out = Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &port, "-q", "1", "-V", "mqttv5"])
+            .arg("--cafile")
+            .arg(&ca)
+            .args(extra)
+            .args(["-t", &topic("cuff-1"), "-m"])
+            .arg(format!(
+                "[{{\"n\":\"heart_rate\",\"u\":\"/min\",\"v\":{value}}}]"
+            ))
+            .output()
+            .expect("mosquitto_pub is installed");
+        let said = String::from_utf8_lossy(&out.stderr).to_lowercase();
+        (out.status.success(), said)
+    };
+    let (cert, key) = (dir.join("cuff-1.pem"), dir.join("cuff-1.key"));
+    let (ok, said) = pub_(
+        &[
+            "-i",
+            "cuff-1",
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ],
+        71,
+    );
+    assert!(ok, "{said}");
+    // Without the certificate, under the device's client ID: refused at CONNECT.
+    let (ok, said) = pub_(&["-i", "cuff-1"], 190);
+    assert!(!ok && said.contains("not authori"), "{said}");
+    // Under another client ID, publishing for the device: refused (PUBACK NotAuthorized).
+    let (_, said) = pub_(&["-i", "someone"], 190);
+    assert!(said.contains("has credentials"), "{said}");
+    // Only the device's own reading is stored, and nothing alarms.
+    let get = |path: &str| -> serde_json::Value {
+        let out = Command::new("curl")
+            .args(["-sS", "--cacert"])
+            .arg(&ca)
+            .args(["-H", &format!("Authorization: Bearer {}", s.token)])
+            .arg(format!("https://{}{path}", s.running.http_addr))
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let p = get("/api/v1/patients/p1");
+    assert_eq!(p["latest"]["heart_rate"]["value"], 71.0, "{p}");
+    assert_eq!(get("/api/v1/alarms?patient=p1"), serde_json::json!([]));
+}

@@ -111,7 +111,7 @@ impl Pipeline {
             ))),
             DeviceIdentity::Anonymous if self.registry.has_credentials(device) => {
                 Err(Refusal::NotAuthorized(format!(
-                    "device {device} has credentials: a client that presents none may not send as it"
+                    "device {device} has credentials but sent none (a client without them may not act as it)"
                 )))
             }
             DeviceIdentity::Anonymous => Ok(()),
@@ -173,13 +173,25 @@ mod tests {
         );
         let token = p.registry.issue_credential(&a).unwrap();
         let me = p
-            .authenticate_device(Proof::Token { device: a.clone(), token }, false)
+            .authenticate_device(
+                Proof::Token {
+                    device: a.clone(),
+                    token,
+                },
+                false,
+            )
             .await
             .unwrap();
         assert_eq!(me, DeviceIdentity::Device(a.clone()));
         assert!(p.authorize_device(&me, &a).is_ok());
-        assert!(p.authorize_device(&me, &b).is_err(), "not as another device");
-        let wrong = Proof::Token { device: a.clone(), token: "guess".into() };
+        assert!(
+            p.authorize_device(&me, &b).is_err(),
+            "not as another device"
+        );
+        let wrong = Proof::Token {
+            device: a.clone(),
+            token: "guess".into(),
+        };
         assert!(matches!(
             p.authenticate_device(wrong, true).await,
             Err(Refusal::BadCredentials(_))

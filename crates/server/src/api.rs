@@ -35,8 +35,8 @@ use medmesh_pipeline::{
     AlarmAction, GattCharacteristic, IngestError, IngestReport, LiveObservation, Pipeline,
     ResolvedQuery, SourceKind, unassigned_subject,
 };
-use medmesh_sources::mqtt::Broker;
 use medmesh_rules::news2::Aggregate;
+use medmesh_sources::mqtt::Broker;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;

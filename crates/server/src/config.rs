@@ -342,7 +342,10 @@ mod tests {
             "[[hl7.senders]]\napplication = \"GW\"\nfacility = \"ICU\"\naddresses = [\"10.0.0.5\"]\n",
         )
         .unwrap();
-        assert_eq!(gw.hl7_senders().senders[0].addresses[0].to_string(), "10.0.0.5");
+        assert_eq!(
+            gw.hl7_senders().senders[0].addresses[0].to_string(),
+            "10.0.0.5"
+        );
         let err = Config::from_toml("[mqtt]\nlistn = \"x\"").unwrap_err();
         assert!(err.contains("listn"), "{err}");
     }

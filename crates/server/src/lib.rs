@@ -23,7 +23,8 @@ mod stream;
 
 pub use alarms_config::{AlarmsConfig, EmailConfig, QuietHoursConfig, StepConfig, WebhookConfig};
 pub use config::{
-    CoapConfig, Config, DevicesConfig, Hl7Config, Hl7SenderConfig, HttpConfig, MqttConfig, StorageConfig, TlsConfig,
+    CoapConfig, Config, DevicesConfig, Hl7Config, Hl7SenderConfig, HttpConfig, MqttConfig,
+    StorageConfig, TlsConfig,
 };
 
 use medmesh_access::Access;
@@ -126,12 +127,10 @@ impl Server {
             .await
             .map_err(bind("CoAP", config.coap.listen, "--coap-listen"))?
             .allow_anonymous(config.anonymous_devices());
-        let mut hl7 = Hl7Listener::bind(config.hl7.listen).await.map_err(bind(
-            "HL7 v2 (MLLP)",
-            config.hl7.listen,
-            "--hl7-listen",
-        ))?
-        .with_senders(config.hl7_senders());
+        let mut hl7 = Hl7Listener::bind(config.hl7.listen)
+            .await
+            .map_err(bind("HL7 v2 (MLLP)", config.hl7.listen, "--hl7-listen"))?
+            .with_senders(config.hl7_senders());
         if let Some(acceptor) = &tls {
             mqtt = mqtt.with_tls(acceptor.clone());
             hl7 = hl7.with_tls(acceptor.clone());

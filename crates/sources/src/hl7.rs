@@ -238,14 +238,11 @@ async fn handle(pipeline: &Pipeline, frame: &[u8], acks: &AtomicU64, from: &Send
     // Before anything is admitted or stored: is the sender who may send,
     // and may it send as its device?
     let device = device_for(&header.sending_application);
-    let allowed = from
-        .senders
-        .identify(header, from.peer)
-        .and_then(|who| {
-            pipeline
-                .authorize_device(&who, &device)
-                .map_err(|r| r.reason().to_string())
-        });
+    let allowed = from.senders.identify(header, from.peer).and_then(|who| {
+        pipeline
+            .authorize_device(&who, &device)
+            .map_err(|r| r.reason().to_string())
+    });
     if let Err(reason) = allowed {
         pipeline.device_refused(
             SourceKind::Hl7,
@@ -360,11 +357,27 @@ mod tests {
             senders.identify(&header("GW", "ICU"), gw),
             Ok(DeviceIdentity::Device(device_for("GW")))
         );
-        assert!(senders.identify(&header("GW", "ICU"), other).unwrap_err().contains("10.0.0.6"));
-        assert!(senders.identify(&header("GW", "ER"), gw).unwrap_err().contains("unknown"));
+        assert!(
+            senders
+                .identify(&header("GW", "ICU"), other)
+                .unwrap_err()
+                .contains("10.0.0.6")
+        );
+        assert!(
+            senders
+                .identify(&header("GW", "ER"), gw)
+                .unwrap_err()
+                .contains("unknown")
+        );
         senders.allow_anonymous = true;
-        assert_eq!(senders.identify(&header("X", "Y"), other), Ok(DeviceIdentity::Anonymous));
-        assert!(senders.identify(&header("GW", "ICU"), other).is_err(), "listed: address still checked");
+        assert_eq!(
+            senders.identify(&header("X", "Y"), other),
+            Ok(DeviceIdentity::Anonymous)
+        );
+        assert!(
+            senders.identify(&header("GW", "ICU"), other).is_err(),
+            "listed: address still checked"
+        );
     }
 
     #[test]

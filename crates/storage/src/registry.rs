@@ -285,7 +285,10 @@ mod tests {
         assert!(!r.has_credentials(&d));
         r.mark_certified(&d).unwrap();
         assert!(r.has_credentials(&d) && r.credential_hash(&d).is_none());
-        assert!(r.revoke_credential(&d).unwrap(), "a certified device is revoked too");
+        assert!(
+            r.revoke_credential(&d).unwrap(),
+            "a certified device is revoked too"
+        );
         assert!(!r.has_credentials(&d));
     }
 

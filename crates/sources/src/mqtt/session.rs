@@ -302,10 +302,18 @@ async fn read_loop(
 fn subscribe(conn: &Conn<'_>, filter: &str, qos: u8) -> Granted {
     if let Err(why) = may_subscribe(conn.identity.is_some(), conn.own, filter) {
         conn.pipeline.metrics.refused_message(SourceKind::Mqtt);
-        tracing::warn!(client_id = conn.client_id, filter, reason = why, "MQTT subscription refused");
+        tracing::warn!(
+            client_id = conn.client_id,
+            filter,
+            reason = why,
+            "MQTT subscription refused"
+        );
         return Granted::NotAuthorized;
     }
-    match conn.broker.subscribe(conn.client_id, &[(filter.to_string(), qos)])[0] {
+    match conn
+        .broker
+        .subscribe(conn.client_id, &[(filter.to_string(), qos)])[0]
+    {
         Some(q) => Granted::Qos(q),
         None => Granted::InvalidFilter,
     }
@@ -377,7 +385,9 @@ fn authorize_publish(
 ) -> Option<AckReason> {
     let (Ok(DeviceTopic::Senml(device) | DeviceTopic::Gatt(device, _)), who) = (
         target,
-        identity.map_or(DeviceIdentity::Anonymous, |d| DeviceIdentity::Device(d.clone())),
+        identity.map_or(DeviceIdentity::Anonymous, |d| {
+            DeviceIdentity::Device(d.clone())
+        }),
     ) else {
         return None;
     };

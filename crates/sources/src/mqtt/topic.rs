@@ -71,7 +71,11 @@ pub(crate) fn may_subscribe(
 /// its own topics, an anonymous client only on its client ID's device topics
 /// or outside `medmesh/`. Otherwise a will could forge another device's
 /// command or an alarm change.
-pub(crate) fn may_will(authenticated: bool, own: Option<&DeviceId>, topic: &str) -> Result<(), String> {
+pub(crate) fn may_will(
+    authenticated: bool,
+    own: Option<&DeviceId>,
+    topic: &str,
+) -> Result<(), String> {
     if own.is_some_and(|d| topic.starts_with(&own_prefix(d))) {
         return Ok(());
     }
@@ -167,8 +171,15 @@ mod tests {
         assert!(may_will(true, Some(&a), "medmesh/v1/devices/dev-b/commands").is_err());
         assert!(may_will(true, Some(&a), "elsewhere").is_err());
         // Anonymous: no wildcard into medmesh, no other device, no alarms but one by name.
-        for f in ["#", "+/v1/#", "medmesh/#", "medmesh/v1/alarms/#", "medmesh/v1/alarms/+",
-                  "medmesh/v1/devices/dev-b/commands", "medmesh/v1/devices/+/commands"] {
+        for f in [
+            "#",
+            "+/v1/#",
+            "medmesh/#",
+            "medmesh/v1/alarms/#",
+            "medmesh/v1/alarms/+",
+            "medmesh/v1/devices/dev-b/commands",
+            "medmesh/v1/devices/+/commands",
+        ] {
             assert!(may_subscribe(false, Some(&a), f).is_err(), "{f}");
             assert!(may_subscribe(false, None, f).is_err(), "{f}");
         }
