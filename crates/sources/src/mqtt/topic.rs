@@ -51,14 +51,12 @@ pub(crate) fn may_subscribe(
             own_prefix(d)
         ));
     }
-    let wildcard = filter.contains(['+', '#']);
-    if !reaches_medmesh(filter) {
-        Ok(())
-    } else if !wildcard
+    // One patient's alarm topic named in full, no wildcard.
+    let one_patients_alarms = !filter.contains(['+', '#'])
         && filter
             .strip_prefix("medmesh/v1/alarms/")
-            .is_some_and(|patient| !patient.is_empty() && !patient.contains('/'))
-    {
+            .is_some_and(|patient| !patient.is_empty() && !patient.contains('/'));
+    if !reaches_medmesh(filter) || one_patients_alarms {
         Ok(())
     } else {
         Err(format!(
