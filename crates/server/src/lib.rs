@@ -224,6 +224,22 @@ impl Server {
             pipeline.subscribe_alarms().events,
             broker.clone(),
         ));
+        // HL7 senders are principals: their refusals and admissions are audited.
+        let audit = access.clone();
+        hl7 = hl7.with_audit(Arc::new(move |e: medmesh_sources::hl7::Hl7AuditEvent| {
+            audit.audit.record(medmesh_access::Event {
+                actor: &format!("hl7:{}", e.sender),
+                role: None,
+                action: e.action,
+                patient: e.patient.as_ref(),
+                outcome: if e.allowed {
+                    medmesh_access::Outcome::Allowed
+                } else {
+                    medmesh_access::Outcome::Denied
+                },
+                detail: e.detail,
+            })
+        }));
         let hl7_task = tokio::spawn(hl7.run(pipeline.clone()));
         let outbox = Arc::new(Outbox::open(&config.data_dir).map_err(|source| {
             StartError::Storage(medmesh_storage::StoreError::DataDir {

@@ -77,10 +77,27 @@ impl Hl7Senders {
     }
 }
 
+/// Something an HL7 sender did that the audit log must show: a refused
+/// message, or a patient admitted because a message named them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hl7AuditEvent {
+    /// `APPLICATION@FACILITY` (MSH-3, MSH-4).
+    pub sender: String,
+    pub action: &'static str,
+    pub patient: Option<PatientId>,
+    pub allowed: bool,
+    /// The source address, and the reason for a refusal.
+    pub detail: String,
+}
+
+/// Where the listener reports [`Hl7AuditEvent`]s (the server's audit log).
+pub type Hl7Audit = Arc<dyn Fn(Hl7AuditEvent) + Send + Sync>;
+
 pub struct Hl7Listener {
     listener: TcpListener,
     tls: Option<crate::tls::TlsAcceptor>,
     senders: Arc<Hl7Senders>,
+    audit: Option<Hl7Audit>,
 }
 
 impl Hl7Listener {
@@ -89,7 +106,14 @@ impl Hl7Listener {
             listener: TcpListener::bind(addr).await?,
             tls: None,
             senders: Arc::default(),
+            audit: None,
         })
+    }
+
+    /// Reports refusals and admissions to `audit`.
+    pub fn with_audit(mut self, audit: Hl7Audit) -> Hl7Listener {
+        self.audit = Some(audit);
+        self
     }
 
     /// Who may send (by default: nobody).
@@ -120,6 +144,7 @@ impl Hl7Listener {
                     let from = Sender {
                         peer: peer.ip(),
                         senders: self.senders.clone(),
+                        audit: self.audit.clone(),
                     };
                     tokio::spawn(async move {
                         let served = match tls {
@@ -169,6 +194,30 @@ fn next_frame(buf: &mut BytesMut) -> Result<Option<Vec<u8>>, String> {
 struct Sender {
     peer: IpAddr,
     senders: Arc<Hl7Senders>,
+    audit: Option<Hl7Audit>,
+}
+
+impl Sender {
+    fn audit(
+        &self,
+        header: &hl7v2::Header,
+        action: &'static str,
+        patient: Option<PatientId>,
+        refusal: Option<&str>,
+    ) {
+        if let Some(audit) = &self.audit {
+            audit(Hl7AuditEvent {
+                sender: format!("{}@{}", header.sending_application, header.sending_facility),
+                action,
+                patient,
+                allowed: refusal.is_none(),
+                detail: match refusal {
+                    Some(why) => format!("from {}: {why}", self.peer),
+                    None => format!("from {}", self.peer),
+                },
+            });
+        }
+    }
 }
 
 async fn serve(
@@ -249,6 +298,8 @@ async fn handle(pipeline: &Pipeline, frame: &[u8], acks: &AtomicU64, from: &Send
             &device,
             &medmesh_pipeline::Refusal::NotAuthorized(reason.clone()),
         );
+        let patient = PatientId::new(oru.patient_id.clone()).ok();
+        from.audit(header, "send HL7 message", patient, Some(&reason));
         return hl7v2::ack(header, AckCode::Reject, &reason, &ack_id, &stamp);
     }
     let patient = match PatientId::new(oru.patient_id.clone()) {
@@ -280,6 +331,12 @@ async fn handle(pipeline: &Pipeline, frame: &[u8], acks: &AtomicU64, from: &Send
             );
         }
         tracing::info!(%patient, "patient admitted from an HL7 message");
+        from.audit(
+            header,
+            "admit patient from HL7",
+            Some(patient.clone()),
+            None,
+        );
     }
     match pipeline
         .ingest_for_patient(SourceKind::Hl7, &device, &patient, oru.decoded)
