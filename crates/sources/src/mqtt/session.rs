@@ -375,22 +375,17 @@ async fn authenticate(
     Ok(who)
 }
 
-/// Whether the client (`identity`, `None` when anonymous) may publish to
-/// `target`: a device only for itself, an anonymous client never for a
+/// Whether the client (`identity`, `None` when anonymous) may publish for
+/// `device`: a device only for itself, an anonymous client never for a
 /// device that has credentials. `Some` is the refusal to acknowledge with.
 fn authorize_publish(
     pipeline: &Pipeline,
     identity: Option<&DeviceId>,
-    target: &Result<DeviceTopic, String>,
+    device: &DeviceId,
 ) -> Option<AckReason> {
-    let (Ok(DeviceTopic::Senml(device) | DeviceTopic::Gatt(device, _)), who) = (
-        target,
-        identity.map_or(DeviceIdentity::Anonymous, |d| {
-            DeviceIdentity::Device(d.clone())
-        }),
-    ) else {
-        return None;
-    };
+    let who = identity.map_or(DeviceIdentity::Anonymous, |d| {
+        DeviceIdentity::Device(d.clone())
+    });
     let refusal = pipeline.authorize_device(&who, device).err()?;
     pipeline.device_refused(SourceKind::Mqtt, device, &refusal);
     Some(AckReason::NotAuthorized(refusal.reason().to_string()))
@@ -406,7 +401,9 @@ fn start_storing(
     let target: Result<DeviceTopic, String> = topic.and_then(|t| parse_topic(&t));
     let pipeline = pipeline.clone();
     tokio::spawn(async move {
-        if let Some(refused) = authorize_publish(&pipeline, identity.as_ref(), &target) {
+        if let Ok(DeviceTopic::Senml(device) | DeviceTopic::Gatt(device, _)) = &target
+            && let Some(refused) = authorize_publish(&pipeline, identity.as_ref(), device)
+        {
             return Ok(refused);
         }
         let stored = match target {
