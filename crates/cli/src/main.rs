@@ -83,9 +83,9 @@ struct ServeArgs {
     /// MQTT listen address [config: mqtt.listen; default: 127.0.0.1:1883].
     #[arg(long)]
     mqtt_listen: Option<SocketAddr>,
-    /// Accept readings from devices that were issued no credentials, on MQTT
-    /// and HTTP [config: devices.allow_anonymous; default: only on listeners
-    /// bound to loopback].
+    /// Accept readings from devices that were issued no credentials, on MQTT,
+    /// CoAP, HTTP and HL7 [config: devices.allow_anonymous; default: false,
+    /// whatever the bind address; true for `medmesh demo`].
     #[arg(long)]
     allow_anonymous_devices: Option<bool>,
     /// PEM certificate chain: with --tls-key, turns TLS on for the HTTP, MQTT
@@ -374,7 +374,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
             patients,
             rate,
         } => {
-            let config = serve.config("medmesh-demo-data")?;
+            let mut config = serve.config("medmesh-demo-data")?;
+            // The simulated ward sends without credentials, so the demo
+            // allows anonymous devices unless told otherwise, and says so.
+            let anonymous = *config.devices.allow_anonymous.get_or_insert(true);
             let running = Server::start(&config).await?;
             let ward = clinical_demo_ward(patients, 2026);
             for p in &ward {
@@ -424,8 +427,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 }
             });
             eprintln!(
-                "medmesh demo: {patients} simulated patients on Ward A and at home\n  dashboard  http://{}\n  sign in    {accounts}\n  MQTT       {} (try: mosquitto_pub -h {} -p {} -t {} -m '[{{\"n\":\"heart_rate\",\"u\":\"/min\",\"v\":140}}]')",
+                "medmesh demo: {patients} simulated patients on Ward A and at home\n  dashboard  http://{}\n  sign in    {accounts}\n  devices    {}\n  MQTT       {} (try: mosquitto_pub -h {} -p {} -t {} -m '[{{\"n\":\"heart_rate\",\"u\":\"/min\",\"v\":140}}]')",
                 running.http_addr,
+                if anonymous {
+                    "anonymous devices ALLOWED on every listener (demo only; --allow-anonymous-devices false to refuse them)"
+                } else {
+                    "anonymous devices refused: the simulated ward's readings will be refused too"
+                },
                 running.mqtt_addr,
                 running.mqtt_addr.ip(),
                 running.mqtt_addr.port(),

@@ -595,7 +595,7 @@ async fn a_device_cannot_send_readings_as_another_over_http() {
     assert!(
         metric(
             &s.metrics().await,
-            "medmesh_ingest_malformed_messages_total{source=\"http\"}"
+            "medmesh_ingest_refused_messages_total{source=\"http\"}"
         ) >= 4.0
     );
 }

@@ -153,6 +153,8 @@ fn demo_shows_a_live_ward_and_accepts_mosquitto_pub() {
     let mut lines = BufReader::new(stderr).lines();
     let http = wait_for_line(&mut lines, "dashboard  http://");
     let http = http.split("http://").nth(1).unwrap().trim().to_string();
+    // The demo allows anonymous devices (the product does not) and says so.
+    wait_for_line(&mut lines, "anonymous devices ALLOWED");
     let mqtt = wait_for_line(&mut lines, "MQTT ");
     let mqtt = mqtt.split_whitespace().nth(1).unwrap().to_string();
     // Keep draining stderr so the child never blocks on a full pipe.

@@ -144,3 +144,59 @@ async fn malformed_and_unsupported_messages_get_ar_and_the_connection_goes_on() 
         "{m}"
     );
 }
+
+/// A server without anonymous devices (the product default) whose only
+/// HL7 sender is MONITOR_GW at ICU (hl7_send.py's MSH-3/MSH-4) from `from`.
+async fn with_sender(from: Option<&str>) -> TestServer {
+    start_with(|c| {
+        c.devices.allow_anonymous = None;
+        c.hl7.senders = from
+            .map(|a| medmesh_server::Hl7SenderConfig {
+                application: "MONITOR_GW".into(),
+                facility: "ICU".into(),
+                addresses: vec![a.parse().unwrap()],
+            })
+            .into_iter()
+            .collect();
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hl7_senders_are_known_by_application_facility_and_address() {
+    let tachycardia = ["8867-4^Heart rate^LN=188=/min^^UCUM"];
+    // Unknown, and listed but from another address: AR naming the reason,
+    // nothing admitted or stored, no alarm, counted and audited.
+    for (from, why) in [(None, "unknown sender"), (Some("10.9.9.9"), "127.0.0.1")] {
+        let s = with_sender(from).await;
+        let ack = hl7apy_send(&s, "MSG-X", "P99", &tachycardia);
+        assert!(ack.starts_with("AR|MSG-X|") && ack.contains(why), "{ack}");
+        let (status, _) = s.get("/api/v1/patients/P99").await;
+        assert_eq!(status, 404, "no patient invented");
+        let (_, alarms) = s.get("/api/v1/alarms").await;
+        assert_eq!(alarms, serde_json::json!([]));
+        assert_eq!(
+            metric(
+                &s.metrics().await,
+                "medmesh_ingest_refused_messages_total{source=\"hl7\"}"
+            ),
+            1.0
+        );
+        let (_, audit) = s.get("/api/v1/audit?actor=hl7:MONITOR_GW@ICU").await;
+        let entries = audit.as_array().unwrap();
+        assert_eq!(entries.len(), 1, "{audit}");
+        assert_eq!(entries[0]["outcome"], "denied");
+        assert_eq!(entries[0]["patient"], "P99");
+        assert!(entries[0]["detail"].as_str().unwrap().contains(why));
+    }
+    // From its listed address: stored, and the admission is audited.
+    let s = with_sender(Some("127.0.0.1")).await;
+    assert_eq!(hl7apy_send(&s, "MSG-Y", "P99", &tachycardia), "AA|MSG-Y|");
+    let (_, p) = s.get("/api/v1/patients/P99").await;
+    assert_eq!(p["latest"]["heart_rate"]["value"], 188.0);
+    let (_, audit) = s
+        .get("/api/v1/audit?actor=hl7:MONITOR_GW@ICU&action=admit patient from HL7")
+        .await;
+    assert_eq!(audit.as_array().unwrap().len(), 1, "{audit}");
+    assert_eq!(audit[0]["outcome"], "allowed");
+}

@@ -111,6 +111,12 @@ async fn tls_on_http_mqtt_and_mllp_with_token_and_client_certificate() {
         c.tls.key = Some(dir.join("server.key"));
         c.tls.client_ca = Some(dir.join("ca.pem"));
         c.devices.allow_anonymous = Some(false);
+        // The MLLP gateway below is a known sender, from this address.
+        c.hl7.senders = vec![medmesh_server::Hl7SenderConfig {
+            application: "MON".into(),
+            facility: "ICU".into(),
+            addresses: vec!["127.0.0.1".parse().unwrap()],
+        }];
     })
     .await;
     assert!(s.running.tls);
@@ -292,7 +298,7 @@ async fn tls_on_http_mqtt_and_mllp_with_token_and_client_certificate() {
         74,
     );
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("may not publish for device cuff-2")
+        String::from_utf8_lossy(&out.stderr).contains("may not send as device cuff-2")
             || !out.status.success()
     );
     let p1 = get("/api/v1/patients/p1");
@@ -354,4 +360,81 @@ async fn half_a_tls_configuration_is_refused_at_start() {
         .err()
         .expect("refused");
     assert!(err.to_string().contains("server.pem"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_device_cannot_be_impersonated_where_anonymous_devices_are_allowed() {
+    let certs = tempfile::tempdir().unwrap();
+    let dir = certs.path().to_path_buf();
+    make_certificates(&dir);
+    // Anonymous devices allowed (the test servers' setting), certificates too.
+    let s = start_with(|c| {
+        c.tls.cert = Some(dir.join("server.pem"));
+        c.tls.key = Some(dir.join("server.key"));
+        c.tls.client_ca = Some(dir.join("ca.pem"));
+    })
+    .await;
+    let registry = &s.running.pipeline.registry;
+    let p1 = medmesh_model::PatientId::new("p1").unwrap();
+    registry
+        .upsert_patient(medmesh_model::Patient {
+            id: p1.clone(),
+            name: "p1".into(),
+            ward: "Test".into(),
+            bed: String::new(),
+        })
+        .unwrap();
+    registry
+        .assign_device(medmesh_model::DeviceId::new("cuff-1").unwrap(), Some(p1))
+        .unwrap();
+    let ca = dir.join("ca.pem");
+    let port = s.running.mqtt_addr.port().to_string();
+    let pub_ = |extra: &[&str], value: u32| {
+        let out = Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &port, "-q", "1", "-V", "mqttv5"])
+            .arg("--cafile")
+            .arg(&ca)
+            .args(extra)
+            .args(["-t", &topic("cuff-1"), "-m"])
+            .arg(format!(
+                "[{{\"n\":\"heart_rate\",\"u\":\"/min\",\"v\":{value}}}]"
+            ))
+            .output()
+            .expect("mosquitto_pub is installed");
+        let said = String::from_utf8_lossy(&out.stderr).to_lowercase();
+        (out.status.success(), said)
+    };
+    let (cert, key) = (dir.join("cuff-1.pem"), dir.join("cuff-1.key"));
+    let (ok, said) = pub_(
+        &[
+            "-i",
+            "cuff-1",
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ],
+        71,
+    );
+    assert!(ok, "{said}");
+    // Without the certificate, under the device's client ID: refused at CONNECT.
+    let (ok, said) = pub_(&["-i", "cuff-1"], 190);
+    assert!(!ok && said.contains("not authori"), "{said}");
+    // Under another client ID, publishing for the device: refused (PUBACK NotAuthorized).
+    let (_, said) = pub_(&["-i", "someone"], 190);
+    assert!(said.contains("has credentials"), "{said}");
+    // Only the device's own reading is stored, and nothing alarms.
+    let get = |path: &str| -> serde_json::Value {
+        let out = Command::new("curl")
+            .args(["-sS", "--cacert"])
+            .arg(&ca)
+            .args(["-H", &format!("Authorization: Bearer {}", s.token)])
+            .arg(format!("https://{}{path}", s.running.http_addr))
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let p = get("/api/v1/patients/p1");
+    assert_eq!(p["latest"]["heart_rate"]["value"], 71.0, "{p}");
+    assert_eq!(get("/api/v1/alarms?patient=p1"), serde_json::json!([]));
 }

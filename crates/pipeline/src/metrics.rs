@@ -73,6 +73,7 @@ pub struct Metrics {
     alarm_deliveries: Family<DeliveryLabel, Counter>,
     samples_stored: Family<SourceLabel, Counter>,
     malformed_messages: Family<SourceLabel, Counter>,
+    refused_messages: Family<SourceLabel, Counter>,
     rejected_records: Family<SourceLabel, Counter>,
     future_dated: Family<SourceLabel, Counter>,
     storage_errors: Counter,
@@ -84,6 +85,7 @@ impl Default for Metrics {
         let samples_stored = Family::<SourceLabel, Counter>::default();
         let malformed_messages = Family::<SourceLabel, Counter>::default();
         let rejected_records = Family::<SourceLabel, Counter>::default();
+        let refused_messages = Family::<SourceLabel, Counter>::default();
         let storage_errors = Counter::default();
         let future_dated = Family::<SourceLabel, Counter>::default();
         registry.register(
@@ -95,6 +97,11 @@ impl Default for Metrics {
             "ingest_malformed_messages",
             "Messages rejected whole because they could not be decoded",
             malformed_messages.clone(),
+        );
+        registry.register(
+            "ingest_refused_messages",
+            "Messages, connections and subscriptions refused because the client may not act as that device",
+            refused_messages.clone(),
         );
         registry.register(
             "ingest_rejected_records",
@@ -122,6 +129,7 @@ impl Default for Metrics {
             alarm_deliveries,
             samples_stored,
             malformed_messages,
+            refused_messages,
             rejected_records,
             future_dated,
             storage_errors,
@@ -140,6 +148,18 @@ impl Metrics {
         self.malformed_messages
             .get_or_create(&SourceLabel { source })
             .inc();
+    }
+
+    pub fn refused_message(&self, source: SourceKind) {
+        self.refused_messages
+            .get_or_create(&SourceLabel { source })
+            .inc();
+    }
+
+    pub fn refused_count(&self, source: SourceKind) -> u64 {
+        self.refused_messages
+            .get_or_create(&SourceLabel { source })
+            .get()
     }
 
     pub(crate) fn rejected_records(&self, source: SourceKind, n: usize) {

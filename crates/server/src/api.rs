@@ -36,6 +36,7 @@ use medmesh_pipeline::{
     ResolvedQuery, SourceKind, unassigned_subject,
 };
 use medmesh_rules::news2::Aggregate;
+use medmesh_sources::mqtt::Broker;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -667,9 +668,11 @@ struct IssuedCredentials {
     password: String,
 }
 
-/// Issues a device its MQTT credentials, replacing earlier ones.
+/// Issues a device its MQTT credentials, replacing earlier ones; the
+/// device's open MQTT connections are closed (they must prove the new ones).
 async fn issue_credentials(
     State(p): State<AppState>,
+    State(broker): State<Arc<Broker>>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<IssuedCredentials>), ApiError> {
@@ -683,7 +686,8 @@ async fn issue_credentials(
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    tracing::info!(device = %id, "device credentials issued");
+    let closed = broker.close_device(&id);
+    tracing::info!(device = %id, closed, "device credentials issued; its MQTT connections closed");
     Ok((
         StatusCode::CREATED,
         Json(IssuedCredentials {
@@ -694,8 +698,10 @@ async fn issue_credentials(
     ))
 }
 
+/// Revokes a device's credentials and closes its open MQTT connections at once.
 async fn revoke_credentials(
     State(p): State<AppState>,
+    State(broker): State<Arc<Broker>>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
@@ -704,7 +710,8 @@ async fn revoke_credentials(
     caller.audit(&format!("revoke device {id}"), None, Outcome::Allowed);
     match p.registry.revoke_credential(&id) {
         Ok(true) => {
-            tracing::info!(device = %id, "device credentials revoked");
+            let closed = broker.close_device(&id);
+            tracing::info!(device = %id, closed, "device credentials revoked; its MQTT connections closed");
             Ok(StatusCode::NO_CONTENT)
         }
         Ok(false) => Err(ApiError::not_found(format!(

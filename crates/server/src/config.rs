@@ -108,19 +108,16 @@ impl IngestConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct DevicesConfig {
     /// Accept readings from devices that were issued no credentials. Devices
-    /// that were issued credentials must use them either way. When not set,
-    /// a listener accepts anonymous devices only while it is bound to
-    /// loopback: exposing it to a network without credentials must be an
-    /// explicit choice.
+    /// that were issued credentials must use them either way. Off unless
+    /// set, whatever the bind address: behind a reverse proxy or a port
+    /// forward a loopback listener serves everyone. `medmesh demo` turns it on.
     pub allow_anonymous: Option<bool>,
 }
 
 impl Config {
-    /// Whether a listener on `listen` accepts devices without credentials.
-    pub fn anonymous_devices_on(&self, listen: SocketAddr) -> bool {
-        self.devices
-            .allow_anonymous
-            .unwrap_or(listen.ip().is_loopback())
+    /// Whether the device listeners accept devices without credentials.
+    pub fn anonymous_devices(&self) -> bool {
+        self.devices.allow_anonymous.unwrap_or(false)
     }
 }
 
@@ -144,12 +141,47 @@ impl Default for CoapConfig {
 pub struct Hl7Config {
     /// TCP address of the HL7 v2 MLLP listener.
     pub listen: SocketAddr,
+    /// The HL7 senders allowed (unless anonymous devices are): a sending
+    /// application and facility, and the source addresses it sends from.
+    pub senders: Vec<Hl7SenderConfig>,
 }
 
 impl Default for Hl7Config {
     fn default() -> Self {
         Hl7Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 2575)),
+            senders: Vec::new(),
+        }
+    }
+}
+
+/// One `[[hl7.senders]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hl7SenderConfig {
+    /// MSH-3, the sending application.
+    pub application: String,
+    /// MSH-4, the sending facility.
+    pub facility: String,
+    /// Source IP addresses its MLLP connections come from.
+    pub addresses: Vec<std::net::IpAddr>,
+}
+
+impl Config {
+    /// Who may send over MLLP.
+    pub fn hl7_senders(&self) -> medmesh_sources::hl7::Hl7Senders {
+        medmesh_sources::hl7::Hl7Senders {
+            senders: self
+                .hl7
+                .senders
+                .iter()
+                .map(|s| medmesh_sources::hl7::Hl7Sender {
+                    application: s.application.clone(),
+                    facility: s.facility.clone(),
+                    addresses: s.addresses.clone(),
+                })
+                .collect(),
+            allow_anonymous: self.anonymous_devices(),
         }
     }
 }
@@ -328,13 +360,20 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/var/lib/medmesh"));
         assert_eq!(c.mqtt.listen.port(), 1884);
         assert_eq!(c.http.listen.port(), 8080);
-        assert!(c.anonymous_devices_on(c.http.listen));
         assert!(
-            !c.anonymous_devices_on(c.mqtt.listen),
-            "0.0.0.0 needs credentials"
+            !c.anonymous_devices() && !Config::default().anonymous_devices(),
+            "devices need credentials unless anonymous ones are allowed explicitly"
         );
         let open = Config::from_toml("[devices]\nallow_anonymous = true\n").unwrap();
-        assert!(open.anonymous_devices_on("0.0.0.0:1883".parse().unwrap()));
+        assert!(open.anonymous_devices());
+        let gw = Config::from_toml(
+            "[[hl7.senders]]\napplication = \"GW\"\nfacility = \"ICU\"\naddresses = [\"10.0.0.5\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            gw.hl7_senders().senders[0].addresses[0].to_string(),
+            "10.0.0.5"
+        );
         let err = Config::from_toml("[mqtt]\nlistn = \"x\"").unwrap_err();
         assert!(err.contains("listn"), "{err}");
     }

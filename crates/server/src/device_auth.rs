@@ -12,8 +12,9 @@ use crate::app::App;
 use crate::error::ApiError;
 use axum::http::{HeaderMap, header};
 use base64::Engine;
-use medmesh_access::{Event, GlobalRight, Outcome, PatientRight};
+use medmesh_access::{Event, GlobalRight, Outcome, PatientRight, Principal};
 use medmesh_model::DeviceId;
+use medmesh_pipeline::Proof;
 
 /// The secret a request presents for `device`, if any.
 fn presented(headers: &HeaderMap, device: &DeviceId) -> Result<Option<String>, ApiError> {
@@ -48,25 +49,21 @@ fn presented(headers: &HeaderMap, device: &DeviceId) -> Result<Option<String>, A
 }
 
 /// Admits or refuses a request sending readings as `device`; refusals are
-/// counted as rejected messages of the HTTP source.
+/// counted (`ingest_refused_messages`) and logged. Device tokens go through
+/// the pipeline's one device-identity decision, as on MQTT and CoAP.
 pub async fn authenticate(
     app: &App,
     headers: &HeaderMap,
     device: &DeviceId,
 ) -> Result<(), ApiError> {
-    let result = check(app, headers, device).await;
-    if let Err(e) = &result {
+    let refused = |e: ApiError| {
         app.pipeline
             .metrics
-            .malformed_message(medmesh_pipeline::SourceKind::Http);
+            .refused_message(medmesh_pipeline::SourceKind::Http);
         tracing::warn!(%device, reason = %e.reason, "device refused on HTTP");
-    }
-    result
-}
-
-async fn check(app: &App, headers: &HeaderMap, device: &DeviceId) -> Result<(), ApiError> {
-    let registry = &app.pipeline.registry;
-    let secret = presented(headers, device)?;
+        e
+    };
+    let secret = presented(headers, device).map_err(refused)?;
     // A user's API token (a gateway or integration program) may send readings
     // for devices it manages or whose patient it cares for.
     if let Some(who) = secret
@@ -74,56 +71,55 @@ async fn check(app: &App, headers: &HeaderMap, device: &DeviceId) -> Result<(), 
         .filter(|s| s.starts_with("mm_"))
         .and_then(|s| app.access.directory.principal_for_token(s))
     {
-        let patient = registry
-            .device(device)
-            .and_then(|d| d.patient_id)
-            .and_then(|id| registry.patient(&id));
-        let allowed = app.access.may_global(&who, GlobalRight::ManageDevices)
-            || patient
-                .as_ref()
-                .is_some_and(|pt| app.access.may(&who, PatientRight::Care, &pt.id, &pt.ward));
-        app.access.audit.record(Event {
-            actor: &who.username,
-            role: Some(who.role),
-            action: &format!("send readings as device {device}"),
-            patient: patient.as_ref().map(|pt| &pt.id),
-            outcome: if allowed {
-                Outcome::Allowed
-            } else {
-                Outcome::Denied
-            },
-            detail: String::new(),
-        });
-        return if allowed {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden(format!(
-                "{} ({}) may not send readings as device {device}",
-                who.username, who.role
-            )))
-        };
+        return user_token(app, &who, device).map_err(refused);
     }
-    match secret {
-        Some(token) => {
-            if registry.credential_hash(device).is_none() {
-                return Err(ApiError::unauthorized(format!(
-                    "device {device} has no credentials; provision them first"
-                )));
-            }
-            if app.pipeline.verify_device_token(device, token).await {
-                Ok(())
-            } else {
-                Err(ApiError::unauthorized(format!(
-                    "wrong token for device {device}"
-                )))
-            }
-        }
-        None if registry.credential_hash(device).is_some() => Err(ApiError::unauthorized(format!(
-            "device {device} has credentials but sent none"
-        ))),
-        None if !app.allow_anonymous_devices => Err(ApiError::unauthorized(
-            "anonymous devices are not allowed: send the device's token",
-        )),
-        None => Ok(()),
+    let proof = match secret {
+        Some(token) => Proof::Token {
+            device: device.clone(),
+            token,
+        },
+        None => Proof::Nothing,
+    };
+    app.pipeline
+        .admit_device(
+            medmesh_pipeline::SourceKind::Http,
+            proof,
+            device,
+            app.allow_anonymous_devices,
+        )
+        .await
+        .map(|_| ())
+        .map_err(|r| ApiError::unauthorized(r.reason().to_string()))
+}
+
+fn user_token(app: &App, who: &Principal, device: &DeviceId) -> Result<(), ApiError> {
+    let registry = &app.pipeline.registry;
+    let patient = registry
+        .device(device)
+        .and_then(|d| d.patient_id)
+        .and_then(|id| registry.patient(&id));
+    let allowed = app.access.may_global(who, GlobalRight::ManageDevices)
+        || patient
+            .as_ref()
+            .is_some_and(|pt| app.access.may(who, PatientRight::Care, &pt.id, &pt.ward));
+    app.access.audit.record(Event {
+        actor: &who.username,
+        role: Some(who.role),
+        action: &format!("send readings as device {device}"),
+        patient: patient.as_ref().map(|pt| &pt.id),
+        outcome: if allowed {
+            Outcome::Allowed
+        } else {
+            Outcome::Denied
+        },
+        detail: String::new(),
+    });
+    if allowed {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!(
+            "{} ({}) may not send readings as device {device}",
+            who.username, who.role
+        )))
     }
 }

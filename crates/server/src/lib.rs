@@ -23,7 +23,8 @@ mod stream;
 
 pub use alarms_config::{AlarmsConfig, EmailConfig, QuietHoursConfig, StepConfig, WebhookConfig};
 pub use config::{
-    CoapConfig, Config, DevicesConfig, Hl7Config, HttpConfig, MqttConfig, StorageConfig, TlsConfig,
+    CoapConfig, Config, DevicesConfig, Hl7Config, Hl7SenderConfig, HttpConfig, MqttConfig,
+    StorageConfig, TlsConfig,
 };
 
 use medmesh_access::Access;
@@ -114,7 +115,7 @@ impl Server {
         let mqtt_settings = MqttSettings {
             max_packet_bytes: config.mqtt.max_packet_bytes,
             max_inflight: config.mqtt.max_inflight,
-            allow_anonymous: config.anonymous_devices_on(config.mqtt.listen),
+            allow_anonymous: config.anonymous_devices(),
         };
         let mut mqtt = MqttListener::bind(config.mqtt.listen, mqtt_settings)
             .await
@@ -125,12 +126,11 @@ impl Server {
         let coap = CoapListener::bind(config.coap.listen)
             .await
             .map_err(bind("CoAP", config.coap.listen, "--coap-listen"))?
-            .allow_anonymous(config.anonymous_devices_on(config.coap.listen));
-        let mut hl7 = Hl7Listener::bind(config.hl7.listen).await.map_err(bind(
-            "HL7 v2 (MLLP)",
-            config.hl7.listen,
-            "--hl7-listen",
-        ))?;
+            .allow_anonymous(config.anonymous_devices());
+        let mut hl7 = Hl7Listener::bind(config.hl7.listen)
+            .await
+            .map_err(bind("HL7 v2 (MLLP)", config.hl7.listen, "--hl7-listen"))?
+            .with_senders(config.hl7_senders());
         if let Some(acceptor) = &tls {
             mqtt = mqtt.with_tls(acceptor.clone());
             hl7 = hl7.with_tls(acceptor.clone());
@@ -190,7 +190,7 @@ impl Server {
             pipeline: pipeline.clone(),
             access: access.clone(),
             broker: broker.clone(),
-            allow_anonymous_devices: config.anonymous_devices_on(config.http.listen),
+            allow_anonymous_devices: config.anonymous_devices(),
             https: tls.is_some(),
         };
         let routes = api::router()
@@ -233,6 +233,22 @@ impl Server {
             pipeline.subscribe_alarms().events,
             broker.clone(),
         ));
+        // HL7 senders are principals: their refusals and admissions are audited.
+        let audit = access.clone();
+        hl7 = hl7.with_audit(Arc::new(move |e: medmesh_sources::hl7::Hl7AuditEvent| {
+            audit.audit.record(medmesh_access::Event {
+                actor: &format!("hl7:{}", e.sender),
+                role: None,
+                action: e.action,
+                patient: e.patient.as_ref(),
+                outcome: if e.allowed {
+                    medmesh_access::Outcome::Allowed
+                } else {
+                    medmesh_access::Outcome::Denied
+                },
+                detail: e.detail,
+            })
+        }));
         let hl7_task = tokio::spawn(hl7.run(pipeline.clone()));
         let outbox = Arc::new(Outbox::open(&config.data_dir).map_err(|source| {
             StartError::Storage(medmesh_storage::StoreError::DataDir {

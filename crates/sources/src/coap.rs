@@ -19,7 +19,9 @@ use coap_lite::{
     ResponseType,
 };
 use medmesh_model::DeviceId;
-use medmesh_pipeline::{GattCharacteristic, IngestError, IngestReport, Pipeline, SourceKind};
+use medmesh_pipeline::{
+    GattCharacteristic, IngestError, IngestReport, Pipeline, Proof, SourceKind,
+};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -63,7 +65,7 @@ impl CoapListener {
     pub async fn bind(addr: SocketAddr) -> std::io::Result<CoapListener> {
         Ok(CoapListener {
             socket: Arc::new(UdpSocket::bind(addr).await?),
-            allow_anonymous: true,
+            allow_anonymous: false,
         })
     }
 
@@ -202,39 +204,24 @@ fn set(request: &mut CoapRequest<SocketAddr>, status: ResponseType, diagnostic: 
     }
 }
 
-/// Routes, decodes and stores one complete request, setting its response.
 /// A device proves who it is with the token issued to it, as the URI query
 /// `?token=...` (there is no DTLS yet, so only on networks the operator
-/// trusts). `Err` is the reason to refuse.
-async fn authenticate(
-    pipeline: &Pipeline,
-    allow_anonymous: bool,
-    device: &DeviceId,
-    request: &CoapRequest<SocketAddr>,
-) -> Result<(), String> {
-    let token = request
+/// trusts); the pipeline's device-identity decision does the rest.
+fn proof(device: &DeviceId, request: &CoapRequest<SocketAddr>) -> Proof {
+    request
         .message
         .get_option(coap_lite::CoapOption::UriQuery)
         .into_iter()
         .flatten()
         .filter_map(|q| std::str::from_utf8(q).ok())
         .find_map(|q| q.strip_prefix("token="))
-        .map(str::to_string);
-    let has_credentials = pipeline.registry.credential_hash(device).is_some();
-    match token {
-        Some(token) => {
-            if pipeline.verify_device_token(device, token).await {
-                Ok(())
-            } else {
-                Err(format!("wrong token for device {device}"))
-            }
-        }
-        None if has_credentials => Err(format!("device {device} has credentials but sent none")),
-        None if !allow_anonymous => Err("anonymous devices are not allowed: add ?token=".into()),
-        None => Ok(()),
-    }
+        .map_or(Proof::Nothing, |token| Proof::Token {
+            device: device.clone(),
+            token: token.to_string(),
+        })
 }
 
+/// Routes, decodes and stores one complete request, setting its response.
 async fn handle(pipeline: &Pipeline, allow_anonymous: bool, request: &mut CoapRequest<SocketAddr>) {
     let path = request.get_path();
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
@@ -265,10 +252,12 @@ async fn handle(pipeline: &Pipeline, allow_anonymous: bool, request: &mut CoapRe
     ) {
         return set(request, ResponseType::MethodNotAllowed, "use POST or PUT");
     }
-    if let Err(why) = authenticate(pipeline, allow_anonymous, &device, request).await {
-        pipeline.metrics.malformed_message(SourceKind::Coap);
-        tracing::warn!(%device, reason = why, "CoAP device refused");
-        return set(request, ResponseType::Unauthorized, &why);
+    let proof = proof(&device, request);
+    if let Err(why) = pipeline
+        .admit_device(SourceKind::Coap, proof, &device, allow_anonymous)
+        .await
+    {
+        return set(request, ResponseType::Unauthorized, why.reason());
     }
     let payload = std::mem::take(&mut request.message.payload);
     let result = match target.as_slice() {

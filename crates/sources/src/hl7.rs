@@ -10,12 +10,19 @@
 //! The message names its patient (PID-3); a patient medmesh does not know yet
 //! is admitted with the PID-5 name, so data is never dropped for want of an
 //! admission. The sending application (MSH-3) is recorded as the device.
+//!
+//! Senders are principals: a sending application and facility (MSH-3,
+//! MSH-4) listed in `hl7.senders` is accepted only from its listed source
+//! addresses (plain MLLP belongs on a trusted segment). An unlisted sender
+//! is accepted only where anonymous devices are allowed (the demo), and
+//! never as a device that has credentials; otherwise its message gets AR
+//! naming the reason, and is counted and logged.
 
 use bytes::{Buf, BytesMut};
 use medmesh_codecs::hl7v2::{self, AckCode};
 use medmesh_model::{DeviceId, Patient, PatientId, now_ms};
-use medmesh_pipeline::{IngestError, Pipeline, SourceKind};
-use std::net::SocketAddr;
+use medmesh_pipeline::{DeviceIdentity, IngestError, Pipeline, SourceKind};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -26,9 +33,71 @@ const END: [u8; 2] = [0x1C, 0x0D];
 /// Largest message accepted; a bigger one closes the connection.
 const MAX_MESSAGE: usize = 1 << 20;
 
+/// A sending application at a facility allowed to send, and from where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hl7Sender {
+    /// MSH-3 (its first component).
+    pub application: String,
+    /// MSH-4 (its first component).
+    pub facility: String,
+    /// Source addresses its connections may come from.
+    pub addresses: Vec<IpAddr>,
+}
+
+/// Who may send over MLLP.
+#[derive(Debug, Clone, Default)]
+pub struct Hl7Senders {
+    pub senders: Vec<Hl7Sender>,
+    /// Accept senders that are not listed (demo only).
+    pub allow_anonymous: bool,
+}
+
+impl Hl7Senders {
+    /// Who a message from `peer` naming `header`'s sender is, or why it is refused.
+    fn identify(&self, header: &hl7v2::Header, peer: IpAddr) -> Result<DeviceIdentity, String> {
+        let (app, facility) = (&header.sending_application, &header.sending_facility);
+        let listed: Vec<&Hl7Sender> = self
+            .senders
+            .iter()
+            .filter(|s| &s.application == app && &s.facility == facility)
+            .collect();
+        if listed.iter().any(|s| s.addresses.contains(&peer)) {
+            Ok(DeviceIdentity::Device(device_for(app)))
+        } else if !listed.is_empty() {
+            Err(format!(
+                "sender {app:?} at {facility:?} may not send from address {peer}"
+            ))
+        } else if self.allow_anonymous {
+            Ok(DeviceIdentity::Anonymous)
+        } else {
+            Err(format!(
+                "unknown sender {app:?} at {facility:?} (MSH-3/MSH-4): not in hl7.senders"
+            ))
+        }
+    }
+}
+
+/// Something an HL7 sender did that the audit log must show: a refused
+/// message, or a patient admitted because a message named them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hl7AuditEvent {
+    /// `APPLICATION@FACILITY` (MSH-3, MSH-4).
+    pub sender: String,
+    pub action: &'static str,
+    pub patient: Option<PatientId>,
+    pub allowed: bool,
+    /// The source address, and the reason for a refusal.
+    pub detail: String,
+}
+
+/// Where the listener reports [`Hl7AuditEvent`]s (the server's audit log).
+pub type Hl7Audit = Arc<dyn Fn(Hl7AuditEvent) + Send + Sync>;
+
 pub struct Hl7Listener {
     listener: TcpListener,
     tls: Option<crate::tls::TlsAcceptor>,
+    senders: Arc<Hl7Senders>,
+    audit: Option<Hl7Audit>,
 }
 
 impl Hl7Listener {
@@ -36,7 +105,21 @@ impl Hl7Listener {
         Ok(Hl7Listener {
             listener: TcpListener::bind(addr).await?,
             tls: None,
+            senders: Arc::default(),
+            audit: None,
         })
+    }
+
+    /// Reports refusals and admissions to `audit`.
+    pub fn with_audit(mut self, audit: Hl7Audit) -> Hl7Listener {
+        self.audit = Some(audit);
+        self
+    }
+
+    /// Who may send (by default: nobody).
+    pub fn with_senders(mut self, senders: Hl7Senders) -> Hl7Listener {
+        self.senders = Arc::new(senders);
+        self
     }
 
     /// Serves MLLP inside TLS instead of plain TCP.
@@ -58,12 +141,17 @@ impl Hl7Listener {
                     let pipeline = pipeline.clone();
                     let acks = acks.clone();
                     let tls = self.tls.clone();
+                    let from = Sender {
+                        peer: peer.ip(),
+                        senders: self.senders.clone(),
+                        audit: self.audit.clone(),
+                    };
                     tokio::spawn(async move {
                         let served = match tls {
-                            None => serve(stream, &pipeline, &acks).await,
+                            None => serve(stream, &pipeline, &acks, &from).await,
                             Some(acceptor) => {
                                 match crate::tls::handshake(&acceptor, stream).await {
-                                    Ok(tls) => serve(tls, &pipeline, &acks).await,
+                                    Ok(tls) => serve(tls, &pipeline, &acks, &from).await,
                                     Err(e) => Err(e),
                                 }
                             }
@@ -102,15 +190,46 @@ fn next_frame(buf: &mut BytesMut) -> Result<Option<Vec<u8>>, String> {
     Ok(None)
 }
 
+/// Where a connection comes from, and who may send.
+struct Sender {
+    peer: IpAddr,
+    senders: Arc<Hl7Senders>,
+    audit: Option<Hl7Audit>,
+}
+
+impl Sender {
+    fn audit(
+        &self,
+        header: &hl7v2::Header,
+        action: &'static str,
+        patient: Option<PatientId>,
+        refusal: Option<&str>,
+    ) {
+        if let Some(audit) = &self.audit {
+            audit(Hl7AuditEvent {
+                sender: format!("{}@{}", header.sending_application, header.sending_facility),
+                action,
+                patient,
+                allowed: refusal.is_none(),
+                detail: match refusal {
+                    Some(why) => format!("from {}: {why}", self.peer),
+                    None => format!("from {}", self.peer),
+                },
+            });
+        }
+    }
+}
+
 async fn serve(
     mut stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     pipeline: &Pipeline,
     acks: &AtomicU64,
+    from: &Sender,
 ) -> Result<(), String> {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     loop {
         while let Some(frame) = next_frame(&mut buf)? {
-            let ack = handle(pipeline, &frame, acks).await;
+            let ack = handle(pipeline, &frame, acks, from).await;
             let mut out = Vec::with_capacity(ack.len() + 3);
             out.push(START);
             out.extend_from_slice(ack.as_bytes());
@@ -145,7 +264,7 @@ fn device_for(sending_application: &str) -> DeviceId {
 }
 
 /// Processes one message and returns its ACK.
-async fn handle(pipeline: &Pipeline, frame: &[u8], acks: &AtomicU64) -> String {
+async fn handle(pipeline: &Pipeline, frame: &[u8], acks: &AtomicU64, from: &Sender) -> String {
     let now = now_ms();
     let ack_id = format!("MM{now}-{}", acks.fetch_add(1, Ordering::Relaxed));
     let stamp = hl7v2::format_time(now);
@@ -165,6 +284,24 @@ async fn handle(pipeline: &Pipeline, frame: &[u8], acks: &AtomicU64) -> String {
         }
     };
     let header = &oru.header;
+    // Before anything is admitted or stored: is the sender who may send,
+    // and may it send as its device?
+    let device = device_for(&header.sending_application);
+    let allowed = from.senders.identify(header, from.peer).and_then(|who| {
+        pipeline
+            .authorize_device(&who, &device)
+            .map_err(|r| r.reason().to_string())
+    });
+    if let Err(reason) = allowed {
+        pipeline.device_refused(
+            SourceKind::Hl7,
+            &device,
+            &medmesh_pipeline::Refusal::NotAuthorized(reason.clone()),
+        );
+        let patient = PatientId::new(oru.patient_id.clone()).ok();
+        from.audit(header, "send HL7 message", patient, Some(&reason));
+        return hl7v2::ack(header, AckCode::Reject, &reason, &ack_id, &stamp);
+    }
     let patient = match PatientId::new(oru.patient_id.clone()) {
         Ok(p) => p,
         Err(e) => {
@@ -194,8 +331,13 @@ async fn handle(pipeline: &Pipeline, frame: &[u8], acks: &AtomicU64) -> String {
             );
         }
         tracing::info!(%patient, "patient admitted from an HL7 message");
+        from.audit(
+            header,
+            "admit patient from HL7",
+            Some(patient.clone()),
+            None,
+        );
     }
-    let device = device_for(&header.sending_application);
     match pipeline
         .ingest_for_patient(SourceKind::Hl7, &device, &patient, oru.decoded)
         .await
@@ -248,6 +390,51 @@ mod tests {
         let mut huge = BytesMut::from(&b"\x0b"[..]);
         huge.extend_from_slice(&vec![b'x'; MAX_MESSAGE + 1]);
         assert!(next_frame(&mut huge).is_err());
+    }
+
+    #[test]
+    fn senders_are_known_by_application_facility_and_address() {
+        let header = |app: &str, facility: &str| hl7v2::Header {
+            sending_application: app.into(),
+            sending_facility: facility.into(),
+            control_id: "1".into(),
+            version: "2.5".into(),
+        };
+        let gw: IpAddr = "10.0.0.5".parse().unwrap();
+        let other: IpAddr = "10.0.0.6".parse().unwrap();
+        let mut senders = Hl7Senders {
+            senders: vec![Hl7Sender {
+                application: "GW".into(),
+                facility: "ICU".into(),
+                addresses: vec![gw],
+            }],
+            allow_anonymous: false,
+        };
+        assert_eq!(
+            senders.identify(&header("GW", "ICU"), gw),
+            Ok(DeviceIdentity::Device(device_for("GW")))
+        );
+        assert!(
+            senders
+                .identify(&header("GW", "ICU"), other)
+                .unwrap_err()
+                .contains("10.0.0.6")
+        );
+        assert!(
+            senders
+                .identify(&header("GW", "ER"), gw)
+                .unwrap_err()
+                .contains("unknown")
+        );
+        senders.allow_anonymous = true;
+        assert_eq!(
+            senders.identify(&header("X", "Y"), other),
+            Ok(DeviceIdentity::Anonymous)
+        );
+        assert!(
+            senders.identify(&header("GW", "ICU"), other).is_err(),
+            "listed: address still checked"
+        );
     }
 
     #[test]

@@ -7,8 +7,8 @@
 
 use medmesh_model::{Device, DeviceId, Patient, PatientId};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 
@@ -29,6 +29,11 @@ struct Contents {
     /// argon2 hashes of device tokens (see `credentials`); never served by the API.
     #[serde(default)]
     credentials: BTreeMap<DeviceId, String>,
+    /// Devices that proved themselves with a client certificate of the
+    /// device CA: from then on they have credentials, and a client without
+    /// that certificate may not send or connect as them.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    certified: BTreeSet<DeviceId>,
 }
 
 pub struct Registry {
@@ -175,16 +180,50 @@ impl Registry {
         Ok(issued.token)
     }
 
-    /// Revokes `device`'s token; returns whether it had one.
+    /// Revokes `device`'s token and forgets that it used a certificate;
+    /// returns whether it had either.
     pub fn revoke_credential(&self, device: &DeviceId) -> Result<bool, RegistryError> {
         let mut c = self.contents.write().expect("registry lock");
-        let had = c.credentials.remove(device).is_some();
+        let had_token = c.credentials.remove(device).is_some();
+        let had = c.certified.remove(device) || had_token;
         if had {
             self.save(&c)?;
         }
         drop(c);
         self.verified.lock().expect("verified lock").remove(device);
         Ok(had)
+    }
+
+    /// Records that `device` proved itself with a client certificate
+    /// (registering the device if needed); saved only the first time.
+    pub fn mark_certified(&self, device: &DeviceId) -> Result<(), RegistryError> {
+        if self.is_certified(device) {
+            return Ok(());
+        }
+        let mut c = self.contents.write().expect("registry lock");
+        c.devices
+            .entry(device.clone())
+            .or_insert_with(|| Device::new(device.clone()));
+        if c.certified.insert(device.clone()) {
+            self.save(&c)?;
+        }
+        Ok(())
+    }
+
+    /// Whether `device` has connected with a device certificate.
+    pub fn is_certified(&self, device: &DeviceId) -> bool {
+        self.contents
+            .read()
+            .expect("registry lock")
+            .certified
+            .contains(device)
+    }
+
+    /// Whether `device` has credentials of any kind (a token or a
+    /// certificate): then only a client proving them may send as it.
+    pub fn has_credentials(&self, device: &DeviceId) -> bool {
+        let c = self.contents.read().expect("registry lock");
+        c.credentials.contains_key(device) || c.certified.contains(device)
     }
 
     /// The stored hash of `device`'s token, if it has one.
@@ -243,6 +282,14 @@ mod tests {
         assert!(r.verify_credential(&d, &new));
         r.revoke_credential(&d).unwrap();
         assert!(!r.verify_credential(&d, &new), "revoked token is refused");
+        assert!(!r.has_credentials(&d));
+        r.mark_certified(&d).unwrap();
+        assert!(r.has_credentials(&d) && r.credential_hash(&d).is_none());
+        assert!(
+            r.revoke_credential(&d).unwrap(),
+            "a certified device is revoked too"
+        );
+        assert!(!r.has_credentials(&d));
     }
 
     use super::*;

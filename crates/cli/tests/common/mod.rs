@@ -129,6 +129,10 @@ pub async fn start_in_with(dir: &std::path::Path, adjust: impl FnOnce(&mut Confi
     config.mqtt.listen = "127.0.0.1:0".parse().unwrap();
     config.coap.listen = "127.0.0.1:0".parse().unwrap();
     config.hl7.listen = "127.0.0.1:0".parse().unwrap();
+    // Most tests play devices without credentials, as `medmesh demo` does:
+    // allowed here explicitly (the product's default is off). Tests of
+    // credentials turn it off again, or back to the default (None).
+    config.devices.allow_anonymous = Some(true);
     adjust(&mut config);
     Server::start(&config).await.expect("server starts")
 }
@@ -312,6 +316,9 @@ pub fn spawn_serve_full(dir: &std::path::Path, flags: &[&str]) -> (Child, Addrs)
             "--hl7-listen",
             "127.0.0.1:0",
         ])
+        // Explicitly, as in `start_in_with`: these tests send as devices
+        // without credentials.
+        .args(["--allow-anonymous-devices", "true"])
         .args(flags)
         .arg("--data-dir")
         .arg(dir)

@@ -7,8 +7,9 @@ Usage:
       on stdin; reconnects (clean_session=False) and prints
       "session_present=<flag> <payload>" for the first message received.
   paho_session.py will HOST PORT CLIENT_ID
-      Connects with a last will on medmesh/v1/devices/CLIENT_ID/status
-      ("offline", QoS 1), prints "connected", then exits abruptly (no
+      Connects with a last will on lab/CLIENT_ID/status ("offline", QoS 1;
+      outside medmesh's topics, which a client without credentials may not
+      address to others), prints "connected", then exits abruptly (no
       DISCONNECT) when a line arrives on stdin.
 """
 import os
@@ -54,7 +55,7 @@ if mode == "persistent":
 
 elif mode == "will":
     c = client(clean_session=True)
-    c.will_set(f"medmesh/v1/devices/{client_id}/status", "offline", qos=1)
+    c.will_set(f"lab/{client_id}/status", "offline", qos=1)
     connected = threading.Event()
     c.on_connect = lambda *a: connected.set()
     c.connect(host, port, keepalive=30)

@@ -12,6 +12,7 @@
 
 use super::codec::Outbound;
 use bytes::Bytes;
+use medmesh_model::DeviceId;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -42,7 +43,11 @@ pub struct Delivery {
 struct Link {
     id: u64,
     out: mpsc::Sender<Outbound>,
-    /// Told to close when another connection takes the session over.
+    /// The device the connection acts for (authenticated, or named by an
+    /// anonymous client's ID), so that changing its credentials closes it.
+    device: Option<DeviceId>,
+    /// Told to close when another connection takes the session over, or
+    /// when its device's credentials are revoked or replaced.
     kick: Arc<Notify>,
 }
 
@@ -115,6 +120,7 @@ impl Broker {
     pub(crate) fn attach(
         &self,
         client_id: &str,
+        device: Option<DeviceId>,
         persistent: bool,
         out: mpsc::Sender<Outbound>,
     ) -> Attached {
@@ -145,6 +151,7 @@ impl Broker {
         session.link = Some(Link {
             id: link_id,
             out,
+            device,
             kick: kick.clone(),
         });
         let queued: Vec<Message> = session.queue.drain(..).collect();
@@ -156,6 +163,24 @@ impl Broker {
             session_present,
             kick,
         }
+    }
+
+    /// Closes every connection acting for `device` at once (its credentials
+    /// were revoked or replaced: what it proved no longer holds); returns
+    /// how many. Each ends as if its network went away: its session is
+    /// kept or ended as usual and a reconnect must authenticate again.
+    pub fn close_device(&self, device: &DeviceId) -> usize {
+        let sessions = self.sessions.lock().expect("sessions lock");
+        let mut closed = 0;
+        for link in sessions.values().filter_map(|s| s.link.as_ref()) {
+            if link.device.as_ref() == Some(device) {
+                // notify_one stores a permit, so a connection between two
+                // reads still sees it.
+                link.kick.notify_one();
+                closed += 1;
+            }
+        }
+        closed
     }
 
     /// The connection `link_id` ended: a clean session ends with it.
@@ -257,7 +282,7 @@ mod tests {
     fn wildcard_subscriptions_route_and_offline_persistent_sessions_queue() {
         let broker = Broker::default();
         let (tx, mut rx) = mpsc::channel(16);
-        let a = broker.attach("dev-1", true, tx);
+        let a = broker.attach("dev-1", None, true, tx);
         assert!(!a.session_present);
         assert_eq!(
             broker.subscribe(
@@ -297,7 +322,7 @@ mod tests {
             }
         );
         let (tx, mut rx) = mpsc::channel(16);
-        let b = broker.attach("dev-1", true, tx);
+        let b = broker.attach("dev-1", None, true, tx);
         assert!(b.session_present);
         let Outbound::Publish {
             pkid: again,
@@ -318,10 +343,10 @@ mod tests {
     fn clean_sessions_end_with_their_connection_and_takeover_kicks_the_old_one() {
         let broker = Broker::default();
         let (tx, _rx) = mpsc::channel(16);
-        let a = broker.attach("c", false, tx);
+        let a = broker.attach("c", None, false, tx);
         broker.subscribe("c", &[("t".into(), 1)]);
         let (tx2, _rx2) = mpsc::channel(16);
-        let b = broker.attach("c", false, tx2);
+        let b = broker.attach("c", None, false, tx2);
         assert!(!b.session_present);
         // The first connection was told to go; its late detach changes nothing.
         let kicked = a.kick.notified();

@@ -63,6 +63,16 @@ pub(crate) struct Will {
     pub qos: u8,
 }
 
+/// What one SUBSCRIBE filter got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Granted {
+    Qos(u8),
+    /// Not a valid filter.
+    InvalidFilter,
+    /// A valid filter the client may not use.
+    NotAuthorized,
+}
+
 /// Why a publish was not taken, in the words each version can express.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum AckReason {
@@ -96,10 +106,10 @@ pub(crate) enum Outbound {
     PubComp {
         pkid: u16,
     },
-    /// Granted QoS per filter, `None` where the filter is refused.
+    /// What each filter got, in the SUBSCRIBE's order.
     SubAck {
         pkid: u16,
-        granted: Vec<Option<u8>>,
+        granted: Vec<Granted>,
     },
     UnsubAck {
         pkid: u16,
@@ -309,8 +319,10 @@ fn write_v4(packet: &Outbound, out: &mut BytesMut) -> Result<usize, m4::Error> {
             granted
                 .iter()
                 .map(|g| match g {
-                    Some(q) => v4::SubscribeReasonCode::Success(qos_v4(*q)),
-                    None => v4::SubscribeReasonCode::Failure,
+                    Granted::Qos(q) => v4::SubscribeReasonCode::Success(qos_v4(*q)),
+                    Granted::InvalidFilter | Granted::NotAuthorized => {
+                        v4::SubscribeReasonCode::Failure
+                    }
                 })
                 .collect(),
         )
@@ -426,8 +438,9 @@ fn write_v5(packet: &Outbound, out: &mut BytesMut) -> Result<usize, m5::Error> {
             return_codes: granted
                 .iter()
                 .map(|g| match g {
-                    Some(q) => v5::SubscribeReasonCode::Success(qos_v5(*q)),
-                    None => v5::SubscribeReasonCode::TopicFilterInvalid,
+                    Granted::Qos(q) => v5::SubscribeReasonCode::Success(qos_v5(*q)),
+                    Granted::InvalidFilter => v5::SubscribeReasonCode::TopicFilterInvalid,
+                    Granted::NotAuthorized => v5::SubscribeReasonCode::NotAuthorized,
                 })
                 .collect(),
             properties: None,

@@ -46,7 +46,7 @@ impl Default for MqttSettings {
         MqttSettings {
             max_packet_bytes: 1 << 20,
             max_inflight: 64,
-            allow_anonymous: true,
+            allow_anonymous: false,
         }
     }
 }

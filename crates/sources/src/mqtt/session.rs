@@ -8,11 +8,11 @@
 
 use super::MqttSettings;
 use super::broker::{Broker, Message};
-use super::codec::{self, AckReason, CodecError, Inbound, Outbound, Version};
-use super::topic::{DEVICE_TOPIC_PREFIX, parse_topic};
+use super::codec::{self, AckReason, CodecError, Granted, Inbound, Outbound, Version};
+use super::topic::{may_subscribe, may_will, parse_topic};
 use bytes::{Bytes, BytesMut};
 use medmesh_model::DeviceId;
-use medmesh_pipeline::{IngestError, Pipeline, SourceKind};
+use medmesh_pipeline::{DeviceIdentity, IngestError, Pipeline, Proof, Refusal, SourceKind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -81,18 +81,34 @@ where
             Ok(_) => return Err("first packet is not CONNECT".into()),
             Err(e) => return Err(e.to_string()),
         };
-    let identity = match authenticate(&pipeline, &settings, &client_id, login, certified).await {
+    let identity = authenticate(&pipeline, &settings, &client_id, login, certified).await;
+    // The authenticated device, or else a client ID that is a device ID,
+    // says which device is on line and whose topics the client may use.
+    let named = !client_id.is_empty();
+    let device = identity.as_ref().ok().and_then(|who| {
+        who.device()
+            .cloned()
+            .or_else(|| DeviceId::new(client_id.clone()).ok().filter(|_| named))
+    });
+    let authenticated = identity.as_ref().is_ok_and(|who| who.device().is_some());
+    let identity = identity.and_then(|who| match &will {
+        Some(w) => may_will(authenticated, device.as_ref(), &w.topic)
+            .map(|()| who)
+            .map_err(|why| (Outbound::ConnAckNotAuthorized, why)),
+        None => Ok(who),
+    });
+    let identity = match identity {
         Ok(identity) => identity,
         Err((refusal, why)) => {
             let mut out = BytesMut::new();
             codec::write(version, &refusal, &mut out);
             let _ = wr.write_all(&out).await;
+            pipeline.metrics.refused_message(SourceKind::Mqtt);
             tracing::warn!(client_id, reason = why, "MQTT connection refused");
             return Err(format!("refused: {why}"));
         }
     };
     // MQTT 3.1.1 lets a clean-session client leave its ID empty: assign one.
-    let named = !client_id.is_empty();
     let client_id = if client_id.is_empty() {
         format!("anonymous-{}", ANONYMOUS.fetch_add(1, Ordering::Relaxed))
     } else {
@@ -108,18 +124,13 @@ where
 
     let (replies, queue) = mpsc::channel(settings.max_inflight);
     let (deliveries_tx, deliveries) = mpsc::channel(DELIVERY_QUEUE);
-    let attached = broker.attach(&client_id, persistent, deliveries_tx);
+    let attached = broker.attach(&client_id, device.clone(), persistent, deliveries_tx);
     let writer = tokio::spawn(write_loop(wr, version, queue, deliveries));
     let _ = replies
         .send(Pending::Reply(Outbound::ConnAckAccepted {
             session_present: attached.session_present,
         }))
         .await;
-    // The authenticated device, or else a client ID that is a device ID,
-    // says which device is on line.
-    let device = identity
-        .clone()
-        .or_else(|| DeviceId::new(client_id.clone()).ok().filter(|_| named));
     if let Some(d) = &device {
         pipeline.device_status(d, true, true, "connected");
     }
@@ -128,7 +139,8 @@ where
     let idle_limit =
         (keep_alive_s > 0).then(|| Duration::from_millis(u64::from(keep_alive_s) * 1500));
     let conn = Conn {
-        identity: identity.as_ref(),
+        identity: identity.device(),
+        own: device.as_ref(),
         client_id: &client_id,
         broker: &broker,
         kick: &attached.kick,
@@ -188,6 +200,9 @@ enum End {
 struct Conn<'a> {
     /// The device the client authenticated as; `None` for anonymous clients.
     identity: Option<&'a DeviceId>,
+    /// Whose topics the client may subscribe to: the authenticated device,
+    /// or the device an anonymous client's ID names.
+    own: Option<&'a DeviceId>,
     client_id: &'a str,
     broker: &'a Broker,
     kick: &'a tokio::sync::Notify,
@@ -241,16 +256,9 @@ async fn read_loop(
                 },
                 Inbound::PubRel { pkid } => Pending::Reply(Outbound::PubComp { pkid }),
                 Inbound::Subscribe { pkid, filters } => {
-                    // An authenticated device may only listen under its own topics.
-                    let own = conn.identity.map(|d| format!("{DEVICE_TOPIC_PREFIX}{d}/"));
                     let granted = filters
                         .iter()
-                        .map(|(filter, qos)| match &own {
-                            Some(prefix) if !filter.starts_with(prefix.as_str()) => None,
-                            _ => session
-                                .broker
-                                .subscribe(session.client_id, &[(filter.clone(), *qos)])[0],
-                        })
+                        .map(|(filter, qos)| subscribe(conn, filter, *qos))
                         .collect();
                     Pending::Reply(Outbound::SubAck { pkid, granted })
                 }
@@ -289,7 +297,7 @@ async fn read_loop(
             } => n?,
             // The writer gave up (storage failure): stop reading too.
             _ = replies.closed() => return Ok(End::StorageFailed),
-            _ = session.kick.notified() => return Err("session taken over by a new connection".into()),
+            _ = session.kick.notified() => return Err("session closed by the broker: taken over by a new connection, or the device's credentials changed".into()),
         };
         if n == 0 {
             return Ok(End::Closed);
@@ -297,70 +305,98 @@ async fn read_loop(
     }
 }
 
-/// Decides who a CONNECT is. A client that sends a user name must be a
-/// device with a valid token (user name = device ID, password = token). One
-/// that sends none is anonymous: refused if its client ID is a device that
-/// has credentials, or if anonymous clients are not allowed.
+/// Checks one SUBSCRIBE filter against what the client may reach; a
+/// refused filter gets a failure code in the SUBACK, the others go on.
+fn subscribe(conn: &Conn<'_>, filter: &str, qos: u8) -> Granted {
+    if let Err(why) = may_subscribe(conn.identity.is_some(), conn.own, filter) {
+        conn.pipeline.metrics.refused_message(SourceKind::Mqtt);
+        tracing::warn!(
+            client_id = conn.client_id,
+            filter,
+            reason = why,
+            "MQTT subscription refused"
+        );
+        return Granted::NotAuthorized;
+    }
+    match conn
+        .broker
+        .subscribe(conn.client_id, &[(filter.to_string(), qos)])[0]
+    {
+        Some(q) => Granted::Qos(q),
+        None => Granted::InvalidFilter,
+    }
+}
+
+/// Decides who a CONNECT is, through the pipeline's device-identity
+/// decision: a user name is a device ID and the password its token; a
+/// verified client certificate names its device. A client that presents
+/// neither is anonymous: refused where anonymous clients are not allowed,
+/// and always refused the client ID (and so the session and commands) of a
+/// device that has credentials.
 async fn authenticate(
     pipeline: &Pipeline,
     settings: &MqttSettings,
     client_id: &str,
     login: Option<(String, String)>,
     certified: Option<DeviceId>,
-) -> Result<Option<DeviceId>, (Outbound, String)> {
-    let bad = |why: String| (Outbound::ConnAckBadCredentials, why);
+) -> Result<DeviceIdentity, (Outbound, String)> {
+    let refused = |r: Refusal| match r {
+        Refusal::BadCredentials(why) => (Outbound::ConnAckBadCredentials, why),
+        Refusal::NotAuthorized(why) => (Outbound::ConnAckNotAuthorized, why),
+    };
     // A client certificate issued by the configured device CA names the
     // device (its Common Name); no password is needed on top.
-    if let Some(device) = certified {
-        if !client_id.is_empty() && client_id != device.as_str() {
-            return Err((
-                Outbound::ConnAckNotAuthorized,
-                format!("certificate of device {device} used under client ID {client_id:?}"),
-            ));
-        }
-        return Ok(Some(device));
+    let proof = match (certified, login) {
+        (Some(device), _) => Proof::Certificate(device),
+        (None, Some((user, token))) => Proof::Token {
+            device: DeviceId::new(user.clone()).map_err(|_| {
+                (
+                    Outbound::ConnAckBadCredentials,
+                    format!("user name {user:?} is not a device id"),
+                )
+            })?,
+            token,
+        },
+        (None, None) => Proof::Nothing,
+    };
+    let claimed = DeviceId::new(client_id).ok();
+    if let (Proof::Nothing, Some(d)) = (&proof, &claimed) {
+        pipeline
+            .authorize_device(&DeviceIdentity::Anonymous, d)
+            .map_err(refused)?;
     }
-    match login {
-        Some((user, password)) => {
-            let device = DeviceId::new(user.clone())
-                .map_err(|_| bad(format!("user name {user:?} is not a device id")))?;
-            if pipeline.registry.credential_hash(&device).is_none() {
-                return Err(bad(format!("device {device} has no credentials")));
-            }
-            if !pipeline.verify_device_token(&device, password).await {
-                return Err(bad(format!("wrong password for device {device}")));
-            }
-            // The session is the device's own: another client ID would let one
-            // device take over another's session and commands.
-            if !client_id.is_empty() && client_id != device.as_str() {
-                return Err((
-                    Outbound::ConnAckNotAuthorized,
-                    format!(
-                        "device {device} must connect with client ID {device}, not {client_id:?}"
-                    ),
-                ));
-            }
-            Ok(Some(device))
-        }
-        None => {
-            let has_credentials = DeviceId::new(client_id)
-                .ok()
-                .is_some_and(|d| pipeline.registry.credential_hash(&d).is_some());
-            if has_credentials {
-                Err((
-                    Outbound::ConnAckNotAuthorized,
-                    format!("device {client_id} has credentials but sent none"),
-                ))
-            } else if !settings.allow_anonymous {
-                Err((
-                    Outbound::ConnAckNotAuthorized,
-                    "anonymous clients are not allowed".into(),
-                ))
-            } else {
-                Ok(None)
-            }
-        }
+    let who = pipeline
+        .authenticate_device(proof, settings.allow_anonymous)
+        .await
+        .map_err(refused)?;
+    // The session is the device's own: another client ID would let one
+    // device take over another's session and commands.
+    if let Some(me) = who.device()
+        && !client_id.is_empty()
+        && client_id != me.as_str()
+    {
+        return Err((
+            Outbound::ConnAckNotAuthorized,
+            format!("device {me} must connect with client ID {me}, not {client_id:?}"),
+        ));
     }
+    Ok(who)
+}
+
+/// Whether the client (`identity`, `None` when anonymous) may publish for
+/// `device`: a device only for itself, an anonymous client never for a
+/// device that has credentials. `Some` is the refusal to acknowledge with.
+fn authorize_publish(
+    pipeline: &Pipeline,
+    identity: Option<&DeviceId>,
+    device: &DeviceId,
+) -> Option<AckReason> {
+    let who = identity.map_or(DeviceIdentity::Anonymous, |d| {
+        DeviceIdentity::Device(d.clone())
+    });
+    let refusal = pipeline.authorize_device(&who, device).err()?;
+    pipeline.device_refused(SourceKind::Mqtt, device, &refusal);
+    Some(AckReason::NotAuthorized(refusal.reason().to_string()))
 }
 
 /// Spawns the storing of one publish; the writer awaits it in order.
@@ -380,14 +416,10 @@ fn start_storing(
     });
     let pipeline = pipeline.clone();
     tokio::spawn(async move {
-        // An authenticated device publishes only for itself.
-        if let (Some(me), Ok((topic, _))) = (&identity, &target)
-            && me != topic.device()
+        if let Ok((topic, _)) = &target
+            && let Some(refused) = authorize_publish(&pipeline, identity.as_ref(), topic.device())
         {
-            pipeline.metrics.malformed_message(SourceKind::Mqtt);
-            let reason = format!("device {me} may not publish for device {}", topic.device());
-            tracing::warn!(reason, "MQTT publish refused");
-            return Ok(AckReason::NotAuthorized(reason));
+            return Ok(refused);
         }
         let stored = match target {
             Ok((topic, turn)) => {

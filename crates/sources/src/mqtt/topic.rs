@@ -26,6 +26,74 @@ pub fn gatt_topic(device: &str, characteristic: &str) -> String {
     format!("{DEVICE_TOPIC_PREFIX}{device}/gatt/{characteristic}")
 }
 
+/// The prefix of every topic `device` owns.
+fn own_prefix(device: &DeviceId) -> String {
+    format!("{DEVICE_TOPIC_PREFIX}{device}/")
+}
+
+/// Whether a client may subscribe to `filter`. A device that proved who it
+/// is listens only under its own `medmesh/v1/devices/{id}/` topics. An
+/// anonymous client (allowed in demos only) gets its client ID's device
+/// topics too, one patient's alarm topic named in full (the demo's
+/// nurse-call feed), and anything outside `medmesh/`; no wildcard of its
+/// reaches another device's topics or the alarms.
+pub(crate) fn may_subscribe(
+    authenticated: bool,
+    own: Option<&DeviceId>,
+    filter: &str,
+) -> Result<(), String> {
+    if own.is_some_and(|d| filter.starts_with(&own_prefix(d))) {
+        return Ok(());
+    }
+    if let (true, Some(d)) = (authenticated, own) {
+        return Err(format!(
+            "device {d} may subscribe only under {}",
+            own_prefix(d)
+        ));
+    }
+    // One patient's alarm topic named in full, no wildcard.
+    let one_patients_alarms = !filter.contains(['+', '#'])
+        && filter
+            .strip_prefix("medmesh/v1/alarms/")
+            .is_some_and(|patient| !patient.is_empty() && !patient.contains('/'));
+    if !reaches_medmesh(filter) || one_patients_alarms {
+        Ok(())
+    } else {
+        Err(format!(
+            "an anonymous client may not subscribe to {filter:?}: it reaches other devices' topics or the alarms"
+        ))
+    }
+}
+
+/// Whether a client may leave its last will on `topic`: a device only on
+/// its own topics, an anonymous client only on its client ID's device topics
+/// or outside `medmesh/`. Otherwise a will could forge another device's
+/// command or an alarm change.
+pub(crate) fn may_will(
+    authenticated: bool,
+    own: Option<&DeviceId>,
+    topic: &str,
+) -> Result<(), String> {
+    if own.is_some_and(|d| topic.starts_with(&own_prefix(d))) {
+        return Ok(());
+    }
+    match own {
+        Some(d) if authenticated => Err(format!(
+            "device {d} may set a will only under {}",
+            own_prefix(d)
+        )),
+        _ if reaches_medmesh(topic) => Err(format!(
+            "a will on {topic:?} would speak for medmesh or another device"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Whether `filter` can match a topic under `medmesh/`.
+fn reaches_medmesh(filter: &str) -> bool {
+    matches!(filter.split('/').next(), Some("medmesh" | "+" | "#"))
+}
+
 /// What a publish carries, by its topic.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum DeviceTopic {
@@ -103,5 +171,39 @@ mod tests {
                 .contains("not a supported")
         );
         assert!(parse_topic("other").is_err());
+    }
+
+    #[test]
+    fn subscriptions_and_wills_stay_within_the_clients_own_topics() {
+        let a = DeviceId::new("dev-a").unwrap();
+        // A device that proved itself: its own topics only.
+        assert!(may_subscribe(true, Some(&a), "medmesh/v1/devices/dev-a/#").is_ok());
+        assert!(may_subscribe(true, Some(&a), "medmesh/v1/devices/dev-b/commands").is_err());
+        assert!(may_subscribe(true, Some(&a), "medmesh/v1/devices/dev-a+/#").is_err());
+        assert!(may_subscribe(true, Some(&a), "#").is_err());
+        assert!(may_subscribe(true, Some(&a), "medmesh/v1/alarms/p1").is_err());
+        assert!(may_will(true, Some(&a), "medmesh/v1/devices/dev-a/status").is_ok());
+        assert!(may_will(true, Some(&a), "medmesh/v1/devices/dev-b/commands").is_err());
+        assert!(may_will(true, Some(&a), "elsewhere").is_err());
+        // Anonymous: no wildcard into medmesh, no other device, no alarms but one by name.
+        for f in [
+            "#",
+            "+/v1/#",
+            "medmesh/#",
+            "medmesh/v1/alarms/#",
+            "medmesh/v1/alarms/+",
+            "medmesh/v1/devices/dev-b/commands",
+            "medmesh/v1/devices/+/commands",
+        ] {
+            assert!(may_subscribe(false, Some(&a), f).is_err(), "{f}");
+            assert!(may_subscribe(false, None, f).is_err(), "{f}");
+        }
+        assert!(may_subscribe(false, Some(&a), "medmesh/v1/devices/dev-a/commands").is_ok());
+        assert!(may_subscribe(false, None, "medmesh/v1/alarms/p1").is_ok());
+        assert!(may_subscribe(false, None, "lab/#").is_ok());
+        assert!(may_will(false, Some(&a), "medmesh/v1/devices/dev-a/status").is_ok());
+        assert!(may_will(false, Some(&a), "medmesh/v1/devices/dev-b/commands").is_err());
+        assert!(may_will(false, None, "medmesh/v1/alarms/p1").is_err());
+        assert!(may_will(false, None, "lab/gone").is_ok());
     }
 }

@@ -85,6 +85,8 @@ pub async fn start(dir: &Path, devices: u32) -> anyhow::Result<Server> {
             "--hl7-listen",
             "127.0.0.1:0",
         ])
+        // The simulated devices, like the demo's, send without credentials.
+        .args(["--allow-anonymous-devices", "true"])
         .env(
             "MEDMESH_LOG",
             std::env::var("MEDMESH_LOG").unwrap_or_else(|_| "warn".into()),
