@@ -7,8 +7,8 @@
 use clap::{Args, Subcommand};
 use medmesh_access::{Access, Event, Outcome, Role};
 use medmesh_model::PatientId;
-use std::io::BufRead;
 use medmesh_storage::DataDirLock;
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 #[derive(Subcommand)]

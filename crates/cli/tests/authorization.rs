@@ -857,8 +857,8 @@ async fn open_streams_end_with_their_session_token_or_user() {
     assert_eq!(r.status(), 204);
     assert!(ends(session_stream).await, "signed out: the stream ends");
     // The token's stream still carries p1's readings.
-    let (st, _) =
-        s.send(
+    let (st, _) = s
+        .send(
             Method::POST,
             "/api/v1/devices/mon-1/senml",
             json!([{"n": "heart_rate", "u": "/min", "v": 91, "bt": 1.8e9 + 7.0}]),
@@ -926,7 +926,12 @@ async fn ids_a_caller_may_not_see_get_one_answer_whether_or_not_they_exist() {
     let p2_alarm = alarms[0]["id"].as_u64().unwrap();
     let never = 987_654_321u64;
     for (who, method, path, body) in [
-        (Nurse, Method::GET, format!("/api/v1/alarms/{p2_alarm}"), None),
+        (
+            Nurse,
+            Method::GET,
+            format!("/api/v1/alarms/{p2_alarm}"),
+            None,
+        ),
         (Nurse, Method::GET, format!("/api/v1/alarms/{never}"), None),
         (
             Nurse,
@@ -982,7 +987,9 @@ async fn ids_a_caller_may_not_see_get_one_answer_whether_or_not_they_exist() {
         .await;
     assert_eq!(st, 404);
     // The refusals are audited.
-    let (_, entries) = s.get(&format!("/api/v1/audit?action=read%20alarm%20{never}")).await;
+    let (_, entries) = s
+        .get(&format!("/api/v1/audit?action=read%20alarm%20{never}"))
+        .await;
     assert_eq!(entries[0]["actor"], "nurse", "{entries}");
     assert_eq!(entries[0]["outcome"], "denied", "{entries}");
 }
@@ -1022,7 +1029,11 @@ async fn a_cross_site_post_cannot_act_and_every_response_has_security_headers() 
     // What a page elsewhere can make a browser send.
     for (origin, site, content_type) in [
         (Some("http://evil.example"), None, "text/plain"),
-        (Some("http://evil.example"), Some("cross-site"), "text/plain"),
+        (
+            Some("http://evil.example"),
+            Some("cross-site"),
+            "text/plain",
+        ),
         (None, Some("cross-site"), "application/json"),
         (Some("http://evil.example"), None, "application/json"),
         (None, None, "text/plain"),
@@ -1042,9 +1053,18 @@ async fn a_cross_site_post_cannot_act_and_every_response_has_security_headers() 
     assert!(alarm["alarm"]["snoozed_until_ms"].is_i64(), "{alarm}");
 
     // Security headers on pages, API answers and errors alike.
-    for (path, auth) in [("/", false), ("/api/v1/me", true), ("/api/v1/me", false), ("/nowhere", false)] {
+    for (path, auth) in [
+        ("/", false),
+        ("/api/v1/me", true),
+        ("/api/v1/me", false),
+        ("/nowhere", false),
+    ] {
         let req = http.get(s.url(path));
-        let req = if auth { req.header("cookie", &cookie) } else { req };
+        let req = if auth {
+            req.header("cookie", &cookie)
+        } else {
+            req
+        };
         let r = req.send().await.unwrap();
         let h = r.headers();
         let csp = h["content-security-policy"].to_str().unwrap();

@@ -414,7 +414,10 @@ fn first_start_creates_an_admin_once_and_user_add_manages_accounts() {
 #[cfg(unix)]
 fn modes(dir: &std::path::Path, out: &mut Vec<(std::path::PathBuf, u32)>) {
     use std::os::unix::fs::PermissionsExt;
-    out.push((dir.to_path_buf(), dir.metadata().unwrap().permissions().mode() & 0o777));
+    out.push((
+        dir.to_path_buf(),
+        dir.metadata().unwrap().permissions().mode() & 0o777,
+    ));
     for e in std::fs::read_dir(dir).unwrap() {
         let e = e.unwrap();
         if e.file_type().unwrap().is_dir() {
@@ -447,7 +450,9 @@ fn a_live_data_directory_is_locked_and_private() {
     let status = block_on(async {
         common::http_client(&token)
             .post(format!("http://{}/api/v1/patients", addrs.http))
-            .json(&serde_json::json!({"id": "p1", "name": "Patient p1", "ward": "Test", "bed": "1"}))
+            .json(
+                &serde_json::json!({"id": "p1", "name": "Patient p1", "ward": "Test", "bed": "1"}),
+            )
             .send()
             .await
             .unwrap()
@@ -486,7 +491,10 @@ fn a_live_data_directory_is_locked_and_private() {
         .map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
     for expected in ["access.json", "audit.jsonl", "LOCK", "wal", "registry.json"] {
-        assert!(names.iter().any(|n| n == expected), "{expected} in {names:?}");
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} in {names:?}"
+        );
     }
     for (path, mode) in &found {
         let want = if path.is_dir() { 0o700 } else { 0o600 };

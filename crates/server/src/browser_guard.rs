@@ -63,7 +63,11 @@ fn refusal(method: &Method, headers: &HeaderMap) -> Option<&'static str> {
     if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
         return None;
     }
-    let text = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
     if let Some(site) = text(HeaderName::from_static("sec-fetch-site"))
         && !matches!(site, "same-origin" | "none")
     {
@@ -74,7 +78,10 @@ fn refusal(method: &Method, headers: &HeaderMap) -> Option<&'static str> {
         let authority = origin
             .strip_prefix("https://")
             .or_else(|| origin.strip_prefix("http://"));
-        let own = |name| text(name).is_some_and(|h: &str| authority.is_some_and(|a| a.eq_ignore_ascii_case(h.trim())));
+        let own = |name| {
+            text(name)
+                .is_some_and(|h: &str| authority.is_some_and(|a| a.eq_ignore_ascii_case(h.trim())))
+        };
         if !own(header::HOST) && !own(HeaderName::from_static("x-forwarded-host")) {
             return Some("its Origin is not this server");
         }
@@ -160,7 +167,10 @@ mod tests {
             ],
         ] {
             assert!(refusal(&post, &headers(&bad)).is_some(), "{bad:?}");
-            assert!(refusal(&Method::DELETE, &headers(&bad)).is_some(), "{bad:?}");
+            assert!(
+                refusal(&Method::DELETE, &headers(&bad)).is_some(),
+                "{bad:?}"
+            );
             assert_eq!(refusal(&Method::GET, &headers(&bad)), None, "{bad:?}");
         }
         // A device posting SenML with its token is not a browser.
