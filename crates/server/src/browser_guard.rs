@@ -7,11 +7,14 @@
 //! - when its `Origin` is not this server's own (the `Host` it was sent to,
 //!   or the `X-Forwarded-Host` a reverse proxy set: a page elsewhere cannot
 //!   add that header without a CORS preflight, which medmesh never grants);
-//! - when it carries the session cookie and a body that is not JSON
-//!   (`application/json` or `application/...+json`; no `Content-Type` is
-//!   fine for the routes that take no body). An HTML form can only send
-//!   form, multipart or text bodies, so a cross-site form post fails here
-//!   even from a browser that sends neither header.
+//! - when it carries the session cookie and a body, or a `Content-Type`,
+//!   that is not declared JSON (`application/json` or `application/...+json`;
+//!   an empty request without a type is fine for the routes that take no
+//!   body). An HTML form can only send form, multipart or text bodies, so a
+//!   cross-site form post fails here even from a browser that sends neither
+//!   header.
+//!
+//! Refusals are audited (actor `browser`) and logged.
 //!
 //! Programs (API tokens, devices) send neither header and are unaffected.
 //!
@@ -19,12 +22,14 @@
 //! that allows only the dashboard's own files (it has no inline scripts or
 //! styles), no framing, no content sniffing, no referrer.
 
+use crate::app::App;
 use crate::auth::SESSION_COOKIE;
 use crate::error::ApiError;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use medmesh_access::{Event, Outcome};
 
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
@@ -41,10 +46,27 @@ const SECURITY_HEADERS: [(HeaderName, &str); 5] = [
 ];
 
 /// The middleware: refuses cross-site state changes, adds the headers.
-pub async fn guard(request: Request, next: Next) -> Response {
+pub async fn guard(State(app): State<App>, request: Request, next: Next) -> Response {
     let mut response = match refusal(request.method(), request.headers()) {
         Some(reason) => {
-            tracing::warn!(method = %request.method(), path = %request.uri().path(), reason, "cross-site request refused");
+            let origin = request
+                .headers()
+                .get(header::ORIGIN)
+                .and_then(|o| o.to_str().ok())
+                .unwrap_or("none");
+            tracing::warn!(method = %request.method(), path = %request.uri().path(), origin, reason, "cross-site request refused");
+            app.access.audit.record(Event {
+                actor: "browser",
+                role: None,
+                action: "cross-site request",
+                patient: None,
+                outcome: Outcome::Denied,
+                detail: format!(
+                    "{} {}: {reason} (Origin: {origin})",
+                    request.method(),
+                    request.uri().path()
+                ),
+            });
             ApiError::forbidden(format!("cross-site request refused: {reason}")).into_response()
         }
         None => next.run(request).await,
@@ -86,12 +108,15 @@ fn refusal(method: &Method, headers: &HeaderMap) -> Option<&'static str> {
             return Some("its Origin is not this server");
         }
     }
-    if has_session_cookie(headers)
-        && !headers.contains_key(header::AUTHORIZATION)
-        && let Some(ct) = headers.get(header::CONTENT_TYPE)
-        && !is_json(ct.to_str().unwrap_or(""))
-    {
-        return Some("a signed-in browser sends JSON (Content-Type: application/json)");
+    if has_session_cookie(headers) && !headers.contains_key(header::AUTHORIZATION) {
+        // A body (or a type) that is not declared JSON: what a form, or a
+        // script's untyped blob, sends.
+        let has_body = headers.contains_key(header::TRANSFER_ENCODING)
+            || text(header::CONTENT_LENGTH).is_some_and(|n| n.trim() != "0");
+        let json = text(header::CONTENT_TYPE).map(is_json);
+        if json == Some(false) || (has_body && json.is_none()) {
+            return Some("a signed-in browser sends JSON (Content-Type: application/json)");
+        }
     }
     None
 }
@@ -160,6 +185,7 @@ mod tests {
             vec![host, ("sec-fetch-site", "cross-site")],
             vec![host, ("sec-fetch-site", "same-site")],
             vec![host, cookie, ("content-type", "text/plain")],
+            vec![host, cookie, ("content-length", "17")],
             vec![
                 host,
                 cookie,
@@ -173,6 +199,11 @@ mod tests {
             );
             assert_eq!(refusal(&Method::GET, &headers(&bad)), None, "{bad:?}");
         }
+        // A signed-in browser's request without a body (sign out).
+        assert_eq!(
+            refusal(&post, &headers(&[host, cookie, ("content-length", "0")])),
+            None
+        );
         // A device posting SenML with its token is not a browser.
         assert_eq!(
             refusal(

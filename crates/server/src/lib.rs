@@ -211,7 +211,10 @@ impl Server {
             .merge(dashboard::router())
             .fallback(error::not_found)
             .method_not_allowed_fallback(error::method_not_allowed)
-            .layer(axum::middleware::from_fn(browser_guard::guard))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                browser_guard::guard,
+            ))
             .with_state(state)
             .into_make_service_with_connect_info::<https::ClientAddr>();
         let http_task = match tls.clone() {
