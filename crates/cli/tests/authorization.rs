@@ -992,6 +992,15 @@ async fn ids_a_caller_may_not_see_get_one_answer_whether_or_not_they_exist() {
         .await;
     assert_eq!(entries[0]["actor"], "nurse", "{entries}");
     assert_eq!(entries[0]["outcome"], "denied", "{entries}");
+    let (_, entries) = s.get("/api/v1/audit?patient=p2&actor=nurse").await;
+    assert!(
+        entries
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == format!("read alarm {p2_alarm}") && e["outcome"] == "denied"),
+        "{entries}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

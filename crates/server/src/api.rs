@@ -843,6 +843,7 @@ async fn get_alarm(
         return Err(caller.unseen(
             PatientRight::ReadAlarms,
             &action,
+            history.last().map(|a| &a.patient_id),
             format!("no alarm with id {id}"),
         ));
     };
@@ -919,6 +920,7 @@ async fn act_on_alarm(
         return Err(caller.unseen(
             PatientRight::Care,
             &what,
+            history.last().map(|a| &a.patient_id),
             format!("no active alarm with id {id}"),
         ));
     };

@@ -209,12 +209,19 @@ impl Caller {
     /// The answer for an id (of an alarm, a consent) that names nothing the
     /// caller may see under `right`: 404 with `missing` only for a caller
     /// who reaches every patient (for whom absence reveals nothing), 403
-    /// otherwise, whether or not the id exists. Audited as a refusal.
-    pub fn unseen(&self, right: PatientRight, action: &str, missing: String) -> ApiError {
+    /// otherwise, whether or not the id exists. Audited as a refusal, with
+    /// the patient when the id exists (who tried to look is on their record).
+    pub fn unseen(
+        &self,
+        right: PatientRight,
+        action: &str,
+        patient: Option<&PatientId>,
+        missing: String,
+    ) -> ApiError {
         if self.access.reaches_every_patient(&self.who, right) {
             ApiError::not_found(missing)
         } else {
-            self.audit(action, None, Outcome::Denied);
+            self.audit(action, patient, Outcome::Denied);
             self.forbidden(action)
         }
     }

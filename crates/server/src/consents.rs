@@ -96,15 +96,15 @@ async fn revoke_consent(
 ) -> Result<Json<Consent>, ApiError> {
     let action = "revoke consent";
     // A consent of someone else's and no consent at all look alike (403).
-    let Some(consent) = app
-        .access
-        .directory
-        .consent(&id)
+    let found = app.access.directory.consent(&id);
+    let Some(consent) = found
+        .clone()
         .filter(|c| caller.may_id(&app.pipeline, PatientRight::RevokeConsents, &c.patient))
     else {
         return Err(caller.unseen(
             PatientRight::RevokeConsents,
             action,
+            found.as_ref().map(|c| &c.patient),
             format!("no consent {id:?}"),
         ));
     };
