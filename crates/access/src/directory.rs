@@ -153,7 +153,7 @@ pub const MIN_PASSWORD_CHARS: usize = 12;
 
 impl Directory {
     pub fn open(dir: &Path) -> Result<Directory, DirectoryError> {
-        std::fs::create_dir_all(dir)?;
+        medmesh_storage::create_private_dir(dir)?;
         let path = dir.join("access.json");
         let contents = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| DirectoryError::Load {

@@ -4,7 +4,7 @@
 //! - [`Directory`]: users with a [`Role`], API tokens, care teams and
 //!   [`Consent`]s, persisted in `access.json`.
 //! - [`Sessions`]: browser sign-ins (in memory).
-//! - [`LoginThrottle`]: slows password guessing per user and per address.
+//! - [`LoginThrottle`]: slows password guessing without locking anyone out.
 //! - [`AuditLog`]: append-only, hash-chained record of reads, writes, logins.
 //! - [`Access::may`]: the one place that decides whether a principal may
 //!   exercise a right on a patient. Every route of the server asks it.
@@ -38,7 +38,10 @@ pub use directory::{
 };
 pub use role::Role;
 pub use session::{MAX_AGE as SESSION_MAX_AGE, Sessions};
-pub use throttle::{FREE_ATTEMPTS as LOGIN_FREE_ATTEMPTS, LoginThrottle};
+pub use throttle::{
+    FREE_PER_ACCOUNT as LOGIN_FREE_PER_ACCOUNT, FREE_PER_ADDRESS as LOGIN_FREE_PER_ADDRESS,
+    LoginThrottle, MAX_WAIT as LOGIN_MAX_WAIT,
+};
 
 use medmesh_model::PatientId;
 use std::path::Path;
@@ -142,6 +145,16 @@ impl Access {
         }
     }
 
+    /// Whether `who` holds `right` over every patient, whoever they are
+    /// (an administrator's reach). Only such a caller may learn that an id
+    /// names nothing: to anyone else an unknown id and a refused one look
+    /// the same.
+    pub fn reaches_every_patient(&self, who: &Principal, right: PatientRight) -> bool {
+        use PatientRight::*;
+        who.role == Role::Admin
+            && matches!(right, ReadObservations | ReadAlarms | Care | RevokeConsents)
+    }
+
     pub fn may_global(&self, who: &Principal, right: GlobalRight) -> bool {
         match right {
             GlobalRight::ManageUsers | GlobalRight::ReadAudit => who.role == Role::Admin,
@@ -151,8 +164,9 @@ impl Access {
         }
     }
 
-    /// Checks a password login, throttled per username and per client
-    /// address, and audited either way. Slow (argon2): call it off the async
+    /// Checks a password login, throttled per account and address and per
+    /// address (never locking an account: see `throttle.rs`), and audited
+    /// either way. Slow (argon2): call it off the async
     /// executor. Returns the session cookie value and the principal.
     pub fn login(
         &self,
@@ -160,9 +174,6 @@ impl Access {
         password: &str,
         client: &str,
     ) -> Result<(String, Principal), LoginError> {
-        let user_key = format!("user:{username}");
-        let addr_key = format!("addr:{client}");
-        let keys = [user_key.as_str(), addr_key.as_str()];
         let audit = |outcome, detail: String, role| {
             self.audit.record(Event {
                 actor: username,
@@ -173,7 +184,7 @@ impl Access {
                 detail,
             })
         };
-        if let Err(wait) = self.throttle.check(&keys) {
+        if let Err(wait) = self.throttle.check(username, client) {
             audit(
                 Outcome::Denied,
                 format!("from {client}: throttled for {}s", wait.as_secs().max(1)),
@@ -188,7 +199,7 @@ impl Access {
             && hash.is_some();
         match self.directory.principal(username).filter(|_| ok) {
             Some(principal) => {
-                self.throttle.succeeded(&user_key);
+                self.throttle.succeeded(username, client);
                 audit(
                     Outcome::Allowed,
                     format!("from {client}"),
@@ -197,7 +208,7 @@ impl Access {
                 Ok((self.sessions.start(username), principal))
             }
             None => {
-                self.throttle.failed(&keys);
+                self.throttle.failed(username, client);
                 audit(Outcome::Failed, format!("from {client}"), None);
                 Err(LoginError::Invalid)
             }

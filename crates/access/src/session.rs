@@ -59,6 +59,18 @@ impl Sessions {
         }
     }
 
+    /// The user of a live session, without marking it used (for checking
+    /// that an open stream's session still stands).
+    pub fn holder(&self, token: &str) -> Option<String> {
+        let now = Instant::now();
+        self.by_digest
+            .lock()
+            .expect("sessions lock")
+            .get(&secret::digest(token))
+            .filter(|s| live(s, now))
+            .map(|s| s.username.clone())
+    }
+
     pub fn end(&self, token: &str) {
         self.by_digest
             .lock()
@@ -91,7 +103,9 @@ mod tests {
         let c = s.start("dr1");
         assert_eq!(s.user(&a).as_deref(), Some("nurse1"));
         assert_eq!(s.user("ms_forged"), None);
+        assert_eq!(s.holder(&a).as_deref(), Some("nurse1"));
         s.end(&a);
+        assert_eq!(s.holder(&a), None);
         assert_eq!(s.user(&a), None);
         assert_eq!(s.user(&b).as_deref(), Some("nurse1"));
         s.end_all_of("nurse1");

@@ -1,13 +1,15 @@
 //! `medmesh user`: accounts managed on the data directory directly, for the
 //! first administrator or recovery. The server keeps the directory in
-//! memory, so run these with the server stopped; while it runs, use the API
-//! (`POST /api/v1/users`), which also records the change in the audit log.
+//! memory, so these run with the server stopped: each takes the data
+//! directory's lock, and is refused, naming the server's process id, while a
+//! server holds it. While it runs, use the API (`POST /api/v1/users`).
 
 use clap::{Args, Subcommand};
 use medmesh_access::{Access, Event, Outcome, Role};
 use medmesh_model::PatientId;
+use medmesh_storage::DataDirLock;
 use std::io::BufRead;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Subcommand)]
 pub enum UserCommand {
@@ -45,10 +47,16 @@ pub struct AddArgs {
     username: String,
 }
 
+/// The directory's lock (held until the command ends) and its accounts.
+fn open(data_dir: &Path) -> anyhow::Result<(DataDirLock, Access)> {
+    let lock = DataDirLock::acquire(data_dir)?;
+    Ok((lock, Access::open(data_dir)?))
+}
+
 pub fn run(cmd: UserCommand) -> anyhow::Result<()> {
     match cmd {
         UserCommand::Add(a) => {
-            let access = Access::open(&a.data_dir)?;
+            let (_lock, access) = open(&a.data_dir)?;
             if let Some(e) = &a.email {
                 medmesh_access::validate_email(e)?;
             }
@@ -84,7 +92,7 @@ pub fn run(cmd: UserCommand) -> anyhow::Result<()> {
             }
         }
         UserCommand::List { data_dir } => {
-            let access = Access::open(&data_dir)?;
+            let (_lock, access) = open(&data_dir)?;
             for u in access.directory.users() {
                 println!(
                     "{:<24} {:<11} {}{}",
@@ -98,7 +106,7 @@ pub fn run(cmd: UserCommand) -> anyhow::Result<()> {
             }
         }
         UserCommand::Disable { data_dir, username } => {
-            let access = Access::open(&data_dir)?;
+            let (_lock, access) = open(&data_dir)?;
             access.directory.disable_user(&username)?;
             println!("disabled {username}");
         }

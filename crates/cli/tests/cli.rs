@@ -419,3 +419,100 @@ fn first_start_creates_an_admin_once_and_user_add_manages_accounts() {
     );
     assert_eq!(status(format!("{password}x")), 401);
 }
+
+/// Every file under `dir` and `dir` itself with its permission bits.
+#[cfg(unix)]
+fn modes(dir: &std::path::Path, out: &mut Vec<(std::path::PathBuf, u32)>) {
+    use std::os::unix::fs::PermissionsExt;
+    out.push((
+        dir.to_path_buf(),
+        dir.metadata().unwrap().permissions().mode() & 0o777,
+    ));
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            modes(&e.path(), out);
+        } else {
+            out.push((e.path(), e.metadata().unwrap().permissions().mode() & 0o777));
+        }
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_live_data_directory_is_locked_and_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Written world-readable beforehand (access.json with the password
+    // hashes), as an older version left it.
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let token = common::provision_admin(&data);
+    std::fs::set_permissions(
+        data.join("access.json"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let (server, addrs) = spawn_serve_full(&data, &[]);
+    let pid = server.0.id();
+    // A patient admitted, so the registry is written too.
+    let status = block_on(async {
+        common::http_client(&token)
+            .post(format!("http://{}/api/v1/patients", addrs.http))
+            .json(
+                &serde_json::json!({"id": "p1", "name": "Patient p1", "ward": "Test", "bed": "1"}),
+            )
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(status.as_u16(), 201);
+
+    // A second server on the same directory is refused, naming the first.
+    let out = serve(&data, &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("in use") && stderr.contains(&format!("process id {pid}")),
+        "{stderr}"
+    );
+    // So is an offline account change, and nothing is written.
+    let add = || {
+        Command::new(BIN)
+            .args(["user", "add", "--role", "nurse", "--data-dir"])
+            .arg(&data)
+            .arg("night.nurse")
+            .output()
+            .unwrap()
+    };
+    let out = add();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("process id {pid}")), "{stderr}");
+    assert!(stderr.contains("/api/v1/users"), "{stderr}");
+
+    // Nothing the server wrote is readable by anyone else.
+    let mut found = Vec::new();
+    modes(&data, &mut found);
+    let names: Vec<String> = found
+        .iter()
+        .map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for expected in ["access.json", "audit.jsonl", "LOCK", "wal", "registry.json"] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} in {names:?}"
+        );
+    }
+    for (path, mode) in &found {
+        let want = if path.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(*mode, want, "{} is {mode:o}", path.display());
+    }
+
+    // The lock ends with the process, however it ends (here SIGKILL).
+    drop(server);
+    let out = add();
+    assert!(out.status.success(), "{out:?}");
+}

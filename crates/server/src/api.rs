@@ -860,15 +860,21 @@ async fn get_alarm(
     {
         history.push(now);
     }
-    let Some(alarm) = history.last().cloned() else {
-        return Err(ApiError::not_found(format!("no alarm with id {id}")));
+    let action = format!("read alarm {id}");
+    // Someone else's alarm and no alarm at all look alike (403).
+    let Some(alarm) = history
+        .last()
+        .filter(|a| caller.may_id(&p, PatientRight::ReadAlarms, &a.patient_id))
+        .cloned()
+    else {
+        return Err(caller.unseen(
+            PatientRight::ReadAlarms,
+            &action,
+            history.last().map(|a| &a.patient_id),
+            format!("no alarm with id {id}"),
+        ));
     };
-    caller.require(
-        &p,
-        PatientRight::ReadAlarms,
-        &alarm.patient_id,
-        &format!("read alarm {id}"),
-    )?;
+    caller.require(&p, PatientRight::ReadAlarms, &alarm.patient_id, &action)?;
     Ok(Json(AlarmRecord { alarm, history }))
 }
 
@@ -913,23 +919,39 @@ async fn act_on_alarm(
             )));
         }
     };
-    let patient = p
-        .active_alarms()
-        .into_iter()
-        .find(|a| a.id == id)
-        .map(|a| a.patient_id)
-        .ok_or_else(|| ApiError::not_found(format!("no active alarm with id {id}")))?;
     let verb = match action {
         AlarmAction::Acknowledge => "acknowledge",
         AlarmAction::Snooze { .. } => "snooze",
         AlarmAction::Resolve => "resolve",
     };
-    caller.require(
-        &p,
-        PatientRight::Care,
-        &patient,
-        &format!("{verb} alarm {id}"),
-    )?;
+    let what = format!("{verb} alarm {id}");
+    let Some(patient) = p
+        .active_alarms()
+        .into_iter()
+        .find(|a| a.id == id)
+        .map(|a| a.patient_id)
+    else {
+        // Not active: one already resolved is "not active" to those who may
+        // see it; anyone else cannot tell it from an alarm never raised.
+        let pipeline = p.clone();
+        let history = tokio::task::spawn_blocking(move || pipeline.alarm_record(id))
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .map_err(|e| ApiError::internal(format!("alarm log unreadable: {e}")))?;
+        if history
+            .last()
+            .is_some_and(|a| caller.may_id(&p, PatientRight::ReadAlarms, &a.patient_id))
+        {
+            return Err(ApiError::not_found(format!("alarm {id} is not active")));
+        }
+        return Err(caller.unseen(
+            PatientRight::Care,
+            &what,
+            history.last().map(|a| &a.patient_id),
+            format!("no active alarm with id {id}"),
+        ));
+    };
+    caller.require(&p, PatientRight::Care, &patient, &what)?;
     p.act_on_alarm(action, id, &caller.who.username)
         .map(Json)
         .map_err(|e| ApiError::not_found(e.to_string()))

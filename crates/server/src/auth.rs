@@ -45,11 +45,21 @@ pub fn router() -> Router<App> {
 }
 
 /// The authenticated caller of a request.
+#[derive(Clone)]
 pub struct Caller {
     pub who: Principal,
     access: Arc<Access>,
     /// Method and path, for the audit log.
     request: String,
+    /// What the caller proved themselves with, to check again later (an
+    /// open stream outlives the request that opened it).
+    credential: Credential,
+}
+
+#[derive(Clone)]
+enum Credential {
+    Token(String),
+    Session(String),
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -75,16 +85,24 @@ impl FromRequestParts<App> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Caller, ApiError> {
         let request = format!("{} {}", parts.method, parts.uri.path());
-        let who = if let Some(token) = bearer(&parts.headers) {
-            app.access.directory.principal_for_token(token)
+        let (who, credential) = if let Some(token) = bearer(&parts.headers) {
+            (
+                app.access.directory.principal_for_token(token),
+                Credential::Token(token.to_string()),
+            )
         } else {
-            session_cookie(&parts.headers).and_then(|s| app.access.principal_for_session(s))
+            let session = session_cookie(&parts.headers).unwrap_or_default();
+            (
+                app.access.principal_for_session(session),
+                Credential::Session(session.to_string()),
+            )
         };
         match who {
             Some(who) => Ok(Caller {
                 who,
                 access: app.access.clone(),
                 request,
+                credential,
             }),
             None => {
                 let presented =
@@ -115,6 +133,26 @@ impl FromRequestParts<App> for Caller {
 }
 
 impl Caller {
+    /// Whether the credential this caller proved themselves with still
+    /// stands for the same principal: false once the session ended (signed
+    /// out, idle, too old), the token was revoked, or the user disabled.
+    /// Checking does not count as use of the session.
+    pub fn still_valid(&self) -> bool {
+        let now = match &self.credential {
+            Credential::Token(t) => self.access.directory.principal_for_token(t),
+            // An open live stream counts as using its session: a central
+            // station nobody touches must keep showing its ward's alarms,
+            // not fall back to the sign-in page after the idle timeout.
+            // Logout, revocation and a disabled user still end it.
+            Credential::Session(s) => self
+                .access
+                .sessions
+                .user(s)
+                .and_then(|u| self.access.directory.principal(&u)),
+        };
+        now.as_ref() == Some(&self.who)
+    }
+
     /// Records an action in the audit log.
     pub fn audit(&self, action: &str, patient: Option<&PatientId>, outcome: Outcome) {
         self.access.audit.record(Event {
@@ -132,6 +170,19 @@ impl Caller {
     pub fn may(&self, right: PatientRight, patient: &Patient) -> bool {
         self.access
             .may(&self.who, right, &patient.id, &patient.ward)
+    }
+
+    /// Whether the caller may exercise `right` on patient `id` (known to the
+    /// registry or not); not audited.
+    pub fn may_id(
+        &self,
+        pipeline: &medmesh_pipeline::Pipeline,
+        right: PatientRight,
+        id: &PatientId,
+    ) -> bool {
+        let ward = pipeline.registry.patient(id).map(|p| p.ward);
+        self.access
+            .may(&self.who, right, id, ward.as_deref().unwrap_or(""))
     }
 
     /// Checks `right` on patient `id`, audits the decision, and returns the
@@ -156,6 +207,26 @@ impl Caller {
                 Ok(p)
             }
             None => Err(ApiError::not_found(format!("no patient with id {id:?}"))),
+        }
+    }
+
+    /// The answer for an id (of an alarm, a consent) that names nothing the
+    /// caller may see under `right`: 404 with `missing` only for a caller
+    /// who reaches every patient (for whom absence reveals nothing), 403
+    /// otherwise, whether or not the id exists. Audited as a refusal, with
+    /// the patient when the id exists (who tried to look is on their record).
+    pub fn unseen(
+        &self,
+        right: PatientRight,
+        action: &str,
+        patient: Option<&PatientId>,
+        missing: String,
+    ) -> ApiError {
+        if self.access.reaches_every_patient(&self.who, right) {
+            ApiError::not_found(missing)
+        } else {
+            self.audit(action, patient, Outcome::Denied);
+            self.forbidden(action)
         }
     }
 
@@ -288,13 +359,17 @@ async fn revoke_token(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let token = app
-        .access
-        .directory
-        .token(&id)
-        .ok_or_else(|| ApiError::not_found(format!("no token {id:?}")))?;
-    if token.username != caller.who.username {
+    // Someone else's token and no token at all look alike (403) to a caller
+    // who may not manage users.
+    let token = app.access.directory.token(&id);
+    if token
+        .as_ref()
+        .is_none_or(|t| t.username != caller.who.username)
+    {
         caller.require_global(GlobalRight::ManageUsers, "revoke another user's token")?;
+    }
+    if token.is_none() {
+        return Err(ApiError::not_found(format!("no token {id:?}")));
     }
     app.access.directory.revoke_token(&id)?;
     caller.audit("revoke API token", None, Outcome::Allowed);

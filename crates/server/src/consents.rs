@@ -94,14 +94,25 @@ async fn revoke_consent(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Consent>, ApiError> {
-    let Some(consent) = app.access.directory.consent(&id) else {
-        return Err(ApiError::not_found(format!("no consent {id:?}")));
+    let action = "revoke consent";
+    // A consent of someone else's and no consent at all look alike (403).
+    let found = app.access.directory.consent(&id);
+    let Some(consent) = found
+        .clone()
+        .filter(|c| caller.may_id(&app.pipeline, PatientRight::RevokeConsents, &c.patient))
+    else {
+        return Err(caller.unseen(
+            PatientRight::RevokeConsents,
+            action,
+            found.as_ref().map(|c| &c.patient),
+            format!("no consent {id:?}"),
+        ));
     };
     caller.require(
         &app.pipeline,
         PatientRight::RevokeConsents,
         &consent.patient,
-        "revoke consent",
+        action,
     )?;
     Ok(Json(app.access.directory.revoke_consent(&id)?))
 }

@@ -1,7 +1,8 @@
 //! The medmesh server: opens storage, starts the sources and serves HTTP
 //! (REST API, live stream, dashboard, metrics and health).
 //!
-//! [`Server::start`] binds every listener first, so a port conflict is
+//! [`Server::start`] locks the data directory (one server per directory;
+//! files `0600`, directories `0700`), then binds every listener, so a port conflict is
 //! reported before anything else happens, then opens the store (replaying the
 //! write-ahead log) and only then starts accepting connections.
 
@@ -11,6 +12,7 @@ mod alarms_config;
 mod api;
 mod app;
 mod auth;
+mod browser_guard;
 mod commands;
 mod config;
 mod consents;
@@ -33,7 +35,7 @@ use medmesh_sinks::outbox::Outbox;
 use medmesh_sources::coap::CoapListener;
 use medmesh_sources::hl7::Hl7Listener;
 use medmesh_sources::mqtt::{MqttListener, MqttSettings};
-use medmesh_storage::{AlarmLog, Registry, Store, StoreOptions};
+use medmesh_storage::{AlarmLog, DataDirLock, Registry, Store, StoreOptions};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
@@ -56,6 +58,8 @@ pub enum StartError {
     Config(String),
     #[error(transparent)]
     Access(#[from] medmesh_access::DirectoryError),
+    #[error(transparent)]
+    Locked(#[from] medmesh_storage::LockError),
 }
 
 /// A started server. Dropping it does not stop it; call [`Running::stop`].
@@ -72,10 +76,13 @@ pub struct Running {
     /// `admin` user just created, for the operator to see once.
     pub bootstrap_password: Option<String>,
     tasks: Vec<JoinHandle<()>>,
+    /// Held while serving: no other process writes this data directory.
+    _lock: DataDirLock,
 }
 
 impl Running {
     /// Stops accepting connections. Samples already acknowledged are durable.
+    /// The data directory's lock is released.
     pub fn stop(self) {
         for t in self.tasks {
             t.abort();
@@ -94,6 +101,15 @@ pub struct Server;
 
 impl Server {
     pub async fn start(config: &Config) -> Result<Running, StartError> {
+        // Before anything else: a second server on the same directory would
+        // otherwise bind other ports and corrupt the first one's files.
+        let lock = DataDirLock::acquire(&config.data_dir)?;
+        medmesh_storage::tighten(&config.data_dir).map_err(|source| {
+            StartError::Storage(medmesh_storage::StoreError::DataDir {
+                path: config.data_dir.clone(),
+                source,
+            })
+        })?;
         let bind = |what: &'static str, addr: SocketAddr, flag: &'static str| {
             move |source| StartError::Bind {
                 what,
@@ -204,6 +220,10 @@ impl Server {
             .merge(dashboard::router())
             .fallback(error::not_found)
             .method_not_allowed_fallback(error::method_not_allowed)
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                browser_guard::guard,
+            ))
             .with_state(state)
             .into_make_service_with_connect_info::<https::ClientAddr>();
         let http_task = match tls.clone() {
@@ -288,6 +308,7 @@ impl Server {
             pipeline,
             access,
             bootstrap_password,
+            _lock: lock,
             tasks: delivery_tasks
                 .into_iter()
                 .chain([

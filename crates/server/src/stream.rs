@@ -10,6 +10,13 @@
 //! read, device status for devices they manage or whose patient they care
 //! for. The decision is made per event, so a consent revoked or a care team
 //! changed takes effect on an open stream at once.
+//!
+//! A stream lasts only as long as the credential that opened it: every
+//! [`RECHECK`] the caller's session or API token is checked again, and the
+//! stream ends once the session has ended (sign-out, idle or too old), the
+//! token was revoked or the user disabled. An open stream does not count as
+//! use of its session, so an unattended screen still signs out; the
+//! dashboard then shows the sign-in page.
 
 use crate::app::App;
 use crate::auth::Caller;
@@ -21,9 +28,15 @@ use medmesh_access::{GlobalRight, Outcome, PatientRight};
 use medmesh_model::PatientId;
 use medmesh_pipeline::LiveEvent;
 use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::{Stream, StreamExt};
+
+/// How often an open stream checks that its caller's credential still stands.
+pub const RECHECK: Duration = Duration::from_secs(1);
 
 pub fn router() -> Router<App> {
     Router::new().route("/api/v1/stream", get(stream))
@@ -60,6 +73,7 @@ async fn stream(
     caller: Caller,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     caller.audit("open live stream", None, Outcome::Allowed);
+    let credential = caller.clone();
     let events = BroadcastStream::new(app.pipeline.subscribe()).filter_map(move |item| {
         Some(Ok(match item {
             Ok(ev) => {
@@ -82,5 +96,43 @@ async fn stream(
             }
         }))
     });
-    Sse::new(events).keep_alive(KeepAlive::default())
+    Sse::new(WhileValid {
+        inner: Box::pin(events),
+        recheck: Box::pin(tokio::time::sleep(RECHECK)),
+        caller: credential,
+        ended: false,
+    })
+    .keep_alive(KeepAlive::default())
+}
+
+/// A stream that ends once its caller's credential no longer stands.
+struct WhileValid<S> {
+    inner: Pin<Box<S>>,
+    recheck: Pin<Box<tokio::time::Sleep>>,
+    caller: Caller,
+    ended: bool,
+}
+
+impl<S: Stream> Stream for WhileValid<S> {
+    type Item = S::Item;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
+        let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        // Polling the timer again after resetting it registers the wake-up.
+        while this.recheck.as_mut().poll(cx).is_ready() {
+            if !this.caller.still_valid() {
+                this.ended = true;
+                this.caller
+                    .audit("live stream closed", None, Outcome::Allowed);
+                return Poll::Ready(None);
+            }
+            this.recheck
+                .as_mut()
+                .reset(tokio::time::Instant::now() + RECHECK);
+        }
+        this.inner.as_mut().poll_next(cx)
+    }
 }

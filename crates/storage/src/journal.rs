@@ -45,7 +45,7 @@ impl<T: Serialize + DeserializeOwned> Journal<T> {
     /// Opens (creating) the journal `name` under `dir`; returns it and every
     /// recorded record, oldest first.
     pub fn open(dir: &Path, name: &str) -> std::io::Result<(Journal<T>, Vec<T>)> {
-        std::fs::create_dir_all(dir)?;
+        crate::create_private_dir(dir)?;
         let path = dir.join(name);
         let data = match std::fs::read(&path) {
             Ok(d) => d,
@@ -53,7 +53,10 @@ impl<T: Serialize + DeserializeOwned> Journal<T> {
             Err(e) => return Err(e),
         };
         let (records, good) = parse(&path, &data);
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let file = crate::private_file()
+            .create(true)
+            .append(true)
+            .open(&path)?;
         if good < data.len() {
             file.set_len(good as u64)?;
             file.sync_all()?;

@@ -14,6 +14,7 @@ mod alarm_log;
 mod battery_log;
 mod checkpoint;
 pub mod credentials;
+mod data_dir;
 mod gorilla;
 mod head;
 mod journal;
@@ -24,6 +25,9 @@ mod wal;
 pub use aggregate::Bucket;
 pub use alarm_log::{AlarmLog, LoggedChange, ResolvedQuery};
 pub use battery_log::{BatteryLevel, BatteryLog};
+pub use data_dir::{
+    DIR_MODE, DataDirLock, FILE_MODE, LockError, create_private_dir, private_file, tighten,
+};
 pub use head::Point;
 pub use journal::{Durable, Journal};
 pub use registry::{Registry, RegistryError};
@@ -150,7 +154,7 @@ impl Store {
             path: dir.to_path_buf(),
             source,
         };
-        std::fs::create_dir_all(dir).map_err(data_dir)?;
+        create_private_dir(dir).map_err(data_dir)?;
         let head = Arc::new(RwLock::new(Head::default()));
         let segment_bytes = options.wal_segment_bytes.max(1 << 16);
         let retention = Arc::new(options.retention);
@@ -309,7 +313,11 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = std::path::PathBuf::from(tmp);
-    let mut f = std::fs::File::create(&tmp)?;
+    let mut f = private_file()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)?;

@@ -132,8 +132,8 @@ impl WalWriter {
     ) -> std::io::Result<(WalWriter, Replayed)> {
         let wal_dir = data_dir.join("wal");
         let chunks_dir = data_dir.join("chunks");
-        std::fs::create_dir_all(&wal_dir)?;
-        std::fs::create_dir_all(&chunks_dir)?;
+        crate::create_private_dir(&wal_dir)?;
+        crate::create_private_dir(&chunks_dir)?;
         let mut stats = Replayed::default();
 
         let checkpoints = checkpoint::list(&chunks_dir)?;
@@ -229,7 +229,7 @@ impl WalWriter {
     /// Creates segment `seq`, starting with the definitions of every series.
     fn start_segment(&mut self, seq: u64) -> std::io::Result<()> {
         let path = self.wal_dir.join(segment_name(seq));
-        let mut file = OpenOptions::new()
+        let mut file = crate::private_file()
             .read(true)
             .append(true)
             .create_new(true)
