@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::QoS;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -19,36 +19,6 @@ fn hr(t_s: i64, bpm: f64) -> Vec<u8> {
 
 fn now_s() -> i64 {
     medmesh_model::now_ms() / 1000
-}
-
-/// An MQTT client that keeps up to `inflight` QoS 1 publishes unacknowledged
-/// (as paho-mqtt and store-and-forward gateways do); PUBACKs are counted on
-/// the returned channel.
-fn pipelined_client(
-    addr: std::net::SocketAddr,
-    id: &str,
-    inflight: u16,
-) -> (AsyncClient, tokio::sync::mpsc::UnboundedReceiver<u16>) {
-    let mut opts = MqttOptions::new(id, addr.ip().to_string(), addr.port());
-    opts.set_keep_alive(Duration::from_secs(30));
-    opts.set_inflight(inflight);
-    let (client, mut eventloop) = AsyncClient::new(opts, 512);
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        loop {
-            match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::PubAck(ack))) => {
-                    let _ = tx.send(ack.pkid);
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    eprintln!("test MQTT client: {e}");
-                    return;
-                }
-            }
-        }
-    });
-    (client, rx)
 }
 
 /// Every alarm of patient `p1` resolved so far, from the alarm history.
@@ -68,7 +38,7 @@ async fn resolved_alarms(s: &TestServer) -> Vec<Value> {
 async fn every_dip_raises_its_alarm_with_64_publishes_in_flight() {
     let s = start_with(|c| c.devices.allow_anonymous = Some(true)).await;
     s.admit("p1", "mon-1").await;
-    let (client, mut acks) = pipelined_client(s.running.mqtt_addr, "mon-1", 64);
+    let (client, mut acks) = mqtt_client_with_inflight(s.running.mqtt_addr, "mon-1", 64);
     const EPISODES: i64 = 1_000;
     // Three readings a second per episode, all in the past hour.
     let start = now_s() - 3 * EPISODES - 60;

@@ -226,10 +226,21 @@ pub async fn mqtt_client(
     addr: SocketAddr,
     id: &str,
 ) -> (AsyncClient, tokio::sync::mpsc::UnboundedReceiver<u16>) {
+    mqtt_client_with_inflight(addr, id, 100)
+}
+
+/// [`mqtt_client`] keeping up to `inflight` QoS 1 publishes unacknowledged
+/// (as paho-mqtt and store-and-forward gateways do).
+pub fn mqtt_client_with_inflight(
+    addr: SocketAddr,
+    id: &str,
+    inflight: u16,
+) -> (AsyncClient, tokio::sync::mpsc::UnboundedReceiver<u16>) {
     let mut opts = MqttOptions::new(id, addr.ip().to_string(), addr.port());
     opts.set_keep_alive(Duration::from_secs(5));
     opts.set_max_packet_size(1 << 20, 1 << 20);
-    let (client, mut eventloop) = AsyncClient::new(opts, 100);
+    opts.set_inflight(inflight);
+    let (client, mut eventloop) = AsyncClient::new(opts, 512);
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         loop {
