@@ -521,16 +521,18 @@ impl Pipeline {
         if let Some(p) = &patient {
             // One lock of the rules per message: the patient's SpO2 scale
             // and the profile rules' findings together.
-            let (news2_settings, findings) = {
+            let (news2_settings, clear_after_ms, findings) = {
                 let mut rules = self.rules.lock().expect("rules lock");
                 (
                     rules.news2_settings(p),
+                    rules.clear_after_ms(p),
                     rules.observe(p, &observations, now_ms()),
                 )
             };
             let inputs;
             (aggregate, inputs) = self.news2_on_scale(p, news2_settings);
             let board = board.insert(self.alarms.lock().expect("alarm board lock"));
+            board.set_clear_delay(p, clear_after_ms);
             changes.extend(observations.iter().flat_map(|o| {
                 board.judge_scored(p, o, news2::score_with(o.vital, o.value, inputs))
             }));

@@ -32,5 +32,5 @@ pub use board::{
     SYSTEM,
 };
 pub use engine::RuleEngine;
-pub use finding::{Finding, Verdict};
+pub use finding::{Finding, Verdict, Worse};
 pub use settings::{AlarmSettings, Effective, RulesConfig};

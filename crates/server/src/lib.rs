@@ -364,7 +364,10 @@ fn delivery_tasks(
             let policy = policy.clone();
             // The alarm log's fsync blocks: keep it off the async workers.
             let _ = tokio::task::spawn_blocking(move || {
-                pipeline.escalate_due(&policy, medmesh_model::now_ms())
+                let now = medmesh_model::now_ms();
+                // Settled first: an alarm that cleared does not climb.
+                pipeline.settle_alarms(now);
+                pipeline.escalate_due(&policy, now)
             })
             .await;
         }

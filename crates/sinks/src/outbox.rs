@@ -374,6 +374,7 @@ mod tests {
                 resolved: None,
                 escalation_level: 0,
                 escalation_since_ms: None,
+                worst: None,
             },
             sent: BTreeSet::new(),
         }

@@ -103,6 +103,7 @@ mod tests {
             resolved: None,
             escalation_level: level,
             escalation_since_ms: None,
+            worst: None,
         }
     }
 

@@ -355,6 +355,7 @@ mod tests {
             resolved: None,
             escalation_level: 0,
             escalation_since_ms: None,
+            worst: None,
         }
     }
 
