@@ -106,6 +106,12 @@ impl Pipeline {
         self.alarm_log.record(id)
     }
 
+    /// Alarm `id`'s recorded changes, oldest first, each with its kind and
+    /// number. Empty if no alarm has that id. Blocks on the disk.
+    pub fn alarm_changes_of(&self, id: u64) -> std::io::Result<Vec<LoggedChange>> {
+        self.alarm_log.changes_of(id)
+    }
+
     /// Resolved alarms from the alarm log (the whole record, not only what
     /// memory keeps) that `query` wants, newest resolution first. Blocks on
     /// the disk.

@@ -33,7 +33,7 @@ pub use order::{Turn, Turns};
 use medmesh_codecs::{DecodeError, Decoded, RecordError, fhir, gatt, senml};
 use medmesh_model::{Alarm, DeviceId, Observation, PatientId, TimestampMs, VitalSign, now_ms};
 use medmesh_rules::news2::{self, Aggregate};
-use medmesh_rules::{AlarmBoard, AlarmChange, RuleEngine, RulesConfig};
+use medmesh_rules::{AlarmBoard, AlarmChange, DEFAULT_CLEAR_AFTER_S, RuleEngine, RulesConfig};
 use medmesh_storage::{AlarmLog, BatteryLevel, BatteryLog, Registry, Store, StoreError};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -161,6 +161,8 @@ impl Pipeline {
         recorded: Vec<Alarm>,
     ) -> Pipeline {
         let mut board = AlarmBoard::default();
+        // As `with_rules` sets it from the configuration.
+        board.set_default_clear_delay(DEFAULT_CLEAR_AFTER_S as i64 * 1000);
         for alarm in recorded {
             board.restore(alarm);
         }
@@ -761,11 +763,14 @@ mod tests {
         Pipeline::new(store, registry, Arc::new(Metrics::default()), log, recorded)
     }
 
-    /// A pipeline with the default rules config, its settings kept in `dir`.
+    /// A pipeline with the default rules config, its settings kept in
+    /// `dir`, but no clear delay: these tests judge one reading at a time.
     fn ruled_pipeline(dir: &std::path::Path) -> Pipeline {
-        pipeline(dir)
-            .with_rules(&RulesConfig::default(), dir)
-            .unwrap()
+        let config = RulesConfig {
+            clear_after_s: 0,
+            ..RulesConfig::default()
+        };
+        pipeline(dir).with_rules(&config, dir).unwrap()
     }
 
     /// Admits `patient` and assigns `device` to them.

@@ -916,6 +916,19 @@ impl AlarmBoard {
         v
     }
 
+    /// The active alarm a condition (vital sign, device, rule) belongs to.
+    pub fn active_alarm(
+        &self,
+        patient: &PatientId,
+        condition: &(Option<VitalSign>, Option<DeviceId>, &'static str),
+    ) -> Option<Alarm> {
+        self.patients
+            .get(patient)?
+            .active
+            .get(&alarm_key(condition))
+            .cloned()
+    }
+
     pub fn active_for(&self, patient: &PatientId) -> Vec<Alarm> {
         self.active()
             .into_iter()

@@ -33,4 +33,4 @@ pub use board::{
 };
 pub use engine::RuleEngine;
 pub use finding::{Finding, Verdict, Worse};
-pub use settings::{AlarmSettings, Effective, RulesConfig};
+pub use settings::{AlarmSettings, DEFAULT_CLEAR_AFTER_S, Effective, RulesConfig};

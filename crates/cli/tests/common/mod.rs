@@ -2,6 +2,10 @@
 //! its own data directory, and small HTTP/MQTT conveniences.
 #![allow(dead_code)]
 
+pub mod live;
+#[allow(unused_imports)]
+pub use live::Live;
+
 use medmesh_server::{Config, Running, Server};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet};
 use serde_json::Value;
