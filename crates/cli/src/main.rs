@@ -135,6 +135,11 @@ struct ServeArgs {
     /// [config: rules.timer_interval_s; default: 10].
     #[arg(long)]
     rules_timer_interval_s: Option<u64>,
+    /// Seconds an alarm's condition must stay clear before the alarm
+    /// resolves by itself, for profiles that set none; 0: at the first
+    /// clear reading [config: rules.clear_after_s; default: 30].
+    #[arg(long)]
+    alarm_clear_after_s: Option<u64>,
     /// Alarm changes are POSTed (signed) to this URL, repeatable
     /// [config: alarms.webhook.urls; default: none].
     #[arg(long, value_name = "URL")]
@@ -263,6 +268,9 @@ impl ServeArgs {
         }
         if let Some(s) = self.rules_timer_interval_s {
             config.rules.timer_interval_s = s;
+        }
+        if let Some(s) = self.alarm_clear_after_s {
+            config.rules.clear_after_s = s;
         }
         for r in &self.retention {
             let (kind, keep) = r.split_once('=').ok_or_else(|| {
