@@ -339,8 +339,14 @@ fn compose(
     let zone = &settings.time_zone;
     let link = settings.link(alarm.id);
     let name = patient.map_or_else(|| alarm.patient_id.to_string(), |p| p.name.clone());
+    // A resolution carries the value that cleared the alarm.
+    let label = if change == "resolved" {
+        "Latest value"
+    } else {
+        "Value"
+    };
     let value = value_text(alarm)
-        .map(|v| format!("Value: {v}\n"))
+        .map(|v| format!("{label}: {v}\n"))
         .unwrap_or_default();
     let raised = format!("Raised: {}\n", local_time(alarm.raised_ms, zone));
     let resolved = alarm

@@ -260,6 +260,12 @@ pub fn check(
         }
     }
     for ((key, level, ward), (count, example)) in nobody {
+        // The default step has no key of its own to index.
+        let at = if key.starts_with("alarms.escalation.") {
+            format!("{key}[{level}]")
+        } else {
+            key
+        };
         let whose = if ward.is_empty() {
             "patients without a ward".to_string()
         } else {
@@ -268,7 +274,7 @@ pub fn check(
         out.push(Unreachable {
             reason: "nobody_at_level",
             text: format!(
-                "{key}[{level}]: nobody with an e-mail address for {count} patient(s) of {whose} (e.g. {example}): their alarms at this level are mailed to no one"
+                "{at}: nobody with an e-mail address for {count} patient(s) of {whose} (e.g. {example}): their alarms at this level are mailed to no one"
             ),
         });
     }
