@@ -949,6 +949,14 @@ fn user_add_takes_an_email_and_bad_alarm_config_is_refused_naming_the_key() {
         ),
         (&["--quiet-hours", "22:00"][..], "--quiet-hours"),
         (
+            &["--time-zone", "Europe/Londres"][..],
+            "alarms.time_zone \"Europe/Londres\"",
+        ),
+        (
+            &["--dashboard-url", "medmesh.local:8080"][..],
+            "alarms.dashboard_url",
+        ),
+        (
             &[
                 "--quiet-hours",
                 "22:00-07:00",

@@ -392,4 +392,53 @@ from = "medmesh <alarms@example.org>"
             "{unknown}"
         );
     }
+
+    #[test]
+    fn the_site_time_zone_and_dashboard_address_are_checked() {
+        let email = "[alarms.email]\nsmtp_url = \"smtp://127.0.0.1:25\"\nfrom = \"a@b.org\"\n";
+        let with = |keys: &str| build(&format!("[alarms]\n{keys}\n{email}"));
+        let ok =
+            with("time_zone = \"Asia/Kolkata\"\ndashboard_url = \"https://medmesh.example.org/\"")
+                .unwrap()
+                .email
+                .unwrap();
+        assert_eq!(ok.time_zone.iana_name(), Some("Asia/Kolkata"));
+        assert_eq!(
+            ok.dashboard_url.as_deref(),
+            Some("https://medmesh.example.org")
+        );
+        let err = |keys: &str| {
+            with(keys)
+                .err()
+                .unwrap_or_else(|| panic!("accepted: {keys}"))
+        };
+        assert!(err("time_zone = \"Mars/Base\"").contains("alarms.time_zone \"Mars/Base\""));
+        for bad in [
+            "medmesh.example.org",
+            "ftp://x.org",
+            "https://x.org/?a=1",
+            "https://x.org/#/alarms",
+        ] {
+            assert!(
+                err(&format!("dashboard_url = \"{bad}\"")).contains("alarms.dashboard_url"),
+                "{bad}"
+            );
+        }
+        // Quiet hours without a zone of their own read the site's clock:
+        // 2026-07-01T21:30Z is 03:00 in India, inside 22:00-07:00.
+        let q = build(
+            "[alarms]\ntime_zone = \"Asia/Kolkata\"\n[alarms.quiet_hours]\nstart = \"22:00\"\nend = \"07:00\"\n\
+             [alarms.webhook]\nurls = [\"http://127.0.0.1:9/\"]\nsecret = \"0123456789abcdef\"",
+        )
+        .unwrap()
+        .webhook
+        .unwrap()
+        .quiet_hours
+        .unwrap();
+        let july_evening = 1_782_941_400_000;
+        assert_eq!(
+            q.hold_until(medmesh_model::Priority::Low, july_evening),
+            Some(july_evening + 4 * 3_600_000)
+        );
+    }
 }

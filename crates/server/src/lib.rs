@@ -345,25 +345,31 @@ fn delivery_tasks(
     let check = {
         let (pipeline, access, policy) =
             (pipeline.clone(), access.clone(), delivery.policy.clone());
-        move |before: &std::collections::BTreeSet<String>| {
+        move |before: std::collections::BTreeSet<String>| {
             medmesh_sinks::recipients::report(
                 &access.directory,
                 &policy,
                 &pipeline.registry.patients(),
                 email_on,
                 &pipeline.metrics,
-                before,
+                &before,
             )
         }
     };
-    let mut reported = check(&Default::default());
+    let mut reported = check(Default::default());
     tasks.push(tokio::spawn(async move {
         let mut tick = tokio::time::interval(RECIPIENT_CHECK_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
         loop {
             tick.tick().await;
-            reported = check(&reported);
+            // Every patient's every level: off the async workers.
+            let check = check.clone();
+            let before = std::mem::take(&mut reported);
+            match tokio::task::spawn_blocking(move || check(before)).await {
+                Ok(now) => reported = now,
+                Err(e) => tracing::error!(error = %e, "checking alarm recipients failed"),
+            }
         }
     }));
     match delivery.webhook {
