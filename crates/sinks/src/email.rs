@@ -429,6 +429,7 @@ mod tests {
             state: AlarmState::Active,
             message: "Heart rate 135 /min scores 3 on NEWS2".into(),
             value: 135.0,
+            worst: Some(135.0),
             // 2026-12-01T00:00:00Z
             raised_ms: 1_796_083_200_000,
             updated_ms: 1_796_083_200_000,
