@@ -1,9 +1,15 @@
 //! `GET /api/v1/stream`: live events as server-sent events.
 //!
 //! Each event's `event:` field is its type (`observations`, `alarm`,
-//! `device_status`) and its data the JSON of [`medmesh_pipeline::LiveEvent`].
-//! A client too slow to keep up receives a `resync` event and should reload
-//! its view.
+//! `device_status`, `device_battery`) and its data the JSON of
+//! [`medmesh_pipeline::LiveEvent`].
+//!
+//! A stream never loses an alarm change: alarm changes come from the alarm
+//! feed (`medmesh_sinks::feed`), in the numbering of the alarm log, and a
+//! reader that falls behind gets the ones it missed read back from the log.
+//! What a slow reader loses is observations and device events: it then
+//! receives an `observations_skipped` event (data: how many were skipped)
+//! and should reload the latest values; its alarms stay whole.
 //!
 //! A caller receives only what they may see: readings of patients whose
 //! observations they may read, alarms of patients whose alarms they may
@@ -27,12 +33,14 @@ use axum::routing::get;
 use medmesh_access::{GlobalRight, Outcome, PatientRight};
 use medmesh_model::PatientId;
 use medmesh_pipeline::LiveEvent;
+use medmesh_sinks::feed::{Change, Feed};
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio_stream::wrappers::BroadcastStream;
-use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 
 /// How often an open stream checks that its caller's credential still stands.
@@ -68,41 +76,96 @@ fn visible(app: &App, caller: &Caller, event: &LiveEvent) -> bool {
     }
 }
 
+/// Events a stream holds for a slow reader before the newest observations
+/// are skipped for it (alarm changes are read back from the log instead).
+const BUFFER: usize = 256;
+
 async fn stream(
     State(app): State<App>,
     caller: Caller,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     caller.audit("open live stream", None, Outcome::Allowed);
-    let credential = caller.clone();
-    let events = BroadcastStream::new(app.pipeline.subscribe()).filter_map(move |item| {
-        Some(Ok(match item {
-            Ok(ev) => {
-                if !visible(&app, &caller, &ev) {
-                    return None;
-                }
-                let name = match &ev {
-                    LiveEvent::Observations { .. } => "observations",
-                    LiveEvent::Alarm { .. } => "alarm",
-                    LiveEvent::DeviceStatus { .. } => "device_status",
-                    LiveEvent::DeviceBattery { .. } => "device_battery",
-                };
-                Event::default()
-                    .event(name)
-                    .json_data(&ev)
-                    .unwrap_or_else(|_| Event::default().comment("unencodable"))
-            }
-            Err(BroadcastStreamRecvError::Lagged(n)) => {
-                Event::default().event("resync").data(n.to_string())
-            }
-        }))
-    });
+    // Subscribed before the response starts: nothing from now on is missed.
+    let alarms = Feed::from_now(
+        "live stream",
+        app.pipeline.clone(),
+        app.pipeline.subscribe_alarms(),
+    );
+    let live = app.pipeline.subscribe();
+    let (tx, rx) = mpsc::channel(BUFFER);
+    tokio::spawn(forward(app, caller.clone(), alarms, live, tx));
     Sse::new(WhileValid {
-        inner: Box::pin(events),
+        inner: Box::pin(ReceiverStream::new(rx).map(Ok)),
         recheck: Box::pin(tokio::time::sleep(RECHECK)),
-        caller: credential,
+        caller,
         ended: false,
     })
     .keep_alive(KeepAlive::default())
+}
+
+/// Feeds one stream until its reader goes: alarm changes first and whole,
+/// then observations and device events as far as the reader keeps up.
+async fn forward(
+    app: App,
+    caller: Caller,
+    mut alarms: Feed,
+    mut live: broadcast::Receiver<LiveEvent>,
+    tx: mpsc::Sender<Event>,
+) {
+    loop {
+        let event = tokio::select! {
+            biased;
+            change = alarms.next() => {
+                let Some(Change { seq, change, alarm }) = change else { return };
+                alarms.taken(seq);
+                LiveEvent::Alarm { change: change_kind(&change), alarm, seq: Some(seq) }
+            }
+            event = live.recv() => match event {
+                // Alarm changes come from the feed, in order and whole.
+                Ok(LiveEvent::Alarm { .. }) => continue,
+                Ok(event) => event,
+                Err(RecvError::Lagged(skipped)) => {
+                    let skipped = Event::default()
+                        .event("observations_skipped")
+                        .data(skipped.to_string());
+                    if tx.send(skipped).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                Err(RecvError::Closed) => return,
+            },
+        };
+        if !visible(&app, &caller, &event) {
+            continue;
+        }
+        let name = match &event {
+            LiveEvent::Observations { .. } => "observations",
+            LiveEvent::Alarm { .. } => "alarm",
+            LiveEvent::DeviceStatus { .. } => "device_status",
+            LiveEvent::DeviceBattery { .. } => "device_battery",
+        };
+        let event = Event::default()
+            .event(name)
+            .json_data(&event)
+            .unwrap_or_else(|_| Event::default().comment("unencodable"));
+        if tx.send(event).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The kind of an alarm change read back from the alarm log, as the live
+/// events name it.
+fn change_kind(kind: &str) -> &'static str {
+    match kind {
+        "raised" => "raised",
+        "acknowledged" => "acknowledged",
+        "snoozed" => "snoozed",
+        "escalated" => "escalated",
+        "resolved" => "resolved",
+        _ => "updated",
+    }
 }
 
 /// A stream that ends once its caller's credential no longer stands.

@@ -12,6 +12,10 @@
 //! are read back from the alarm log. Numbers can arrive out of order (a
 //! clinician's action is published after its fsync, a rule's at once), so
 //! taken changes above the gap are remembered rather than skipped.
+//!
+//! A reader that keeps nothing across restarts (a dashboard's live stream)
+//! takes a feed with [`Feed::from_now`]: the same guarantee while it is
+//! connected, from the moment it subscribed.
 
 use crate::outbox::Outbox;
 use medmesh_model::Alarm;
@@ -73,7 +77,8 @@ pub struct Feed {
     channel: &'static str,
     pipeline: Arc<Pipeline>,
     events: broadcast::Receiver<LiveEvent>,
-    outbox: Arc<Outbox>,
+    /// Where how far the sink got is kept; `None`: nowhere (a live reader).
+    outbox: Option<Arc<Outbox>>,
     taken: Taken,
     /// Changes read back from the log, to hand out before live ones.
     backlog: VecDeque<Change>,
@@ -124,21 +129,7 @@ impl Feed {
         if let Ok(Err(e)) = flushed {
             tracing::error!(channel, error = %e, "where the sink starts is not recorded");
         }
-        let mut feed = Feed {
-            channel,
-            pipeline,
-            events: alarms.events,
-            outbox,
-            taken: Taken {
-                to,
-                above: BTreeSet::new(),
-            },
-            backlog: VecDeque::new(),
-            reading: None,
-            gap_opened: None,
-            gap_check: None,
-            given_up: BTreeSet::new(),
-        };
+        let mut feed = Feed::starting_at(channel, pipeline, alarms.events, Some(outbox), to);
         feed.start_read();
         feed.finish_read().await;
         if !feed.backlog.is_empty() {
@@ -149,6 +140,41 @@ impl Feed {
             );
         }
         feed
+    }
+
+    /// A feed of the changes after `alarms` began, kept nowhere: for a
+    /// reader connected now (a live stream), which must see every change
+    /// while it is connected, however far behind it falls.
+    pub fn from_now(
+        channel: &'static str,
+        pipeline: Arc<Pipeline>,
+        alarms: AlarmSubscription,
+    ) -> Feed {
+        Feed::starting_at(channel, pipeline, alarms.events, None, alarms.after)
+    }
+
+    fn starting_at(
+        channel: &'static str,
+        pipeline: Arc<Pipeline>,
+        events: broadcast::Receiver<LiveEvent>,
+        outbox: Option<Arc<Outbox>>,
+        to: u64,
+    ) -> Feed {
+        Feed {
+            channel,
+            pipeline,
+            events,
+            outbox,
+            taken: Taken {
+                to,
+                above: BTreeSet::new(),
+            },
+            backlog: VecDeque::new(),
+            reading: None,
+            gap_opened: None,
+            gap_check: None,
+            given_up: BTreeSet::new(),
+        }
     }
 
     /// The next change not taken on yet; `None` once the pipeline is gone.
@@ -196,8 +222,8 @@ impl Feed {
     /// outbox (on disk), or it concerns nobody this sink serves.
     pub fn taken(&mut self, seq: u64) {
         let moved = self.taken.insert(seq);
-        if moved {
-            self.outbox.mark_taken(self.channel, self.taken.to);
+        if moved && let Some(outbox) = &self.outbox {
+            outbox.mark_taken(self.channel, self.taken.to);
         }
         if self.taken.above.is_empty() {
             (self.gap_opened, self.gap_check) = (None, None);
@@ -231,7 +257,9 @@ impl Feed {
         for seq in missing {
             self.taken.insert(seq);
         }
-        self.outbox.mark_taken(self.channel, self.taken.to);
+        if let Some(outbox) = &self.outbox {
+            outbox.mark_taken(self.channel, self.taken.to);
+        }
         self.gap_opened = (!self.taken.above.is_empty()).then(Instant::now);
     }
 

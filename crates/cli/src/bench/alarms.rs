@@ -19,6 +19,12 @@
 //!
 //! Each alarm is matched to its publish by device (patient); alarms that
 //! never arrive are counted as missed.
+//!
+//! `--gateways N` pipelines the same load: N connections, each forwarding
+//! its share of the monitors' packs at once with 64 QoS 1 publishes in
+//! flight (see `fleet`). `--runs` repeats the whole comparison (5 by
+//! default) and reports each system's p99 per run with the median and the
+//! worst of them: one lucky run says nothing about the tail.
 
 mod book;
 mod fleet;
@@ -53,6 +59,13 @@ pub struct AlarmsArgs {
     /// Alarms provoked per second while measuring, each on a random device.
     #[arg(long, default_value_t = 10.0)]
     pub alarms_per_second: f64,
+    /// Forward the devices' packs through this many gateway connections,
+    /// each with 64 publishes in flight (0: one connection per device).
+    #[arg(long, default_value_t = 0)]
+    pub gateways: u32,
+    /// Times the whole comparison is run, one after the other.
+    #[arg(long, default_value_t = 5)]
+    pub runs: u32,
     /// Which other system to run the same workload against.
     #[arg(long, value_enum, default_value_t = AlarmsCompare::Mosquitto)]
     pub compare: AlarmsCompare,
@@ -97,9 +110,10 @@ struct Column {
     tally: Tally,
     /// Measured in the same run as the column before it (same load figures).
     same_run: bool,
-    /// The live stream's events, resync events and other alarms (medmesh only).
+    /// The live stream's events, observation events it skipped for the
+    /// reader, and other alarms (medmesh only).
     stream_events: Option<u64>,
-    resyncs: Option<u64>,
+    observations_skipped: Option<u64>,
     other_alarms: Option<u64>,
 }
 
@@ -117,6 +131,11 @@ pub async fn run(args: AlarmsArgs) -> anyhow::Result<()> {
         !args.measure.is_zero(),
         "--measure must be longer than zero"
     );
+    anyhow::ensure!(args.runs > 0, "--runs must be at least 1");
+    anyhow::ensure!(
+        args.gateways <= args.devices,
+        "--gateways must be at most --devices"
+    );
     raise_open_files_limit(args.devices)?;
     let temp;
     let work_dir = match &args.work_dir {
@@ -127,23 +146,127 @@ pub async fn run(args: AlarmsArgs) -> anyhow::Result<()> {
         }
     };
     eprintln!(
-        "bench alarms: {} devices x {} Hz SenML over MQTT QoS 1, {} warm-up, {} measured, {} alarms/s provoked",
-        args.devices,
+        "bench alarms: {} x {} Hz SenML over MQTT QoS 1, {} warm-up, {} measured, {} alarms/s provoked, {} run(s)",
+        connections(&args),
         args.rate,
         humantime::format_duration(args.warmup),
         humantime::format_duration(args.measure),
-        args.alarms_per_second
+        args.alarms_per_second,
+        args.runs
     );
-    let mut columns = vec![medmesh_column(&args, &work_dir.join("medmesh")).await?];
-    if args.compare == AlarmsCompare::Mosquitto {
-        columns.extend(mosquitto_columns(&args, &work_dir.join("mosquitto")).await?);
+    let mut runs = Vec::new();
+    for run in 1..=args.runs {
+        eprintln!("bench alarms: run {run} of {}", args.runs);
+        let dir = work_dir.join(format!("run-{run}"));
+        let mut columns = vec![medmesh_column(&args, &dir.join("medmesh")).await?];
+        if args.compare == AlarmsCompare::Mosquitto {
+            columns.extend(mosquitto_columns(&args, &dir.join("mosquitto")).await?);
+        }
+        // Each run starts from nothing: its data directories go.
+        let _ = std::fs::remove_dir_all(&dir);
+        runs.push(columns);
     }
     if args.json {
-        println!("{}", to_json(&args, &columns));
+        println!("{}", to_json(&args, &runs));
     } else {
-        print_table(&args, &columns);
+        for (k, columns) in runs.iter().enumerate() {
+            println!("\nrun {} of {}", k + 1, runs.len());
+            print_table(&args, columns);
+        }
+        print_summary(&runs);
     }
     Ok(())
+}
+
+/// How the devices connect, for the headings.
+fn connections(args: &AlarmsArgs) -> String {
+    if args.gateways == 0 {
+        format!("{} devices (one MQTT connection each)", args.devices)
+    } else {
+        format!(
+            "{} devices through {} gateways ({} publishes in flight each)",
+            args.devices,
+            args.gateways,
+            fleet::GATEWAY_IN_FLIGHT
+        )
+    }
+}
+
+/// One system's figures over every run: its p99 in each, their median and
+/// worst, and what was missed in all.
+struct Summary {
+    system: &'static str,
+    p99s: Vec<Option<Duration>>,
+    missed: u64,
+    observations_skipped: Option<u64>,
+}
+
+impl Summary {
+    fn of(runs: &[Vec<Column>]) -> Vec<Summary> {
+        let Some(first) = runs.first() else {
+            return Vec::new();
+        };
+        (0..first.len())
+            .map(|k| Summary {
+                system: first[k].system,
+                p99s: runs.iter().map(|r| r[k].tally.percentile(0.99)).collect(),
+                missed: runs.iter().map(|r| r[k].tally.missed).sum(),
+                observations_skipped: runs
+                    .iter()
+                    .map(|r| r[k].observations_skipped)
+                    .sum::<Option<u64>>(),
+            })
+            .collect()
+    }
+
+    /// The median of the runs' p99s (the lower middle one for an even
+    /// count); none if a run had no alarm.
+    fn median(&self) -> Option<Duration> {
+        let mut v: Vec<Duration> = self.p99s.iter().copied().collect::<Option<_>>()?;
+        v.sort();
+        v.get((v.len() - 1) / 2).copied()
+    }
+
+    fn worst(&self) -> Option<Duration> {
+        self.p99s
+            .iter()
+            .copied()
+            .collect::<Option<Vec<_>>>()?
+            .into_iter()
+            .max()
+    }
+}
+
+fn print_summary(runs: &[Vec<Column>]) {
+    println!(
+        "\np99 over {} run(s), each system in the same runs:",
+        runs.len()
+    );
+    println!(
+        "{:<30} {:>12} {:>12} {:>7}  p99 of each run",
+        "system", "median p99", "worst p99", "missed"
+    );
+    let cell = |d: Option<Duration>| match ms(d) {
+        Some(v) => format!("{v:.1}ms"),
+        None => "-".into(),
+    };
+    for s in Summary::of(runs) {
+        let each: Vec<String> = s.p99s.iter().map(|d| cell(*d)).collect();
+        let mut line = format!(
+            "{:<30} {:>12} {:>12} {:>7}  {}",
+            s.system,
+            cell(s.median()),
+            cell(s.worst()),
+            s.missed,
+            each.join(" ")
+        );
+        if let Some(n) = s.observations_skipped {
+            line.push_str(&format!(
+                "; {n} observation events skipped for the slow stream reader (alarms never are)"
+            ));
+        }
+        println!("{line}");
+    }
 }
 
 /// Each device is a socket here and one in the server (a separate process).
@@ -200,7 +323,7 @@ async fn medmesh_column(args: &AlarmsArgs, dir: &Path) -> anyhow::Result<Column>
         same_run: false,
         tally: book.tally(),
         stream_events: Some(stream_events),
-        resyncs: Some(stream.resyncs.load(Ordering::Relaxed)),
+        observations_skipped: Some(stream.observations_skipped.load(Ordering::Relaxed)),
         other_alarms: Some(other_alarms),
     })
 }
@@ -230,7 +353,7 @@ async fn mosquitto_columns(args: &AlarmsArgs, dir: &Path) -> anyhow::Result<[Col
             same_run: false,
             tally: durable.tally(),
             stream_events: None,
-            resyncs: None,
+            observations_skipped: None,
             other_alarms: None,
         },
         Column {
@@ -240,7 +363,7 @@ async fn mosquitto_columns(args: &AlarmsArgs, dir: &Path) -> anyhow::Result<[Col
             same_run: true,
             tally: floor.tally(),
             stream_events: None,
-            resyncs: None,
+            observations_skipped: None,
             other_alarms: None,
         },
     ])
@@ -269,6 +392,7 @@ async fn drive_load(
     let fleet = Fleet::connect(
         broker,
         args.devices,
+        args.gateways,
         args.rate,
         books.clone(),
         stats.clone(),
@@ -342,10 +466,12 @@ fn period(args: &AlarmsArgs) -> Duration {
 
 /// For `--measure`, tells a random device `--alarms-per-second` times a
 /// second to raise an alarm. A device is left alone for a while after, so
-/// its alarm has cleared (its next pack is normal) before it is chosen
-/// again. Returns how many provocations found no device free.
+/// its alarm has resolved (its next packs are normal, for medmesh's clear
+/// delay) before it is chosen again. Returns how many provocations found no
+/// device free.
 async fn provoke(fleet: &Fleet, args: &AlarmsArgs) -> u64 {
-    let cooldown = period(args) * 3 + Duration::from_secs(2);
+    let clear_delay = Duration::from_secs(medmesh_rules::DEFAULT_CLEAR_AFTER_S);
+    let cooldown = period(args) * 3 + Duration::from_secs(2) + clear_delay;
     let n = fleet.len();
     let mut last: Vec<Option<Instant>> = vec![None; n as usize];
     let mut rng = SmallRng::seed_from_u64(2026);
@@ -404,8 +530,8 @@ fn ms(d: Option<Duration>) -> Option<f64> {
 
 fn print_table(args: &AlarmsArgs, columns: &[Column]) {
     println!(
-        "\nworkload: {} devices (one MQTT connection each) x {} Hz SenML, QoS 1; {} warm-up, {} measured; {} alarms/s provoked (pulse 140/min, NEWS2 3)",
-        args.devices,
+        "workload: {} x {} Hz SenML, QoS 1; {} warm-up, {} measured; {} alarms/s provoked (pulse 140/min, NEWS2 3)",
+        connections(args),
         args.rate,
         humantime::format_duration(args.warmup),
         humantime::format_duration(args.measure),
@@ -478,8 +604,10 @@ fn print_table(args: &AlarmsArgs, columns: &[Column]) {
         if let Some(e) = c.stream_events {
             notes.push(format!("{e} stream events read"));
         }
-        if let Some(r) = c.resyncs.filter(|r| *r > 0) {
-            notes.push(format!("{r} stream resyncs (reader fell behind)"));
+        if let Some(n) = c.observations_skipped.filter(|n| *n > 0) {
+            notes.push(format!(
+                "{n} observation events skipped for the stream reader (it fell behind; no alarm is skipped)"
+            ));
         }
         if let Some(o) = c.other_alarms.filter(|o| *o > 0) {
             notes.push(format!("{o} other alarms raised"));
@@ -493,14 +621,9 @@ fn print_table(args: &AlarmsArgs, columns: &[Column]) {
     }
 }
 
-fn to_json(args: &AlarmsArgs, columns: &[Column]) -> serde_json::Value {
-    serde_json::json!({
-        "devices": args.devices,
-        "rate_hz": args.rate,
-        "warmup_s": args.warmup.as_secs_f64(),
-        "measure_s": args.measure.as_secs_f64(),
-        "alarms_per_second": args.alarms_per_second,
-        "systems": columns.iter().map(|c| serde_json::json!({
+fn to_json(args: &AlarmsArgs, runs: &[Vec<Column>]) -> serde_json::Value {
+    let system = |c: &Column| {
+        serde_json::json!({
             "system": c.system,
             "observed_when": c.observed_when,
             "connected": c.load.connected,
@@ -521,8 +644,25 @@ fn to_json(args: &AlarmsArgs, columns: &[Column]) -> serde_json::Value {
             "p99_ms": ms(c.tally.percentile(0.99)),
             "max_ms": ms(c.tally.latencies.last().copied()),
             "stream_events": c.stream_events,
-            "stream_resyncs": c.resyncs,
+            "stream_observations_skipped": c.observations_skipped,
             "other_alarms": c.other_alarms,
+        })
+    };
+    serde_json::json!({
+        "devices": args.devices,
+        "gateways": args.gateways,
+        "rate_hz": args.rate,
+        "warmup_s": args.warmup.as_secs_f64(),
+        "measure_s": args.measure.as_secs_f64(),
+        "alarms_per_second": args.alarms_per_second,
+        "runs": runs.iter().map(|r| r.iter().map(system).collect::<Vec<_>>()).collect::<Vec<_>>(),
+        "summary": Summary::of(runs).iter().map(|s| serde_json::json!({
+            "system": s.system,
+            "p99_ms": s.p99s.iter().map(|d| ms(*d)).collect::<Vec<_>>(),
+            "p99_median_ms": ms(s.median()),
+            "p99_worst_ms": ms(s.worst()),
+            "missed": s.missed,
+            "stream_observations_skipped": s.observations_skipped,
         })).collect::<Vec<_>>(),
     })
 }

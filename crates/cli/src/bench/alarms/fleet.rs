@@ -2,6 +2,13 @@
 //! monitor, each publishing a SenML pack of its six vital signs with QoS 1 at
 //! a fixed rate, the fleet's publishes spread evenly over each period.
 //!
+//! Or, pipelined (`--gateways N`): N connections, each a store-and-forward
+//! gateway for its share of the monitors, publishing all their packs at once
+//! every period, with up to [`GATEWAY_IN_FLIGHT`] QoS 1 publishes awaiting
+//! their acknowledgement (paho-mqtt's default window is 20; gateways
+//! forwarding a buffer keep more). Each pack still goes to its own
+//! monitor's topic.
+//!
 //! Values come from the simulator's stable physiology (normal, varying). When
 //! a device is told to raise an alarm, its next pack carries a heart rate of
 //! [`ALARM_HEART_RATE`]; the pack after is normal again, which clears it.
@@ -29,6 +36,8 @@ pub const ALARM_HEART_RATE: f64 = 140.0;
 const CONNECTING_AT_ONCE: usize = 256;
 /// How long one device may take to be connected and acknowledged.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+/// QoS 1 publishes a gateway keeps in flight.
+pub const GATEWAY_IN_FLIGHT: u16 = 64;
 
 /// The device id of fleet member `i`; [`index_of`] reverses it.
 pub fn device_id(i: u32) -> String {
@@ -75,11 +84,13 @@ pub struct Fleet {
 
 impl Fleet {
     /// Connects `devices` devices to `broker` (waiting for every CONNACK),
-    /// then starts publishing at `rate_hz` each. Alarm-raising publishes are
-    /// noted in each of `books`.
+    /// each on its own connection, or through `gateways` connections when
+    /// that is not zero; then starts publishing at `rate_hz` each.
+    /// Alarm-raising publishes are noted in each of `books`.
     pub async fn connect(
         broker: SocketAddr,
         devices: u32,
+        gateways: u32,
         rate_hz: f64,
         books: Vec<Arc<Book>>,
         stats: Arc<FleetStats>,
@@ -89,16 +100,34 @@ impl Fleet {
             books,
             stats,
         });
+        // Who publishes for whom: one connection per device, or device i
+        // behind gateway i % gateways.
+        let connections: Vec<(String, Vec<u32>)> = if gateways == 0 {
+            (0..devices).map(|i| (device_id(i), vec![i])).collect()
+        } else {
+            (0..gateways.min(devices))
+                .map(|g| {
+                    let members = (g..devices).step_by(gateways as usize).collect();
+                    (format!("bench-gw-{g:04}"), members)
+                })
+                .collect()
+        };
         let mut tasks = JoinSet::new();
         let gate = Arc::new(Semaphore::new(CONNECTING_AT_ONCE));
         let (ready_tx, mut ready) = tokio::sync::mpsc::unbounded_channel();
-        let mut clients = Vec::with_capacity(devices as usize);
-        for i in 0..devices {
-            let mut opts = MqttOptions::new(device_id(i), broker.ip().to_string(), broker.port());
+        let mut clients = Vec::with_capacity(connections.len());
+        for (id, members) in &connections {
+            let mut opts = MqttOptions::new(id, broker.ip().to_string(), broker.port());
             opts.set_keep_alive(Duration::from_secs(60));
-            opts.set_inflight(16);
             opts.set_max_packet_size(64 * 1024, 64 * 1024);
-            let (client, mut eventloop) = AsyncClient::new(opts, 8);
+            let queue = if gateways == 0 {
+                opts.set_inflight(16);
+                8
+            } else {
+                opts.set_inflight(GATEWAY_IN_FLIGHT);
+                members.len() + 8
+            };
+            let (client, mut eventloop) = AsyncClient::new(opts, queue);
             let mut network = eventloop.network_options();
             network.set_connection_timeout(CONNECT_TIMEOUT.as_secs());
             eventloop.set_network_options(network);
@@ -112,7 +141,7 @@ impl Fleet {
         }
         drop(ready_tx);
         let mut failures: Vec<String> = Vec::new();
-        for _ in 0..devices {
+        for _ in 0..connections.len() {
             match tokio::time::timeout(CONNECT_TIMEOUT * 2, ready.recv()).await {
                 Ok(Some(Ok(()))) => {}
                 Ok(Some(Err(e))) => failures.push(e),
@@ -124,20 +153,23 @@ impl Fleet {
         }
         if !failures.is_empty() {
             anyhow::bail!(
-                "{} of {devices} devices could not connect to {broker}; first error: {}{}",
+                "{} of {} connections could not connect to {broker}; first error: {}{}",
                 failures.len(),
+                connections.len(),
                 failures[0],
                 connect_hint(&failures[0])
             );
         }
-        // Device i publishes at start + i/devices of a period, then every period.
+        // Connection c publishes at start + c/connections of a period, then
+        // every period.
         let period = Duration::from_secs_f64(1.0 / rate_hz);
         let start = tokio::time::Instant::now() + Duration::from_millis(100);
-        for (i, client) in clients.into_iter().enumerate() {
-            let offset = period.mul_f64(i as f64 / f64::from(devices));
+        let n = connections.len();
+        for (c, (client, (_, members))) in clients.into_iter().zip(connections).enumerate() {
+            let offset = period.mul_f64(c as f64 / n as f64);
             tasks.spawn(publish(
                 client,
-                i as u32,
+                members,
                 start + offset,
                 period,
                 shared.clone(),
@@ -228,44 +260,54 @@ async fn drive(
     }
 }
 
-/// One device's publishing: a pack every period from `first`.
+/// One connection's publishing: a pack for each of its `members` every
+/// period from `first` (all at once: a gateway forwarding its buffer).
 async fn publish(
     client: AsyncClient,
-    i: u32,
+    members: Vec<u32>,
     first: tokio::time::Instant,
     period: Duration,
     shared: Arc<Shared>,
 ) {
-    let mut rng = SmallRng::seed_from_u64(u64::from(i));
-    let mut physiology = Physiology::new(&mut rng, Trajectory::Stable);
-    let device = device_id(i);
-    let topic = medmesh_sources::mqtt::device_topic(&device);
+    let mut devices: Vec<_> = members
+        .into_iter()
+        .map(|i| {
+            let mut rng = SmallRng::seed_from_u64(u64::from(i));
+            let physiology = Physiology::new(&mut rng, Trajectory::Stable);
+            let device = device_id(i);
+            let topic = medmesh_sources::mqtt::device_topic(&device);
+            (i, rng, physiology, device, topic)
+        })
+        .collect();
     let mut tick = tokio::time::interval_at(first, period);
     // A machine that cannot keep up publishes less rather than in bursts;
     // the achieved rate is reported.
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tick.tick().await;
-        let now = now_ms();
-        let mut readings = physiology.sample(now, &mut rng);
-        // Cleared only once the publish is noted as pending, so that a
-        // provoked alarm is always either flagged or pending.
-        let alarm = shared.raise[i as usize].load(Ordering::Acquire);
-        if alarm {
-            readings[0] = (VitalSign::HeartRate, ALARM_HEART_RATE);
-        }
-        let payload = senml(&device, &readings, now);
-        if alarm {
-            let at = Instant::now();
-            for book in &shared.books {
-                book.published(i, at);
+        for (i, rng, physiology, device, topic) in &mut devices {
+            let i = *i as usize;
+            let now = now_ms();
+            let mut readings = physiology.sample(now, rng);
+            // Cleared only once the publish is noted as pending, so that a
+            // provoked alarm is always either flagged or pending.
+            let alarm = shared.raise[i].load(Ordering::Acquire);
+            if alarm {
+                readings[0] = (VitalSign::HeartRate, ALARM_HEART_RATE);
             }
-            shared.raise[i as usize].store(false, Ordering::Release);
+            let payload = senml(device, &readings, now);
+            if alarm {
+                let at = Instant::now();
+                for book in &shared.books {
+                    book.published(i as u32, at);
+                }
+                shared.raise[i].store(false, Ordering::Release);
+            }
+            match client.try_publish(topic.as_str(), QoS::AtLeastOnce, false, payload) {
+                Ok(()) => shared.stats.published.fetch_add(1, Ordering::Relaxed),
+                Err(_) => shared.stats.refused.fetch_add(1, Ordering::Relaxed),
+            };
         }
-        match client.try_publish(topic.as_str(), QoS::AtLeastOnce, false, payload) {
-            Ok(()) => shared.stats.published.fetch_add(1, Ordering::Relaxed),
-            Err(_) => shared.stats.refused.fetch_add(1, Ordering::Relaxed),
-        };
     }
 }
 

@@ -72,7 +72,9 @@ function flush() {
   queue = [];
   const change = { patients: new Map(), alarms: [], devices: [], reloaded: false };
   for (const [type, ev] of batch) {
-    if (type === "resync") { scheduleReload(); continue; }
+    // A slow reader's skipped observations: reload the latest values (its
+    // alarm changes are never skipped).
+    if (type === "observations_skipped") { scheduleReload(); continue; }
     if (type === "device_status" || type === "device_battery") { change.devices.push(ev); continue; }
     if (type === "alarm") {
       if (!applyAlarm(ev)) continue;
@@ -130,8 +132,8 @@ export function connect() {
     status("reconnecting");
     api("/api/v1/me").catch(() => {}); // a 401 here signs the page out
   };
-  for (const type of ["observations", "alarm", "device_status", "device_battery", "resync"]) {
-    es.addEventListener(type, e => enqueue(type, type === "resync" ? null : JSON.parse(e.data)));
+  for (const type of ["observations", "alarm", "device_status", "device_battery", "observations_skipped"]) {
+    es.addEventListener(type, e => enqueue(type, type === "observations_skipped" ? null : JSON.parse(e.data)));
   }
 }
 
