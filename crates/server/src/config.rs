@@ -19,6 +19,7 @@
 //! peer_buffer_bytes = 2097152
 //! buffer_budget_bytes = 67108864
 //! upload_timeout = "60s"
+//! max_remembered_exchanges = 100000
 //! [hl7]
 //! listen = "127.0.0.1:2575"
 //! max_connections = 1000
@@ -153,6 +154,8 @@ pub struct CoapConfig {
     pub buffer_budget_bytes: usize,
     /// A block-wise upload whose next block does not come within this is dropped.
     pub upload_timeout: String,
+    /// Exchanges remembered to answer retransmissions; the oldest go first.
+    pub max_remembered_exchanges: usize,
 }
 
 impl Default for CoapConfig {
@@ -164,6 +167,7 @@ impl Default for CoapConfig {
             peer_buffer_bytes: limits.peer_buffer_bytes,
             buffer_budget_bytes: limits.buffer_budget_bytes,
             upload_timeout: humantime::format_duration(limits.upload_timeout).to_string(),
+            max_remembered_exchanges: limits.max_exchanges,
         }
     }
 }
@@ -184,6 +188,7 @@ impl CoapConfig {
             peer_buffer_bytes: self.peer_buffer_bytes,
             buffer_budget_bytes: self.buffer_budget_bytes,
             upload_timeout: duration("coap.upload_timeout", &self.upload_timeout)?,
+            max_exchanges: self.max_remembered_exchanges.max(1),
         })
     }
 }

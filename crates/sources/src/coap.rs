@@ -59,6 +59,9 @@ pub struct CoapLimits {
     pub buffer_budget_bytes: usize,
     /// An upload whose next block does not arrive within this is dropped.
     pub upload_timeout: Duration,
+    /// Exchanges remembered to answer retransmissions (RFC 7252 section
+    /// 4.5); beyond this the oldest are forgotten.
+    pub max_exchanges: usize,
 }
 
 impl Default for CoapLimits {
@@ -72,30 +75,65 @@ impl Default for CoapLimits {
             peer_buffer_bytes: 2 << 20,
             buffer_budget_bytes: 64 << 20,
             upload_timeout: Duration::from_secs(60),
+            // About 300 bytes each (measured, with the answer and the map):
+            // 30 MiB, 400 requests a second for all of EXCHANGE_LIFETIME
+            // (247 s). At a higher rate the oldest are forgotten first; a
+            // device's last retransmission comes within 45 s (RFC 7252
+            // MAX_TRANSMIT_SPAN), which 100,000 covers up to 2,000 a second.
+            max_exchanges: 100_000,
         }
     }
 }
 
 /// What we know of a (peer, message ID) exchange.
 enum Exchange {
-    InProgress(Instant),
-    Answered(Instant, Vec<u8>),
+    InProgress,
+    Answered(Vec<u8>),
 }
 
-#[derive(Default)]
+type ExchangeKey = (SocketAddr, u16);
+
+/// Exchanges remembered for de-duplication, oldest first, for
+/// [`EXCHANGE_LIFETIME`] but never more than `max` of them: a flood of
+/// fresh message IDs pushes the oldest out (their retransmissions would be
+/// handled again) instead of growing memory without end.
 struct Exchanges {
-    map: HashMap<(SocketAddr, u16), Exchange>,
-    inserts: u64,
+    /// Each exchange and when it was first seen.
+    map: HashMap<ExchangeKey, (Instant, Exchange)>,
+    order: std::collections::VecDeque<(ExchangeKey, Instant)>,
+    max: usize,
 }
 
 impl Exchanges {
-    fn prune(&mut self) {
+    fn new(max: usize) -> Exchanges {
+        Exchanges {
+            map: HashMap::new(),
+            order: std::collections::VecDeque::new(),
+            max: max.max(1),
+        }
+    }
+
+    fn insert(&mut self, key: ExchangeKey) {
         let now = Instant::now();
-        self.map.retain(|_, e| match e {
-            Exchange::InProgress(t) | Exchange::Answered(t, _) => {
-                now.duration_since(*t) < EXCHANGE_LIFETIME
+        while let Some(&(old, since)) = self.order.front() {
+            if self.map.len() < self.max && now.duration_since(since) < EXCHANGE_LIFETIME {
+                break;
             }
-        });
+            self.order.pop_front();
+            // Only if it is still that exchange (not one forgotten and seen again since).
+            if self.map.get(&old).is_some_and(|(t, _)| *t == since) {
+                self.map.remove(&old);
+            }
+        }
+        self.map.insert(key, (now, Exchange::InProgress));
+        self.order.push_back((key, now));
+    }
+
+    /// Records the answer, if the exchange is still remembered.
+    fn answered(&mut self, key: ExchangeKey, bytes: Vec<u8>) {
+        if let Some((_, e)) = self.map.get_mut(&key) {
+            *e = Exchange::Answered(bytes);
+        }
     }
 }
 
@@ -278,7 +316,7 @@ impl CoapListener {
                 held: Mutex::default(),
             }),
             pipeline,
-            exchanges: Mutex::default(),
+            exchanges: Mutex::new(Exchanges::new(limits.max_exchanges)),
             uploads: Mutex::default(),
             allow_anonymous: self.allow_anonymous,
         });
@@ -344,14 +382,10 @@ impl Ctx {
         let seen: Option<Option<Vec<u8>>> = {
             let mut ex = self.exchanges.lock().expect("exchanges lock");
             match ex.map.get(&key) {
-                Some(Exchange::Answered(_, response)) => Some(Some(response.clone())),
-                Some(Exchange::InProgress(_)) => Some(None),
+                Some((_, Exchange::Answered(response))) => Some(Some(response.clone())),
+                Some((_, Exchange::InProgress)) => Some(None),
                 None => {
-                    ex.map.insert(key, Exchange::InProgress(Instant::now()));
-                    ex.inserts += 1;
-                    if ex.inserts & 1023 == 0 {
-                        ex.prune();
-                    }
+                    ex.insert(key);
                     None
                 }
             }
@@ -648,8 +682,7 @@ impl Ctx {
                 self.exchanges
                     .lock()
                     .expect("exchanges lock")
-                    .map
-                    .insert(key, Exchange::Answered(Instant::now(), bytes.clone()));
+                    .answered(key, bytes.clone());
                 let _ = self.socket.send_to(&bytes, key.0).await;
             }
             Err(e) => tracing::error!(error = ?e, "cannot encode CoAP response"),
@@ -904,6 +937,27 @@ mod tests {
     }
 
     #[test]
+    fn remembered_exchanges_are_capped_oldest_forgotten_first() {
+        let mut ex = Exchanges::new(3);
+        let peer: SocketAddr = "10.0.0.1:5683".parse().unwrap();
+        for id in 0..3 {
+            ex.insert((peer, id));
+        }
+        ex.answered((peer, 0), b"first".to_vec());
+        ex.insert((peer, 3));
+        assert_eq!(ex.map.len(), 3);
+        assert!(!ex.map.contains_key(&(peer, 0)), "the oldest goes first");
+        // An answer for a forgotten exchange is sent, not remembered.
+        ex.answered((peer, 0), b"late".to_vec());
+        assert!(!ex.map.contains_key(&(peer, 0)));
+        for id in 4..1000 {
+            ex.insert((peer, id));
+        }
+        assert_eq!(ex.map.len(), 3);
+        assert_eq!(ex.order.len(), 3);
+    }
+
+    #[test]
     fn the_budget_caps_each_address_and_the_whole_listener() {
         let budget = Arc::new(Budget {
             limits: CoapLimits {
@@ -911,6 +965,7 @@ mod tests {
                 peer_buffer_bytes: 100,
                 buffer_budget_bytes: 150,
                 upload_timeout: Duration::from_secs(1),
+                max_exchanges: 10,
             },
             metrics: Arc::new(medmesh_pipeline::Metrics::default()),
             held: Mutex::default(),
