@@ -111,6 +111,13 @@ struct ServeArgs {
     /// Publishes per MQTT connection being stored at once [config: mqtt.max_inflight; default: 64].
     #[arg(long)]
     mqtt_max_inflight: Option<usize>,
+    /// MQTT connections open at once, 0 for no cap [config: mqtt.max_connections; default: 10000].
+    #[arg(long)]
+    mqtt_max_connections: Option<usize>,
+    /// MQTT connections open at once from one address, 0 for no cap
+    /// [config: mqtt.max_connections_per_address; default: 256].
+    #[arg(long)]
+    mqtt_max_connections_per_address: Option<usize>,
     /// Size at which a write-ahead log segment is checkpointed into compressed
     /// chunks [config: storage.wal_segment_bytes; default: 67108864].
     #[arg(long)]
@@ -263,6 +270,12 @@ impl ServeArgs {
         if let Some(n) = self.mqtt_max_inflight {
             config.mqtt.max_inflight = n;
         }
+        if let Some(n) = self.mqtt_max_connections {
+            config.mqtt.max_connections = n;
+        }
+        if let Some(n) = self.mqtt_max_connections_per_address {
+            config.mqtt.max_connections_per_address = n;
+        }
         if let Some(n) = self.wal_segment_bytes {
             config.storage.wal_segment_bytes = n;
         }
@@ -356,6 +369,37 @@ fn main() -> ExitCode {
     }
 }
 
+/// Raises the open-files soft limit to the hard one: the default soft limit
+/// (often 1024) would run the listeners out of descriptors long before
+/// their connection caps. Warns when the caps still exceed the limit, since
+/// accepts then fail (and back off) before the caps refuse anything.
+fn raise_open_files_limit(config: &medmesh_server::Config) {
+    let caps = [
+        config.mqtt.max_connections,
+        config.http.max_connections,
+        config.hl7.max_connections,
+    ];
+    // Data files, the WAL, timers and the like: a few hundred at most.
+    const OWN_FILES: u64 = 512;
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
+        Ok(limit) if caps.contains(&0) => {
+            tracing::info!(limit, "open-files limit (a listener has no connection cap)")
+        }
+        Ok(limit) => {
+            let need = caps.iter().map(|c| *c as u64).sum::<u64>() + OWN_FILES;
+            if limit < need {
+                tracing::warn!(
+                    limit,
+                    need,
+                    "the open-files limit is below the listeners' connection caps: raise it \
+                     (LimitNOFILE for a service, ulimit -Hn) or lower the caps"
+                );
+            }
+        }
+    }
+}
+
 fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MEDMESH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -373,6 +417,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => {
             let config = args.config("medmesh-data")?;
+            raise_open_files_limit(&config);
             let running = Server::start(&config).await?;
             if let Some(password) = &running.bootstrap_password {
                 eprintln!(
@@ -401,6 +446,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             // The simulated ward sends without credentials, so the demo
             // allows anonymous devices unless told otherwise, and says so.
             let anonymous = *config.devices.allow_anonymous.get_or_insert(true);
+            raise_open_files_limit(&config);
             let running = Server::start(&config).await?;
             let ward = clinical_demo_ward(patients, 2026);
             for p in &ward {

@@ -27,7 +27,7 @@ pub use device_identity::{DeviceIdentity, Proof, Refusal};
 pub use live::{LiveEvent, LiveObservation};
 pub use medmesh_codecs::gatt::Characteristic as GattCharacteristic;
 pub use medmesh_storage::{LoggedChange, ResolvedQuery};
-pub use metrics::{DeliveryOutcome, Metrics, SourceKind};
+pub use metrics::{ConnectionRefusal, DeliveryOutcome, Metrics, PayloadRefusal, SourceKind};
 pub use order::{Turn, Turns};
 
 use medmesh_codecs::{DecodeError, Decoded, RecordError, fhir, gatt, senml};

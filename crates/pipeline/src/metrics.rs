@@ -82,8 +82,76 @@ struct ReasonLabel {
     reason: &'static str,
 }
 
+/// Why a listener turned a connection away, or closed one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConnectionRefusal {
+    /// The listener holds its `max_connections`.
+    ListenerFull,
+    /// The client's address holds its `max_connections_per_address`.
+    AddressFull,
+}
+
+impl EncodeLabelValue for ConnectionRefusal {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        let label = match self {
+            ConnectionRefusal::ListenerFull => "listener_full",
+            ConnectionRefusal::AddressFull => "address_full",
+        };
+        std::fmt::Write::write_str(encoder, label)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RefusedLabel {
+    listener: SourceKind,
+    reason: ConnectionRefusal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ListenerLabel {
+    listener: SourceKind,
+}
+
+/// Why a payload was refused for its size or for the memory it would take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PayloadRefusal {
+    /// Larger than the listener accepts for one message (CoAP 4.13, MLLP close).
+    TooLarge,
+    /// The sender's address already has its share of buffered payloads (CoAP 5.03).
+    PeerBudget,
+    /// All payloads in flight together are at the listener's budget (CoAP 5.03).
+    MemoryBudget,
+    /// A later block of an upload whose first block was never accepted, or
+    /// that arrived out of order (CoAP 4.08).
+    Incomplete,
+}
+
+impl EncodeLabelValue for PayloadRefusal {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        let label = match self {
+            PayloadRefusal::TooLarge => "too_large",
+            PayloadRefusal::PeerBudget => "peer_budget",
+            PayloadRefusal::MemoryBudget => "memory_budget",
+            PayloadRefusal::Incomplete => "incomplete",
+        };
+        std::fmt::Write::write_str(encoder, label)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct PayloadLabel {
+    source: SourceKind,
+    reason: PayloadRefusal,
+}
+
 pub struct Metrics {
     registry: Registry,
+    connections_open: Family<ListenerLabel, Gauge>,
+    connections_refused: Family<RefusedLabel, Counter>,
+    connections_timed_out: Family<ListenerLabel, Counter>,
+    accept_errors: Family<ListenerLabel, Counter>,
+    payloads_refused: Family<PayloadLabel, Counter>,
+    coap_buffered_bytes: Gauge,
     alarm_deliveries: Family<DeliveryLabel, Counter>,
     unreachable_recipients: Family<ReasonLabel, Gauge>,
     samples_stored: Family<SourceLabel, Counter>,
@@ -145,8 +213,50 @@ impl Default for Metrics {
             "Alarm recipients the configuration names but notifications cannot reach (reason: unknown_user, disabled_user, no_email, nobody_at_level), as of the last check (at start, then every minute)",
             unreachable_recipients.clone(),
         );
+        let connections_open = Family::<ListenerLabel, Gauge>::default();
+        registry.register(
+            "connections_open",
+            "Connections open, by listener (mqtt, http, hl7)",
+            connections_open.clone(),
+        );
+        let connections_refused = Family::<RefusedLabel, Counter>::default();
+        registry.register(
+            "connections_refused",
+            "Connections closed at once because the listener (listener_full) or the client's address (address_full) held its cap",
+            connections_refused.clone(),
+        );
+        let connections_timed_out = Family::<ListenerLabel, Counter>::default();
+        registry.register(
+            "connections_timed_out",
+            "Connections closed for sending too slowly or nothing at all (HTTP header read and keep-alive, MLLP idle and message timeouts)",
+            connections_timed_out.clone(),
+        );
+        let accept_errors = Family::<ListenerLabel, Counter>::default();
+        registry.register(
+            "accept_errors",
+            "Failed accepts (typically out of file descriptors), each followed by a back-off",
+            accept_errors.clone(),
+        );
+        let payloads_refused = Family::<PayloadLabel, Counter>::default();
+        registry.register(
+            "payloads_refused",
+            "Payloads refused for their size or the memory they would hold, by source and reason",
+            payloads_refused.clone(),
+        );
+        let coap_buffered_bytes = Gauge::default();
+        registry.register(
+            "coap_buffered_bytes",
+            "CoAP payload bytes held now: block-wise uploads being reassembled and requests being stored",
+            coap_buffered_bytes.clone(),
+        );
         Metrics {
             registry,
+            connections_open,
+            connections_refused,
+            connections_timed_out,
+            accept_errors,
+            payloads_refused,
+            coap_buffered_bytes,
             alarm_deliveries,
             unreachable_recipients,
             samples_stored,
@@ -216,6 +326,71 @@ impl Metrics {
         self.rejected_records
             .get_or_create(&SourceLabel { source })
             .get()
+    }
+
+    /// A connection opened (`+1`) or closed (`-1`) on `listener`.
+    pub fn connection_open(&self, listener: SourceKind, delta: i64) {
+        self.connections_open
+            .get_or_create(&ListenerLabel { listener })
+            .inc_by(delta);
+    }
+
+    pub fn connections_open_count(&self, listener: SourceKind) -> i64 {
+        self.connections_open
+            .get_or_create(&ListenerLabel { listener })
+            .get()
+    }
+
+    pub fn connection_refused(&self, listener: SourceKind, reason: ConnectionRefusal) {
+        self.connections_refused
+            .get_or_create(&RefusedLabel { listener, reason })
+            .inc();
+    }
+
+    pub fn connections_refused_count(
+        &self,
+        listener: SourceKind,
+        reason: ConnectionRefusal,
+    ) -> u64 {
+        self.connections_refused
+            .get_or_create(&RefusedLabel { listener, reason })
+            .get()
+    }
+
+    pub fn connection_timed_out(&self, listener: SourceKind) {
+        self.connections_timed_out
+            .get_or_create(&ListenerLabel { listener })
+            .inc();
+    }
+
+    pub fn connections_timed_out_count(&self, listener: SourceKind) -> u64 {
+        self.connections_timed_out
+            .get_or_create(&ListenerLabel { listener })
+            .get()
+    }
+
+    pub fn accept_error(&self, listener: SourceKind) {
+        self.accept_errors
+            .get_or_create(&ListenerLabel { listener })
+            .inc();
+    }
+
+    pub fn payload_refused(&self, source: SourceKind, reason: PayloadRefusal) {
+        self.payloads_refused
+            .get_or_create(&PayloadLabel { source, reason })
+            .inc();
+    }
+
+    pub fn payloads_refused_count(&self, source: SourceKind, reason: PayloadRefusal) -> u64 {
+        self.payloads_refused
+            .get_or_create(&PayloadLabel { source, reason })
+            .get()
+    }
+
+    /// The CoAP listener's payload bytes held now.
+    pub fn set_coap_buffered_bytes(&self, bytes: usize) {
+        self.coap_buffered_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
     /// Counts a delivery attempt's outcome on `channel` ("webhook", "email").

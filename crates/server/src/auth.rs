@@ -261,7 +261,9 @@ struct LoginBody {
 
 async fn login(
     State(app): State<App>,
-    ConnectInfo(crate::https::ClientAddr(client)): ConnectInfo<crate::https::ClientAddr>,
+    ConnectInfo(crate::http_listener::ClientAddr(client)): ConnectInfo<
+        crate::http_listener::ClientAddr,
+    >,
     body: Result<Json<LoginBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(b) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;

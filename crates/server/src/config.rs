@@ -4,12 +4,29 @@
 //! data_dir = "medmesh-data"
 //! [http]
 //! listen = "127.0.0.1:8080"
+//! max_connections = 10000
+//! max_connections_per_address = 256
+//! header_read_timeout = "30s"
+//! request_body_timeout = "30s"
+//! max_body_bytes = 8388608
 //! [mqtt]
 //! listen = "127.0.0.1:1883"
+//! max_connections = 10000
+//! max_connections_per_address = 256
 //! [coap]
 //! listen = "127.0.0.1:5683"
+//! max_payload_bytes = 1048576
+//! peer_buffer_bytes = 2097152
+//! buffer_budget_bytes = 67108864
+//! upload_timeout = "60s"
+//! max_remembered_exchanges = 100000
 //! [hl7]
 //! listen = "127.0.0.1:2575"
+//! max_connections = 1000
+//! max_connections_per_address = 256
+//! idle_timeout = "5min"
+//! message_timeout = "60s"
+//! max_message_bytes = 1048576
 //! [storage]
 //! wal_segment_bytes = 67108864
 //! checkpoint_interval = "1h"
@@ -24,6 +41,9 @@
 //! is a decision the operator makes explicitly.
 
 use medmesh_model::VitalSign;
+use medmesh_sources::coap::CoapLimits;
+use medmesh_sources::hl7::Hl7Limits;
+use medmesh_sources::limits::ConnectionLimits;
 use medmesh_storage::Retention;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -126,14 +146,60 @@ impl Config {
 pub struct CoapConfig {
     /// UDP address of the CoAP listener.
     pub listen: SocketAddr,
+    /// Largest payload of one request, whole or from blocks (4.13 beyond).
+    pub max_payload_bytes: usize,
+    /// Payload bytes held for one source address at once (5.03 beyond).
+    pub peer_buffer_bytes: usize,
+    /// Payload bytes held for all peers at once (5.03 beyond).
+    pub buffer_budget_bytes: usize,
+    /// A block-wise upload whose next block does not come within this is dropped.
+    pub upload_timeout: String,
+    /// Exchanges remembered to answer retransmissions; the oldest go first.
+    pub max_remembered_exchanges: usize,
 }
 
 impl Default for CoapConfig {
     fn default() -> Self {
+        let limits = CoapLimits::default();
         CoapConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 5683)),
+            max_payload_bytes: limits.max_payload_bytes,
+            peer_buffer_bytes: limits.peer_buffer_bytes,
+            buffer_budget_bytes: limits.buffer_budget_bytes,
+            upload_timeout: humantime::format_duration(limits.upload_timeout).to_string(),
+            max_remembered_exchanges: limits.max_exchanges,
         }
     }
+}
+
+impl CoapConfig {
+    pub fn limits(&self) -> Result<CoapLimits, String> {
+        if self.max_payload_bytes == 0 {
+            return Err("coap.max_payload_bytes must be at least 1".into());
+        }
+        if self.peer_buffer_bytes == 0 || self.buffer_budget_bytes < self.peer_buffer_bytes {
+            return Err(
+                "coap.peer_buffer_bytes must be at least 1, and coap.buffer_budget_bytes at least coap.peer_buffer_bytes"
+                    .into(),
+            );
+        }
+        Ok(CoapLimits {
+            max_payload_bytes: self.max_payload_bytes,
+            peer_buffer_bytes: self.peer_buffer_bytes,
+            buffer_budget_bytes: self.buffer_budget_bytes,
+            upload_timeout: duration("coap.upload_timeout", &self.upload_timeout)?,
+            max_exchanges: self.max_remembered_exchanges.max(1),
+        })
+    }
+}
+
+/// A positive duration ("30s", "5min") from the key `key`.
+fn duration(key: &str, raw: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(raw).map_err(|e| format!("{key} {raw:?}: {e}"))?;
+    if d.is_zero() {
+        return Err(format!("{key} must be longer than 0"));
+    }
+    Ok(d)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -144,14 +210,47 @@ pub struct Hl7Config {
     /// The HL7 senders allowed (unless anonymous devices are): a sending
     /// application and facility, and the source addresses it sends from.
     pub senders: Vec<Hl7SenderConfig>,
+    /// MLLP connections open at once (0: no cap).
+    pub max_connections: usize,
+    /// MLLP connections open at once from one address (0: no cap).
+    pub max_connections_per_address: usize,
+    /// A connection that sends nothing (or reads no ACK) for this long is closed.
+    pub idle_timeout: String,
+    /// One message must arrive whole within this of its first bytes.
+    pub message_timeout: String,
+    /// Largest message accepted; a longer one closes the connection.
+    pub max_message_bytes: usize,
 }
 
 impl Default for Hl7Config {
     fn default() -> Self {
+        let limits = Hl7Limits::default();
         Hl7Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 2575)),
             senders: Vec::new(),
+            max_connections: limits.connections.max_connections,
+            max_connections_per_address: limits.connections.max_per_address,
+            idle_timeout: humantime::format_duration(limits.idle_timeout).to_string(),
+            message_timeout: humantime::format_duration(limits.message_timeout).to_string(),
+            max_message_bytes: limits.max_message_bytes,
         }
+    }
+}
+
+impl Hl7Config {
+    pub fn limits(&self) -> Result<Hl7Limits, String> {
+        if self.max_message_bytes < 64 {
+            return Err("hl7.max_message_bytes must be at least 64".into());
+        }
+        Ok(Hl7Limits {
+            connections: ConnectionLimits {
+                max_connections: self.max_connections,
+                max_per_address: self.max_connections_per_address,
+            },
+            idle_timeout: duration("hl7.idle_timeout", &self.idle_timeout)?,
+            message_timeout: duration("hl7.message_timeout", &self.message_timeout)?,
+            max_message_bytes: self.max_message_bytes,
+        })
     }
 }
 
@@ -263,6 +362,46 @@ impl StorageConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    /// HTTP connections open at once (0: no cap).
+    pub max_connections: usize,
+    /// HTTP connections open at once from one address (0: no cap). Behind a
+    /// reverse proxy every client has the proxy's address.
+    pub max_connections_per_address: usize,
+    /// A request's headers must arrive whole within this; the time counts
+    /// from the connection's opening or its previous response, so it is
+    /// also how long an idle keep-alive connection is kept.
+    pub header_read_timeout: String,
+    /// Longest pause inside a request body.
+    pub request_body_timeout: String,
+    /// Largest request body on any route (413 beyond; the ingest routes
+    /// have their own, smaller limits).
+    pub max_body_bytes: usize,
+}
+
+/// HTTP limits, parsed.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    pub connections: ConnectionLimits,
+    pub header_read_timeout: Duration,
+    pub request_body_timeout: Duration,
+    pub max_body_bytes: usize,
+}
+
+impl HttpConfig {
+    pub fn limits(&self) -> Result<HttpLimits, String> {
+        Ok(HttpLimits {
+            connections: ConnectionLimits {
+                max_connections: self.max_connections,
+                max_per_address: self.max_connections_per_address,
+            },
+            header_read_timeout: duration("http.header_read_timeout", &self.header_read_timeout)?,
+            request_body_timeout: duration(
+                "http.request_body_timeout",
+                &self.request_body_timeout,
+            )?,
+            max_body_bytes: self.max_body_bytes,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -273,6 +412,19 @@ pub struct MqttConfig {
     pub max_packet_bytes: usize,
     /// Publishes per connection being stored at once.
     pub max_inflight: usize,
+    /// MQTT connections open at once (0: no cap).
+    pub max_connections: usize,
+    /// MQTT connections open at once from one address (0: no cap).
+    pub max_connections_per_address: usize,
+}
+
+impl MqttConfig {
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections: self.max_connections,
+            max_per_address: self.max_connections_per_address,
+        }
+    }
 }
 
 impl Default for Config {
@@ -295,8 +447,14 @@ impl Default for Config {
 
 impl Default for HttpConfig {
     fn default() -> Self {
+        let connections = ConnectionLimits::default();
         HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_connections: connections.max_connections,
+            max_connections_per_address: connections.max_per_address,
+            header_read_timeout: "30s".into(),
+            request_body_timeout: "30s".into(),
+            max_body_bytes: 8 << 20,
         }
     }
 }
@@ -307,6 +465,8 @@ impl Default for MqttConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
             max_packet_bytes: 1 << 20,
             max_inflight: 64,
+            max_connections: ConnectionLimits::default().max_connections,
+            max_connections_per_address: ConnectionLimits::default().max_per_address,
         }
     }
 }
@@ -376,6 +536,34 @@ mod tests {
         );
         let err = Config::from_toml("[mqtt]\nlistn = \"x\"").unwrap_err();
         assert!(err.contains("listn"), "{err}");
+    }
+
+    #[test]
+    fn listener_limits_have_defaults_and_are_checked() {
+        let c = Config::default();
+        let http = c.http.limits().unwrap();
+        assert_eq!(http.header_read_timeout, Duration::from_secs(30));
+        assert_eq!(http.connections.max_per_address, 256);
+        assert_eq!(c.mqtt.connection_limits().max_connections, 10_000);
+        let hl7 = c.hl7.limits().unwrap();
+        assert_eq!(hl7.idle_timeout, Duration::from_secs(300));
+        assert_eq!(hl7.message_timeout, Duration::from_secs(60));
+        let coap = c.coap.limits().unwrap();
+        assert_eq!(coap.upload_timeout, Duration::from_secs(60));
+        let c = Config::from_toml(
+            "[http]\nheader_read_timeout = \"2s\"\nmax_connections_per_address = 0\n[hl7]\nidle_timeout = \"1s\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.http.limits().unwrap().header_read_timeout,
+            Duration::from_secs(2)
+        );
+        assert_eq!(c.http.limits().unwrap().connections.max_per_address, 0);
+        assert_eq!(c.hl7.limits().unwrap().idle_timeout, Duration::from_secs(1));
+        let bad = Config::from_toml("[hl7]\nidle_timeout = \"0s\"\n").unwrap();
+        assert!(bad.hl7.limits().unwrap_err().contains("hl7.idle_timeout"));
+        let bad = Config::from_toml("[coap]\nbuffer_budget_bytes = 10\n").unwrap();
+        assert!(bad.coap.limits().is_err());
     }
 
     #[test]

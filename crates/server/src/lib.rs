@@ -19,14 +19,14 @@ mod consents;
 mod dashboard;
 mod device_auth;
 mod error;
-mod https;
+mod http_listener;
 mod ops;
 mod stream;
 
 pub use alarms_config::{AlarmsConfig, EmailConfig, QuietHoursConfig, StepConfig, WebhookConfig};
 pub use config::{
-    CoapConfig, Config, DevicesConfig, Hl7Config, Hl7SenderConfig, HttpConfig, MqttConfig,
-    StorageConfig, TlsConfig,
+    CoapConfig, Config, DevicesConfig, Hl7Config, Hl7SenderConfig, HttpConfig, HttpLimits,
+    MqttConfig, StorageConfig, TlsConfig,
 };
 
 use medmesh_access::Access;
@@ -128,10 +128,14 @@ impl Server {
             .transpose()
             .map_err(|e| StartError::Config(format!("tls: {e}")))?;
         let delivery = config.alarms.build().map_err(StartError::Config)?;
+        let http_limits = config.http.limits().map_err(StartError::Config)?;
+        let hl7_limits = config.hl7.limits().map_err(StartError::Config)?;
+        let coap_limits = config.coap.limits().map_err(StartError::Config)?;
         let mqtt_settings = MqttSettings {
             max_packet_bytes: config.mqtt.max_packet_bytes,
             max_inflight: config.mqtt.max_inflight,
             allow_anonymous: config.anonymous_devices(),
+            limits: config.mqtt.connection_limits(),
         };
         let mut mqtt = MqttListener::bind(config.mqtt.listen, mqtt_settings)
             .await
@@ -142,11 +146,13 @@ impl Server {
         let coap = CoapListener::bind(config.coap.listen)
             .await
             .map_err(bind("CoAP", config.coap.listen, "--coap-listen"))?
-            .allow_anonymous(config.anonymous_devices());
+            .allow_anonymous(config.anonymous_devices())
+            .with_limits(coap_limits);
         let mut hl7 = Hl7Listener::bind(config.hl7.listen)
             .await
             .map_err(bind("HL7 v2 (MLLP)", config.hl7.listen, "--hl7-listen"))?
-            .with_senders(config.hl7_senders());
+            .with_senders(config.hl7_senders())
+            .with_limits(hl7_limits);
         if let Some(acceptor) = &tls {
             mqtt = mqtt.with_tls(acceptor.clone());
             hl7 = hl7.with_tls(acceptor.clone());
@@ -224,29 +230,23 @@ impl Server {
                 state.clone(),
                 browser_guard::guard,
             ))
-            .with_state(state)
-            .into_make_service_with_connect_info::<https::ClientAddr>();
-        let http_task = match tls.clone() {
-            None => tokio::spawn(async move {
-                if let Err(e) = axum::serve(https::NoDelayListener(http), routes).await {
-                    tracing::error!(error = %e, "HTTP server stopped");
-                }
-            }),
-            Some(acceptor) => {
-                let https =
-                    https::TlsListener::new(http, acceptor).map_err(|source| StartError::Bind {
-                        what: "HTTPS",
-                        addr: http_addr,
-                        flag: "--http-listen",
-                        source,
-                    })?;
-                tokio::spawn(async move {
-                    if let Err(e) = axum::serve(https, routes).await {
-                        tracing::error!(error = %e, "HTTPS server stopped");
-                    }
-                })
-            }
-        };
+            // Outermost, so they hold for every route and extractor: the
+            // largest body (413 beyond, also for a chunked body that grows
+            // past it) and the longest pause inside one.
+            .layer(tower_http::limit::RequestBodyLimitLayer::new(
+                http_limits.max_body_bytes,
+            ))
+            .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+                http_limits.request_body_timeout,
+            ))
+            .with_state(state);
+        let http_task = tokio::spawn(http_listener::serve(
+            http,
+            tls.clone(),
+            routes,
+            http_limits,
+            pipeline.metrics.clone(),
+        ));
         let mqtt_task = tokio::spawn(mqtt.run(pipeline.clone()));
         let coap_task = tokio::spawn(coap.run(pipeline.clone()));
         let alarm_sink = tokio::spawn(medmesh_sinks::mqtt_alarms::run(

@@ -17,6 +17,12 @@
 //! is accepted only where anonymous devices are allowed (the demo), and
 //! never as a device that has credentials; otherwise its message gets AR
 //! naming the reason, and is counted and logged.
+//!
+//! Connections are bounded ([`Hl7Limits`]): at most so many per listener and
+//! per address, closed when they send nothing for `idle_timeout` or take
+//! longer than `message_timeout` over one message (a sender that stops or
+//! trickles mid-message), and a message longer than `max_message_bytes`
+//! closes its connection before more of it is buffered.
 
 use bytes::{Buf, BytesMut};
 use medmesh_codecs::hl7v2::{self, AckCode};
@@ -25,13 +31,49 @@ use medmesh_pipeline::{DeviceIdentity, IngestError, Pipeline, SourceKind};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio::time::Instant;
+
+use crate::limits::{self, Backoff, ConnectionGate, ConnectionLimits};
+use medmesh_pipeline::PayloadRefusal;
 
 const START: u8 = 0x0B;
 const END: [u8; 2] = [0x1C, 0x0D];
-/// Largest message accepted; a bigger one closes the connection.
-const MAX_MESSAGE: usize = 1 << 20;
+
+/// What one MLLP connection may hold and for how long.
+#[derive(Debug, Clone, Copy)]
+pub struct Hl7Limits {
+    pub connections: ConnectionLimits,
+    /// A connection that sends nothing for this long is closed, whether
+    /// between messages or inside one; so is one whose ACK cannot be
+    /// written for this long (a sender that never reads).
+    pub idle_timeout: Duration,
+    /// One message must arrive whole within this time of its start block:
+    /// a sender trickling a byte now and then is closed.
+    pub message_timeout: Duration,
+    /// Largest message accepted; a longer one closes the connection.
+    pub max_message_bytes: usize,
+}
+
+impl Default for Hl7Limits {
+    /// Interface engines keep one connection per interface and send every
+    /// few seconds; one silent for 5 minutes is gone or stuck, and opens a
+    /// new connection with its next message. An ORU^R01 of vital signs is a
+    /// few KiB: 1 MiB leaves room for waveforms-as-text and long batches.
+    fn default() -> Self {
+        Hl7Limits {
+            connections: ConnectionLimits {
+                max_connections: 1_000,
+                max_per_address: 256,
+            },
+            idle_timeout: Duration::from_secs(300),
+            message_timeout: Duration::from_secs(60),
+            max_message_bytes: 1 << 20,
+        }
+    }
+}
 
 /// A sending application at a facility allowed to send, and from where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,6 +140,7 @@ pub struct Hl7Listener {
     tls: Option<crate::tls::TlsAcceptor>,
     senders: Arc<Hl7Senders>,
     audit: Option<Hl7Audit>,
+    limits: Hl7Limits,
 }
 
 impl Hl7Listener {
@@ -107,7 +150,14 @@ impl Hl7Listener {
             tls: None,
             senders: Arc::default(),
             audit: None,
+            limits: Hl7Limits::default(),
         })
+    }
+
+    /// Caps, timeouts and the largest message (by default [`Hl7Limits::default`]).
+    pub fn with_limits(mut self, limits: Hl7Limits) -> Hl7Listener {
+        self.limits = limits;
+        self
     }
 
     /// Reports refusals and admissions to `audit`.
@@ -135,59 +185,103 @@ impl Hl7Listener {
     /// Accepts connections until the task is dropped.
     pub async fn run(self, pipeline: Arc<Pipeline>) {
         let acks = Arc::new(AtomicU64::new(0));
+        let gate = ConnectionGate::new(
+            SourceKind::Hl7,
+            self.limits.connections,
+            pipeline.metrics.clone(),
+        );
+        let mut backoff = Backoff::default();
         loop {
-            match self.listener.accept().await {
-                Ok((stream, peer)) => {
-                    let pipeline = pipeline.clone();
-                    let acks = acks.clone();
-                    let tls = self.tls.clone();
-                    let from = Sender {
-                        peer: peer.ip(),
-                        senders: self.senders.clone(),
-                        audit: self.audit.clone(),
-                    };
-                    tokio::spawn(async move {
-                        let served = match tls {
-                            None => serve(stream, &pipeline, &acks, &from).await,
-                            Some(acceptor) => {
-                                match crate::tls::handshake(&acceptor, stream).await {
-                                    Ok(tls) => serve(tls, &pipeline, &acks, &from).await,
-                                    Err(e) => Err(e),
-                                }
-                            }
-                        };
-                        if let Err(e) = served {
-                            tracing::info!(%peer, reason = %e, "MLLP connection closed");
-                        }
-                    });
+            let (stream, peer) = limits::accept(
+                &self.listener,
+                SourceKind::Hl7,
+                &mut backoff,
+                &pipeline.metrics,
+            )
+            .await;
+            let Some(permit) = gate.admit(peer.ip()) else {
+                continue;
+            };
+            let pipeline = pipeline.clone();
+            let acks = acks.clone();
+            let tls = self.tls.clone();
+            let limits = self.limits;
+            let from = Sender {
+                peer: peer.ip(),
+                senders: self.senders.clone(),
+                audit: self.audit.clone(),
+            };
+            tokio::spawn(async move {
+                let _permit = permit;
+                let served = match tls {
+                    None => serve(stream, &pipeline, &acks, &from, &limits).await,
+                    Some(acceptor) => match crate::tls::handshake(&acceptor, stream).await {
+                        Ok(tls) => serve(tls, &pipeline, &acks, &from, &limits).await,
+                        Err(e) => Err(e),
+                    },
+                };
+                if let Err(e) = served {
+                    tracing::info!(%peer, reason = %e, "MLLP connection closed");
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "MLLP accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
-            }
+            });
         }
     }
 }
 
-/// Takes the next whole message off `buf`; bytes outside frames are skipped.
-fn next_frame(buf: &mut BytesMut) -> Result<Option<Vec<u8>>, String> {
-    match buf.iter().position(|b| *b == START) {
-        Some(start) => buf.advance(start),
-        None => {
-            buf.clear();
-            return Ok(None);
+/// Cuts MLLP frames out of the bytes a connection receives.
+struct Framer {
+    buf: BytesMut,
+    /// How far the buffer was already searched for the end block: a message
+    /// arriving a byte at a time is scanned once, not once per byte.
+    scanned: usize,
+    max: usize,
+}
+
+impl Framer {
+    fn new(max: usize) -> Framer {
+        Framer {
+            buf: BytesMut::with_capacity(64 * 1024),
+            scanned: 0,
+            max,
         }
     }
-    if let Some(end) = buf.windows(2).position(|w| w == END) {
-        let frame = buf[1..end].to_vec();
-        buf.advance(end + 2);
-        return Ok(Some(frame));
+
+    /// Whether part of a message (its start block, at least) is waiting.
+    fn inside_message(&self) -> bool {
+        !self.buf.is_empty()
     }
-    if buf.len() > MAX_MESSAGE {
-        return Err(format!("message longer than {MAX_MESSAGE} bytes"));
+
+    /// Takes the next whole message off the buffer; bytes outside frames
+    /// are skipped. An error if the message under way is longer than `max`.
+    fn next_frame(&mut self) -> Result<Option<Vec<u8>>, String> {
+        if self.scanned == 0 {
+            match self.buf.iter().position(|b| *b == START) {
+                Some(start) => self.buf.advance(start),
+                None => {
+                    self.buf.clear();
+                    return Ok(None);
+                }
+            }
+        }
+        // The end block may straddle the previous scan's end.
+        let from = self.scanned.saturating_sub(1);
+        if let Some(end) = self.buf[from..].windows(2).position(|w| w == END) {
+            let end = from + end;
+            let frame = self.buf[1..end].to_vec();
+            self.buf.advance(end + 2);
+            self.scanned = 0;
+            return Ok(Some(frame));
+        }
+        // The frame's content is all but the start block.
+        if self.buf.len() - 1 > self.max {
+            return Err(format!(
+                "message longer than {} bytes (hl7.max_message_bytes)",
+                self.max
+            ));
+        }
+        self.scanned = self.buf.len();
+        Ok(None)
     }
-    Ok(None)
 }
 
 /// Where a connection comes from, and who may send.
@@ -225,19 +319,66 @@ async fn serve(
     pipeline: &Pipeline,
     acks: &AtomicU64,
     from: &Sender,
+    limits: &Hl7Limits,
 ) -> Result<(), String> {
-    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut framer = Framer::new(limits.max_message_bytes);
+    // When the message under way began (its first bytes arrived).
+    let mut message_began: Option<Instant> = None;
     loop {
-        while let Some(frame) = next_frame(&mut buf)? {
+        loop {
+            let frame = match framer.next_frame() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(e) => {
+                    pipeline
+                        .metrics
+                        .payload_refused(SourceKind::Hl7, PayloadRefusal::TooLarge);
+                    return Err(e);
+                }
+            };
+            message_began = None;
             let ack = handle(pipeline, &frame, acks, from).await;
             let mut out = Vec::with_capacity(ack.len() + 3);
             out.push(START);
             out.extend_from_slice(ack.as_bytes());
             out.extend_from_slice(&END);
-            stream.write_all(&out).await.map_err(|e| e.to_string())?;
+            match tokio::time::timeout(limits.idle_timeout, stream.write_all(&out)).await {
+                Ok(written) => written.map_err(|e| e.to_string())?,
+                Err(_) => {
+                    pipeline.metrics.connection_timed_out(SourceKind::Hl7);
+                    return Err(format!(
+                        "the sender read no ACK for {:?} (hl7.idle_timeout)",
+                        limits.idle_timeout
+                    ));
+                }
+            }
         }
-        if stream.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
-            return Ok(());
+        if framer.inside_message() {
+            message_began.get_or_insert_with(Instant::now);
+        }
+        let idle_deadline = Instant::now() + limits.idle_timeout;
+        let deadline = match message_began {
+            Some(began) => idle_deadline.min(began + limits.message_timeout),
+            None => idle_deadline,
+        };
+        match tokio::time::timeout_at(deadline, stream.read_buf(&mut framer.buf)).await {
+            Ok(Ok(0)) => return Ok(()),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(_) => {
+                pipeline.metrics.connection_timed_out(SourceKind::Hl7);
+                return Err(if deadline < idle_deadline {
+                    format!(
+                        "a message took longer than {:?} (hl7.message_timeout)",
+                        limits.message_timeout
+                    )
+                } else {
+                    format!(
+                        "nothing received for {:?} (hl7.idle_timeout)",
+                        limits.idle_timeout
+                    )
+                });
+            }
         }
     }
 }
@@ -381,15 +522,36 @@ mod tests {
 
     #[test]
     fn frames_are_cut_from_the_stream() {
-        let mut buf = BytesMut::from(&b"junk\x0bMSH|1\x1c\x0d\x0bMSH|2\x1c\x0d\x0bMSH|3"[..]);
-        assert_eq!(next_frame(&mut buf).unwrap(), Some(b"MSH|1".to_vec()));
-        assert_eq!(next_frame(&mut buf).unwrap(), Some(b"MSH|2".to_vec()));
-        assert_eq!(next_frame(&mut buf).unwrap(), None);
-        buf.extend_from_slice(b"\x1c\x0d");
-        assert_eq!(next_frame(&mut buf).unwrap(), Some(b"MSH|3".to_vec()));
-        let mut huge = BytesMut::from(&b"\x0b"[..]);
-        huge.extend_from_slice(&vec![b'x'; MAX_MESSAGE + 1]);
-        assert!(next_frame(&mut huge).is_err());
+        let mut f = Framer::new(1 << 20);
+        f.buf
+            .extend_from_slice(b"junk\x0bMSH|1\x1c\x0d\x0bMSH|2\x1c\x0d\x0bMSH|3");
+        assert_eq!(f.next_frame().unwrap(), Some(b"MSH|1".to_vec()));
+        assert_eq!(f.next_frame().unwrap(), Some(b"MSH|2".to_vec()));
+        assert_eq!(f.next_frame().unwrap(), None);
+        assert!(f.inside_message());
+        // The end block split across two reads.
+        f.buf.extend_from_slice(b"\x1c");
+        assert_eq!(f.next_frame().unwrap(), None);
+        f.buf.extend_from_slice(b"\x0d");
+        assert_eq!(f.next_frame().unwrap(), Some(b"MSH|3".to_vec()));
+        assert!(!f.inside_message());
+    }
+
+    #[test]
+    fn a_message_longer_than_the_cap_is_refused_as_it_arrives() {
+        let mut f = Framer::new(100);
+        f.buf.extend_from_slice(b"\x0b");
+        f.buf.extend_from_slice(&[b'x'; 100]);
+        assert_eq!(f.next_frame().unwrap(), None, "exactly the cap is fine");
+        f.buf.extend_from_slice(b"\x1c\x0d");
+        assert_eq!(f.next_frame().unwrap().unwrap().len(), 100);
+        f.buf.extend_from_slice(b"\x0b");
+        for _ in 0..100 {
+            f.buf.extend_from_slice(b"y");
+            assert_eq!(f.next_frame().unwrap(), None);
+        }
+        f.buf.extend_from_slice(b"y");
+        assert!(f.next_frame().unwrap_err().contains("100 bytes"));
     }
 
     #[test]

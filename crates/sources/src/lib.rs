@@ -7,5 +7,6 @@
 
 pub mod coap;
 pub mod hl7;
+pub mod limits;
 pub mod mqtt;
 pub mod tls;

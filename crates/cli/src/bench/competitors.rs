@@ -23,8 +23,10 @@ pub async fn medmesh(args: &IngestArgs, w: &Workload, dir: &Path) -> anyhow::Res
     config.coap.listen = "127.0.0.1:0".parse()?;
     config.hl7.listen = "127.0.0.1:0".parse()?;
     config.mqtt.max_inflight = usize::from(args.inflight);
-    // The simulated devices, like the demo's, send without credentials.
+    // The simulated devices, like the demo's, send without credentials,
+    // all from this machine's address.
     config.devices.allow_anonymous = Some(true);
+    config.mqtt.max_connections_per_address = 0;
     let running = Server::start(&config).await?;
     // Every device on a patient, so the rules run as they would on a ward.
     let registry = &running.pipeline.registry;

@@ -23,7 +23,8 @@ mod topic;
 pub use broker::{Broker, Delivery, Message};
 pub use topic::{DEVICE_TOPIC_PREFIX, command_topic, device_topic, gatt_topic};
 
-use medmesh_pipeline::Pipeline;
+use crate::limits::{self, Backoff, ConnectionGate, ConnectionLimits};
+use medmesh_pipeline::{Pipeline, SourceKind};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -39,6 +40,8 @@ pub struct MqttSettings {
     /// Accept clients that send no credentials (devices that have
     /// credentials must always use them).
     pub allow_anonymous: bool,
+    /// Connections held at once, in all and per client address.
+    pub limits: ConnectionLimits,
 }
 
 impl Default for MqttSettings {
@@ -47,6 +50,7 @@ impl Default for MqttSettings {
             max_packet_bytes: 1 << 20,
             max_inflight: 64,
             allow_anonymous: false,
+            limits: ConnectionLimits::default(),
         }
     }
 }
@@ -98,39 +102,45 @@ impl MqttListener {
 
     /// Accepts connections until the task is dropped.
     pub async fn run(self, pipeline: Arc<Pipeline>) {
+        let gate = ConnectionGate::new(
+            SourceKind::Mqtt,
+            self.settings.limits,
+            pipeline.metrics.clone(),
+        );
+        let mut backoff = Backoff::default();
         loop {
-            match self.listener.accept().await {
-                Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    let pipeline = pipeline.clone();
-                    let settings = self.settings.clone();
-                    let broker = self.broker.clone();
-                    let tls = self.tls.clone();
-                    tokio::spawn(async move {
-                        let served = match tls {
-                            None => session::serve(stream, None, pipeline, broker, settings).await,
-                            Some(acceptor) => {
-                                match crate::tls::handshake(&acceptor, stream).await {
-                                    Ok(tls) => {
-                                        let device = crate::tls::certified_device(&tls);
-                                        session::serve(tls, device, pipeline, broker, settings)
-                                            .await
-                                    }
-                                    Err(e) => Err(e),
-                                }
-                            }
-                        };
-                        if let Err(e) = served {
-                            tracing::info!(%peer, reason = %e, "MQTT connection closed");
+            let (stream, peer) = limits::accept(
+                &self.listener,
+                SourceKind::Mqtt,
+                &mut backoff,
+                &pipeline.metrics,
+            )
+            .await;
+            // Over a cap: closed before a byte is read or a handshake begun.
+            let Some(permit) = gate.admit(peer.ip()) else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let pipeline = pipeline.clone();
+            let settings = self.settings.clone();
+            let broker = self.broker.clone();
+            let tls = self.tls.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                let served = match tls {
+                    None => session::serve(stream, None, pipeline, broker, settings).await,
+                    Some(acceptor) => match crate::tls::handshake(&acceptor, stream).await {
+                        Ok(tls) => {
+                            let device = crate::tls::certified_device(&tls);
+                            session::serve(tls, device, pipeline, broker, settings).await
                         }
-                    });
+                        Err(e) => Err(e),
+                    },
+                };
+                if let Err(e) = served {
+                    tracing::info!(%peer, reason = %e, "MQTT connection closed");
                 }
-                Err(e) => {
-                    // Typically EMFILE: back off instead of spinning.
-                    tracing::warn!(error = %e, "MQTT accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
-            }
+            });
         }
     }
 }

@@ -85,8 +85,11 @@ pub async fn start(dir: &Path, devices: u32) -> anyhow::Result<Server> {
             "--hl7-listen",
             "127.0.0.1:0",
         ])
-        // The simulated devices, like the demo's, send without credentials.
+        // The simulated devices, like the demo's, send without credentials,
+        // each on its own connection, all from this machine's address.
         .args(["--allow-anonymous-devices", "true"])
+        .args(["--mqtt-max-connections", "0"])
+        .args(["--mqtt-max-connections-per-address", "0"])
         .env(
             "MEDMESH_LOG",
             std::env::var("MEDMESH_LOG").unwrap_or_else(|_| "warn".into()),
