@@ -18,9 +18,20 @@
 //! | patient | their own record | read observations and alarms, manage consents |
 //! | caregiver, insurer, researcher | patients whose consent in force names them | read the consented scopes only |
 //! | operations | none | (devices, metrics and health only) |
+//! | anyone an escalation step names | one alarm, once it reached that step | see it (with the patient's name, ward and bed) and acknowledge it |
 //!
 //! "Care" covers acting on alarms, admitting, recording readings (FHIR) and
-//! assigning devices to the patient.
+//! assigning devices to the patient. Readings of a device assigned to nobody
+//! ("unassigned readings") are health data of whoever wore it: only an
+//! administrator sees them; operations sees devices' status and battery.
+//!
+//! Escalation: a user named in a step of an alarm priority's ladder (the
+//! charge nurse) is told of an alarm that climbs to that step, so they may
+//! also see that alarm and acknowledge it ([`PatientRight::SeeAlarm`],
+//! [`PatientRight::AcknowledgeAlarm`]) from then on, even outside the
+//! patient's care team; nothing else of the patient (no readings, no other
+//! alarm). Only clinicians (and administrators) may be named:
+//! [`Access::set_escalation`] refuses anyone else, and unknown names.
 
 mod audit;
 mod consent;
@@ -43,9 +54,24 @@ pub use throttle::{
     LoginThrottle, MAX_WAIT as LOGIN_MAX_WAIT,
 };
 
-use medmesh_model::PatientId;
+use medmesh_model::{PatientId, Priority};
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::RwLock;
 use std::time::Duration;
+
+/// The alarm a right is about: its priority and how far up its escalation
+/// ladder it has climbed (`Alarm::escalation_level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AlarmReach {
+    pub priority: Priority,
+    pub level: u32,
+}
+
+/// The users each escalation step names outright, per priority and level
+/// (from `[alarms.escalation]`): a step's `users`, not its care-team roles
+/// (those already reach the patient through their team).
+pub type EscalationNames = BTreeMap<Priority, Vec<Vec<String>>>;
 
 /// A right over one patient's record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +84,14 @@ pub enum PatientRight {
     ManageConsents,
     /// Revoke a consent (the patient, or an administrator on their behalf).
     RevokeConsents,
+    /// See one alarm (and the patient's name, ward and bed): whoever may
+    /// read the patient's alarms, and whoever an escalation step the alarm
+    /// reached names.
+    SeeAlarm(AlarmReach),
+    /// Acknowledge one alarm: whoever cares for the patient, and whoever an
+    /// escalation step the alarm reached names. Snoozing and resolving stay
+    /// with `Care` (they are judgements at the bedside).
+    AcknowledgeAlarm(AlarmReach),
 }
 
 impl PatientRight {
@@ -68,6 +102,8 @@ impl PatientRight {
             PatientRight::Care => "care",
             PatientRight::ManageConsents => "manage consents",
             PatientRight::RevokeConsents => "revoke consents",
+            PatientRight::SeeAlarm(_) => "see this alarm",
+            PatientRight::AcknowledgeAlarm(_) => "acknowledge this alarm",
         }
     }
 }
@@ -82,6 +118,9 @@ pub enum GlobalRight {
     ManageDevices,
     /// Prometheus metrics.
     ReadMetrics,
+    /// Readings kept under a device assigned to nobody (in the device list
+    /// and the live stream): health data of whoever wore the device.
+    ReadUnassignedReadings,
 }
 
 /// Why a login was refused.
@@ -99,6 +138,8 @@ pub struct Access {
     pub sessions: Sessions,
     pub throttle: LoginThrottle,
     pub audit: AuditLog,
+    /// Who each escalation step names ([`Access::set_escalation`]).
+    escalation: RwLock<EscalationNames>,
 }
 
 impl Access {
@@ -108,7 +149,76 @@ impl Access {
             sessions: Sessions::default(),
             throttle: LoginThrottle::default(),
             audit: AuditLog::open(dir)?,
+            escalation: RwLock::default(),
         })
+    }
+
+    /// Takes the users the escalation ladders name, who from then on may see
+    /// and acknowledge the alarms that reach their step. Refused (with the
+    /// reason, naming the step) when a name is no user at all (a misspelling
+    /// would otherwise tell nobody, silently) or a user whose role may not
+    /// see clinical alarms (told of a patient they could not act for).
+    /// Returns warnings for named users who are disabled: they are skipped
+    /// (a leaver must not stop the server from starting), the step's other
+    /// recipients are still told.
+    pub fn set_escalation(&self, names: EscalationNames) -> Result<Vec<String>, String> {
+        let mut warnings = Vec::new();
+        for (priority, ladder) in &names {
+            let priority = format!("{priority:?}").to_lowercase();
+            for (level, users) in ladder.iter().enumerate() {
+                let step = format!("alarms.escalation.{priority}[{level}].users");
+                for name in users {
+                    let Some(user) = self.directory.user(name) else {
+                        return Err(format!(
+                            "{step}: no user {name:?} (misspelled? create the account first, \
+                             e.g. medmesh user add {name} --role nurse)"
+                        ));
+                    };
+                    if !(user.role.is_clinician() || user.role == Role::Admin) {
+                        return Err(format!(
+                            "{step}: {name:?} is a {} account; only nurses, physicians and \
+                             administrators may be named, since whoever is told of an alarm \
+                             may see and acknowledge it",
+                            user.role
+                        ));
+                    }
+                    if user.disabled {
+                        warnings.push(format!(
+                            "{step}: user {name:?} is disabled and will not be told"
+                        ));
+                    }
+                }
+            }
+        }
+        *self.escalation.write().expect("escalation lock") = names;
+        Ok(warnings)
+    }
+
+    /// Whether any escalation step names `username` (to warn before such a
+    /// user is disabled: the step will no longer reach them).
+    pub fn named_in_escalation(&self, username: &str) -> bool {
+        self.escalation
+            .read()
+            .expect("escalation lock")
+            .values()
+            .flatten()
+            .any(|users| users.iter().any(|u| u == username))
+    }
+
+    /// Whether an escalation step that `alarm` has reached names `who`.
+    fn named_by_escalation(&self, who: &Principal, alarm: AlarmReach) -> bool {
+        (who.role.is_clinician() || who.role == Role::Admin)
+            && self
+                .escalation
+                .read()
+                .expect("escalation lock")
+                .get(&alarm.priority)
+                .is_some_and(|ladder| {
+                    ladder
+                        .iter()
+                        .take(alarm.level as usize + 1)
+                        .any(|users| users.contains(&who.username))
+                })
     }
 
     /// Whether `who` may exercise `right` on `patient` (whose ward is `ward`).
@@ -120,6 +230,16 @@ impl Access {
         ward: &str,
     ) -> bool {
         use PatientRight::*;
+        match right {
+            SeeAlarm(alarm) => {
+                return self.may(who, ReadAlarms, patient, ward)
+                    || self.named_by_escalation(who, alarm);
+            }
+            AcknowledgeAlarm(alarm) => {
+                return self.may(who, Care, patient, ward) || self.named_by_escalation(who, alarm);
+            }
+            _ => {}
+        }
         match who.role {
             Role::Admin => matches!(right, ReadObservations | ReadAlarms | Care | RevokeConsents),
             Role::Physician | Role::Nurse => {
@@ -152,12 +272,39 @@ impl Access {
     pub fn reaches_every_patient(&self, who: &Principal, right: PatientRight) -> bool {
         use PatientRight::*;
         who.role == Role::Admin
-            && matches!(right, ReadObservations | ReadAlarms | Care | RevokeConsents)
+            && matches!(
+                right,
+                ReadObservations
+                    | ReadAlarms
+                    | Care
+                    | RevokeConsents
+                    | SeeAlarm(_)
+                    | AcknowledgeAlarm(_)
+            )
+    }
+
+    /// Whether `who` holds `right` on the alarm only because an escalation
+    /// step named them (for the audit entry to say so).
+    pub fn only_by_escalation(
+        &self,
+        who: &Principal,
+        right: PatientRight,
+        patient: &PatientId,
+        ward: &str,
+    ) -> bool {
+        let base = match right {
+            PatientRight::SeeAlarm(_) => PatientRight::ReadAlarms,
+            PatientRight::AcknowledgeAlarm(_) => PatientRight::Care,
+            _ => return false,
+        };
+        !self.may(who, base, patient, ward) && self.may(who, right, patient, ward)
     }
 
     pub fn may_global(&self, who: &Principal, right: GlobalRight) -> bool {
         match right {
-            GlobalRight::ManageUsers | GlobalRight::ReadAudit => who.role == Role::Admin,
+            GlobalRight::ManageUsers
+            | GlobalRight::ReadAudit
+            | GlobalRight::ReadUnassignedReadings => who.role == Role::Admin,
             GlobalRight::ManageDevices | GlobalRight::ReadMetrics => {
                 matches!(who.role, Role::Admin | Role::Operations)
             }
@@ -382,6 +529,68 @@ mod tests {
             })
             .is_err()
         );
+    }
+
+    #[test]
+    fn an_escalation_step_grants_its_named_users_the_alarm_once_reached() {
+        let (_dir, a) = setup();
+        let d = &a.directory;
+        for (u, role) in [
+            ("charge.kim", Role::Nurse),
+            ("ward.nurse", Role::Nurse),
+            ("ops", Role::Operations),
+            ("leaver", Role::Nurse),
+        ] {
+            d.add_user(u, role, None, PW).unwrap();
+        }
+        d.disable_user("leaver").unwrap();
+        let ladder = |users: &[&[&str]]| {
+            EscalationNames::from([(
+                Priority::High,
+                users
+                    .iter()
+                    .map(|l| l.iter().map(|u| u.to_string()).collect())
+                    .collect(),
+            )])
+        };
+        // A misspelling or a role that may not see alarms: refused, naming the step.
+        let err = a
+            .set_escalation(ladder(&[&[], &["chrage.kim"]]))
+            .unwrap_err();
+        assert!(
+            err.contains("high[1].users") && err.contains("chrage.kim"),
+            "{err}"
+        );
+        let err = a.set_escalation(ladder(&[&["ops"]])).unwrap_err();
+        assert!(err.contains("operations"), "{err}");
+        // A disabled user: a warning, not a refusal.
+        let warnings = a
+            .set_escalation(ladder(&[&[], &["charge.kim", "leaver"]]))
+            .unwrap();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("leaver"));
+
+        let kim = d.principal("charge.kim").unwrap();
+        let p1 = pid("p1");
+        let reach = |priority, level| AlarmReach { priority, level };
+        use PatientRight::*;
+        // Before the alarm reaches step 1, and for another priority: nothing.
+        for r in [reach(Priority::High, 0), reach(Priority::Medium, 3)] {
+            assert!(!a.may(&kim, SeeAlarm(r), &p1, "Ward A"));
+            assert!(!a.may(&kim, AcknowledgeAlarm(r), &p1, "Ward A"));
+        }
+        // At step 1 and above: see and acknowledge that alarm, nothing else.
+        for level in [1, 2] {
+            let r = reach(Priority::High, level);
+            assert!(a.may(&kim, SeeAlarm(r), &p1, "Ward A"));
+            assert!(a.may(&kim, AcknowledgeAlarm(r), &p1, "Ward A"));
+            assert!(a.only_by_escalation(&kim, SeeAlarm(r), &p1, "Ward A"));
+        }
+        for right in [ReadObservations, ReadAlarms, Care] {
+            assert!(!a.may(&kim, right, &p1, "Ward A"));
+        }
+        let other = d.principal("ward.nurse").unwrap();
+        assert!(!a.may(&other, SeeAlarm(reach(Priority::High, 2)), &p1, "Ward A"));
     }
 
     #[test]

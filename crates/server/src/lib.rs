@@ -200,6 +200,19 @@ impl Server {
 
         let access = Arc::new(Access::open(&config.data_dir)?);
         let bootstrap_password = access.bootstrap_admin()?;
+        // Whoever an escalation step names may see and acknowledge the alarms
+        // that reach it; a name that is nobody (a misspelling: the step would
+        // silently tell no one) or an account that may not see clinical
+        // alarms is refused here, before anything is served.
+        let named = delivery
+            .policy
+            .ladders
+            .iter()
+            .map(|(priority, ladder)| (*priority, ladder.iter().map(|s| s.users.clone()).collect()))
+            .collect();
+        for warning in access.set_escalation(named).map_err(StartError::Config)? {
+            tracing::warn!("{warning}");
+        }
 
         let broker = mqtt.broker();
         let state = app::App {
