@@ -82,8 +82,7 @@ async fn start_alarms(toml: &str) -> TestServer {
 /// scores 0 and resolves it.
 async fn pulse(s: &TestServer, device: &str, t_s: f64, bpm: f64) {
     let (status, report) = s
-        .send(
-            Method::POST,
+        .device_post(
             &format!("/api/v1/devices/{device}/senml"),
             json!([{"bt": t_s, "n": "heart_rate", "u": "/min", "v": bpm}]),
         )
@@ -95,8 +94,7 @@ async fn pulse(s: &TestServer, device: &str, t_s: f64, bpm: f64) {
 /// which quiet hours hold; returns once the hold is counted.
 async fn battery_low_is_held(s: &TestServer) {
     let (status, report) = s
-        .send(
-            Method::POST,
+        .device_post(
             "/api/v1/devices/mon-1/senml",
             json!([{"n": "battery", "u": "%EL", "v": 10}]),
         )
