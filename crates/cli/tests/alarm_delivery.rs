@@ -71,10 +71,35 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A server whose `[alarms]` table is `toml`.
+/// A server whose `[alarms]` table is `toml`. The charge nurse some ladders
+/// name (`charge.kim`, a nurse in no care team, e-mail
+/// `charge.kim@family.test`) exists before it starts, as a named user must.
 async fn start_alarms(toml: &str) -> TestServer {
     let alarms = Config::from_toml(toml).expect("test config parses").alarms;
-    start_with(|c| c.alarms = alarms).await
+    let data_dir = tempfile::tempdir().unwrap();
+    let token = provision_admin(data_dir.path());
+    {
+        let access = medmesh_access::Access::open(data_dir.path()).unwrap();
+        access
+            .directory
+            .add_user(
+                "charge.kim",
+                medmesh_access::Role::Nurse,
+                None,
+                "a long test password",
+            )
+            .unwrap();
+        access
+            .directory
+            .set_email("charge.kim", Some("charge.kim@family.test"))
+            .unwrap();
+    }
+    TestServer {
+        running: start_in_with(data_dir.path(), |c| c.alarms = alarms).await,
+        data_dir,
+        http: http_client(&token),
+        token,
+    }
 }
 
 /// Pulse `bpm` for `device` at time `t_s`; 135 scores 3 (RCP NEWS2 Chart 1,
@@ -516,7 +541,6 @@ first_retry = "100ms"
     clinician(&s, "nurse.nomail", medmesh_access::Role::Nurse);
     clinician(&s, "dr.bo", medmesh_access::Role::Physician);
     let users = [
-        ("charge.kim", "nurse"),
         ("son", "caregiver"),
         ("wife", "caregiver"),
         ("daughter", "caregiver"),
