@@ -31,7 +31,8 @@
 //! [`PatientRight::AcknowledgeAlarm`]) from then on, even outside the
 //! patient's care team; nothing else of the patient (no readings, no other
 //! alarm). Only clinicians (and administrators) may be named:
-//! [`Access::set_escalation`] refuses anyone else, and unknown names.
+//! [`Access::set_escalation`] refuses any other account (an unknown name
+//! grants nothing).
 
 mod audit;
 mod consent;
@@ -155,43 +156,35 @@ impl Access {
 
     /// Takes the users the escalation ladders name, who from then on may see
     /// and acknowledge the alarms that reach their step. Refused (with the
-    /// reason, naming the step) when a name is no user at all (a misspelling
-    /// would otherwise tell nobody, silently) or a user whose role may not
-    /// see clinical alarms (told of a patient they could not act for).
-    /// Returns warnings for named users who are disabled: they are skipped
-    /// (a leaver must not stop the server from starting), the step's other
-    /// recipients are still told.
-    pub fn set_escalation(&self, names: EscalationNames) -> Result<Vec<String>, String> {
-        let mut warnings = Vec::new();
+    /// reason, naming the step) when a name is an account whose role may not
+    /// see clinical alarms: it would be told of patients it may not see, and
+    /// the grant would hand an operations, patient or consent-holder account
+    /// clinical alarms. A name that is no user (yet), or a disabled one, is
+    /// accepted and grants nothing until such a clinician exists: the
+    /// server's recipient check warns about it at start and counts it
+    /// (`medmesh_alarm_recipients_unreachable`), and a leaver or a
+    /// misspelling must not stop monitoring from starting.
+    pub fn set_escalation(&self, names: EscalationNames) -> Result<(), String> {
         for (priority, ladder) in &names {
             let priority = format!("{priority:?}").to_lowercase();
             for (level, users) in ladder.iter().enumerate() {
-                let step = format!("alarms.escalation.{priority}[{level}].users");
                 for name in users {
                     let Some(user) = self.directory.user(name) else {
-                        return Err(format!(
-                            "{step}: no user {name:?} (misspelled? create the account first, \
-                             e.g. medmesh user add {name} --role nurse)"
-                        ));
+                        continue;
                     };
                     if !(user.role.is_clinician() || user.role == Role::Admin) {
                         return Err(format!(
-                            "{step}: {name:?} is a {} account; only nurses, physicians and \
-                             administrators may be named, since whoever is told of an alarm \
-                             may see and acknowledge it",
+                            "alarms.escalation.{priority}[{level}].users: {name:?} is a {} \
+                             account; only nurses, physicians and administrators may be named, \
+                             since whoever is told of an alarm may see and acknowledge it",
                             user.role
-                        ));
-                    }
-                    if user.disabled {
-                        warnings.push(format!(
-                            "{step}: user {name:?} is disabled and will not be told"
                         ));
                     }
                 }
             }
         }
         *self.escalation.write().expect("escalation lock") = names;
-        Ok(warnings)
+        Ok(())
     }
 
     /// Whether any escalation step names `username` (to warn before such a
@@ -553,22 +546,16 @@ mod tests {
                     .collect(),
             )])
         };
-        // A misspelling or a role that may not see alarms: refused, naming the step.
-        let err = a
-            .set_escalation(ladder(&[&[], &["chrage.kim"]]))
-            .unwrap_err();
+        // A role that may not see alarms: refused, naming the step.
+        let err = a.set_escalation(ladder(&[&[], &["ops"]])).unwrap_err();
         assert!(
-            err.contains("high[1].users") && err.contains("chrage.kim"),
+            err.contains("high[1].users") && err.contains("operations"),
             "{err}"
         );
-        let err = a.set_escalation(ladder(&[&["ops"]])).unwrap_err();
-        assert!(err.contains("operations"), "{err}");
-        // A disabled user: a warning, not a refusal.
-        let warnings = a
-            .set_escalation(ladder(&[&[], &["charge.kim", "leaver"]]))
+        // A misspelling or a leaver: accepted (the recipient check warns
+        // about them), granting nothing.
+        a.set_escalation(ladder(&[&[], &["charge.kim", "leaver", "chrage.kim"]]))
             .unwrap();
-        assert_eq!(warnings.len(), 1, "{warnings:?}");
-        assert!(warnings[0].contains("leaver"));
 
         let kim = d.principal("charge.kim").unwrap();
         let p1 = pid("p1");

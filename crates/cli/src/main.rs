@@ -135,6 +135,11 @@ struct ServeArgs {
     /// [config: rules.timer_interval_s; default: 10].
     #[arg(long)]
     rules_timer_interval_s: Option<u64>,
+    /// Seconds an alarm's condition must stay clear before the alarm
+    /// resolves by itself, for profiles that set none; 0: at the first
+    /// clear reading [config: rules.clear_after_s; default: 30].
+    #[arg(long)]
+    alarm_clear_after_s: Option<u64>,
     /// Alarm changes are POSTed (signed) to this URL, repeatable
     /// [config: alarms.webhook.urls; default: none].
     #[arg(long, value_name = "URL")]
@@ -150,6 +155,15 @@ struct ServeArgs {
     /// Sender of alarm e-mail, e.g. "medmesh <alarms@example.org>" [config: alarms.email.from].
     #[arg(long)]
     email_from: Option<String>,
+    /// IANA time zone of the site, e.g. Europe/London: times in alarm e-mail
+    /// (with their offset) and quiet hours [config: alarms.time_zone; default: UTC].
+    #[arg(long)]
+    time_zone: Option<String>,
+    /// The dashboard's address as its users reach it, e.g.
+    /// https://medmesh.example.org: alarm e-mail links to the alarm there
+    /// [config: alarms.dashboard_url; default: no link].
+    #[arg(long, value_name = "URL")]
+    dashboard_url: Option<String>,
     /// Hold low-priority e-mail and webhooks during START-END, e.g. 22:00-07:00
     /// [config: alarms.quiet_hours.start, .end; default: none].
     #[arg(long, value_name = "START-END")]
@@ -158,7 +172,7 @@ struct ServeArgs {
     #[arg(long, requires = "quiet_hours", allow_hyphen_values = true)]
     quiet_hours_utc_offset: Option<String>,
     /// IANA time zone of --quiet-hours, e.g. Europe/London (follows daylight saving)
-    /// [config: alarms.quiet_hours.time_zone; default: UTC].
+    /// [config: alarms.quiet_hours.time_zone; default: --time-zone, else UTC].
     #[arg(
         long,
         requires = "quiet_hours",
@@ -264,6 +278,9 @@ impl ServeArgs {
         if let Some(s) = self.rules_timer_interval_s {
             config.rules.timer_interval_s = s;
         }
+        if let Some(s) = self.alarm_clear_after_s {
+            config.rules.clear_after_s = s;
+        }
         for r in &self.retention {
             let (kind, keep) = r.split_once('=').ok_or_else(|| {
                 anyhow::anyhow!("--retention {r:?}: expected KIND=DURATION, e.g. heart_rate=90days")
@@ -284,6 +301,12 @@ impl ServeArgs {
         }
         if let Some(f) = &self.email_from {
             config.alarms.email.from = Some(f.clone());
+        }
+        if let Some(z) = &self.time_zone {
+            config.alarms.time_zone = Some(z.clone());
+        }
+        if let Some(u) = &self.dashboard_url {
+            config.alarms.dashboard_url = Some(u.clone());
         }
         if let Some(q) = &self.quiet_hours {
             let (start, end) = q.split_once('-').ok_or_else(|| {

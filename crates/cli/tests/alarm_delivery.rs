@@ -102,6 +102,27 @@ async fn start_alarms(toml: &str) -> TestServer {
     }
 }
 
+/// Admits patient `id` named `name` to ward "Test", bed 1 (where
+/// [`clinician`]'s care team works), with `device` assigned.
+async fn admit_named(s: &TestServer, id: &str, name: &str, device: &str) {
+    let (status, p) = s
+        .send(
+            Method::POST,
+            "/api/v1/patients",
+            json!({"id": id, "name": name, "ward": "Test", "bed": "1"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{p}");
+    let (status, d) = s
+        .send(
+            Method::PUT,
+            &format!("/api/v1/devices/{device}"),
+            json!({"patient_id": id}),
+        )
+        .await;
+    assert_eq!(status, 200, "{d}");
+}
+
 /// Pulse `bpm` for `device` at time `t_s`; 135 scores 3 (RCP NEWS2 Chart 1,
 /// pulse >= 131): a single red parameter, a medium alarm (Chart 2); 80
 /// scores 0 and resolves it.
@@ -515,8 +536,13 @@ async fn email_goes_to_each_escalation_level_and_to_consented_followers_only() {
     assert_eq!(smtp.next().await["ready"], smtp_port);
     // Quiet hours are on right now: medium alarms are never held.
     let now = now_ms();
+    // The ward is in New York (EST, UTC-5 in December); its dashboard has
+    // a public address.
     let s = start_alarms(&format!(
         r#"
+[alarms]
+time_zone = "America/New_York"
+dashboard_url = "https://medmesh.hospital.test/"
 [alarms.escalation]
 medium = [
   {{ roles = ["nurse"] }},
@@ -526,6 +552,7 @@ medium = [
 [alarms.quiet_hours]
 start = "{}"
 end = "{}"
+utc_offset = "UTC"
 [alarms.email]
 smtp_url = "smtp://127.0.0.1:{smtp_port}"
 from = "medmesh <alarms@medmesh.test>"
@@ -535,7 +562,7 @@ first_retry = "100ms"
         utc_clock(now + 3_600_000)
     ))
     .await;
-    s.admit("p1", "mon-1").await;
+    admit_named(&s, "p1", "José Núñez", "mon-1").await;
     // Staff: the care team (ward "Test") and the charge nurse, who is not in it.
     clinician(&s, "nurse.ada", medmesh_access::Role::Nurse);
     clinician(&s, "nurse.nomail", medmesh_access::Role::Nurse);
@@ -624,30 +651,96 @@ first_retry = "100ms"
         6.0
     );
 
+    let (_, alarms) = s.get("/api/v1/alarms?state=resolved").await;
+    let id = alarms[0]["id"].as_u64().unwrap();
+    let link = format!("https://medmesh.hospital.test/#/alarms/{id}");
+    let mut message_ids = std::collections::BTreeSet::new();
     let mut got: Vec<(String, String)> = mails
         .iter()
         .map(|m| {
+            // Parsed by Python's email package with the strict policy.
+            assert!(m.get("parse_error").is_none(), "{m}");
+            assert_eq!(m["defects"], json!([]), "{m}");
             assert_eq!(m["from"], "alarms@medmesh.test");
             assert_eq!(
                 m["to"].as_array().unwrap().len(),
                 1,
                 "one message per person"
             );
+            let h = &m["headers"];
+            assert_eq!(h["mime_version"], "1.0", "{m}");
+            assert_eq!(h["content_type"], "text/plain", "{m}");
+            assert_eq!(h["charset"], "utf-8", "{m}");
+            assert!(h["transfer_encoding"].is_string(), "{m}");
+            assert!(h["date"].is_string(), "{m}");
+            let message_id = h["message_id"].as_str().unwrap();
+            assert!(
+                message_id.starts_with('<') && message_id.ends_with("@medmesh.test>"),
+                "{m}"
+            );
+            assert!(message_ids.insert(message_id.to_string()), "repeated {m}");
             let subject = m["subject"].as_str().unwrap();
-            let kind = if subject.contains("escalated to level 1") {
-                "level 1"
-            } else if subject.contains("escalated to level 2") {
-                "level 2"
-            } else if subject.contains("resolved") {
-                "resolved"
-            } else {
-                assert!(subject.contains("MEDIUM alarm raised"), "{subject}");
-                "raised"
-            };
-            assert!(subject.contains("Patient p1"), "{subject}");
             let body = m["body"].as_str().unwrap();
-            assert!(body.contains("scores 3 on NEWS2"), "{m}");
-            assert!(body.contains("Raised: 2025-12-11T08:00:00Z (UTC)"), "{m}");
+            // The name decoded (RFC 2047 in the subject, quoted-printable
+            // UTF-8 in the body), the value with its UCUM unit, the raise
+            // (2025-12-11T08:00:00Z) on the ward's clock with its offset.
+            assert!(subject.contains("José Núñez"), "{subject}");
+            assert!(body.contains("José Núñez"), "{body}");
+            let resolution = subject.contains("is over");
+            if resolution {
+                // The reading that cleared it.
+                assert!(body.contains("Latest value: 80 /min"), "{body}");
+            } else {
+                assert!(body.contains("Value: 135 /min"), "{body}");
+            }
+            assert!(
+                body.contains("Raised: 2025-12-11 03:00:00 -05:00 (America/New_York)"),
+                "{body}"
+            );
+            let family = m["to"][0].as_str().unwrap().ends_with("@family.test")
+                && !m["to"][0].as_str().unwrap().starts_with("charge.kim");
+            let kind = if family {
+                // Told the care team is on it, never asked to act.
+                assert!(
+                    body.contains("You do not need to do anything") || subject.contains("is over"),
+                    "{body}"
+                );
+                for staff_only in ["cknowledge", "/api/", "#/alarms", "Escalation level"] {
+                    assert!(!body.contains(staff_only), "{staff_only:?} in {body}");
+                }
+                if resolution {
+                    assert!(
+                        body.contains("Resolved: 2025-12-11 03:01:00 -05:00"),
+                        "{body}"
+                    );
+                    "resolved"
+                } else {
+                    assert_eq!(
+                        subject,
+                        "[medmesh] Alert for José Núñez: the care team has been alerted"
+                    );
+                    "raised"
+                }
+            } else {
+                // Asked to acknowledge in the dashboard, by link.
+                assert!(
+                    body.contains(&format!(
+                        "Acknowledge it in the medmesh dashboard: {link}\r\n"
+                    )),
+                    "{body}"
+                );
+                assert!(!body.contains("/api/"), "{body}");
+                assert!(body.contains("scores 3 on NEWS2"), "{m}");
+                assert!(subject.contains("(p1, Test bed 1)"), "{subject}");
+                if subject.contains("escalated to level 1") {
+                    "level 1"
+                } else if subject.contains("escalated to level 2") {
+                    "level 2"
+                } else {
+                    assert!(subject.contains("MEDIUM alarm raised"), "{subject}");
+                    "raised"
+                }
+            };
             (m["to"][0].as_str().unwrap().to_string(), kind.to_string())
         })
         .collect();
@@ -878,6 +971,14 @@ fn user_add_takes_an_email_and_bad_alarm_config_is_refused_naming_the_key() {
         ),
         (&["--quiet-hours", "22:00"][..], "--quiet-hours"),
         (
+            &["--time-zone", "Europe/Londres"][..],
+            "alarms.time_zone \"Europe/Londres\"",
+        ),
+        (
+            &["--dashboard-url", "medmesh.local:8080"][..],
+            "alarms.dashboard_url",
+        ),
+        (
             &[
                 "--quiet-hours",
                 "22:00-07:00",
@@ -954,4 +1055,217 @@ first_retry = "500ms"
         .as_u64()
         .expect("seq on the resolution");
     assert!(raised < resolved, "{raised} {resolved}");
+}
+
+/// `medmesh_alarm_recipients_unreachable{reason="..."}`.
+fn unreachable_metric(reason: &str) -> String {
+    format!("medmesh_alarm_recipients_unreachable{{reason=\"{reason}\"}}")
+}
+
+/// Issue "Alarms a ward can trust", deliverable 9: a misspelled user in an
+/// escalation step and a nurse without an e-mail address used to mean
+/// nobody was mailed, silently. Now the raise that reaches nobody is logged
+/// and counted, and at the next start each unreachable recipient is a
+/// warning line (read from a real `medmesh serve`'s log) and on a metric.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_recipients_are_warned_about_at_start_and_counted() {
+    let smtp_port = free_port();
+    let mut smtp = Peer::start("smtp_sink.py", &[&smtp_port.to_string(), "0"]);
+    assert_eq!(smtp.next().await["ready"], smtp_port);
+    let toml = format!(
+        r#"
+[alarms.escalation]
+medium = [{{ roles = ["nurse"] }}, {{ after = "1h", users = ["charge.kym"] }}]
+[alarms.email]
+smtp_url = "smtp://127.0.0.1:{smtp_port}"
+from = "medmesh <alarms@medmesh.test>"
+"#
+    );
+    let s = start_alarms(&toml).await;
+    s.admit("p1", "mon-1").await;
+    // The ward's only nurse has no e-mail address.
+    clinician(&s, "nurse.nomail", medmesh_access::Role::Nurse);
+    pulse(&s, "mon-1", now_ms() as f64 / 1000.0, 135.0).await;
+    assert_eq!(
+        metric_reaches(&s, &delivery_metric("email", "unreachable"), 1.0).await,
+        1.0
+    );
+    assert_eq!(
+        metric(&s.metrics().await, &delivery_metric("email", "delivered")),
+        0.0
+    );
+
+    // At the next start the configuration is checked against the directory.
+    let s = restart_alarms(s, &toml).await;
+    let m = s.metrics().await;
+    assert_eq!(metric(&m, &unreachable_metric("unknown_user")), 1.0, "{m}");
+    assert_eq!(metric(&m, &unreachable_metric("no_email")), 1.0, "{m}");
+    // Ward "Test": medium level 0 (the nurse) and 1 (the unknown user),
+    // and the high and low alarms' default level 0 (the nurse).
+    assert_eq!(
+        metric(&m, &unreachable_metric("nobody_at_level")),
+        3.0,
+        "{m}"
+    );
+    assert_eq!(metric(&m, &unreachable_metric("disabled_user")), 0.0, "{m}");
+
+    // The same, as an operator starting `medmesh serve` sees it.
+    let TestServer {
+        running, data_dir, ..
+    } = s;
+    running.stop();
+    let config = data_dir.path().join("medmesh.toml");
+    std::fs::write(&config, &toml).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_medmesh"))
+        .args(["serve", "--http-listen", "127.0.0.1:0"])
+        .args([
+            "--mqtt-listen",
+            "127.0.0.1:0",
+            "--coap-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--hl7-listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(data_dir.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let _child = Child(child);
+    let mut warnings = Vec::new();
+    for line in std::io::BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        if line.contains("medmesh serving") {
+            break;
+        }
+        if line.contains("alarm recipient unreachable") {
+            warnings.push(line);
+        }
+    }
+    let warned = |words: &[&str]| {
+        assert!(
+            warnings
+                .iter()
+                .any(|l| l.contains("WARN") && words.iter().all(|w| l.contains(w))),
+            "{words:?} not in {warnings:#?}"
+        )
+    };
+    warned(&[
+        "alarms.escalation.medium[1].users",
+        "there is no user \"charge.kym\"",
+    ]);
+    warned(&["nurse \"nurse.nomail\" has no e-mail address"]);
+    warned(&[
+        "alarms.escalation.medium[0]",
+        "nobody with an e-mail address",
+    ]);
+    assert_eq!(warnings.len(), 5, "{warnings:#?}");
+}
+
+/// Issue "Alarms a ward can trust", deliverable 9: at the end of quiet
+/// hours a "raised" mail went out for an alarm already resolved. Now a held
+/// raise goes out only if its alarm is still active and unacknowledged;
+/// one resolved or acknowledged meanwhile is dropped, and so is the
+/// resolution of an alarm nobody was told of.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_end_of_quiet_hours_only_alarms_still_standing_are_mailed() {
+    let smtp_port = free_port();
+    let mut smtp = Peer::start("smtp_sink.py", &[&smtp_port.to_string(), "0"]);
+    assert_eq!(smtp.next().await["ready"], smtp_port);
+    // Quiet from a minute ago until 10 s from now (UTC).
+    let now = now_ms();
+    let quiet_end_ms = (now / 1000 + 10) * 1000;
+    let s = start_alarms(&format!(
+        r#"
+[alarms.quiet_hours]
+start = "{}"
+end = "{}"
+utc_offset = "UTC"
+[alarms.email]
+smtp_url = "smtp://127.0.0.1:{smtp_port}"
+from = "medmesh <alarms@medmesh.test>"
+"#,
+        utc_clock(now - 60_000),
+        utc_clock(quiet_end_ms)
+    ))
+    .await;
+    s.admit("p1", "mon-1").await;
+    for device in ["mon-2", "mon-3"] {
+        let (status, d) = s
+            .send(
+                Method::PUT,
+                &format!("/api/v1/devices/{device}"),
+                json!({"patient_id": "p1"}),
+            )
+            .await;
+        assert_eq!(status, 200, "{d}");
+    }
+    let nurse = clinician(&s, "nurse.ada", medmesh_access::Role::Nurse);
+    let (status, u) = s
+        .send(
+            Method::PATCH,
+            "/api/v1/users/nurse.ada",
+            json!({"email": "nurse.ada@hospital.test"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{u}");
+    let battery = |device: &'static str, percent: f64| {
+        let s = &s;
+        async move {
+            let (status, report) = s
+                .device_post(
+                    &format!("/api/v1/devices/{device}/senml"),
+                    json!([{"n": "battery", "u": "%EL", "v": percent}]),
+                )
+                .await;
+            assert_eq!(status, 200, "{report}");
+        }
+    };
+    // Three low-priority alarms during quiet hours: mon-1's battery is
+    // charged again (resolved), mon-2's is acknowledged, mon-3's stands.
+    for device in ["mon-1", "mon-2", "mon-3"] {
+        battery(device, 10.0).await;
+    }
+    battery("mon-1", 80.0).await;
+    let (_, alarms) = s.get("/api/v1/alarms").await;
+    let mon2 = alarms
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["device_id"] == "mon-2")
+        .unwrap_or_else(|| panic!("{alarms}"))["id"]
+        .as_u64()
+        .unwrap();
+    let (status, a) = send_as(
+        &nurse,
+        Method::POST,
+        s.url(&format!("/api/v1/alarms/{mon2}/acknowledge")),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{a}");
+    // Three raises and mon-1's resolution held.
+    assert_eq!(
+        metric_reaches(&s, &delivery_metric("email", "held"), 4.0).await,
+        4.0
+    );
+    assert!(
+        now_ms() < quiet_end_ms - 1_000,
+        "the machine is too slow for this test's quiet hours"
+    );
+
+    // When they end: mon-3's raise, and nothing else.
+    let mail = smtp.next().await;
+    assert!(mail.get("parse_error").is_none(), "{mail}");
+    assert_eq!(mail["to"], json!(["nurse.ada@hospital.test"]), "{mail}");
+    let body = mail["body"].as_str().unwrap();
+    assert!(body.contains("Device mon-3 battery at 10 %"), "{body}");
+    assert!(body.contains("Value: 10 % battery"), "{body}");
+    assert_eq!(
+        metric_reaches(&s, &delivery_metric("email", "dropped"), 3.0).await,
+        3.0
+    );
+    nothing_more(&mut smtp).await;
+    assert!(outbox_pending(&s).is_empty());
 }

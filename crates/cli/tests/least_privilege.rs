@@ -5,8 +5,8 @@
 //! - taking a device off a patient raises "monitoring stopped" for the care
 //!   team and is audited with the patient;
 //! - whoever an escalation step names may see and acknowledge that alarm
-//!   once it reached the step, and not before; a misspelled name is refused
-//!   at start;
+//!   once it reached the step, and not before; naming an account that may
+//!   not see clinical alarms is refused at start;
 //! - a list read is one audit entry, found by each patient it returned, and
 //!   the audit filters answer "who looked", "what did they do", "refusals".
 
@@ -448,7 +448,7 @@ fn escalation_config(dir: &std::path::Path, escalation: &str) -> medmesh_server:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_misspelled_or_unfit_escalation_user_is_refused_at_start() {
+async fn an_escalation_step_naming_an_account_that_may_not_see_alarms_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
     {
         let access = medmesh_access::Access::open(dir.path()).unwrap();
@@ -456,30 +456,31 @@ async fn a_misspelled_or_unfit_escalation_user_is_refused_at_start() {
         d.add_user("charge.kim", Role::Nurse, None, PW).unwrap();
         d.add_user("ops", Role::Operations, None, PW).unwrap();
     }
-    for (ladder, want) in [
-        (
-            r#"high = [{ roles = ["nurse"] }, { after = "2m", users = ["chrage.kim"] }]"#,
-            "alarms.escalation.high[1].users: no user \"chrage.kim\"",
-        ),
-        (
-            r#"medium = [{ users = ["ops"] }]"#,
-            "alarms.escalation.medium[0].users: \"ops\" is a operations account",
-        ),
-    ] {
-        let err = match medmesh_server::Server::start(&escalation_config(dir.path(), ladder)).await
-        {
-            Ok(_) => panic!("started with {ladder}"),
-            Err(e) => e.to_string(),
-        };
-        assert!(err.contains(want), "{err}");
-    }
-    // Spelled right, it starts.
+    let err = match medmesh_server::Server::start(&escalation_config(
+        dir.path(),
+        r#"medium = [{ roles = ["nurse"] }, { after = "2m", users = ["ops"] }]"#,
+    ))
+    .await
+    {
+        Ok(_) => panic!("started naming an operations account"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("alarms.escalation.medium[1].users: \"ops\" is a operations account"),
+        "{err}"
+    );
+    // A misspelled name starts (a typo must not stop monitoring; the
+    // recipient check warns and counts it), and grants nobody anything.
     let running = medmesh_server::Server::start(&escalation_config(
         dir.path(),
-        r#"high = [{ roles = ["nurse"] }, { after = "2m", users = ["charge.kim"] }]"#,
+        r#"high = [{ roles = ["nurse"] }, { after = "2m", users = ["chrage.kim"] }]"#,
     ))
     .await
     .unwrap();
+    let m = reqwest::get(format!("http://{}/healthz", running.http_addr))
+        .await
+        .unwrap();
+    assert_eq!(m.status(), 200);
     running.stop();
 }
 

@@ -46,8 +46,15 @@ pub struct Alarm {
     pub priority: Priority,
     pub state: AlarmState,
     pub message: String,
-    /// The value that last triggered (or, once resolved, cleared) the alarm.
+    /// The latest value judged for the condition (once resolved: the one
+    /// that cleared it).
     pub value: f64,
+    /// The worst value of the episode (the highest, or the lowest where
+    /// lower is worse), whose reading the message describes; `None` for
+    /// conditions without a scale (a device off line) and in records
+    /// written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worst: Option<f64>,
     pub raised_ms: TimestampMs,
     pub updated_ms: TimestampMs,
     #[serde(default)]

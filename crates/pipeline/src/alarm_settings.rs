@@ -52,6 +52,12 @@ impl Pipeline {
             }
         }
         self.rules = std::sync::Mutex::new(engine);
+        self.alarms
+            .get_mut()
+            .expect("alarm board lock")
+            .set_default_clear_delay(
+                i64::try_from(config.clear_after_s.saturating_mul(1000)).unwrap_or(i64::MAX),
+            );
         self.settings_path = Some(path);
         Ok(self)
     }

@@ -15,12 +15,13 @@ pub enum AlarmAction {
 }
 
 impl Pipeline {
-    /// Queues the lifecycle changes the rules made for the alarm log (the
-    /// ingest path never waits for it); returns each change with its number
-    /// there (none for updates, which are not logged), for
-    /// [`Pipeline::publish_alarm`]. Called with the board still locked
-    /// (`_board`), so the log numbers changes in the order the board made
-    /// them: a raise never gets a later number than its resolution.
+    /// Queues the changes the rules made for the alarm log (the ingest
+    /// path never waits for it); returns each change with its number
+    /// there, for [`Pipeline::publish_alarm`]. The board only reports
+    /// changes a viewer sees, so every one is recorded. Called with the
+    /// board still locked (`_board`), so the log numbers changes in the
+    /// order the board made them: a raise never gets a later number than
+    /// its resolution.
     pub(crate) fn record(
         &self,
         _board: &AlarmBoard,
@@ -29,10 +30,8 @@ impl Pipeline {
         changes
             .into_iter()
             .map(|change| {
-                let seq = change
-                    .is_lifecycle()
-                    .then(|| self.alarm_log.append_change(change.kind(), change.alarm()));
-                (change, seq)
+                let seq = self.alarm_log.append_change(change.kind(), change.alarm());
+                (change, Some(seq))
             })
             .collect()
     }
@@ -105,6 +104,12 @@ impl Pipeline {
     /// Empty if no alarm has that id. Blocks on the disk.
     pub fn alarm_record(&self, id: u64) -> std::io::Result<Vec<Alarm>> {
         self.alarm_log.record(id)
+    }
+
+    /// Alarm `id`'s recorded changes, oldest first, each with its kind and
+    /// number. Empty if no alarm has that id. Blocks on the disk.
+    pub fn alarm_changes_of(&self, id: u64) -> std::io::Result<Vec<LoggedChange>> {
+        self.alarm_log.changes_of(id)
     }
 
     /// Resolved alarms from the alarm log (the whole record, not only what

@@ -7,7 +7,7 @@
 
 use crate::{IngestError, LiveEvent, Pipeline};
 use medmesh_model::{DeviceId, DeviceReport};
-use medmesh_rules::RULE_FALL;
+use medmesh_rules::{AlarmChange, RULE_FALL};
 use medmesh_storage::{BatteryLevel, BatteryLog, StoreError};
 use std::collections::HashMap;
 use std::path::Path;
@@ -77,9 +77,18 @@ impl Pipeline {
                 .device_report(device, report);
             let Some(finding) = finding else { continue };
             let fall = finding.rule == RULE_FALL;
+            let condition = (finding.vital, finding.device.clone(), finding.rule);
             let mut board = self.alarms.lock().expect("alarm board lock");
-            let Some(change) = board.apply(&patient, finding) else {
-                continue;
+            let change = board.apply(&patient, finding);
+            // A fall sent again changes nothing anyone sees, but its alarm
+            // is still written below: the first may never have reached the disk.
+            let change = match change {
+                Some(change) => change,
+                None if fall => match board.active_alarm(&patient, &condition) {
+                    Some(alarm) => AlarmChange::Updated(alarm),
+                    None => continue,
+                },
+                None => continue,
             };
             if !fall {
                 self.record_and_publish(&board, vec![change]);

@@ -35,7 +35,7 @@ pub use order::{Turn, Turns};
 use medmesh_codecs::{DecodeError, Decoded, RecordError, fhir, gatt, senml};
 use medmesh_model::{Alarm, DeviceId, Observation, PatientId, TimestampMs, VitalSign, now_ms};
 use medmesh_rules::news2::{self, Aggregate};
-use medmesh_rules::{AlarmBoard, AlarmChange, RuleEngine, RulesConfig};
+use medmesh_rules::{AlarmBoard, AlarmChange, DEFAULT_CLEAR_AFTER_S, RuleEngine, RulesConfig};
 use medmesh_storage::{AlarmLog, BatteryLevel, BatteryLog, Registry, Store, StoreError};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -163,6 +163,8 @@ impl Pipeline {
         recorded: Vec<Alarm>,
     ) -> Pipeline {
         let mut board = AlarmBoard::default();
+        // As `with_rules` sets it from the configuration.
+        board.set_default_clear_delay(DEFAULT_CLEAR_AFTER_S as i64 * 1000);
         for alarm in recorded {
             board.restore(alarm);
         }
@@ -523,16 +525,18 @@ impl Pipeline {
         if let Some(p) = &patient {
             // One lock of the rules per message: the patient's SpO2 scale
             // and the profile rules' findings together.
-            let (news2_settings, findings) = {
+            let (news2_settings, clear_after_ms, findings) = {
                 let mut rules = self.rules.lock().expect("rules lock");
                 (
                     rules.news2_settings(p),
+                    rules.clear_after_ms(p),
                     rules.observe(p, &observations, now_ms()),
                 )
             };
             let inputs;
             (aggregate, inputs) = self.news2_on_scale(p, news2_settings);
             let board = board.insert(self.alarms.lock().expect("alarm board lock"));
+            board.set_clear_delay(p, clear_after_ms);
             changes.extend(observations.iter().flat_map(|o| {
                 board.judge_scored(p, o, news2::score_with(o.vital, o.value, inputs))
             }));
@@ -761,11 +765,14 @@ mod tests {
         Pipeline::new(store, registry, Arc::new(Metrics::default()), log, recorded)
     }
 
-    /// A pipeline with the default rules config, its settings kept in `dir`.
+    /// A pipeline with the default rules config, its settings kept in
+    /// `dir`, but no clear delay: these tests judge one reading at a time.
     fn ruled_pipeline(dir: &std::path::Path) -> Pipeline {
-        pipeline(dir)
-            .with_rules(&RulesConfig::default(), dir)
-            .unwrap()
+        let config = RulesConfig {
+            clear_after_s: 0,
+            ..RulesConfig::default()
+        };
+        pipeline(dir).with_rules(&config, dir).unwrap()
     }
 
     /// Admits `patient` and assigns `device` to them.

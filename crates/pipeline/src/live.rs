@@ -58,8 +58,8 @@ pub enum LiveEvent {
         /// "escalated".
         change: &'static str,
         alarm: Alarm,
-        /// The change's number in the alarm log (updates are not logged:
-        /// none), which sinks resume from.
+        /// The change's number in the alarm log, which sinks resume from
+        /// and a receiver orders one alarm's changes by.
         #[serde(skip_serializing_if = "Option::is_none")]
         seq: Option<u64>,
     },

@@ -3,6 +3,7 @@
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 /// Which kind of source a message arrived through.
@@ -48,6 +49,12 @@ pub enum DeliveryOutcome {
     Failed,
     /// Held back by quiet hours (sent when they end).
     Held,
+    /// Held by quiet hours, then dropped when they ended because it no
+    /// longer held (its alarm was acknowledged or resolved meanwhile).
+    Dropped,
+    /// Reached nobody it should have: no one on the alarm's escalation
+    /// level could be mailed (unknown users, no e-mail address).
+    Unreachable,
 }
 
 impl EncodeLabelValue for DeliveryOutcome {
@@ -57,6 +64,8 @@ impl EncodeLabelValue for DeliveryOutcome {
             DeliveryOutcome::Retried => "retried",
             DeliveryOutcome::Failed => "failed",
             DeliveryOutcome::Held => "held",
+            DeliveryOutcome::Dropped => "dropped",
+            DeliveryOutcome::Unreachable => "unreachable",
         };
         std::fmt::Write::write_str(encoder, label)
     }
@@ -68,9 +77,15 @@ struct DeliveryLabel {
     outcome: DeliveryOutcome,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     alarm_deliveries: Family<DeliveryLabel, Counter>,
+    unreachable_recipients: Family<ReasonLabel, Gauge>,
     samples_stored: Family<SourceLabel, Counter>,
     malformed_messages: Family<SourceLabel, Counter>,
     refused_messages: Family<SourceLabel, Counter>,
@@ -124,9 +139,16 @@ impl Default for Metrics {
             "Alarm notifications by channel (webhook, email) and outcome",
             alarm_deliveries.clone(),
         );
+        let unreachable_recipients = Family::<ReasonLabel, Gauge>::default();
+        registry.register(
+            "alarm_recipients_unreachable",
+            "Alarm recipients the configuration names but notifications cannot reach (reason: unknown_user, disabled_user, no_email, nobody_at_level), as of the last check (at start, then every minute)",
+            unreachable_recipients.clone(),
+        );
         Metrics {
             registry,
             alarm_deliveries,
+            unreachable_recipients,
             samples_stored,
             malformed_messages,
             refused_messages,
@@ -207,6 +229,14 @@ impl Metrics {
         self.alarm_deliveries
             .get_or_create(&DeliveryLabel { channel, outcome })
             .get()
+    }
+
+    /// Sets how many recipients are unreachable for `reason` (see
+    /// `medmesh_sinks::recipients::check`).
+    pub fn unreachable_recipients(&self, reason: &'static str, n: usize) {
+        self.unreachable_recipients
+            .get_or_create(&ReasonLabel { reason })
+            .set(n as i64);
     }
 
     /// Prometheus text exposition of every metric.

@@ -1,5 +1,7 @@
-//! Rules driven by time rather than readings: stale data. The server calls
-//! [`Pipeline::check_stale`] on an interval (`rules.timer_interval_s`).
+//! Rules driven by time rather than readings: stale data (the server calls
+//! [`Pipeline::check_stale`] on an interval, `rules.timer_interval_s`), and
+//! alarms that stayed clear for their delay with no reading to say so
+//! ([`Pipeline::settle_alarms`], every second).
 
 use crate::Pipeline;
 use medmesh_model::TimestampMs;
@@ -26,5 +28,18 @@ impl Pipeline {
         let raised = changes.len();
         self.record_and_publish(&board, changes);
         raised
+    }
+
+    /// Resolves the alarms whose condition has stayed clear for the
+    /// patient's clear delay by `now` (see `AlarmBoard::settle`); returns
+    /// how many.
+    pub fn settle_alarms(&self, now: TimestampMs) -> usize {
+        let mut board = self.alarms.lock().expect("alarm board lock");
+        let changes = board.settle(now);
+        let n = changes.len();
+        if n > 0 {
+            self.record_and_publish(&board, changes);
+        }
+        n
     }
 }

@@ -1,12 +1,27 @@
 //! The alarm board: active alarms, their lifecycle, and recent history.
 //!
 //! Rules raise, update and resolve alarms as observations arrive; clinicians
-//! acknowledge, snooze or resolve them. There is one alarm per condition
-//! (patient, vital sign, rule): a repeat updates it, and an acknowledged alarm
-//! stays acknowledged while its condition lasts.
+//! acknowledge, snooze or resolve them. There is one alarm per condition: a
+//! repeat updates it, and an acknowledged alarm stays acknowledged while its
+//! condition lasts.
+//!
+//! Against alarm fatigue (IEC 60601-1-8 alarm conditions; The Joint
+//! Commission's National Patient Safety Goal on alarm management):
+//! - The clinical rules on one vital sign (a NEWS2 red parameter, a profile
+//!   limit, a rate of change) share one alarm per patient and vital sign:
+//!   each rule is a *reason*; the alarm holds while any reason does, takes
+//!   the highest reason's priority, and its message names every reason.
+//! - An alarm shows the worst reading of its episode (see [`Worse`]).
+//! - An alarm whose reasons all cleared resolves only once it has stayed
+//!   clear for the patient's clear delay (`clear_after_s`, by the readings'
+//!   time, or by medmesh's clock when no reading comes): an episode that
+//!   dips in and out is one alarm, not a flapping series.
+//! - A repeat that changes nothing a viewer sees (priority, reasons, the
+//!   worst reading, state) is no change at all: the live stream and the
+//!   sinks only hear of alarms that changed.
 
 use crate::escalation::Policy;
-use crate::finding::{Finding, Verdict};
+use crate::finding::{Finding, Verdict, Worse};
 use crate::news2::{self, Aggregate};
 use medmesh_model::{
     Act, Alarm, AlarmState, DeviceId, Observation, PatientId, Priority, TimestampMs, VitalSign,
@@ -46,7 +61,10 @@ pub const LATE_WINDOW_MS: TimestampMs = 10 * 60_000;
 #[derive(Debug, Clone, PartialEq)]
 pub enum AlarmChange {
     Raised(Alarm),
-    /// An active alarm saw another out-of-range value (or changed priority).
+    /// Something a viewer sees of an active alarm changed without it being
+    /// raised again: a worse reading, a reason joined or left, its priority
+    /// fell, a NEWS2 aggregate moved. (A repeat that changes none of that
+    /// is no change.)
     Updated(Alarm),
     Acknowledged(Alarm),
     Snoozed(Alarm),
@@ -78,12 +96,6 @@ impl AlarmChange {
             AlarmChange::Escalated(_) => "escalated",
         }
     }
-
-    /// Whether the change is part of the alarm's record (an update only
-    /// moves its latest value, which the sample store already holds).
-    pub fn is_lifecycle(&self) -> bool {
-        !matches!(self, AlarmChange::Updated(_))
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -94,6 +106,119 @@ pub enum BoardError {
 
 /// One patient's condition: the vital sign or device concerned, and the rule.
 type Condition = (Option<VitalSign>, Option<DeviceId>, &'static str);
+
+/// The rules about one vital sign whose alarms merge into one per patient
+/// and vital sign, in the order a tie in priority ranks them.
+const VITAL_RULES: [&str; 3] = [RULE_NEWS2_RED, RULE_THRESHOLD, RULE_RATE_OF_CHANGE];
+/// The rule slot of the key a vital sign's merged alarm is kept under.
+const VITAL_ALARM: &str = "vital-sign";
+
+/// The key of the alarm a condition belongs to: a vital sign's clinical
+/// rules share one; every other condition is its own.
+fn alarm_key(condition: &Condition) -> Condition {
+    match condition {
+        (Some(vital), None, rule) if VITAL_RULES.contains(rule) => {
+            (Some(*vital), None, VITAL_ALARM)
+        }
+        other => other.clone(),
+    }
+}
+
+/// Orders reasons highest priority first; a tie in [`VITAL_RULES`] order.
+fn rank(reasons: &mut [Reason]) {
+    let order = |rule| {
+        VITAL_RULES
+            .iter()
+            .position(|r| *r == rule)
+            .unwrap_or(VITAL_RULES.len())
+    };
+    reasons.sort_by(|a, b| {
+        b.priority
+            .cmp(&a.priority)
+            .then(order(a.rule).cmp(&order(b.rule)))
+    });
+}
+
+/// What an alarm shows of its reasons: the highest one's priority, rule
+/// and message, the others named after it.
+struct Shown {
+    priority: Priority,
+    rule: &'static str,
+    message: String,
+    worst: Option<f64>,
+}
+
+impl Shown {
+    /// `reasons` ranked and not empty.
+    fn of(key: &Condition, reasons: &[Reason]) -> Shown {
+        let top = &reasons[0];
+        let mut message = top.message.clone();
+        for other in &reasons[1..] {
+            message.push_str(" Also: ");
+            message.push_str(&other.message);
+        }
+        Shown {
+            priority: top.priority,
+            rule: top.rule,
+            message,
+            worst: (key.0.is_some() || key.2 == RULE_NEWS2_AGGREGATE).then_some(top.worst),
+        }
+    }
+
+    /// Shows it on `alarm`; whether anything a viewer sees changed.
+    fn apply(self, alarm: &mut Alarm) -> bool {
+        let changed = alarm.priority != self.priority
+            || alarm.rule != self.rule
+            || alarm.message != self.message
+            || alarm.worst != self.worst;
+        alarm.priority = self.priority;
+        alarm.rule = self.rule.to_string();
+        alarm.message = self.message;
+        alarm.worst = self.worst;
+        changed
+    }
+}
+
+/// Which way a NEWS2 red reading is worse: away from the chart's score-0
+/// band (RCP NEWS2 2017 Chart 1), so a low reading is worse lower and a
+/// high one higher. The centres: respiration 12-20, SpO2 between scale 1's
+/// 96+ and scale 2's 88-92 (both sides of scale 2 can score 3), systolic
+/// 111-219, pulse 51-90, temperature 36.1-38.0; consciousness: anything
+/// but Alert is worse the further down ACVPU.
+fn red_worse(vital: VitalSign, value: f64) -> Worse {
+    let centre = match vital {
+        VitalSign::RespiratoryRate => 16.0,
+        VitalSign::OxygenSaturation => 94.0,
+        VitalSign::SystolicBloodPressure => 165.0,
+        VitalSign::HeartRate => 70.0,
+        VitalSign::BodyTemperature => 37.0,
+        _ => return Worse::Higher,
+    };
+    if value > centre {
+        Worse::Higher
+    } else {
+        Worse::Lower
+    }
+}
+
+/// One rule's reason for an alarm, while it holds.
+#[derive(Debug, Clone)]
+struct Reason {
+    rule: &'static str,
+    priority: Priority,
+    /// The message of the reading the reason keeps (the worst, see [`Worse`]).
+    message: String,
+    worst: f64,
+}
+
+/// An alarm whose reasons all cleared, waiting out its clear delay.
+#[derive(Debug, Clone, Copy)]
+struct Clearing {
+    /// Time of the reading that cleared it.
+    since_ms: TimestampMs,
+    /// When the settling timer first saw it (medmesh's clock).
+    noted_ms: Option<TimestampMs>,
+}
 
 /// The rules' names, to map recorded alarms back to their rule.
 const RULES: [&str; 9] = [
@@ -115,9 +240,15 @@ struct PatientAlarms {
     /// Time of the newest observation judged per condition: an older one
     /// arriving late (a resend, a gateway catching up) must not overrule it.
     judged: HashMap<Condition, TimestampMs>,
-    /// The reading times each condition's last resolved alarm covered, so a
-    /// late reading from inside that episode does not raise it again.
+    /// The reading times each alarm's last resolved episode covered (by
+    /// alarm key), so a late reading from inside it does not raise it again.
     episodes: HashMap<Condition, (TimestampMs, TimestampMs)>,
+    /// The reasons each active alarm holds for (by alarm key), highest first.
+    reasons: HashMap<Condition, Vec<Reason>>,
+    /// Active alarms (by key) whose reasons all cleared, until they settle.
+    clearing: HashMap<Condition, Clearing>,
+    /// This patient's clear delay (ms); `None`: the board's default.
+    clear_after_ms: Option<TimestampMs>,
 }
 
 /// Active alarms by patient and condition, and recently resolved ones.
@@ -128,9 +259,33 @@ pub struct AlarmBoard {
     patients: HashMap<PatientId, PatientAlarms>,
     history: VecDeque<Alarm>,
     next_id: u64,
+    /// How long an alarm must stay clear before it resolves, for patients
+    /// whose rules give no delay of their own (0: at the first clear
+    /// reading).
+    clear_after_ms: TimestampMs,
 }
 
 impl AlarmBoard {
+    /// Alarms resolve once clear for `clear_after_ms` (the `[rules]
+    /// clear_after_s` default) unless a patient's rules say otherwise.
+    pub fn set_default_clear_delay(&mut self, clear_after_ms: TimestampMs) {
+        self.clear_after_ms = clear_after_ms;
+    }
+
+    /// Sets `patient`'s clear delay (from their profile or settings).
+    pub fn set_clear_delay(&mut self, patient: &PatientId, clear_after_ms: TimestampMs) {
+        if self.patients.get(patient).and_then(|p| p.clear_after_ms) != Some(clear_after_ms) {
+            self.patient(patient).clear_after_ms = Some(clear_after_ms);
+        }
+    }
+
+    fn clear_delay(&self, patient: &PatientId) -> TimestampMs {
+        self.patients
+            .get(patient)
+            .and_then(|p| p.clear_after_ms)
+            .unwrap_or(self.clear_after_ms)
+    }
+
     fn patient(&mut self, patient: &PatientId) -> &mut PatientAlarms {
         if !self.patients.contains_key(patient) {
             self.patients
@@ -147,7 +302,7 @@ impl AlarmBoard {
             self.remember(alarm);
             return;
         };
-        let key = (alarm.vital, alarm.device_id.clone(), *rule);
+        let key = alarm_key(&(alarm.vital, alarm.device_id.clone(), *rule));
         let patient = alarm.patient_id.clone();
         if alarm.state == AlarmState::Resolved {
             self.patient(&patient).active.remove(&key);
@@ -164,45 +319,76 @@ impl AlarmBoard {
         self.history.push_back(alarm);
     }
 
-    /// Raises or updates the alarm of a condition that holds now.
+    /// Raises or updates the alarm of a condition that holds now. Returns
+    /// no change when nothing a viewer sees changed (the alarm still takes
+    /// the value and time).
+    #[allow(clippy::too_many_arguments)]
     fn holds(
         &mut self,
         patient: &PatientId,
-        key: Condition,
+        condition: Condition,
         priority: Priority,
         message: impl FnOnce() -> String,
         value: f64,
         time_ms: TimestampMs,
-    ) -> AlarmChange {
+        worse: Worse,
+    ) -> Option<AlarmChange> {
+        let key = alarm_key(&condition);
+        let rule = condition.2;
         let next_id = self.next_id + 1;
         let alarms = self.patient(patient);
+        let was_clearing = alarms.clearing.remove(&key).is_some();
+        let reasons = alarms.reasons.entry(key.clone()).or_default();
+        if was_clearing {
+            // Back within the clear delay: the same episode goes on, with
+            // this rule's worst reading; the reasons that cleared stay gone.
+            reasons.retain(|r| r.rule == rule);
+        }
+        match reasons.iter_mut().find(|r| r.rule == rule) {
+            Some(reason) => {
+                reason.priority = priority;
+                if worse.at_least_as_bad(value, reason.worst) {
+                    reason.message = message();
+                }
+                reason.worst = worse.worst(value, reason.worst);
+            }
+            None => reasons.push(Reason {
+                rule,
+                priority,
+                message: message(),
+                worst: value,
+            }),
+        }
+        rank(reasons);
+        let shown = Shown::of(&key, reasons);
         if let Some(alarm) = alarms.active.get_mut(&key) {
             alarm.value = value;
-            alarm.updated_ms = time_ms;
-            if priority > alarm.priority {
-                alarm.message = message();
+            alarm.updated_ms = alarm.updated_ms.max(time_ms);
+            if shown.priority > alarm.priority {
+                shown.apply(alarm);
                 // Worse than when acknowledged: it needs attention again.
-                alarm.priority = priority;
                 alarm.state = AlarmState::Active;
                 alarm.acknowledged = None;
                 alarm.snoozed_until_ms = None;
                 alarm.escalation_level = 0;
                 alarm.escalation_since_ms = None;
-                return AlarmChange::Raised(alarm.clone());
+                return Some(AlarmChange::Raised(alarm.clone()));
             }
-            alarm.priority = priority;
-            return AlarmChange::Updated(alarm.clone());
+            return shown
+                .apply(alarm)
+                .then(|| AlarmChange::Updated(alarm.clone()));
         }
-        let alarm = Alarm {
+        let mut alarm = Alarm {
             id: next_id,
             patient_id: patient.clone(),
             vital: key.0,
             device_id: key.1.clone(),
-            rule: key.2.to_string(),
+            rule: rule.to_string(),
             priority,
             state: AlarmState::Active,
-            message: message(),
+            message: String::new(),
             value,
+            worst: None,
             raised_ms: time_ms,
             updated_ms: time_ms,
             acknowledged: None,
@@ -211,13 +397,56 @@ impl AlarmBoard {
             escalation_level: 0,
             escalation_since_ms: None,
         };
+        shown.apply(&mut alarm);
         alarms.active.insert(key, alarm.clone());
         self.next_id = next_id;
-        AlarmChange::Raised(alarm)
+        Some(AlarmChange::Raised(alarm))
     }
 
-    /// Resolves the alarm of a condition that no longer holds, if any.
+    /// A condition no longer holds: its reason leaves the alarm. While
+    /// another reason holds, the alarm stays (shown for that one); once
+    /// none does, it resolves after the clear delay (see
+    /// [`AlarmBoard::settle`] for the clock's side), or at once without one.
     fn cleared(
+        &mut self,
+        patient: &PatientId,
+        condition: &Condition,
+        value: f64,
+        time_ms: TimestampMs,
+    ) -> Option<AlarmChange> {
+        let key = alarm_key(condition);
+        let delay = self.clear_delay(patient);
+        let alarms = self.patients.get_mut(patient)?;
+        let reasons = alarms.reasons.entry(key.clone()).or_default();
+        let alarm = alarms.active.get_mut(&key)?;
+        alarm.value = value;
+        if reasons.iter().any(|r| r.rule != condition.2) {
+            reasons.retain(|r| r.rule != condition.2);
+            let shown = Shown::of(&key, reasons);
+            return shown
+                .apply(alarm)
+                .then(|| AlarmChange::Updated(alarm.clone()));
+        }
+        // The last reason cleared. It is kept while the alarm waits out its
+        // delay, so a return within it goes on from the episode's worst.
+        // Stale data resolves with the reading that ends the silence: there
+        // is nothing to flap.
+        if delay <= 0 || condition.2 == RULE_STALE_DATA {
+            return self.resolve_cleared(patient, &key, value, time_ms);
+        }
+        let clearing = alarms.clearing.entry(key.clone()).or_insert(Clearing {
+            since_ms: time_ms,
+            noted_ms: None,
+        });
+        if time_ms - clearing.since_ms >= delay {
+            return self.resolve_cleared(patient, &key, value, time_ms);
+        }
+        None
+    }
+
+    /// Resolves the alarm under `key` (medmesh resolves it: its condition
+    /// cleared), if it is active.
+    fn resolve_cleared(
         &mut self,
         patient: &PatientId,
         key: &Condition,
@@ -225,6 +454,8 @@ impl AlarmBoard {
         time_ms: TimestampMs,
     ) -> Option<AlarmChange> {
         let alarms = self.patients.get_mut(patient)?;
+        alarms.reasons.remove(key);
+        alarms.clearing.remove(key);
         let mut alarm = alarms.active.remove(key)?;
         alarms
             .episodes
@@ -238,6 +469,34 @@ impl AlarmBoard {
         });
         self.remember(alarm.clone());
         Some(AlarmChange::Resolved(alarm))
+    }
+
+    /// Resolves the alarms that have stayed clear for their delay by
+    /// medmesh's clock (`now`): a patient whose readings stopped, or whose
+    /// condition cleared with a rule that says so once (a limit). The
+    /// escalation timer calls it every second; an alarm's delay counts from
+    /// the first call that finds it clearing.
+    pub fn settle(&mut self, now: TimestampMs) -> Vec<AlarmChange> {
+        let default = self.clear_after_ms;
+        let mut due = Vec::new();
+        for (patient, alarms) in &mut self.patients {
+            let delay = alarms.clear_after_ms.unwrap_or(default);
+            for (key, clearing) in &mut alarms.clearing {
+                match clearing.noted_ms {
+                    None => clearing.noted_ms = Some(now),
+                    Some(noted) if now - noted >= delay => {
+                        due.push((patient.clone(), key.clone(), clearing.since_ms + delay));
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        due.into_iter()
+            .filter_map(|(patient, key, at)| {
+                let value = self.patients.get(&patient)?.active.get(&key)?.value;
+                self.resolve_cleared(&patient, &key, value, at)
+            })
+            .collect()
     }
 
     /// Whether an observation at `time_ms` is the newest for the condition
@@ -266,7 +525,16 @@ impl AlarmBoard {
                 priority,
                 message,
                 value,
-            } => Some(self.holds(patient, key, priority, || message, value, finding.time_ms)),
+                worse,
+            } => self.holds(
+                patient,
+                key,
+                priority,
+                || message,
+                value,
+                finding.time_ms,
+                worse,
+            ),
             Verdict::Clears { value } => self.cleared(patient, &key, value, finding.time_ms),
         }
     }
@@ -313,14 +581,15 @@ impl AlarmBoard {
                     obs.vital.display(),
                 )
             };
-            Some(self.holds(
+            self.holds(
                 patient,
                 key,
                 Priority::Medium,
                 message,
                 obs.value,
                 obs.time_ms,
-            ))
+                red_worse(obs.vital, obs.value),
+            )
         } else {
             self.cleared(patient, &key, obs.value, obs.time_ms)
         }
@@ -368,14 +637,15 @@ impl AlarmBoard {
         if score != Some(3) || obs.time_ms < newest - LATE_WINDOW_MS {
             return Vec::new();
         }
+        let akey = alarm_key(&key);
         let alarms = self.patient(patient);
         let covered = alarms
             .active
-            .get(&key)
+            .get(&akey)
             .is_some_and(|a| a.raised_ms <= obs.time_ms)
             || alarms
                 .episodes
-                .get(&key)
+                .get(&akey)
                 .is_some_and(|(from, to)| (*from..=*to).contains(&obs.time_ms));
         if covered {
             return Vec::new();
@@ -383,7 +653,7 @@ impl AlarmBoard {
         // The present is judged already: an active alarm (raised by a newer
         // reading) stays as it is; otherwise the late episode is raised and
         // resolved, both recorded.
-        if alarms.active.contains_key(&key) {
+        if alarms.active.contains_key(&akey) {
             return Vec::new();
         }
         let message = || {
@@ -404,9 +674,12 @@ impl AlarmBoard {
             message,
             obs.value,
             obs.time_ms,
+            red_worse(obs.vital, obs.value),
         );
-        let resolved = self.cleared(patient, &key, obs.value, newest);
-        std::iter::once(raised).chain(resolved).collect()
+        // Resolved at once: the newer reading already ended the episode
+        // (however long ago), so there is no clear delay to wait out.
+        let resolved = self.resolve_cleared(patient, &alarm_key(&key), obs.value, newest);
+        raised.into_iter().chain(resolved).collect()
     }
 
     /// Evaluates the aggregate rule on the patient's current NEWS2.
@@ -446,22 +719,24 @@ impl AlarmBoard {
         let score = f64::from(a.score);
         let message = |response: &str| format!("NEWS2 {}: {response}", a.describe());
         match priority {
-            Some(Priority::High) => Some(self.holds(
+            Some(Priority::High) => self.holds(
                 patient,
                 key,
                 Priority::High,
                 || message("emergency response (clinical team with critical-care competencies)"),
                 score,
                 time_ms,
-            )),
-            Some(p) => Some(self.holds(
+                Worse::Latest,
+            ),
+            Some(p) => self.holds(
                 patient,
                 key,
                 p,
                 || message("urgent response (clinician assessment)"),
                 score,
                 time_ms,
-            )),
+                Worse::Latest,
+            ),
             None => self.cleared(patient, &key, score, time_ms),
         }
     }
@@ -486,7 +761,15 @@ impl AlarmBoard {
                     "Device {device} went off line ({reason}): no readings from it until it reconnects"
                 )
             };
-            Some(self.holds(patient, key, Priority::Medium, message, 0.0, time_ms))
+            self.holds(
+                patient,
+                key,
+                Priority::Medium,
+                message,
+                0.0,
+                time_ms,
+                Worse::Latest,
+            )
         }
     }
 
@@ -506,8 +789,10 @@ impl AlarmBoard {
     ) -> Vec<AlarmChange> {
         let mut changes: Vec<AlarmChange> = [RULE_DEVICE_OFFLINE, RULE_BATTERY_LOW]
             .into_iter()
+            // At once, without the clear delay: the device is gone, there
+            // is nothing left to flap.
             .filter_map(|rule| {
-                self.cleared(patient, &(None, Some(device.clone()), rule), 0.0, time_ms)
+                self.resolve_cleared(patient, &(None, Some(device.clone()), rule), 0.0, time_ms)
             })
             .collect();
         let key = (None, Some(device.clone()), RULE_MONITORING_STOPPED);
@@ -517,7 +802,15 @@ impl AlarmBoard {
                  its readings no longer reach them and raise no alarm for them"
             )
         };
-        changes.push(self.holds(patient, key, Priority::Low, message, 0.0, time_ms));
+        changes.extend(self.holds(
+            patient,
+            key,
+            Priority::Low,
+            message,
+            0.0,
+            time_ms,
+            Worse::Latest,
+        ));
         changes
     }
 
@@ -540,7 +833,7 @@ impl AlarmBoard {
             })
             .unwrap_or_default();
         keys.iter()
-            .filter_map(|k| self.cleared(patient, k, 1.0, time_ms))
+            .filter_map(|k| self.resolve_cleared(patient, k, 1.0, time_ms))
             .collect()
     }
 
@@ -605,6 +898,10 @@ impl AlarmBoard {
                     .iter()
                     .find(|(_, a)| a.id == id)
                     .map(|(k, _)| k.clone())?;
+                // Its reasons go with it: a condition that still holds
+                // raises a new alarm at its next reading.
+                p.reasons.remove(&key);
+                p.clearing.remove(&key);
                 p.active.remove(&key)
             })
             .ok_or(BoardError::NoSuchAlarm(id))?;
@@ -636,11 +933,15 @@ impl AlarmBoard {
     /// ([`Policy::due`]); a snooze that ran out makes the alarm active again.
     pub fn escalate(&mut self, policy: &Policy, now: TimestampMs) -> Vec<AlarmChange> {
         let mut changes = Vec::new();
-        for alarm in self
-            .patients
-            .values_mut()
-            .flat_map(|p| p.active.values_mut())
-        {
+        // An alarm waiting out its clear delay climbs no further: its
+        // condition has cleared.
+        for alarm in self.patients.values_mut().flat_map(|p| {
+            let clearing = &p.clearing;
+            p.active
+                .iter_mut()
+                .filter(move |(key, _)| !clearing.contains_key(*key))
+                .map(|(_, alarm)| alarm)
+        }) {
             if alarm.state == AlarmState::Active && alarm.escalation_since_ms.is_none() {
                 // The clock starts when medmesh raised the alarm (this tick,
                 // within a second of it), not at the reading's own time,
@@ -681,6 +982,19 @@ impl AlarmBoard {
                 .then(b.id.cmp(&a.id))
         });
         v
+    }
+
+    /// The active alarm a condition (vital sign, device, rule) belongs to.
+    pub fn active_alarm(
+        &self,
+        patient: &PatientId,
+        condition: &(Option<VitalSign>, Option<DeviceId>, &'static str),
+    ) -> Option<Alarm> {
+        self.patients
+            .get(patient)?
+            .active
+            .get(&alarm_key(condition))
+            .cloned()
     }
 
     pub fn active_for(&self, patient: &PatientId) -> Vec<Alarm> {
@@ -1019,6 +1333,162 @@ mod tests {
         // a separate, earlier episode only if nothing covered it: here the
         // alarm now active stands for the present; nothing is added.
         assert!(judge(&mut board, hr(t + 2_500, 140.0)).is_empty());
+        assert_eq!(board.active().len(), 1);
+    }
+
+    fn threshold(t: i64, value: f64, holds: bool, priority: Priority) -> Finding {
+        Finding {
+            vital: Some(VitalSign::HeartRate),
+            device: None,
+            rule: RULE_THRESHOLD,
+            time_ms: t,
+            verdict: if holds {
+                Verdict::Holds {
+                    priority,
+                    message: format!("Heart rate {value} /min above the limit 120 /min"),
+                    value,
+                    worse: Worse::Higher,
+                }
+            } else {
+                Verdict::Clears { value }
+            },
+        }
+    }
+
+    /// One alarm per patient and vital sign: a profile limit and a NEWS2
+    /// red on the heart rate merge; the higher priority shows first and the
+    /// message names both; each leaving is an update, the last a resolve.
+    #[test]
+    fn a_news2_red_and_a_limit_on_one_vital_sign_are_one_alarm() {
+        let mut board = AlarmBoard::default();
+        let p = PatientId::new("p1").unwrap();
+        // Pulse 125: above the profile's 120 (high priority), NEWS2 2.
+        let raised = board
+            .apply(&p, threshold(1, 125.0, true, Priority::High))
+            .unwrap();
+        assert!(matches!(raised, AlarmChange::Raised(ref a) if a.rule == RULE_THRESHOLD));
+        assert_eq!(board.observe(&p, &hr(1, 125.0)), None);
+        // Pulse 135 (Chart 1 row >=131, score 3): the same alarm, now both.
+        let both = board.observe(&p, &hr(2, 135.0)).unwrap();
+        let a = both.alarm();
+        assert!(matches!(both, AlarmChange::Updated(_)), "{both:?}");
+        assert_eq!((a.id, a.priority), (raised.alarm().id, Priority::High));
+        assert_eq!(
+            a.message,
+            "Heart rate 125 /min above the limit 120 /min Also: Heart rate 135 /min scores 3 on NEWS2: urgent ward-based response"
+        );
+        board.apply(&p, threshold(2, 135.0, true, Priority::High));
+        assert_eq!(board.active().len(), 1, "one alarm per vital sign");
+        // The limit clears first: the alarm stays, for NEWS2, medium now.
+        let lower = board
+            .apply(&p, threshold(3, 118.0, false, Priority::High))
+            .unwrap();
+        assert!(matches!(lower, AlarmChange::Updated(ref a)
+            if a.priority == Priority::Medium && a.rule == RULE_NEWS2_RED));
+        // Pulse 80: nothing holds; resolved (no clear delay on this board).
+        assert!(matches!(
+            board.observe(&p, &hr(4, 80.0)),
+            Some(AlarmChange::Resolved(_))
+        ));
+        assert!(board.active().is_empty());
+    }
+
+    /// The alarm shows the worst reading of its episode, and a repeat that
+    /// changes nothing a viewer sees is no change (the live stream and the
+    /// sinks hear nothing).
+    #[test]
+    fn the_worst_reading_is_shown_and_repeats_are_silent() {
+        let mut board = AlarmBoard::default();
+        let p = PatientId::new("p1").unwrap();
+        board.observe(&p, &hr(1, 135.0)).unwrap();
+        let worse = board.observe(&p, &hr(2, 150.0)).unwrap();
+        assert!(matches!(worse, AlarmChange::Updated(ref a) if a.worst == Some(150.0)));
+        // Better, still red: the message keeps 150, no change reported.
+        assert_eq!(board.observe(&p, &hr(3, 140.0)), None);
+        assert_eq!(board.observe(&p, &hr(4, 150.0)), None);
+        let shown = &board.active()[0];
+        assert!(
+            shown.message.starts_with("Heart rate 150 /min scores 3"),
+            "{}",
+            shown.message
+        );
+        assert_eq!((shown.value, shown.worst), (150.0, Some(150.0)));
+        // Low side: SpO2 (scale 1) is worse lower.
+        board.observe(&p, &spo2(5, 90.0)).unwrap();
+        let lower = board.observe(&p, &spo2(6, 86.0)).unwrap();
+        assert_eq!(lower.alarm().worst, Some(86.0));
+        assert_eq!(board.observe(&p, &spo2(7, 88.0)), None);
+    }
+
+    fn spo2(t: i64, v: f64) -> Observation {
+        Observation {
+            vital: VitalSign::OxygenSaturation,
+            value: v,
+            time_ms: t,
+        }
+    }
+
+    /// With a clear delay, a reading that dips in and out keeps one alarm;
+    /// it resolves once clear for the delay by the readings' time.
+    #[test]
+    fn an_alarm_resolves_only_after_staying_clear_for_its_delay() {
+        let mut board = AlarmBoard::default();
+        board.set_default_clear_delay(30_000);
+        let p = PatientId::new("p1").unwrap();
+        let id = board.observe(&p, &hr(0, 135.0)).unwrap().alarm().id;
+        // Clear at 1 s, red again at 5 s: the same alarm, no change at all.
+        assert_eq!(board.observe(&p, &hr(1_000, 80.0)), None);
+        assert_eq!(board.observe(&p, &hr(5_000, 133.0)), None);
+        assert_eq!(board.active()[0].id, id);
+        // Clear from 6 s: still active at 35.999 s, resolved at 36 s.
+        assert_eq!(board.observe(&p, &hr(6_000, 80.0)), None);
+        assert_eq!(board.observe(&p, &hr(35_999, 81.0)), None);
+        let resolved = board.observe(&p, &hr(36_000, 82.0)).unwrap();
+        assert!(matches!(resolved, AlarmChange::Resolved(ref a)
+            if a.id == id && a.resolved.as_ref().unwrap().at_ms == 36_000));
+        assert_eq!(board.history(10).len(), 1, "one episode, one alarm");
+    }
+
+    /// No reading comes after the clear one (a home patient, a limit that
+    /// says it once): medmesh's clock settles it, from when the timer
+    /// first saw it clearing. While clearing it does not escalate.
+    #[test]
+    fn the_timer_settles_an_alarm_no_reading_clears() {
+        use crate::escalation::Step;
+        let mut board = AlarmBoard::default();
+        let p = PatientId::new("p1").unwrap();
+        board.set_clear_delay(&p, 60_000);
+        board
+            .apply(&p, threshold(0, 125.0, true, Priority::Medium))
+            .unwrap();
+        assert_eq!(
+            board.apply(&p, threshold(1_000, 110.0, false, Priority::Medium)),
+            None
+        );
+        let mut policy = Policy::default();
+        policy.ladders.insert(
+            Priority::Medium,
+            vec![Step {
+                after_ms: 0,
+                roles: vec!["nurse".into()],
+                users: vec![],
+            }],
+        );
+        assert!(board.settle(1_000_000).is_empty(), "first seen");
+        assert!(board.escalate(&policy, 1_000_000).is_empty());
+        assert!(board.settle(1_059_999).is_empty());
+        let settled = board.settle(1_060_000);
+        assert!(matches!(&settled[..], [AlarmChange::Resolved(a)]
+            if a.resolved.as_ref().unwrap().at_ms == 61_000 && a.value == 110.0));
+        assert!(board.active().is_empty());
+        // A condition back before the delay ran out cancels the clearing.
+        board
+            .apply(&p, threshold(70_000, 125.0, true, Priority::Medium))
+            .unwrap();
+        board.apply(&p, threshold(71_000, 110.0, false, Priority::Medium));
+        assert!(board.settle(2_000_000).is_empty());
+        board.apply(&p, threshold(72_000, 126.0, true, Priority::Medium));
+        assert!(board.settle(9_000_000).is_empty());
         assert_eq!(board.active().len(), 1);
     }
 }

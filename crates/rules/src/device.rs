@@ -2,7 +2,7 @@
 //! low battery and falls.
 
 use crate::board::{RULE_BATTERY_LOW, RULE_FALL};
-use crate::finding::{Finding, Verdict};
+use crate::finding::{Finding, Verdict, Worse};
 use medmesh_model::{DeviceId, Priority, TimestampMs};
 
 /// A low-battery alarm resolves once the level is this many points above
@@ -26,6 +26,7 @@ pub fn battery(
                 "Device {device} battery at {percent} % (below {low_percent} %): charge or replace it"
             ),
             value: percent,
+            worse: Worse::Lower,
         }
     } else if percent >= low_percent + BATTERY_HYSTERESIS {
         Verdict::Clears { value: percent }
@@ -54,6 +55,7 @@ pub fn fall(device: &DeviceId, time_ms: TimestampMs) -> Finding {
             priority: Priority::High,
             message: format!("Fall detected by {device}: check on the patient now"),
             value: 1.0,
+            worse: Worse::Latest,
         },
     }
 }

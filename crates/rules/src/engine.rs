@@ -10,7 +10,7 @@
 
 use crate::board::{RULE_RATE_OF_CHANGE, RULE_STALE_DATA, RULE_THRESHOLD};
 use crate::device;
-use crate::finding::{Finding, Verdict};
+use crate::finding::{Finding, Verdict, Worse};
 use crate::news2::{self, Spo2Scale};
 use crate::profiles::Limits;
 use crate::settings::{AlarmSettings, Catalogue, Effective, RulesConfig};
@@ -46,6 +46,7 @@ pub struct RuleEngine {
     catalogue: Catalogue,
     default: Option<Arc<Effective>>,
     battery_low_percent: f64,
+    clear_after_s: u64,
     assigned: HashMap<PatientId, Assigned>,
     state: HashMap<PatientId, PatientState>,
     started_ms: TimestampMs,
@@ -68,6 +69,7 @@ impl RuleEngine {
             catalogue,
             default,
             battery_low_percent: config.battery_low_percent,
+            clear_after_s: config.clear_after_s,
             assigned: HashMap::new(),
             state: HashMap::new(),
             started_ms: now_ms,
@@ -103,6 +105,15 @@ impl RuleEngine {
     pub fn spo2_scale(&self, patient: &PatientId) -> Spo2Scale {
         self.effective(patient)
             .map_or(Spo2Scale::Scale1, |e| e.spo2_scale)
+    }
+
+    /// How long (ms) `patient`'s alarms must stay clear before they resolve.
+    pub fn clear_after_ms(&self, patient: &PatientId) -> TimestampMs {
+        let s = self
+            .effective(patient)
+            .and_then(|e| e.clear_after_s)
+            .unwrap_or(self.clear_after_s);
+        i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX)
     }
 
     /// What NEWS2 scoring needs of the patient's settings: SpO2 scale and
@@ -268,6 +279,10 @@ impl RuleEngine {
                                     effective.profile.as_deref(),
                                 ),
                                 value: o.value,
+                                worse: match breach {
+                                    Breach::High => Worse::Higher,
+                                    Breach::Low => Worse::Lower,
+                                },
                             },
                         });
                     }
@@ -308,6 +323,11 @@ impl RuleEngine {
                                     unit = o.vital.ucum(),
                                 ),
                                 value: o.value,
+                                worse: if verb == "rose" {
+                                    Worse::Higher
+                                } else {
+                                    Worse::Lower
+                                },
                             },
                         });
                     }
@@ -393,6 +413,7 @@ impl RuleEngine {
                         priority: medmesh_model::Priority::Medium,
                         message,
                         value: (silent / 60_000) as f64,
+                        worse: Worse::Latest,
                     },
                 },
             ));
@@ -707,7 +728,8 @@ mod tests {
             )
             .unwrap();
         assert!(matches!(b.apply(&p, ok), Some(AlarmChange::Resolved(_))));
-        // A fall stays until a clinician resolves it; a second fall updates it.
+        // A fall stays until a clinician resolves it; the same report again
+        // changes nothing anyone sees.
         let fall = e
             .device_report(&d, &DeviceReport::Fall { time_ms: 3 })
             .unwrap();
@@ -715,7 +737,8 @@ mod tests {
         assert!(
             matches!(&a, AlarmChange::Raised(x) if x.priority == Priority::High && x.rule == RULE_FALL)
         );
-        assert!(matches!(b.apply(&p, fall), Some(AlarmChange::Updated(_))));
+        assert_eq!(b.apply(&p, fall), None);
+        assert_eq!(b.active().len(), 1);
         let closed = b.resolve(a.alarm().id, "nurse", 9).unwrap();
         assert_eq!(closed.alarm().resolved.as_ref().unwrap().by, "nurse");
     }

@@ -142,6 +142,7 @@ mod tests {
             state: AlarmState::Active,
             message: "m".into(),
             value: 0.0,
+            worst: None,
             raised_ms: 1_000,
             updated_ms: 1_000,
             acknowledged: None,

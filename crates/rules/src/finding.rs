@@ -25,7 +25,44 @@ pub enum Verdict {
         priority: Priority,
         message: String,
         value: f64,
+        /// Which way this condition gets worse: the alarm keeps the worst
+        /// reading of its episode and that reading's message.
+        worse: Worse,
     },
     /// The condition no longer holds: resolve its alarm, if any.
     Clears { value: f64 },
+}
+
+/// Which way a condition gets worse, so the alarm shows the worst of its
+/// episode rather than whichever reading came last (a respiratory rate of
+/// 30 is not "25" because 25 was the first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Worse {
+    /// Higher values are worse (a high limit, a rise, a NEWS2 red above
+    /// the normal band): the message is that of the highest reading.
+    Higher,
+    /// Lower values are worse (a low limit, a fall, SpO2).
+    Lower,
+    /// The message follows the latest verdict; the worst value kept is the
+    /// highest (a NEWS2 aggregate, a device's condition).
+    Latest,
+}
+
+impl Worse {
+    /// Whether `value` is at least as bad as `worst` so far.
+    pub fn at_least_as_bad(self, value: f64, worst: f64) -> bool {
+        match self {
+            Worse::Higher => value >= worst,
+            Worse::Lower => value <= worst,
+            Worse::Latest => true,
+        }
+    }
+
+    /// The worse of `value` and `worst`.
+    pub fn worst(self, value: f64, worst: f64) -> f64 {
+        match self {
+            Worse::Lower => value.min(worst),
+            Worse::Higher | Worse::Latest => value.max(worst),
+        }
+    }
 }

@@ -32,5 +32,5 @@ pub use board::{
     RULE_STALE_DATA, RULE_THRESHOLD, SYSTEM,
 };
 pub use engine::RuleEngine;
-pub use finding::{Finding, Verdict};
-pub use settings::{AlarmSettings, Effective, RulesConfig};
+pub use finding::{Finding, Verdict, Worse};
+pub use settings::{AlarmSettings, DEFAULT_CLEAR_AFTER_S, Effective, RulesConfig};

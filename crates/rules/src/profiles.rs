@@ -98,6 +98,10 @@ pub struct Profile {
     /// (seconds, by the server clock); absent: `news2::DEFAULT_MAX_AGE_S`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub news2_max_age_s: Option<u64>,
+    /// How long (seconds) an alarm's condition must stay clear before it
+    /// resolves; absent: `[rules] clear_after_s`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clear_after_s: Option<u64>,
 }
 
 impl Limits {
@@ -163,6 +167,15 @@ impl Profile {
                 "profile {name}: news2_max_age_s must be from 60 to {MAX_WINDOW_S} seconds"
             ));
         }
+        if self
+            .clear_after_s
+            .is_some_and(|s| s > crate::settings::MAX_CLEAR_AFTER_S)
+        {
+            return Err(format!(
+                "profile {name}: clear_after_s must be from 0 to {} seconds",
+                crate::settings::MAX_CLEAR_AFTER_S
+            ));
+        }
         Ok(())
     }
 }
@@ -192,6 +205,7 @@ pub fn builtin() -> BTreeMap<String, Profile> {
         trends: Vec::new(),
         stale_after_s: Some(15 * 60),
         news2_max_age_s: None,
+        clear_after_s: None,
     };
     let paediatric = Profile {
         description: "School-age child (5-12 years); product defaults around APLS normal ranges"
@@ -207,6 +221,7 @@ pub fn builtin() -> BTreeMap<String, Profile> {
         trends: Vec::new(),
         stale_after_s: Some(15 * 60),
         news2_max_age_s: None,
+        clear_after_s: None,
     };
     let home_copd = Profile {
         description: "Home COPD: SpO2 target 88-92 % (BTS 2017), daily readings".into(),
@@ -220,6 +235,7 @@ pub fn builtin() -> BTreeMap<String, Profile> {
         trends: Vec::new(),
         stale_after_s: Some(24 * 3600),
         news2_max_age_s: Some(24 * 3600),
+        clear_after_s: None,
     };
     let home_heart_failure = Profile {
         description: "Home heart failure: weight gain > 2 kg in 3 days (ESC 2021), daily readings"
@@ -238,6 +254,7 @@ pub fn builtin() -> BTreeMap<String, Profile> {
         }],
         stale_after_s: Some(24 * 3600),
         news2_max_age_s: Some(24 * 3600),
+        clear_after_s: None,
     };
     [
         ("adult-ward", adult_ward),

@@ -7,6 +7,14 @@ use medmesh_model::{Priority, VitalSign};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// The default clear delay (`clear_after_s`): long enough to span the
+/// seconds-long dips that made most of a ward's alarms (motion, a probe
+/// moving), short enough that a recovered patient's alarm goes within a
+/// minute. Product choice; configurable globally and per profile.
+pub const DEFAULT_CLEAR_AFTER_S: u64 = 30;
+/// The longest clear delay accepted.
+pub const MAX_CLEAR_AFTER_S: u64 = 3600;
+
 /// The `[rules]` table of the server configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -19,6 +27,11 @@ pub struct RulesConfig {
     pub battery_low_percent: f64,
     /// How often (seconds) timer rules (stale data) are checked.
     pub timer_interval_s: u64,
+    /// How long (seconds) an alarm's condition must stay clear before the
+    /// alarm resolves by itself, for profiles that set none: a reading
+    /// dipping in and out of range keeps one alarm instead of flapping.
+    /// 0 resolves at the first clear reading.
+    pub clear_after_s: u64,
     /// Profiles besides (or replacing) the built-in ones, by name.
     pub profiles: BTreeMap<String, Profile>,
 }
@@ -29,6 +42,7 @@ impl Default for RulesConfig {
             default_profile: None,
             battery_low_percent: 20.0,
             timer_interval_s: 10,
+            clear_after_s: DEFAULT_CLEAR_AFTER_S,
             profiles: BTreeMap::new(),
         }
     }
@@ -78,6 +92,9 @@ pub struct Effective {
     pub stale_after_s: Option<u64>,
     /// How old a NEWS2 parameter's reading may be and still count (seconds).
     pub news2_max_age_s: u64,
+    /// The profile's clear delay (seconds); `None`: `[rules] clear_after_s`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clear_after_s: Option<u64>,
     #[serde(serialize_with = "scale_number")]
     pub spo2_scale: Spo2Scale,
 }
@@ -118,6 +135,11 @@ impl Catalogue {
         }
         if config.timer_interval_s == 0 {
             return Err("rules.timer_interval_s must be at least 1".into());
+        }
+        if config.clear_after_s > MAX_CLEAR_AFTER_S {
+            return Err(format!(
+                "rules.clear_after_s must be from 0 to {MAX_CLEAR_AFTER_S} seconds"
+            ));
         }
         Ok(Catalogue { profiles })
     }
@@ -160,6 +182,7 @@ impl Catalogue {
             news2_max_age_s: base
                 .news2_max_age_s
                 .unwrap_or(crate::news2::DEFAULT_MAX_AGE_S),
+            clear_after_s: base.clear_after_s,
             spo2_scale,
         })
     }

@@ -2,6 +2,9 @@
 //! channels (webhook, e-mail). Every part is off until configured.
 //!
 //! ```toml
+//! [alarms]
+//! time_zone = "Europe/London"  # the site's wall clock in e-mails (default UTC)
+//! dashboard_url = "https://medmesh.example.org"  # e-mails link to the alarm there
 //! [alarms.escalation]          # per priority: high, medium, low
 //! high = [
 //!   { roles = ["nurse"] },                       # level 0, at once
@@ -11,7 +14,7 @@
 //! [alarms.quiet_hours]         # low priority only; e-mail and webhooks
 //! start = "22:00"
 //! end = "07:00"
-//! time_zone = "Europe/London"  # or a fixed utc_offset = "+01:00"
+//! time_zone = "Europe/London"  # or a fixed utc_offset = "+01:00"; default alarms.time_zone
 //! [alarms.webhook]
 //! urls = ["https://pager.example.org/medmesh"]
 //! secret = "a shared secret of 16 or more characters"
@@ -33,6 +36,14 @@ use std::time::Duration;
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AlarmsConfig {
+    /// IANA time zone of the site ("Europe/London"): times in e-mails are
+    /// its wall clock, with the offset; quiet hours use it unless they name
+    /// their own. UTC when not given.
+    pub time_zone: Option<String>,
+    /// The dashboard's address as its users reach it
+    /// ("https://medmesh.example.org"): e-mails link to the alarm there.
+    /// Without it they name the alarm without a link.
+    pub dashboard_url: Option<String>,
     pub escalation: EscalationConfig,
     pub quiet_hours: Option<QuietHoursConfig>,
     pub webhook: WebhookConfig,
@@ -67,22 +78,27 @@ pub struct QuietHoursConfig {
     /// daylight-saving changes. Not with `utc_offset`.
     #[serde(default)]
     pub time_zone: Option<String>,
-    /// Fixed offset ("+01:00"); neither given means UTC.
+    /// Fixed offset ("+01:00"); neither given means `alarms.time_zone`
+    /// (UTC if that is not given either).
     #[serde(default)]
     pub utc_offset: Option<String>,
 }
 
 impl QuietHoursConfig {
-    fn build(&self) -> Result<QuietHours, String> {
-        match (&self.time_zone, &self.utc_offset) {
+    fn build(&self, site_zone: Option<&str>) -> Result<QuietHours, String> {
+        let (start, end) = (&self.start, &self.end);
+        match (self.time_zone.as_deref(), self.utc_offset.as_deref()) {
             (Some(_), Some(_)) => Err(
                 "give time_zone or utc_offset, not both (a named zone already knows its offset)"
                     .into(),
             ),
-            (Some(zone), None) => QuietHours::parse_in_time_zone(&self.start, &self.end, zone),
-            (None, offset) => {
-                QuietHours::parse(&self.start, &self.end, offset.as_deref().unwrap_or("UTC"))
-            }
+            (Some(zone), None) => QuietHours::parse_in_time_zone(start, end, zone),
+            (None, Some(offset)) => QuietHours::parse(start, end, offset),
+            // Neither: the site's zone, else UTC.
+            (None, None) => match site_zone {
+                Some(zone) => QuietHours::parse_in_time_zone(start, end, zone),
+                None => QuietHours::parse(start, end, "UTC"),
+            },
         }
     }
 }
@@ -173,10 +189,33 @@ impl AlarmsConfig {
                 policy.ladders.insert(priority, ladder);
             }
         }
+        let time_zone = self
+            .time_zone
+            .as_deref()
+            .map(medmesh_sinks::quiet_hours::time_zone_named)
+            .transpose()
+            .map_err(|e| format!("alarms.{e}"))?;
+        let dashboard_url = self
+            .dashboard_url
+            .as_ref()
+            .map(|raw| {
+                medmesh_sinks::webhook::Url::parse(raw)
+                    .ok()
+                    .filter(|u| {
+                        matches!(u.scheme(), "http" | "https")
+                            && u.query().is_none()
+                            && u.fragment().is_none()
+                    })
+                    .map(|_| raw.trim_end_matches('/').to_string())
+                    .ok_or_else(|| {
+                        format!("alarms.dashboard_url {raw:?}: expected the dashboard's http(s) address, e.g. \"https://medmesh.example.org\"")
+                    })
+            })
+            .transpose()?;
         let quiet_hours = self
             .quiet_hours
             .as_ref()
-            .map(QuietHoursConfig::build)
+            .map(|q| q.build(self.time_zone.as_deref()))
             .transpose()
             .map_err(|e| format!("alarms.quiet_hours: {e}"))?;
 
@@ -217,6 +256,10 @@ impl AlarmsConfig {
                 let mut s = EmailSettings::new(url, from, ANSWER_TIMEOUT, policy.clone())?;
                 s.retry = retry("email", e.attempts, &e.first_retry)?;
                 s.quiet_hours = quiet_hours;
+                if let Some(zone) = time_zone {
+                    s.time_zone = zone;
+                }
+                s.dashboard_url = dashboard_url;
                 Some(s)
             }
             (Some(_), None) => {
@@ -347,6 +390,55 @@ from = "medmesh <alarms@example.org>"
         assert!(
             unknown.contains("alarms.quiet_hours") && unknown.contains("\"Mars/Olympus_Mons\""),
             "{unknown}"
+        );
+    }
+
+    #[test]
+    fn the_site_time_zone_and_dashboard_address_are_checked() {
+        let email = "[alarms.email]\nsmtp_url = \"smtp://127.0.0.1:25\"\nfrom = \"a@b.org\"\n";
+        let with = |keys: &str| build(&format!("[alarms]\n{keys}\n{email}"));
+        let ok =
+            with("time_zone = \"Asia/Kolkata\"\ndashboard_url = \"https://medmesh.example.org/\"")
+                .unwrap()
+                .email
+                .unwrap();
+        assert_eq!(ok.time_zone.iana_name(), Some("Asia/Kolkata"));
+        assert_eq!(
+            ok.dashboard_url.as_deref(),
+            Some("https://medmesh.example.org")
+        );
+        let err = |keys: &str| {
+            with(keys)
+                .err()
+                .unwrap_or_else(|| panic!("accepted: {keys}"))
+        };
+        assert!(err("time_zone = \"Mars/Base\"").contains("alarms.time_zone \"Mars/Base\""));
+        for bad in [
+            "medmesh.example.org",
+            "ftp://x.org",
+            "https://x.org/?a=1",
+            "https://x.org/#/alarms",
+        ] {
+            assert!(
+                err(&format!("dashboard_url = \"{bad}\"")).contains("alarms.dashboard_url"),
+                "{bad}"
+            );
+        }
+        // Quiet hours without a zone of their own read the site's clock:
+        // 2026-07-01T21:30Z is 03:00 in India, inside 22:00-07:00.
+        let q = build(
+            "[alarms]\ntime_zone = \"Asia/Kolkata\"\n[alarms.quiet_hours]\nstart = \"22:00\"\nend = \"07:00\"\n\
+             [alarms.webhook]\nurls = [\"http://127.0.0.1:9/\"]\nsecret = \"0123456789abcdef\"",
+        )
+        .unwrap()
+        .webhook
+        .unwrap()
+        .quiet_hours
+        .unwrap();
+        let july_evening = 1_782_941_400_000;
+        assert_eq!(
+            q.hold_until(medmesh_model::Priority::Low, july_evening),
+            Some(july_evening + 4 * 3_600_000)
         );
     }
 }

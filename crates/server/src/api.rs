@@ -869,11 +869,21 @@ fn see_alarm(alarm: &Alarm) -> PatientRight {
 struct AlarmRecord {
     /// Its state now.
     alarm: Alarm,
-    /// Every recorded change, oldest first, each with who and when.
-    history: Vec<Alarm>,
+    /// Every recorded change, oldest first: its kind ("raised", "updated",
+    /// "acknowledged", "snoozed", "escalated", "resolved"), its number in
+    /// the alarm log, and the alarm as it stood, with who and when.
+    history: Vec<HistoryEntry>,
     /// Whom it is about (name, ward, bed): what anyone told of the alarm
     /// needs to go and act, and nothing more of their record.
     patient: Option<Patient>,
+}
+
+#[derive(Serialize)]
+struct HistoryEntry {
+    change: String,
+    seq: u64,
+    #[serde(flatten)]
+    alarm: Alarm,
 }
 
 /// `GET /api/v1/alarms/{id}`: an alarm's state and its whole lifecycle.
@@ -886,31 +896,40 @@ async fn get_alarm(
         .parse()
         .map_err(|_| ApiError::bad_request(format!("alarm id {id:?} is not a number")))?;
     let pipeline = p.clone();
-    let mut history = tokio::task::spawn_blocking(move || pipeline.alarm_record(id))
+    let history = tokio::task::spawn_blocking(move || pipeline.alarm_changes_of(id))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
         .map_err(|e| ApiError::internal(format!("alarm log unreadable: {e}")))?;
-    // An active alarm's newest value updates are kept in memory only.
-    if let Some(now) = p.active_alarms().into_iter().find(|a| a.id == id)
-        && history.last() != Some(&now)
-    {
-        history.push(now);
-    }
+    // An active alarm's latest value (a repeat changes nothing else) is
+    // kept in memory only.
+    let now = p
+        .active_alarms()
+        .into_iter()
+        .find(|a| a.id == id)
+        .or_else(|| history.last().map(|c| c.alarm.clone()));
     let action = format!("read alarm {id}");
     // Someone else's alarm and no alarm at all look alike (403).
-    let Some(alarm) = history
-        .last()
+    let Some(alarm) = now
+        .as_ref()
         .filter(|a| caller.may_id(&p, see_alarm(a), &a.patient_id))
         .cloned()
     else {
         return Err(caller.unseen(
             PatientRight::ReadAlarms,
             &action,
-            history.last().map(|a| &a.patient_id),
+            now.as_ref().map(|a| &a.patient_id),
             format!("no alarm with id {id}"),
         ));
     };
     let patient = caller.require(&p, see_alarm(&alarm), &alarm.patient_id, &action)?;
+    let history = history
+        .into_iter()
+        .map(|c| HistoryEntry {
+            change: c.change,
+            seq: c.seq,
+            alarm: c.alarm,
+        })
+        .collect();
     Ok(Json(AlarmRecord {
         alarm,
         history,

@@ -201,18 +201,16 @@ impl Server {
         let access = Arc::new(Access::open(&config.data_dir)?);
         let bootstrap_password = access.bootstrap_admin()?;
         // Whoever an escalation step names may see and acknowledge the alarms
-        // that reach it; a name that is nobody (a misspelling: the step would
-        // silently tell no one) or an account that may not see clinical
-        // alarms is refused here, before anything is served.
+        // that reach it; an account that may not see clinical alarms is
+        // refused here, before anything is served (unknown and disabled
+        // names are warned about and counted by the recipient check).
         let named = delivery
             .policy
             .ladders
             .iter()
             .map(|(priority, ladder)| (*priority, ladder.iter().map(|s| s.users.clone()).collect()))
             .collect();
-        for warning in access.set_escalation(named).map_err(StartError::Config)? {
-            tracing::warn!("{warning}");
-        }
+        access.set_escalation(named).map_err(StartError::Config)?;
 
         let broker = mqtt.broker();
         let state = app::App {
@@ -338,7 +336,11 @@ impl Server {
     }
 }
 
-/// The escalation timer and the webhook and e-mail sinks, each its own task.
+/// How often the alarm recipients are checked again after the start.
+const RECIPIENT_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The escalation timer, the webhook and e-mail sinks and the check of
+/// alarm recipients, each its own task.
 /// Notifications the outbox holds for a sink no longer configured are given up.
 fn delivery_tasks(
     delivery: alarms_config::AlarmDelivery,
@@ -347,6 +349,40 @@ fn delivery_tasks(
     outbox: Arc<Outbox>,
 ) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::new();
+    // Who the escalation policy cannot reach: warned about now, before the
+    // "serving" line, then checked again every minute (users, teams,
+    // addresses and patients change while the server runs).
+    let email_on = delivery.email.is_some();
+    let check = {
+        let (pipeline, access, policy) =
+            (pipeline.clone(), access.clone(), delivery.policy.clone());
+        move |before: std::collections::BTreeSet<String>| {
+            medmesh_sinks::recipients::report(
+                &access.directory,
+                &policy,
+                &pipeline.registry.patients(),
+                email_on,
+                &pipeline.metrics,
+                &before,
+            )
+        }
+    };
+    let mut reported = check(Default::default());
+    tasks.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(RECIPIENT_CHECK_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            // Every patient's every level: off the async workers.
+            let check = check.clone();
+            let before = std::mem::take(&mut reported);
+            match tokio::task::spawn_blocking(move || check(before)).await {
+                Ok(now) => reported = now,
+                Err(e) => tracing::error!(error = %e, "checking alarm recipients failed"),
+            }
+        }
+    }));
     match delivery.webhook {
         Some(w) => tasks.push(tokio::spawn(medmesh_sinks::webhook::run(
             pipeline.clone(),
@@ -377,7 +413,10 @@ fn delivery_tasks(
             let policy = policy.clone();
             // The alarm log's fsync blocks: keep it off the async workers.
             let _ = tokio::task::spawn_blocking(move || {
-                pipeline.escalate_due(&policy, medmesh_model::now_ms())
+                let now = medmesh_model::now_ms();
+                // Settled first: an alarm that cleared does not climb.
+                pipeline.settle_alarms(now);
+                pipeline.escalate_due(&policy, now)
             })
             .await;
         }

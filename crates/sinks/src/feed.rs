@@ -289,7 +289,14 @@ mod tests {
         let store = Store::open(dir).unwrap();
         let registry = Arc::new(Registry::open(dir).unwrap());
         let (log, recorded) = AlarmLog::open(dir).unwrap();
-        let p = Pipeline::new(store, registry, Arc::new(Metrics::default()), log, recorded);
+        // No clear delay: each reading below raises or resolves.
+        let rules = medmesh_rules::RulesConfig {
+            clear_after_s: 0,
+            ..Default::default()
+        };
+        let p = Pipeline::new(store, registry, Arc::new(Metrics::default()), log, recorded)
+            .with_rules(&rules, dir)
+            .unwrap();
         let patient = PatientId::new("p1").unwrap();
         p.registry
             .upsert_patient(Patient {

@@ -14,8 +14,9 @@
 //! Notifications to people (webhook, e-mail) are recorded in the
 //! [`outbox`] before they are attempted and until they are delivered or
 //! given up, so a restart loses none; those about low-priority alarms wait
-//! for the end of [`quiet_hours`]; delivery attempts follow [`retry`]. Each
-//! sink owns its deliveries in progress: stopping the sink stops them.
+//! for the end of [`quiet_hours`] and are then sent only if they still hold
+//! ([`still_holds`]); delivery attempts follow [`retry`]. Each sink owns its
+//! deliveries in progress: stopping the sink stops them.
 
 pub mod email;
 pub mod feed;
@@ -26,8 +27,8 @@ pub mod recipients;
 pub mod retry;
 pub mod webhook;
 
-use medmesh_model::{Priority, TimestampMs, now_ms};
-use medmesh_pipeline::{DeliveryOutcome, Metrics};
+use medmesh_model::{AlarmState, Priority, TimestampMs, now_ms};
+use medmesh_pipeline::{DeliveryOutcome, Metrics, Pipeline};
 use outbox::{Entry, Outbox};
 use quiet_hours::QuietHours;
 use std::sync::Arc;
@@ -78,6 +79,49 @@ async fn wait_until_due(entry: &Entry, metrics: &Metrics, channel: &'static str)
         ))
         .await;
     }
+}
+
+/// Whether `entry`, held by quiet hours that have now ended, is still worth
+/// sending; if not, it is counted as dropped on `channel` and logged.
+///
+/// - News of a problem ("raised", "escalated") goes out only if the alarm
+///   is still active and nobody has acknowledged or snoozed it: a resolved
+///   or acknowledged alarm is not announced as new hours later.
+/// - A follow-up ("acknowledged", "snoozed", "resolved") goes out only if
+///   the receiver heard of the alarm, that is if it was raised before these
+///   quiet hours began; one raised and settled within them is not mailed at
+///   all (the dashboard and the alarm history keep it).
+///
+/// Entries that were never held always hold.
+fn still_holds(
+    entry: &Entry,
+    pipeline: &Pipeline,
+    quiet: Option<&QuietHours>,
+    channel: &'static str,
+) -> bool {
+    if !entry.held {
+        return true;
+    }
+    let alarm = &entry.alarm;
+    let holds = match entry.change.as_str() {
+        "raised" | "escalated" => pipeline
+            .active_alarms_for(&alarm.patient_id)
+            .iter()
+            .any(|a| a.id == alarm.id && a.state == AlarmState::Active),
+        _ => quiet
+            .is_none_or(|q| q.hold_until(alarm.priority, alarm.raised_ms) != Some(entry.due_ms)),
+    };
+    if !holds {
+        pipeline.metrics.delivery(channel, DeliveryOutcome::Dropped);
+        tracing::info!(
+            channel,
+            delivery = entry.id,
+            alarm = alarm.id,
+            change = entry.change,
+            "notification held for quiet hours dropped: its alarm was acknowledged or resolved meanwhile"
+        );
+    }
+    holds
 }
 
 /// A new delivery id: 96 random bits in hex.

@@ -1,8 +1,11 @@
-//! Alarms published over MQTT: every lifecycle change (raised, acknowledged,
-//! snoozed, resolved) goes to `medmesh/v1/alarms/{patient_id}` as JSON,
-//! QoS 1, for nurse-call systems, pagers and wall displays subscribed to the
-//! embedded broker. Value updates of an ongoing alarm are left out: a pager
-//! must not buzz every second while a condition lasts.
+//! Alarms published over MQTT: every recorded change (raised, updated,
+//! acknowledged, snoozed, escalated, resolved) goes to
+//! `medmesh/v1/alarms/{patient_id}` as JSON, QoS 1, for nurse-call systems,
+//! pagers and wall displays subscribed to the embedded broker, numbered
+//! without gaps (`seq`). An "updated" is something a viewer sees (a worse
+//! reading, a reason joined or left, a lower priority), never a repeat of
+//! the same condition, so a pager that buzzes on it does not buzz every
+//! second; a pager may also page on "raised" and "escalated" only.
 
 use medmesh_pipeline::LiveEvent;
 use medmesh_sources::mqtt::{Broker, Message};
@@ -20,7 +23,7 @@ pub fn alarm_topic(patient: &str) -> String {
 pub async fn run(mut events: broadcast::Receiver<LiveEvent>, broker: Arc<Broker>) {
     loop {
         match events.recv().await {
-            Ok(LiveEvent::Alarm { change, alarm, seq }) if change != "updated" => {
+            Ok(LiveEvent::Alarm { change, alarm, seq }) => {
                 // `seq` numbers the change in the alarm log: a subscriber
                 // can order one alarm's changes and see a gap.
                 let body = serde_json::json!({"change": change, "seq": seq, "alarm": alarm});

@@ -40,6 +40,10 @@ pub struct Entry {
     pub target: String,
     /// Not before then (the end of quiet hours, or when it was queued).
     pub due_ms: TimestampMs,
+    /// Held by quiet hours: when they end it is sent only if it still holds
+    /// (see `crate::still_holds`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
     /// The alarm change ("raised", "escalated", ...) and the alarm as it was.
     pub change: String,
     /// The change's number in the alarm log: a receiver puts one alarm's
@@ -355,6 +359,7 @@ mod tests {
             channel: channel.into(),
             target: "http://127.0.0.1:9/hook".into(),
             due_ms,
+            held: false,
             change: "raised".into(),
             seq: Some(3),
             alarm: Alarm {
@@ -374,6 +379,7 @@ mod tests {
                 resolved: None,
                 escalation_level: 0,
                 escalation_since_ms: None,
+                worst: None,
             },
             sent: BTreeSet::new(),
         }

@@ -39,8 +39,7 @@ impl QuietHours {
         end: &str,
         time_zone: &str,
     ) -> Result<QuietHours, String> {
-        let zone = named_zone(jiff::tz::db(), time_zone)?;
-        Self::window(start, end, zone)
+        Self::window(start, end, time_zone_named(time_zone)?)
     }
 
     fn window(start: &str, end: &str, zone: TimeZone) -> Result<QuietHours, String> {
@@ -80,6 +79,12 @@ impl QuietHours {
         let end = self.zone.to_zoned(end_date.to_datetime(self.end)).ok()?;
         Some(end.timestamp().as_millisecond())
     }
+}
+
+/// The IANA time zone `name` ("Europe/London") from the system tz database
+/// (`TZDIR` or /usr/share/zoneinfo), with an error naming it.
+pub fn time_zone_named(name: &str) -> Result<TimeZone, String> {
+    named_zone(jiff::tz::db(), name)
 }
 
 /// `name` in `db`, with an error that names the zone and says whether the

@@ -13,7 +13,10 @@
 //!
 //! `seq` is the change's number in the alarm log: one alarm's changes are
 //! delivered to a URL in that order (a change waits while an earlier one of
-//! the same alarm is being retried), and a receiver can check it.
+//! the same alarm is being retried), and a receiver can check it. Changes of
+//! low-priority alarms held by quiet hours are sent when they end only if
+//! they still hold (`crate::still_holds`): the numbers of dropped ones are
+//! skipped.
 //!
 //! A receiver verifies by computing the HMAC-SHA256 of the timestamp header,
 //! a `.`, and the raw body bytes, with the shared secret as key, comparing it
@@ -135,12 +138,14 @@ pub async fn run(
             change = feed.next() => {
                 let Some(Change { seq, change, alarm }) = change else { return };
                 if change != "updated" {
-                    let due_ms = crate::due_ms(sender.settings.quiet_hours.as_ref(), alarm.priority, now_ms());
+                    let now = now_ms();
+                    let due_ms = crate::due_ms(sender.settings.quiet_hours.as_ref(), alarm.priority, now);
                     let entries: Vec<Entry> = sender.settings.urls.iter().map(|url| Entry {
                         id: crate::delivery_id(),
                         channel: CHANNEL.to_string(),
                         target: url.to_string(),
                         due_ms,
+                        held: due_ms > now,
                         change: change.clone(),
                         seq: Some(seq),
                         alarm: alarm.clone(),
@@ -170,6 +175,11 @@ impl Sender {
         // hold the slot that earlier one needs.
         turn.wait().await;
         crate::wait_until_due(&entry, metrics, CHANNEL).await;
+        let quiet = self.settings.quiet_hours.as_ref();
+        if !crate::still_holds(&entry, &self.pipeline, quiet, CHANNEL) {
+            crate::finish(&self.outbox, &entry).await;
+            return;
+        }
         let _slot = self.slots.acquire().await;
         match Url::parse(&entry.target) {
             Ok(url) => {

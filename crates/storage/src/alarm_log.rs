@@ -32,8 +32,8 @@ pub struct LoggedAlarm {
     /// before changes were numbered).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
-    /// "raised", "acknowledged", "snoozed", "escalated" or "resolved" (or
-    /// "updated": a fall reported again is logged too).
+    /// "raised", "updated" (something a viewer sees changed), "acknowledged",
+    /// "snoozed", "escalated" or "resolved".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub change: Option<String>,
     #[serde(flatten)]
@@ -167,6 +167,26 @@ impl AlarmLog {
             spans.into_iter().map(|s| (s, id)).collect()
         })?;
         Ok(lines.into_iter().map(|l| l.alarm).collect())
+    }
+
+    /// Alarm `id`'s recorded changes, oldest first, each with its kind
+    /// and number (the escalation clocks' notes, which change nothing
+    /// anyone sees, left out). Blocks on the disk.
+    pub fn changes_of(&self, id: u64) -> std::io::Result<Vec<LoggedChange>> {
+        let lines = self.read_indexed(|index| {
+            let spans = index.lines.get(&id).cloned().unwrap_or_default();
+            spans.into_iter().map(|s| (s, id)).collect()
+        })?;
+        Ok(lines
+            .into_iter()
+            .filter_map(|l| {
+                Some(LoggedChange {
+                    seq: l.seq.unwrap_or(0),
+                    change: l.change?,
+                    alarm: l.alarm,
+                })
+            })
+            .collect())
     }
 
     /// Resolved alarms that `query` wants, newest resolution first, at most
@@ -355,6 +375,7 @@ mod tests {
             resolved: None,
             escalation_level: 0,
             escalation_since_ms: None,
+            worst: None,
         }
     }
 

@@ -2,6 +2,10 @@
 //! its own data directory, and small HTTP/MQTT conveniences.
 #![allow(dead_code)]
 
+pub mod live;
+#[allow(unused_imports)]
+pub use live::Live;
+
 use medmesh_server::{Config, Running, Server};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet};
 use serde_json::Value;
@@ -133,6 +137,9 @@ pub async fn start_in_with(dir: &std::path::Path, adjust: impl FnOnce(&mut Confi
     // allowed here explicitly (the product's default is off). Tests of
     // credentials turn it off again, or back to the default (None).
     config.devices.allow_anonymous = Some(true);
+    // Most tests assert that one normal reading resolves an alarm: without
+    // the product's clear delay here; tests of the delay set it back.
+    config.rules.clear_after_s = 0;
     adjust(&mut config);
     Server::start(&config).await.expect("server starts")
 }

@@ -1,11 +1,14 @@
 // Alarm console: every active alarm the caller may see, most urgent first,
-// with acknowledge and snooze; live, and ages kept ticking.
+// with acknowledge and snooze; live, and ages kept ticking. #/alarms/{id}
+// (the link in alarm e-mails) marks that alarm and scrolls to it.
 
 import { el, age, time, busy, table, emptyState, PRIORITY_RANK } from "./ui.js";
 import { ward, subscribe, actOnAlarm } from "./live.js";
 import { api } from "./api.js";
 
-export function mount(root, ctx) {
+export function mount(root, ctx, arg) {
+  const linked = arg ? Number(arg) : null;
+  let scrolled = false;
   const body = el("div", { id: "alarm-console" });
   const historyBox = el("div", { class: "history" });
   const showHistory = el("button", { type: "button", text: "Show recently resolved" });
@@ -30,7 +33,10 @@ export function mount(root, ctx) {
       // RCP NEWS2 Chart 2: an aggregate of 5-6 before a single red parameter.
       || (b.rule === "news2-aggregate") - (a.rule === "news2-aggregate")
       || a.raised_ms - b.raised_ms);
-    if (!list.length) { body.replaceChildren(emptyState("No active alarms.")); return; }
+    const note = linked && ward.loaded && !ward.alarms.has(linked)
+      ? el("p", { class: "empty linked-gone", text: `Alarm ${linked} is no longer active: it was resolved (see recently resolved).` })
+      : "";
+    if (!list.length) { body.replaceChildren(note, emptyState("No active alarms.")); return; }
     const now = Date.now();
     const rows = list.map(a => {
       const actions = el("td", { class: "actions" });
@@ -45,7 +51,7 @@ export function mount(root, ctx) {
         snooze.onclick = () => busy(snooze, () => actOnAlarm(a.id, "snooze", { minutes: Number(minutes.value) }));
         actions.append(minutes, " min ", snooze);
       }
-      return el("tr", { class: `prio-${a.priority} state-${a.state}`, "data-alarm": a.id },
+      return el("tr", { class: `prio-${a.priority} state-${a.state}${a.id === linked ? " linked" : ""}`, "data-alarm": a.id },
         el("td", {}, el("span", { class: "prio", text: a.priority.toUpperCase() })),
         el("td", {}, patientLabel(a.patient_id)),
         el("td", { text: a.message }),
@@ -54,7 +60,9 @@ export function mount(root, ctx) {
         el("td", { class: "escalation", text: a.escalation_level ?? "–" }),
         actions);
     });
-    body.replaceChildren(table(["Priority", "Patient", "Alarm", "Age", "State", "Escalation", ""], rows, { class: "grid alarms" }));
+    body.replaceChildren(note, table(["Priority", "Patient", "Alarm", "Age", "State", "Escalation", ""], rows, { class: "grid alarms" }));
+    const row = linked && !scrolled && body.querySelector(`tr[data-alarm="${linked}"]`);
+    if (row) { row.scrollIntoView({ block: "center" }); scrolled = true; }
   }
 
   showHistory.onclick = () => busy(showHistory, async () => {
