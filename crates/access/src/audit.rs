@@ -32,6 +32,11 @@ pub struct AuditEntry {
     pub action: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patient: Option<PatientId>,
+    /// Every patient a list read returned: one entry for the whole answer
+    /// (a dashboard load), found by a query for any one of them. Empty (and
+    /// left out of the line, so older lines hash as they did) otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub patients: Vec<PatientId>,
     pub outcome: Outcome,
     /// Request path, client address, reason for a denial.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -50,15 +55,40 @@ pub struct Event<'a> {
     pub detail: String,
 }
 
-/// Which entries a query wants, newest first.
+/// Which entries a query wants, newest first. Every field given must match:
+/// `patient` answers "who looked at this patient" (entries naming them alone
+/// or among a list's patients), `actor` with `since_ms`/`until_ms` "what did
+/// this user do today", `outcome=denied` "every refusal".
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Filter {
     pub actor: Option<String>,
     pub patient: Option<PatientId>,
     pub action: Option<String>,
+    pub outcome: Option<Outcome>,
+    /// At or after this time (epoch ms).
     pub since_ms: Option<TimestampMs>,
+    /// At or before this time (epoch ms).
+    pub until_ms: Option<TimestampMs>,
     pub limit: Option<usize>,
+}
+
+impl Filter {
+    pub fn matches(&self, e: &AuditEntry) -> bool {
+        self.actor.as_ref().is_none_or(|a| &e.actor == a)
+            && self.patient.as_ref().is_none_or(|p| e.names(p))
+            && self.action.as_ref().is_none_or(|a| &e.action == a)
+            && self.outcome.is_none_or(|o| e.outcome == o)
+            && self.since_ms.is_none_or(|s| e.time_ms >= s)
+            && self.until_ms.is_none_or(|u| e.time_ms <= u)
+    }
+}
+
+impl AuditEntry {
+    /// Whether the entry concerns `patient`, alone or in a list.
+    pub fn names(&self, patient: &PatientId) -> bool {
+        self.patient.as_ref() == Some(patient) || self.patients.contains(patient)
+    }
 }
 
 pub struct AuditLog {
@@ -96,6 +126,13 @@ impl AuditLog {
     }
 
     pub fn record(&self, event: Event<'_>) {
+        self.record_list(event, Vec::new());
+    }
+
+    /// Records one read that returned several patients (a list): one entry
+    /// naming them all, instead of one per patient, so a dashboard load
+    /// leaves one line and the entries that matter stay readable.
+    pub fn record_list(&self, event: Event<'_>, patients: Vec<PatientId>) {
         let mut chain = self.chain.lock().expect("audit chain lock");
         let entry = AuditEntry {
             seq: chain.0,
@@ -104,6 +141,7 @@ impl AuditLog {
             role: event.role,
             action: event.action.to_string(),
             patient: event.patient.cloned(),
+            patients,
             outcome: event.outcome,
             detail: event.detail,
             prev: std::mem::take(&mut chain.1),
@@ -121,15 +159,7 @@ impl AuditLog {
         Ok(entries
             .into_iter()
             .rev()
-            .filter(|e| filter.actor.as_ref().is_none_or(|a| &e.actor == a))
-            .filter(|e| {
-                filter
-                    .patient
-                    .as_ref()
-                    .is_none_or(|p| e.patient.as_ref() == Some(p))
-            })
-            .filter(|e| filter.action.as_ref().is_none_or(|a| &e.action == a))
-            .filter(|e| filter.since_ms.is_none_or(|s| e.time_ms >= s))
+            .filter(|e| filter.matches(e))
             .take(limit)
             .collect())
     }
@@ -186,6 +216,38 @@ mod tests {
             ..Filter::default()
         };
         assert_eq!(log.query(&by_patient).unwrap().len(), 1);
+        // A list read is one entry, found by any patient it returned.
+        let p2 = PatientId::new("p2").unwrap();
+        log.record_list(event("nurse2", None), vec![p1.clone(), p2.clone()]);
+        let mut refused = event("nurse2", Some(&p2));
+        refused.outcome = Outcome::Denied;
+        log.record(refused);
+        let found = log.query(&by_patient).unwrap();
+        assert_eq!(found.iter().map(|e| e.seq).collect::<Vec<_>>(), [4, 1]);
+        assert_eq!(found[0].patients, [p1.clone(), p2.clone()]);
+        let denied = Filter {
+            outcome: Some(Outcome::Denied),
+            ..Filter::default()
+        };
+        assert_eq!(log.query(&denied).unwrap()[0].seq, 5);
+        let all = log.query(&Filter::default()).unwrap();
+        let until = all[1].time_ms;
+        let before = Filter {
+            actor: Some("nurse2".into()),
+            until_ms: Some(until),
+            ..Filter::default()
+        };
+        let want: Vec<u64> = all
+            .iter()
+            .filter(|e| e.actor == "nurse2" && e.time_ms <= until)
+            .map(|e| e.seq)
+            .collect();
+        let got: Vec<u64> = log.query(&before).unwrap().iter().map(|e| e.seq).collect();
+        assert_eq!(got, want);
+        assert!(got.contains(&4) && got.contains(&2), "{got:?}");
+        let mut oldest_first = all.clone();
+        oldest_first.reverse();
+        assert_eq!(verify_chain(&oldest_first), Ok(()));
         // Editing any line breaks the chain at the entry after it.
         oldest_first[0].actor = "someone-else".into();
         assert_eq!(verify_chain(&oldest_first), Err(2));

@@ -18,9 +18,21 @@
 //! | patient | their own record | read observations and alarms, manage consents |
 //! | caregiver, insurer, researcher | patients whose consent in force names them | read the consented scopes only |
 //! | operations | none | (devices, metrics and health only) |
+//! | anyone an escalation step names | one alarm, once it reached that step | see it (with the patient's name, ward and bed) and acknowledge it |
 //!
 //! "Care" covers acting on alarms, admitting, recording readings (FHIR) and
-//! assigning devices to the patient.
+//! assigning devices to the patient. Readings of a device assigned to nobody
+//! ("unassigned readings") are health data of whoever wore it: only an
+//! administrator sees them; operations sees devices' status and battery.
+//!
+//! Escalation: a user named in a step of an alarm priority's ladder (the
+//! charge nurse) is told of an alarm that climbs to that step, so they may
+//! also see that alarm and acknowledge it ([`PatientRight::SeeAlarm`],
+//! [`PatientRight::AcknowledgeAlarm`]) from then on, even outside the
+//! patient's care team; nothing else of the patient (no readings, no other
+//! alarm). Only clinicians (and administrators) may be named:
+//! [`Access::set_escalation`] refuses any other account (an unknown name
+//! grants nothing).
 
 mod audit;
 mod consent;
@@ -43,9 +55,24 @@ pub use throttle::{
     LoginThrottle, MAX_WAIT as LOGIN_MAX_WAIT,
 };
 
-use medmesh_model::PatientId;
+use medmesh_model::{PatientId, Priority};
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::RwLock;
 use std::time::Duration;
+
+/// The alarm a right is about: its priority and how far up its escalation
+/// ladder it has climbed (`Alarm::escalation_level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AlarmReach {
+    pub priority: Priority,
+    pub level: u32,
+}
+
+/// The users each escalation step names outright, per priority and level
+/// (from `[alarms.escalation]`): a step's `users`, not its care-team roles
+/// (those already reach the patient through their team).
+pub type EscalationNames = BTreeMap<Priority, Vec<Vec<String>>>;
 
 /// A right over one patient's record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +85,14 @@ pub enum PatientRight {
     ManageConsents,
     /// Revoke a consent (the patient, or an administrator on their behalf).
     RevokeConsents,
+    /// See one alarm (and the patient's name, ward and bed): whoever may
+    /// read the patient's alarms, and whoever an escalation step the alarm
+    /// reached names.
+    SeeAlarm(AlarmReach),
+    /// Acknowledge one alarm: whoever cares for the patient, and whoever an
+    /// escalation step the alarm reached names. Snoozing and resolving stay
+    /// with `Care` (they are judgements at the bedside).
+    AcknowledgeAlarm(AlarmReach),
 }
 
 impl PatientRight {
@@ -68,6 +103,8 @@ impl PatientRight {
             PatientRight::Care => "care",
             PatientRight::ManageConsents => "manage consents",
             PatientRight::RevokeConsents => "revoke consents",
+            PatientRight::SeeAlarm(_) => "see this alarm",
+            PatientRight::AcknowledgeAlarm(_) => "acknowledge this alarm",
         }
     }
 }
@@ -82,6 +119,9 @@ pub enum GlobalRight {
     ManageDevices,
     /// Prometheus metrics.
     ReadMetrics,
+    /// Readings kept under a device assigned to nobody (in the device list
+    /// and the live stream): health data of whoever wore the device.
+    ReadUnassignedReadings,
 }
 
 /// Why a login was refused.
@@ -99,6 +139,8 @@ pub struct Access {
     pub sessions: Sessions,
     pub throttle: LoginThrottle,
     pub audit: AuditLog,
+    /// Who each escalation step names ([`Access::set_escalation`]).
+    escalation: RwLock<EscalationNames>,
 }
 
 impl Access {
@@ -108,7 +150,68 @@ impl Access {
             sessions: Sessions::default(),
             throttle: LoginThrottle::default(),
             audit: AuditLog::open(dir)?,
+            escalation: RwLock::default(),
         })
+    }
+
+    /// Takes the users the escalation ladders name, who from then on may see
+    /// and acknowledge the alarms that reach their step. Refused (with the
+    /// reason, naming the step) when a name is an account whose role may not
+    /// see clinical alarms: it would be told of patients it may not see, and
+    /// the grant would hand an operations, patient or consent-holder account
+    /// clinical alarms. A name that is no user (yet), or a disabled one, is
+    /// accepted and grants nothing until such a clinician exists: the
+    /// server's recipient check warns about it at start and counts it
+    /// (`medmesh_alarm_recipients_unreachable`), and a leaver or a
+    /// misspelling must not stop monitoring from starting.
+    pub fn set_escalation(&self, names: EscalationNames) -> Result<(), String> {
+        for (priority, ladder) in &names {
+            let priority = format!("{priority:?}").to_lowercase();
+            for (level, users) in ladder.iter().enumerate() {
+                for name in users {
+                    let Some(user) = self.directory.user(name) else {
+                        continue;
+                    };
+                    if !(user.role.is_clinician() || user.role == Role::Admin) {
+                        return Err(format!(
+                            "alarms.escalation.{priority}[{level}].users: {name:?} is a {} \
+                             account; only nurses, physicians and administrators may be named, \
+                             since whoever is told of an alarm may see and acknowledge it",
+                            user.role
+                        ));
+                    }
+                }
+            }
+        }
+        *self.escalation.write().expect("escalation lock") = names;
+        Ok(())
+    }
+
+    /// Whether any escalation step names `username` (to warn before such a
+    /// user is disabled: the step will no longer reach them).
+    pub fn named_in_escalation(&self, username: &str) -> bool {
+        self.escalation
+            .read()
+            .expect("escalation lock")
+            .values()
+            .flatten()
+            .any(|users| users.iter().any(|u| u == username))
+    }
+
+    /// Whether an escalation step that `alarm` has reached names `who`.
+    fn named_by_escalation(&self, who: &Principal, alarm: AlarmReach) -> bool {
+        (who.role.is_clinician() || who.role == Role::Admin)
+            && self
+                .escalation
+                .read()
+                .expect("escalation lock")
+                .get(&alarm.priority)
+                .is_some_and(|ladder| {
+                    ladder
+                        .iter()
+                        .take(alarm.level as usize + 1)
+                        .any(|users| users.contains(&who.username))
+                })
     }
 
     /// Whether `who` may exercise `right` on `patient` (whose ward is `ward`).
@@ -120,6 +223,16 @@ impl Access {
         ward: &str,
     ) -> bool {
         use PatientRight::*;
+        match right {
+            SeeAlarm(alarm) => {
+                return self.may(who, ReadAlarms, patient, ward)
+                    || self.named_by_escalation(who, alarm);
+            }
+            AcknowledgeAlarm(alarm) => {
+                return self.may(who, Care, patient, ward) || self.named_by_escalation(who, alarm);
+            }
+            _ => {}
+        }
         match who.role {
             Role::Admin => matches!(right, ReadObservations | ReadAlarms | Care | RevokeConsents),
             Role::Physician | Role::Nurse => {
@@ -152,12 +265,39 @@ impl Access {
     pub fn reaches_every_patient(&self, who: &Principal, right: PatientRight) -> bool {
         use PatientRight::*;
         who.role == Role::Admin
-            && matches!(right, ReadObservations | ReadAlarms | Care | RevokeConsents)
+            && matches!(
+                right,
+                ReadObservations
+                    | ReadAlarms
+                    | Care
+                    | RevokeConsents
+                    | SeeAlarm(_)
+                    | AcknowledgeAlarm(_)
+            )
+    }
+
+    /// Whether `who` holds `right` on the alarm only because an escalation
+    /// step named them (for the audit entry to say so).
+    pub fn only_by_escalation(
+        &self,
+        who: &Principal,
+        right: PatientRight,
+        patient: &PatientId,
+        ward: &str,
+    ) -> bool {
+        let base = match right {
+            PatientRight::SeeAlarm(_) => PatientRight::ReadAlarms,
+            PatientRight::AcknowledgeAlarm(_) => PatientRight::Care,
+            _ => return false,
+        };
+        !self.may(who, base, patient, ward) && self.may(who, right, patient, ward)
     }
 
     pub fn may_global(&self, who: &Principal, right: GlobalRight) -> bool {
         match right {
-            GlobalRight::ManageUsers | GlobalRight::ReadAudit => who.role == Role::Admin,
+            GlobalRight::ManageUsers
+            | GlobalRight::ReadAudit
+            | GlobalRight::ReadUnassignedReadings => who.role == Role::Admin,
             GlobalRight::ManageDevices | GlobalRight::ReadMetrics => {
                 matches!(who.role, Role::Admin | Role::Operations)
             }
@@ -382,6 +522,62 @@ mod tests {
             })
             .is_err()
         );
+    }
+
+    #[test]
+    fn an_escalation_step_grants_its_named_users_the_alarm_once_reached() {
+        let (_dir, a) = setup();
+        let d = &a.directory;
+        for (u, role) in [
+            ("charge.kim", Role::Nurse),
+            ("ward.nurse", Role::Nurse),
+            ("ops", Role::Operations),
+            ("leaver", Role::Nurse),
+        ] {
+            d.add_user(u, role, None, PW).unwrap();
+        }
+        d.disable_user("leaver").unwrap();
+        let ladder = |users: &[&[&str]]| {
+            EscalationNames::from([(
+                Priority::High,
+                users
+                    .iter()
+                    .map(|l| l.iter().map(|u| u.to_string()).collect())
+                    .collect(),
+            )])
+        };
+        // A role that may not see alarms: refused, naming the step.
+        let err = a.set_escalation(ladder(&[&[], &["ops"]])).unwrap_err();
+        assert!(
+            err.contains("high[1].users") && err.contains("operations"),
+            "{err}"
+        );
+        // A misspelling or a leaver: accepted (the recipient check warns
+        // about them), granting nothing.
+        a.set_escalation(ladder(&[&[], &["charge.kim", "leaver", "chrage.kim"]]))
+            .unwrap();
+
+        let kim = d.principal("charge.kim").unwrap();
+        let p1 = pid("p1");
+        let reach = |priority, level| AlarmReach { priority, level };
+        use PatientRight::*;
+        // Before the alarm reaches step 1, and for another priority: nothing.
+        for r in [reach(Priority::High, 0), reach(Priority::Medium, 3)] {
+            assert!(!a.may(&kim, SeeAlarm(r), &p1, "Ward A"));
+            assert!(!a.may(&kim, AcknowledgeAlarm(r), &p1, "Ward A"));
+        }
+        // At step 1 and above: see and acknowledge that alarm, nothing else.
+        for level in [1, 2] {
+            let r = reach(Priority::High, level);
+            assert!(a.may(&kim, SeeAlarm(r), &p1, "Ward A"));
+            assert!(a.may(&kim, AcknowledgeAlarm(r), &p1, "Ward A"));
+            assert!(a.only_by_escalation(&kim, SeeAlarm(r), &p1, "Ward A"));
+        }
+        for right in [ReadObservations, ReadAlarms, Care] {
+            assert!(!a.may(&kim, right, &p1, "Ward A"));
+        }
+        let other = d.principal("ward.nurse").unwrap();
+        assert!(!a.may(&other, SeeAlarm(reach(Priority::High, 2)), &p1, "Ward A"));
     }
 
     #[test]

@@ -71,10 +71,35 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A server whose `[alarms]` table is `toml`.
+/// A server whose `[alarms]` table is `toml`. The charge nurse some ladders
+/// name (`charge.kim`, a nurse in no care team, e-mail
+/// `charge.kim@family.test`) exists before it starts, as a named user must.
 async fn start_alarms(toml: &str) -> TestServer {
     let alarms = Config::from_toml(toml).expect("test config parses").alarms;
-    start_with(|c| c.alarms = alarms).await
+    let data_dir = tempfile::tempdir().unwrap();
+    let token = provision_admin(data_dir.path());
+    {
+        let access = medmesh_access::Access::open(data_dir.path()).unwrap();
+        access
+            .directory
+            .add_user(
+                "charge.kim",
+                medmesh_access::Role::Nurse,
+                None,
+                "a long test password",
+            )
+            .unwrap();
+        access
+            .directory
+            .set_email("charge.kim", Some("charge.kim@family.test"))
+            .unwrap();
+    }
+    TestServer {
+        running: start_in_with(data_dir.path(), |c| c.alarms = alarms).await,
+        data_dir,
+        http: http_client(&token),
+        token,
+    }
 }
 
 /// Admits patient `id` named `name` to ward "Test", bed 1 (where
@@ -103,8 +128,7 @@ async fn admit_named(s: &TestServer, id: &str, name: &str, device: &str) {
 /// scores 0 and resolves it.
 async fn pulse(s: &TestServer, device: &str, t_s: f64, bpm: f64) {
     let (status, report) = s
-        .send(
-            Method::POST,
+        .device_post(
             &format!("/api/v1/devices/{device}/senml"),
             json!([{"bt": t_s, "n": "heart_rate", "u": "/min", "v": bpm}]),
         )
@@ -116,8 +140,7 @@ async fn pulse(s: &TestServer, device: &str, t_s: f64, bpm: f64) {
 /// which quiet hours hold; returns once the hold is counted.
 async fn battery_low_is_held(s: &TestServer) {
     let (status, report) = s
-        .send(
-            Method::POST,
+        .device_post(
             "/api/v1/devices/mon-1/senml",
             json!([{"n": "battery", "u": "%EL", "v": 10}]),
         )
@@ -545,7 +568,6 @@ first_retry = "100ms"
     clinician(&s, "nurse.nomail", medmesh_access::Role::Nurse);
     clinician(&s, "dr.bo", medmesh_access::Role::Physician);
     let users = [
-        ("charge.kim", "nurse"),
         ("son", "caregiver"),
         ("wife", "caregiver"),
         ("daughter", "caregiver"),
@@ -1192,8 +1214,7 @@ from = "medmesh <alarms@medmesh.test>"
         let s = &s;
         async move {
             let (status, report) = s
-                .send(
-                    Method::POST,
+                .device_post(
                     &format!("/api/v1/devices/{device}/senml"),
                     json!([{"n": "battery", "u": "%EL", "v": percent}]),
                 )

@@ -157,3 +157,37 @@ async fn a_limit_and_a_news2_red_on_one_vital_sign_are_one_alarm() {
     let (_, alarms) = s.get("/api/v1/alarms?patient=p1").await;
     assert_eq!(alarms, json!([]));
 }
+
+/// A monitor that reconnects before the server noticed its old connection
+/// died (a Wi-Fi roam: the new connection takes the session over) is on
+/// line: no device-offline alarm, which would otherwise stay raised until
+/// its next reconnect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_taking_its_session_over_raises_no_offline_alarm() {
+    let s = start().await;
+    s.admit("p1", "mon-1").await;
+    let t = now_ms() - 10_000;
+    let (old, mut old_acks) = mqtt_client(s.running.mqtt_addr, "mon-1").await;
+    old.publish(topic("mon-1"), QoS::AtLeastOnce, false, hr(t, 80.0))
+        .await
+        .unwrap();
+    recv_ack(&mut old_acks).await;
+    // The same device again, on a new connection; the old one is not closed.
+    let (new, mut new_acks) = mqtt_client(s.running.mqtt_addr, "mon-1").await;
+    new.publish(topic("mon-1"), QoS::AtLeastOnce, false, hr(t + 1_000, 81.0))
+        .await
+        .unwrap();
+    recv_ack(&mut new_acks).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, alarms) = s.get("/api/v1/alarms?patient=p1").await;
+    assert_eq!(alarms, json!([]), "the device is on line");
+    let (_, devices) = s.get("/api/v1/devices").await;
+    let mon = devices
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == "mon-1")
+        .unwrap()
+        .clone();
+    assert_eq!(mon["online"], true, "{mon}");
+}

@@ -16,11 +16,7 @@ use std::time::Duration;
 /// Posts one SenML pack for `device` over HTTP.
 async fn senml(s: &TestServer, device: &str, pack: Value) {
     let (status, report) = s
-        .send(
-            Method::POST,
-            &format!("/api/v1/devices/{device}/senml"),
-            pack,
-        )
+        .device_post(&format!("/api/v1/devices/{device}/senml"), pack)
         .await;
     assert_eq!(status, 200, "{report}");
 }

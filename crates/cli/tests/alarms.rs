@@ -12,11 +12,7 @@ async fn vitals(s: &TestServer, device: &str, t_s: f64, records: serde_json::Val
     let mut pack = records.as_array().unwrap().clone();
     pack[0]["bt"] = json!(t_s);
     let (status, report) = s
-        .send(
-            Method::POST,
-            &format!("/api/v1/devices/{device}/senml"),
-            json!(pack),
-        )
+        .device_post(&format!("/api/v1/devices/{device}/senml"), json!(pack))
         .await;
     assert_eq!(status, 200, "{report}");
 }

@@ -43,10 +43,14 @@ const ALARMS_P1: &[Who] = &[Caregiver, Patient, Nurse, Physician, Admin];
 const DEVICES: &[Who] = &[Operations, Nurse, Physician, Admin];
 const FLEET: &[Who] = &[Operations, Admin];
 const ADMIN: &[Who] = &[Admin];
+/// No user at all (device routes).
+const NOBODY: &[Who] = &[];
 
 struct World {
     s: TestServer,
     clients: Vec<(Who, reqwest::Client)>,
+    /// Each monitor's own token: only devices send readings.
+    device_tokens: Vec<(&'static str, String)>,
     alarm: u64,
     consent_to_revoke: String,
     researcher_token_id: String,
@@ -80,14 +84,26 @@ async fn world() -> World {
             .await;
         assert_eq!(st, 200);
     }
+    let mut device_tokens = Vec::new();
+    for device in ["mon-1", "mon-2"] {
+        let (st, creds) = s
+            .send(
+                Method::POST,
+                &format!("/api/v1/devices/{device}/credentials"),
+                json!(null),
+            )
+            .await;
+        assert_eq!(st, 201, "{creds}");
+        device_tokens.push((device, creds["password"].as_str().unwrap().to_string()));
+    }
     // Pulse 135 scores 3 (RCP NEWS2 Chart 1): an alarm for p1.
-    let (st, r) = s
-        .send(
-            Method::POST,
-            "/api/v1/devices/mon-1/senml",
-            json!([{"n": "heart_rate", "u": "/min", "v": 135, "bt": 1.76544e9}]),
-        )
-        .await;
+    let (st, r) = device_reading(
+        &s,
+        &device_tokens,
+        "mon-1",
+        json!([{"n": "heart_rate", "u": "/min", "v": 135, "bt": 1.76544e9}]),
+    )
+    .await;
     assert_eq!(st, 200, "{r}");
     let (_, alarms) = s.get("/api/v1/alarms").await;
     let alarm = alarms[0]["id"].as_u64().unwrap();
@@ -164,13 +180,37 @@ async fn world() -> World {
     World {
         s,
         clients,
+        device_tokens,
         alarm,
         consent_to_revoke,
         researcher_token_id: researcher_token.id,
     }
 }
 
+/// `device` sends `pack` over HTTP with its own token.
+async fn device_reading(
+    s: &TestServer,
+    tokens: &[(&'static str, String)],
+    device: &str,
+    pack: Value,
+) -> (u16, Value) {
+    let token = &tokens.iter().find(|(d, _)| *d == device).unwrap().1;
+    let r = reqwest::Client::new()
+        .post(s.url(&format!("/api/v1/devices/{device}/senml")))
+        .bearer_auth(token)
+        .json(&pack)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
 impl World {
+    async fn reading(&self, device: &str, pack: Value) -> (u16, Value) {
+        device_reading(&self.s, &self.device_tokens, device, pack).await
+    }
+
     fn client(&self, who: Who) -> &reqwest::Client {
         &self.clients.iter().find(|(w, _)| *w == who).unwrap().1
     }
@@ -361,23 +401,25 @@ async fn authorization_matrix_every_route_every_role() {
             Some(json!({"measure": "bp"})),
             FLEET,
         ),
+        // Device ingest: devices only, never a user's token, whatever the
+        // role (checked with device tokens elsewhere).
         (
             Method::POST,
             "/api/v1/devices/mon-1/senml".into(),
             Some(pack.clone()),
-            DEVICES,
+            NOBODY,
         ),
         (
             Method::POST,
             "/api/v1/devices/mon-2/senml".into(),
             Some(pack),
-            FLEET,
+            NOBODY,
         ),
         (
             Method::POST,
             "/api/v1/devices/mon-1/gatt".into(),
             Some(json!({"characteristic": "2a37", "hex": "0048"})),
-            DEVICES,
+            NOBODY,
         ),
         (
             Method::POST,
@@ -518,18 +560,16 @@ async fn lists_and_streams_show_only_what_the_caller_may_see() {
         .await
         .unwrap();
     assert_eq!(nurse.status(), 200);
-    let (st, r) =
-        w.s.send(
-            Method::POST,
-            "/api/v1/devices/mon-2/senml",
+    let (st, r) = w
+        .reading(
+            "mon-2",
             json!([{"n": "heart_rate", "u": "/min", "v": 77, "bt": 1.76544e9 + 5.0}]),
         )
         .await;
     assert_eq!(st, 200, "{r}");
-    let (st, r) =
-        w.s.send(
-            Method::POST,
-            "/api/v1/devices/mon-1/senml",
+    let (st, r) = w
+        .reading(
+            "mon-1",
             json!([{"n": "heart_rate", "u": "/min", "v": 88, "bt": 1.76544e9 + 6.0}]),
         )
         .await;
@@ -857,10 +897,9 @@ async fn open_streams_end_with_their_session_token_or_user() {
     assert_eq!(r.status(), 204);
     assert!(ends(session_stream).await, "signed out: the stream ends");
     // The token's stream still carries p1's readings.
-    let (st, _) = s
-        .send(
-            Method::POST,
-            "/api/v1/devices/mon-1/senml",
+    let (st, _) = w
+        .reading(
+            "mon-1",
             json!([{"n": "heart_rate", "u": "/min", "v": 91, "bt": 1.76544e9 + 7.0}]),
         )
         .await;
@@ -914,10 +953,9 @@ async fn ids_a_caller_may_not_see_get_one_answer_whether_or_not_they_exist() {
     let w = world().await;
     let s = &w.s;
     // An alarm on p2, whom the nurse does not care for.
-    let (st, _) = s
-        .send(
-            Method::POST,
-            "/api/v1/devices/mon-2/senml",
+    let (st, _) = w
+        .reading(
+            "mon-2",
             json!([{"n": "heart_rate", "u": "/min", "v": 135, "bt": 1.76544e9 + 3.0}]),
         )
         .await;

@@ -51,6 +51,8 @@ async fn full_disk_refuses_reports_and_recovers_without_losing_acknowledged_data
     let filler = root.path().join("filler");
     std::fs::create_dir_all(&data).unwrap();
     let http = common::http_client(&common::provision_admin(&data));
+    // Readings come from the device (anonymous here), never from a user.
+    let device = reqwest::Client::new();
     let mut acked = BTreeSet::new();
     let mut t = 1_765_440_000_000i64;
     // While the disk was full: from the first refusal until space returned.
@@ -74,7 +76,7 @@ async fn full_disk_refuses_reports_and_recovers_without_losing_acknowledged_data
 
         let mut refusal = None;
         for _ in 0..2000 {
-            let r = http
+            let r = device
                 .post(format!("{api}/devices/mon-1/senml"))
                 .json(&pack(t))
                 .send()
@@ -146,7 +148,7 @@ async fn full_disk_refuses_reports_and_recovers_without_losing_acknowledged_data
         // A fall cannot be recorded: not acknowledged (the device sends it
         // again), but the alarm is on the board at once: care before record.
         let fall = json!([{"n": "fall", "vb": true}]);
-        let r = http
+        let r = device
             .post(format!("{api}/devices/mon-1/senml"))
             .json(&fall)
             .send()
@@ -166,14 +168,14 @@ async fn full_disk_refuses_reports_and_recovers_without_losing_acknowledged_data
         full_until_ms = now_ms();
         std::fs::remove_file(&filler).unwrap();
         std::fs::remove_file(&rest).unwrap();
-        let r = http
+        let r = device
             .post(format!("{api}/devices/mon-1/senml"))
             .json(&fall)
             .send()
             .await
             .unwrap();
         assert_eq!(r.status(), 200, "the resent fall is acknowledged");
-        let r = http
+        let r = device
             .post(format!("{api}/devices/mon-1/senml"))
             .json(&pack(t))
             .send()

@@ -13,9 +13,7 @@ async fn http_ingest_stores_and_reports_rejected_records() {
     s.admit("p1", "cuff-1").await;
     let body = json!([{"n":"systolic_bp","u":"mmHg","v":128,"bt":1.76544e9},{"n":"diastolic_bp","u":"mmHg","v":81,"bt":1.76544e9},
                       {"n":"systolic_bp","u":"psi","v":2.3}]);
-    let (status, report) = s
-        .send(Method::POST, "/api/v1/devices/cuff-1/senml", body)
-        .await;
+    let (status, report) = s.device_post("/api/v1/devices/cuff-1/senml", body).await;
     assert_eq!(status, 200);
     assert_eq!(report["accepted"], 2);
     assert_eq!(report["rejected"][0]["index"], 2);
@@ -34,9 +32,7 @@ async fn http_ingest_stores_and_reports_rejected_records() {
 async fn unassigned_devices_are_listed_with_their_data() {
     let s = start().await;
     let body = json!([{"n":"spo2","u":"%","v":95}]);
-    let (status, _) = s
-        .send(Method::POST, "/api/v1/devices/stray-1/senml", body)
-        .await;
+    let (status, _) = s.device_post("/api/v1/devices/stray-1/senml", body).await;
     assert_eq!(status, 200);
     let (_, devices) = s.get("/api/v1/devices").await;
     assert_eq!(devices[0]["id"], "stray-1");
@@ -51,7 +47,7 @@ async fn series_range_query_returns_only_the_window() {
     let records: Vec<_> = (0..10)
         .map(|i| json!({"n":"respiratory_rate","u":"/min","v":12 + i,"t":1.76544e9 + f64::from(i)}))
         .collect();
-    s.send(Method::POST, "/api/v1/devices/mon-1/senml", json!(records))
+    s.device_post("/api/v1/devices/mon-1/senml", json!(records))
         .await;
     let (status, body) = s
         .get("/api/v1/patients/p1/observations?code=respiratory_rate&from=1765440003000&to=1765440005000")
@@ -157,7 +153,13 @@ async fn every_bad_request_gets_a_json_reason() {
         ),
     ];
     for (method, path, body, want_status, want_reason) in cases {
-        let mut req = s.http.request(method.clone(), s.url(path));
+        // Device routes as the (anonymous) device: users are refused there.
+        let client = if path.ends_with("/senml") {
+            reqwest::Client::new()
+        } else {
+            s.http.clone()
+        };
+        let mut req = client.request(method.clone(), s.url(path));
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -228,7 +230,7 @@ async fn bucketed_series_give_min_max_mean_count() {
         .map(|i| json!({"n":"heart_rate","u":"/min","v":60 + i,"t":1.76544e9 + f64::from(i)}))
         .collect();
     let (status, _) = s
-        .send(Method::POST, "/api/v1/devices/mon-1/senml", json!(records))
+        .device_post("/api/v1/devices/mon-1/senml", json!(records))
         .await;
     assert_eq!(status, 200);
     let (status, body) = s
@@ -254,8 +256,7 @@ async fn gatt_values_forwarded_by_a_gateway_are_decoded() {
     // Blood Pressure Measurement, flags 0x04 (mmHg, pulse present):
     // systolic 128, diastolic 84, MAP 99, pulse 71 (SFLOATs, exponent 0).
     let (status, report) = s
-        .send(
-            Method::POST,
+        .device_post(
             "/api/v1/devices/cuff-1/gatt",
             json!({"characteristic": "2A35", "hex": "048000540063004700"}),
         )
@@ -269,8 +270,7 @@ async fn gatt_values_forwarded_by_a_gateway_are_decoded() {
 
     // Weight Measurement in pounds, base64: flags 0x01, 15000 x 0.01 lb = 68.04 kg.
     let (status, report) = s
-        .send(
-            Method::POST,
+        .device_post(
             "/api/v1/devices/cuff-1/gatt",
             json!({"characteristic": "weight_measurement", "base64": "AZg6"}),
         )
@@ -284,8 +284,7 @@ async fn gatt_values_forwarded_by_a_gateway_are_decoded() {
     // A thermometer reporting NaN: the field rejected, and as nothing else
     // was in the value, 422 (nothing stored).
     let (status, report) = s
-        .send(
-            Method::POST,
+        .device_post(
             "/api/v1/devices/cuff-1/gatt",
             json!({"characteristic": "2a1c", "hex": "00ffff7f00"}),
         )
@@ -310,7 +309,7 @@ async fn gatt_values_forwarded_by_a_gateway_are_decoded() {
         ),
     ] {
         let (status, err) = s
-            .send(Method::POST, "/api/v1/devices/cuff-1/gatt", body.clone())
+            .device_post("/api/v1/devices/cuff-1/gatt", body.clone())
             .await;
         assert_eq!(status, 400, "{body}");
         let reason = err["error"]["reason"].as_str().unwrap();
@@ -384,8 +383,8 @@ async fn http_ingest_of_senml_cbor() {
         0x81, 0xA4, 0x00, 0x64, b's', b'p', b'o', b'2', 0x01, 0x61, b'%', 0x02, 0x18, 96, 0x22,
         0x1A, 0x69, 0x3A, 0x7A, 0x00,
     ];
-    let r = s
-        .http
+    // As the device (anonymous here), not as the administrator.
+    let r = reqwest::Client::new()
         .post(s.url("/api/v1/devices/patch-1/senml"))
         .header("content-type", "application/senml+cbor")
         .body(cbor)
@@ -396,8 +395,8 @@ async fn http_ingest_of_senml_cbor() {
     let (_, p) = s.get("/api/v1/patients/p1").await;
     assert_eq!(p["latest"]["spo2"]["value"], 96.0);
     // The same bytes announced as JSON are not JSON.
-    let r = s
-        .http
+    // As the device (anonymous here), not as the administrator.
+    let r = reqwest::Client::new()
         .post(s.url("/api/v1/devices/patch-1/senml"))
         .header("content-type", "application/senml+json")
         .body(vec![0x81, 0xA0])
@@ -419,9 +418,7 @@ async fn a_device_moved_to_another_patient_never_mixes_their_data() {
     // The cuff uploads its memory late: a reading taken while with p1, then
     // one taken with p2.
     let (status, r) = s
-        .send(
-            Method::POST,
-            "/api/v1/devices/cuff-1/senml",
+        .device_post("/api/v1/devices/cuff-1/senml",
             json!([
                 {"bn": "cuff-1/", "bt": moved_at_s - 600.0, "n": "heart_rate", "u": "/min", "v": 61},
                 {"t": 610.0, "n": "heart_rate", "u": "/min", "v": 92}

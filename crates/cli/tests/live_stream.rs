@@ -4,7 +4,6 @@
 mod common;
 
 use common::*;
-use reqwest::Method;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -44,7 +43,7 @@ async fn a_reader_that_falls_behind_loses_observations_never_alarms() {
             })
             .collect();
         let (status, report) = s
-            .send(Method::POST, "/api/v1/devices/mon-1/senml", json!(records))
+            .device_post("/api/v1/devices/mon-1/senml", json!(records))
             .await;
         assert_eq!(status, 200, "{report}");
     }

@@ -143,8 +143,7 @@ async fn readings_dated_in_the_future_are_refused_and_do_not_silence_the_present
     // HTTP: every record refused answers 422 with the reason; a pack with
     // one good record stores it (200) and lists the refused one.
     let (status, body) = s
-        .send(
-            reqwest::Method::POST,
+        .device_post(
             "/api/v1/devices/mon-1/senml",
             json!([{"n": "heart_rate", "u": "/min", "v": 60, "t": 1.0e300}]),
         )
@@ -153,8 +152,7 @@ async fn readings_dated_in_the_future_are_refused_and_do_not_silence_the_present
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["accepted"], 0);
     let (status, body) = s
-        .send(
-            reqwest::Method::POST,
+        .device_post(
             "/api/v1/devices/mon-1/senml",
             json!([
                 {"n": "spo2", "u": "%", "v": 97, "t": year_ahead},
@@ -172,8 +170,7 @@ async fn readings_dated_in_the_future_are_refused_and_do_not_silence_the_present
 
     // A few seconds fast is a clock to set, not a reason to lose readings.
     let (status, _) = s
-        .send(
-            reqwest::Method::POST,
+        .device_post(
             "/api/v1/devices/mon-1/senml",
             json!([{"n": "spo2", "u": "%", "v": 96, "t": now_s() + 30}]),
         )

@@ -12,6 +12,7 @@
 
 mod alarm_settings;
 mod alarms;
+mod assignment;
 mod device_identity;
 mod device_reports;
 mod device_tokens;
@@ -23,6 +24,7 @@ mod timers;
 
 pub use alarm_settings::{SETTINGS_FILE, SettingsError};
 pub use alarms::AlarmAction;
+pub use assignment::Reassigned;
 pub use device_identity::{DeviceIdentity, Proof, Refusal};
 pub use live::{LiveEvent, LiveObservation};
 pub use medmesh_codecs::gatt::Characteristic as GattCharacteristic;

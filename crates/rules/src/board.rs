@@ -44,6 +44,9 @@ pub const RULE_STALE_DATA: &str = "stale-data";
 pub const RULE_BATTERY_LOW: &str = "battery-low";
 /// Name of the rule that fires on a fall a wearable detected.
 pub const RULE_FALL: &str = "fall";
+/// Name of the notice raised when a device is taken off a patient: its
+/// readings (and the alarms they would raise) no longer reach them.
+pub const RULE_MONITORING_STOPPED: &str = "monitoring-stopped";
 /// Who resolves an alarm whose condition cleared by itself.
 pub const SYSTEM: &str = "medmesh";
 /// Resolved alarms kept in memory for the API (the alarm log keeps all).
@@ -218,7 +221,8 @@ struct Clearing {
 }
 
 /// The rules' names, to map recorded alarms back to their rule.
-const RULES: [&str; 8] = [
+const RULES: [&str; 9] = [
+    RULE_MONITORING_STOPPED,
     RULE_NEWS2_RED,
     RULE_NEWS2_AGGREGATE,
     RULE_DEVICE_OFFLINE,
@@ -767,6 +771,70 @@ impl AlarmBoard {
                 Worse::Latest,
             )
         }
+    }
+
+    /// `device` was taken off `patient` by `by` (unassigned, or assigned to
+    /// someone else). Its readings no longer reach the patient, so nothing
+    /// they show would raise an alarm: a low-priority notice tells the care
+    /// team (one per device), until a device is assigned to the patient again
+    /// ([`AlarmBoard::monitoring_resumed`]). The device's own alarms on the
+    /// patient (off line, battery) resolve: they are about a device the
+    /// patient no longer has, and would otherwise never clear.
+    pub fn monitoring_stopped(
+        &mut self,
+        patient: &PatientId,
+        device: &DeviceId,
+        by: &str,
+        time_ms: TimestampMs,
+    ) -> Vec<AlarmChange> {
+        let mut changes: Vec<AlarmChange> = [RULE_DEVICE_OFFLINE, RULE_BATTERY_LOW]
+            .into_iter()
+            // At once, without the clear delay: the device is gone, there
+            // is nothing left to flap.
+            .filter_map(|rule| {
+                self.resolve_cleared(patient, &(None, Some(device.clone()), rule), 0.0, time_ms)
+            })
+            .collect();
+        let key = (None, Some(device.clone()), RULE_MONITORING_STOPPED);
+        let message = || {
+            format!(
+                "Monitoring stopped: device {device} was taken off this patient by {by}; \
+                 its readings no longer reach them and raise no alarm for them"
+            )
+        };
+        changes.extend(self.holds(
+            patient,
+            key,
+            Priority::Low,
+            message,
+            0.0,
+            time_ms,
+            Worse::Latest,
+        ));
+        changes
+    }
+
+    /// A device was assigned to `patient`: every monitoring-stopped notice of
+    /// theirs resolves.
+    pub fn monitoring_resumed(
+        &mut self,
+        patient: &PatientId,
+        time_ms: TimestampMs,
+    ) -> Vec<AlarmChange> {
+        let keys: Vec<Condition> = self
+            .patients
+            .get(patient)
+            .map(|p| {
+                p.active
+                    .keys()
+                    .filter(|k| k.2 == RULE_MONITORING_STOPPED)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        keys.iter()
+            .filter_map(|k| self.resolve_cleared(patient, k, 1.0, time_ms))
+            .collect()
     }
 
     fn find(&mut self, id: u64) -> Result<&mut Alarm, BoardError> {

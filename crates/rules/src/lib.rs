@@ -28,8 +28,8 @@ pub mod trend;
 
 pub use board::{
     AlarmBoard, AlarmChange, BoardError, RULE_BATTERY_LOW, RULE_DEVICE_OFFLINE, RULE_FALL,
-    RULE_NEWS2_AGGREGATE, RULE_NEWS2_RED, RULE_RATE_OF_CHANGE, RULE_STALE_DATA, RULE_THRESHOLD,
-    SYSTEM,
+    RULE_MONITORING_STOPPED, RULE_NEWS2_AGGREGATE, RULE_NEWS2_RED, RULE_RATE_OF_CHANGE,
+    RULE_STALE_DATA, RULE_THRESHOLD, SYSTEM,
 };
 pub use engine::RuleEngine;
 pub use finding::{Finding, Verdict, Worse};

@@ -7,7 +7,7 @@
 //! | PATCH | /api/v1/users/{username} | `{"email": "..."}` (or `null`): where alarm notifications go |
 //! | GET | /api/v1/teams | care teams |
 //! | PUT | /api/v1/teams/{id} | create or replace a care team (members, wards, patients) |
-//! | GET | /api/v1/audit?actor=&patient=&action=&since_ms=&limit= | audit entries, newest first |
+//! | GET | /api/v1/audit?actor=&patient=&action=&outcome=&since_ms=&until_ms=&limit= | audit entries, newest first: `patient` finds list reads that returned them too ("who looked at this patient"), `actor` with a time range "what did this user do", `outcome=denied` every refusal |
 
 use crate::app::App;
 use crate::auth::Caller;
@@ -144,6 +144,12 @@ async fn disable_user(
     }
     app.access.directory.disable_user(&username)?;
     app.access.sessions.end_all_of(&username);
+    if app.access.named_in_escalation(&username) {
+        tracing::warn!(
+            user = %username,
+            "a disabled user is named in an escalation step ([alarms.escalation]) and will no longer be told; name someone else"
+        );
+    }
     caller.audit(&format!("disable user {username}"), None, Outcome::Allowed);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -6,12 +6,12 @@
 //! | POST | /api/v1/patients | admit or update a patient |
 //! | GET | /api/v1/patients/{id} | one patient, same shape |
 //! | GET | /api/v1/patients/{id}/observations?code=&from=&to=&bucket= | series over a time range, raw or per bucket |
-//! | GET | /api/v1/devices | devices, their patient and last contact |
-//! | PUT | /api/v1/devices/{id} | register a device / assign it to a patient |
+//! | GET | /api/v1/devices | devices, their patient, last contact and battery (no readings, except an unassigned device's to an administrator) |
+//! | PUT | /api/v1/devices/{id} | register a device / assign it to a patient (taking it off one raises "monitoring stopped" there) |
 //! | POST / DELETE | /api/v1/devices/{id}/credentials | issue (shown once) / revoke a device's MQTT token |
-//! | POST | /api/v1/devices/{id}/senml | HTTP ingest of a SenML JSON pack |
-//! | POST | /api/v1/devices/{id}/gatt | HTTP ingest of a raw Bluetooth GATT measurement (hex or base64) |
-//! | POST | /api/v1/fhir/Observation | FHIR R4 Observation or Bundle of Observations in |
+//! | POST | /api/v1/devices/{id}/senml | HTTP ingest of a SenML JSON pack (device credentials only) |
+//! | POST | /api/v1/devices/{id}/gatt | HTTP ingest of a raw Bluetooth GATT measurement (hex or base64; device credentials only) |
+//! | POST | /api/v1/fhir/Observation | FHIR R4 Observation or Bundle of Observations in (callers who care for each subject) |
 //! | GET | /api/v1/alarms?state=active\|resolved&patient=&since_ms=&until_ms=&limit= | active (and acknowledged) alarms, or the resolved ones from the alarm log |
 //! | GET | /api/v1/alarms/{id} | one alarm and every recorded change of it |
 //! | POST | /api/v1/alarms/{id}/acknowledge, /snooze, /resolve | a clinician acts on an alarm |
@@ -19,7 +19,14 @@
 //! Every route needs a signed-in caller ([`Caller`]) and answers only with
 //! the patients the caller may reach (see `medmesh_access` for the policy);
 //! device ingest routes instead need the device's own credentials (or none,
-//! where anonymous devices are allowed).
+//! where anonymous devices are allowed), and refuse users (see
+//! `device_auth.rs`). A list read is audited as one entry naming every
+//! patient it returned.
+//!
+//! FHIR Observation stays open to users: it is how an EHR interface or a
+//! clinician records readings that name their patient, and each subject is
+//! checked against `Care` (the care team, an administrator) and audited;
+//! operations and consent holders are refused. A device sends as itself.
 
 use crate::app::App;
 use crate::auth::Caller;
@@ -29,7 +36,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use medmesh_access::{GlobalRight, Outcome, PatientRight};
+use medmesh_access::{AlarmReach, GlobalRight, Outcome, PatientRight};
 use medmesh_model::{Alarm, DeviceId, Patient, PatientId, TimestampMs, VitalSign, now_ms};
 use medmesh_pipeline::{
     AlarmAction, GattCharacteristic, IngestError, IngestReport, LiveObservation, Pipeline,
@@ -139,17 +146,19 @@ fn device_id(raw: &str) -> Result<DeviceId, ApiError> {
 }
 
 async fn list_patients(State(p): State<AppState>, caller: Caller) -> Json<Vec<PatientSummary>> {
-    Json(
-        p.registry
-            .patients()
-            .into_iter()
-            .filter(|pt| may_see(&caller, pt))
-            .map(|pt| {
-                caller.audit("list patients", Some(&pt.id), Outcome::Allowed);
-                summarise(&p, &caller, pt)
-            })
-            .collect(),
-    )
+    let list: Vec<PatientSummary> = p
+        .registry
+        .patients()
+        .into_iter()
+        .filter(|pt| may_see(&caller, pt))
+        .map(|pt| summarise(&p, &caller, pt))
+        .collect();
+    // One entry for the whole answer (a dashboard load), naming each patient.
+    caller.audit_list(
+        "list patients",
+        list.iter().map(|s| s.patient.id.clone()).collect(),
+    );
+    Json(list)
 }
 
 async fn get_patient(
@@ -449,7 +458,13 @@ async fn list_devices(
             .or_insert_with(|| DeviceSummary::seen_only(id));
         entry.battery_percent = Some(level.percent);
     }
-    for d in out.values_mut().filter(|d| d.patient_id.is_none()) {
+    // An unassigned device's readings are still someone's health data:
+    // only for a caller who may read them (not operations).
+    let readings = caller.may_global(GlobalRight::ReadUnassignedReadings);
+    for d in out
+        .values_mut()
+        .filter(|d| readings && d.patient_id.is_none())
+    {
         d.unassigned_latest = p
             .store
             .latest(&unassigned_subject(&d.id))
@@ -475,7 +490,10 @@ struct Assignment {
 }
 
 /// Administrators and operations assign any device; a clinician may move a
-/// device between (or off) patients they care for.
+/// device between (or off) patients they care for. Taking a device off a
+/// patient raises "monitoring stopped" on them (see the pipeline's
+/// `assignment.rs`) and is audited on that patient's record; assigning is
+/// audited on the new patient's.
 async fn assign_device(
     State(p): State<AppState>,
     caller: Caller,
@@ -503,20 +521,29 @@ async fn assign_device(
         );
         return Err(caller.forbidden("assign this device"));
     }
-    caller.audit(
-        &format!("assign device {id}"),
-        a.patient_id.as_ref(),
-        Outcome::Allowed,
-    );
-    p.registry
-        .assign_device(id, a.patient_id)
-        .map(Json)
+    let done = p
+        .assign_device(id.clone(), a.patient_id.clone(), &caller.who.username)
         .map_err(|e| match e {
             medmesh_storage::RegistryError::UnknownPatient(_) => {
                 ApiError::bad_request(e.to_string())
             }
             e => ApiError::internal(e.to_string()),
-        })
+        })?;
+    if let Some(from) = &done.taken_from {
+        caller.audit(
+            &format!("unassign device {id} (monitoring stopped)"),
+            Some(from),
+            Outcome::Allowed,
+        );
+    }
+    if a.patient_id.is_some() || done.taken_from.is_none() {
+        caller.audit(
+            &format!("assign device {id}"),
+            a.patient_id.as_ref(),
+            Outcome::Allowed,
+        );
+    }
+    Ok(Json(done.device))
 }
 
 /// Storage refusing is the server's problem (503, retry); a malformed
@@ -812,23 +839,29 @@ async fn list_alarms(
         // Checked and audited above.
         return Ok(Json(alarms));
     }
-    let mut seen = std::collections::HashMap::new();
-    let alarms = alarms
+    // Per alarm: an escalation step that named the caller shows them that
+    // alarm, outside their care team too.
+    let alarms: Vec<Alarm> = alarms
         .into_iter()
-        .filter(|a| {
-            *seen.entry(a.patient_id.clone()).or_insert_with(|| {
-                let ok = p
-                    .registry
-                    .patient(&a.patient_id)
-                    .is_some_and(|pt| caller.may(PatientRight::ReadAlarms, &pt));
-                if ok {
-                    caller.audit("read alarms", Some(&a.patient_id), Outcome::Allowed);
-                }
-                ok
-            })
-        })
+        .filter(|a| caller.may_id(&p, see_alarm(a), &a.patient_id))
         .collect();
+    let mut patients: Vec<PatientId> = alarms.iter().map(|a| a.patient_id.clone()).collect();
+    patients.sort();
+    patients.dedup();
+    caller.audit_list("read alarms", patients);
     Ok(Json(alarms))
+}
+
+fn reach(alarm: &Alarm) -> AlarmReach {
+    AlarmReach {
+        priority: alarm.priority,
+        level: alarm.escalation_level,
+    }
+}
+
+/// The right to see this one alarm.
+fn see_alarm(alarm: &Alarm) -> PatientRight {
+    PatientRight::SeeAlarm(reach(alarm))
 }
 
 /// One alarm's whole record.
@@ -840,6 +873,9 @@ struct AlarmRecord {
     /// "acknowledged", "snoozed", "escalated", "resolved"), its number in
     /// the alarm log, and the alarm as it stood, with who and when.
     history: Vec<HistoryEntry>,
+    /// Whom it is about (name, ward, bed): what anyone told of the alarm
+    /// needs to go and act, and nothing more of their record.
+    patient: Option<Patient>,
 }
 
 #[derive(Serialize)]
@@ -875,7 +911,7 @@ async fn get_alarm(
     // Someone else's alarm and no alarm at all look alike (403).
     let Some(alarm) = now
         .as_ref()
-        .filter(|a| caller.may_id(&p, PatientRight::ReadAlarms, &a.patient_id))
+        .filter(|a| caller.may_id(&p, see_alarm(a), &a.patient_id))
         .cloned()
     else {
         return Err(caller.unseen(
@@ -885,7 +921,7 @@ async fn get_alarm(
             format!("no alarm with id {id}"),
         ));
     };
-    caller.require(&p, PatientRight::ReadAlarms, &alarm.patient_id, &action)?;
+    let patient = caller.require(&p, see_alarm(&alarm), &alarm.patient_id, &action)?;
     let history = history
         .into_iter()
         .map(|c| HistoryEntry {
@@ -894,7 +930,11 @@ async fn get_alarm(
             alarm: c.alarm,
         })
         .collect();
-    Ok(Json(AlarmRecord { alarm, history }))
+    Ok(Json(AlarmRecord {
+        alarm,
+        history,
+        patient: Some(patient),
+    }))
 }
 
 /// A clinician's action on an alarm. Who acts is the signed-in caller.
@@ -944,12 +984,7 @@ async fn act_on_alarm(
         AlarmAction::Resolve => "resolve",
     };
     let what = format!("{verb} alarm {id}");
-    let Some(patient) = p
-        .active_alarms()
-        .into_iter()
-        .find(|a| a.id == id)
-        .map(|a| a.patient_id)
-    else {
+    let Some(alarm) = p.active_alarms().into_iter().find(|a| a.id == id) else {
         // Not active: one already resolved is "not active" to those who may
         // see it; anyone else cannot tell it from an alarm never raised.
         let pipeline = p.clone();
@@ -959,7 +994,7 @@ async fn act_on_alarm(
             .map_err(|e| ApiError::internal(format!("alarm log unreadable: {e}")))?;
         if history
             .last()
-            .is_some_and(|a| caller.may_id(&p, PatientRight::ReadAlarms, &a.patient_id))
+            .is_some_and(|a| caller.may_id(&p, see_alarm(a), &a.patient_id))
         {
             return Err(ApiError::not_found(format!("alarm {id} is not active")));
         }
@@ -970,7 +1005,14 @@ async fn act_on_alarm(
             format!("no active alarm with id {id}"),
         ));
     };
-    caller.require(&p, PatientRight::Care, &patient, &what)?;
+    // Acknowledging is open to whoever an escalation step the alarm reached
+    // names (they were told of it); snoozing and resolving are the care
+    // team's.
+    let right = match action {
+        AlarmAction::Acknowledge => PatientRight::AcknowledgeAlarm(reach(&alarm)),
+        _ => PatientRight::Care,
+    };
+    caller.require(&p, right, &alarm.patient_id, &what)?;
     p.act_on_alarm(action, id, &caller.who.username)
         .map(Json)
         .map_err(|e| ApiError::not_found(e.to_string()))

@@ -71,7 +71,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<&str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -165,8 +165,27 @@ impl Caller {
         });
     }
 
+    /// Records one list read: a single entry naming every patient it
+    /// returned (none recorded when it returned nobody: nothing was read).
+    pub fn audit_list(&self, action: &str, patients: Vec<PatientId>) {
+        if patients.is_empty() {
+            return;
+        }
+        self.access.audit.record_list(
+            Event {
+                actor: &self.who.username,
+                role: Some(self.who.role),
+                action,
+                patient: None,
+                outcome: Outcome::Allowed,
+                detail: format!("{}: {} patients", self.request, patients.len()),
+            },
+            patients,
+        );
+    }
+
     /// Whether the caller may exercise `right` on `patient`; not audited
-    /// (for filtering lists, whose results are audited one by one).
+    /// (for filtering lists, whose answer is audited as one entry).
     pub fn may(&self, right: PatientRight, patient: &Patient) -> bool {
         self.access
             .may(&self.who, right, &patient.id, &patient.ward)
@@ -203,7 +222,16 @@ impl Caller {
         }
         match patient {
             Some(p) => {
-                self.audit(action, Some(id), Outcome::Allowed);
+                if self
+                    .access
+                    .only_by_escalation(&self.who, right, id, &p.ward)
+                {
+                    // Outside the care team: the audit says why it was allowed.
+                    let action = format!("{action} (named by its escalation step)");
+                    self.audit(&action, Some(id), Outcome::Allowed);
+                } else {
+                    self.audit(action, Some(id), Outcome::Allowed);
+                }
                 Ok(p)
             }
             None => Err(ApiError::not_found(format!("no patient with id {id:?}"))),

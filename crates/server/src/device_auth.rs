@@ -5,14 +5,19 @@
 //! are allowed (`devices.allow_anonymous`). A token is only ever good for
 //! its own device, so no device can send readings as another.
 //!
-//! A program with a user API token (a gateway, an integration) may send
-//! readings for devices its user manages or whose patient it cares for.
+//! Only device principals send device readings. A user's API token or
+//! browser session, whatever the role, is refused (403, audited): an
+//! operations account manages devices but must not be able to make one say
+//! anything about a patient, and a clinician's readings name their patient
+//! through FHIR (`POST /api/v1/fhir/Observation`, checked per patient), not
+//! through a device. A gateway forwarding for devices sends each with that
+//! device's token (or over MQTT, CoAP or HL7 as itself).
 
 use crate::app::App;
 use crate::error::ApiError;
 use axum::http::{HeaderMap, header};
 use base64::Engine;
-use medmesh_access::{Event, GlobalRight, Outcome, PatientRight, Principal};
+use medmesh_access::{Event, Outcome, Principal};
 use medmesh_model::DeviceId;
 use medmesh_pipeline::Proof;
 
@@ -63,15 +68,18 @@ pub async fn authenticate(
         tracing::warn!(%device, reason = %e.reason, "device refused on HTTP");
         e
     };
+    // A browser session is a user's, never a device's.
+    if let Some(session) = crate::auth::session_cookie(headers) {
+        let who = app.access.principal_for_session(session);
+        return Err(refused(user_refused(app, who.as_ref(), device)));
+    }
     let secret = presented(headers, device).map_err(refused)?;
-    // A user's API token (a gateway or integration program) may send readings
-    // for devices it manages or whose patient it cares for.
     if let Some(who) = secret
         .as_deref()
         .filter(|s| s.starts_with("mm_"))
         .and_then(|s| app.access.directory.principal_for_token(s))
     {
-        return user_token(app, &who, device).map_err(refused);
+        return Err(refused(user_refused(app, Some(&who), device)));
     }
     let proof = match secret {
         Some(token) => Proof::Token {
@@ -92,34 +100,28 @@ pub async fn authenticate(
         .map_err(|r| ApiError::unauthorized(r.reason().to_string()))
 }
 
-fn user_token(app: &App, who: &Principal, device: &DeviceId) -> Result<(), ApiError> {
-    let registry = &app.pipeline.registry;
-    let patient = registry
+/// The refusal of a user (`None`: a session that no longer stands) sending
+/// as a device, audited on the device's patient's record.
+fn user_refused(app: &App, who: Option<&Principal>, device: &DeviceId) -> ApiError {
+    let patient = app
+        .pipeline
+        .registry
         .device(device)
-        .and_then(|d| d.patient_id)
-        .and_then(|id| registry.patient(&id));
-    let allowed = app.access.may_global(who, GlobalRight::ManageDevices)
-        || patient
-            .as_ref()
-            .is_some_and(|pt| app.access.may(who, PatientRight::Care, &pt.id, &pt.ward));
+        .and_then(|d| d.patient_id);
     app.access.audit.record(Event {
-        actor: &who.username,
-        role: Some(who.role),
+        actor: who.map_or("anonymous", |w| w.username.as_str()),
+        role: who.map(|w| w.role),
         action: &format!("send readings as device {device}"),
-        patient: patient.as_ref().map(|pt| &pt.id),
-        outcome: if allowed {
-            Outcome::Allowed
-        } else {
-            Outcome::Denied
-        },
-        detail: String::new(),
+        patient: patient.as_ref(),
+        outcome: Outcome::Denied,
+        detail: "only the device itself sends its readings".into(),
     });
-    if allowed {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden(format!(
-            "{} ({}) may not send readings as device {device}",
-            who.username, who.role
-        )))
-    }
+    ApiError::forbidden(format!(
+        "{} may not send readings as device {device}: device readings take the device's own \
+         credentials (a user records readings with POST /api/v1/fhir/Observation)",
+        who.map_or("a browser session".to_string(), |w| format!(
+            "{} ({})",
+            w.username, w.role
+        ))
+    ))
 }

@@ -206,6 +206,17 @@ impl Server {
 
         let access = Arc::new(Access::open(&config.data_dir)?);
         let bootstrap_password = access.bootstrap_admin()?;
+        // Whoever an escalation step names may see and acknowledge the alarms
+        // that reach it; an account that may not see clinical alarms is
+        // refused here, before anything is served (unknown and disabled
+        // names are warned about and counted by the recipient check).
+        let named = delivery
+            .policy
+            .ladders
+            .iter()
+            .map(|(priority, ladder)| (*priority, ladder.iter().map(|s| s.users.clone()).collect()))
+            .collect();
+        access.set_escalation(named).map_err(StartError::Config)?;
 
         let broker = mqtt.broker();
         let state = app::App {

@@ -12,8 +12,10 @@
 //! and should reload the latest values; its alarms stay whole.
 //!
 //! A caller receives only what they may see: readings of patients whose
-//! observations they may read, alarms of patients whose alarms they may
-//! read, device status for devices they manage or whose patient they care
+//! observations they may read (an unassigned device's readings only with
+//! `ReadUnassignedReadings`: never operations), alarms they may see (their
+//! patients', and one an escalation step naming them has reached), device
+//! status and battery for devices they manage or whose patient they care
 //! for. The decision is made per event, so a consent revoked or a care team
 //! changed takes effect on an open stream at once.
 //!
@@ -30,7 +32,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::get;
-use medmesh_access::{GlobalRight, Outcome, PatientRight};
+use medmesh_access::{AlarmReach, GlobalRight, Outcome, PatientRight};
 use medmesh_model::PatientId;
 use medmesh_pipeline::LiveEvent;
 use medmesh_sinks::feed::{Change, Feed};
@@ -58,12 +60,19 @@ fn visible(app: &App, caller: &Caller, event: &LiveEvent) -> bool {
             .is_some_and(|pt| caller.may(right, &pt))
     };
     match event {
-        LiveEvent::Observations { patient_id, .. } => patient_id
-            .as_ref()
-            .map_or(caller.may_global(GlobalRight::ManageDevices), |id| {
-                may(PatientRight::ReadObservations, id)
+        // An unassigned device's readings are someone's health data too:
+        // not for operations, who manage devices but see no patient.
+        LiveEvent::Observations { patient_id, .. } => patient_id.as_ref().map_or(
+            caller.may_global(GlobalRight::ReadUnassignedReadings),
+            |id| may(PatientRight::ReadObservations, id),
+        ),
+        LiveEvent::Alarm { alarm, .. } => may(
+            PatientRight::SeeAlarm(AlarmReach {
+                priority: alarm.priority,
+                level: alarm.escalation_level,
             }),
-        LiveEvent::Alarm { alarm, .. } => may(PatientRight::ReadAlarms, &alarm.patient_id),
+            &alarm.patient_id,
+        ),
         LiveEvent::DeviceStatus { device_id, .. } | LiveEvent::DeviceBattery { device_id, .. } => {
             caller.may_global(GlobalRight::ManageDevices)
                 || app

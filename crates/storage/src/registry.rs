@@ -133,6 +133,17 @@ impl Registry {
         device: DeviceId,
         patient: Option<PatientId>,
     ) -> Result<Device, RegistryError> {
+        self.reassign_device(device, patient).map(|(_, d)| d)
+    }
+
+    /// [`Registry::assign_device`], also returning the patient the device
+    /// measured until now (read under the same lock, so two assignments at
+    /// once each see the other's result, never the same "before").
+    pub fn reassign_device(
+        &self,
+        device: DeviceId,
+        patient: Option<PatientId>,
+    ) -> Result<(Option<PatientId>, Device), RegistryError> {
         let mut c = self.contents.write().expect("registry lock");
         if let Some(p) = patient.as_ref().filter(|p| !c.patients.contains_key(*p)) {
             return Err(RegistryError::UnknownPatient(p.to_string()));
@@ -142,12 +153,13 @@ impl Registry {
             .get(&device)
             .cloned()
             .unwrap_or_else(|| Device::new(device.clone()));
+        let before = d.patient_id.clone();
         d.assign(patient, medmesh_model::now_ms());
         if c.devices.get(&device) != Some(&d) {
             c.devices.insert(device, d.clone());
             self.save(&c)?;
         }
-        Ok(d)
+        Ok((before, d))
     }
 
     /// Admits many patients, each with their device, in one registry write.

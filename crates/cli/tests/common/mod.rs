@@ -185,6 +185,20 @@ impl TestServer {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// POSTs `body` to a device ingest route as the device would, without
+    /// credentials (these servers allow anonymous devices): a user's token
+    /// is refused there.
+    pub async fn device_post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = reqwest::Client::new()
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
     /// Admits patient `id` and assigns device `device` to them.
     pub async fn admit(&self, id: &str, device: &str) {
         let (s, _) = self

@@ -14,7 +14,7 @@ use super::codec::Outbound;
 use bytes::Bytes;
 use medmesh_model::DeviceId;
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{Notify, mpsc};
 
@@ -49,6 +49,9 @@ struct Link {
     /// Told to close when another connection takes the session over, or
     /// when its device's credentials are revoked or replaced.
     kick: Arc<Notify>,
+    /// Set before `kick` when the connection taking over acts for the same
+    /// device: the device is not off line, it came back on a new connection.
+    taken_over: Arc<AtomicBool>,
 }
 
 #[derive(Default)]
@@ -112,6 +115,8 @@ pub(crate) struct Attached {
     pub link_id: u64,
     pub session_present: bool,
     pub kick: Arc<Notify>,
+    /// Whether a kick means that the same device took the session over.
+    pub taken_over: Arc<AtomicBool>,
 }
 
 impl Broker {
@@ -128,6 +133,9 @@ impl Broker {
         // MQTT 3.1.1 section 3.1.4: a second connection with the same
         // client ID takes over; the first one is closed.
         if let Some(old) = sessions.get_mut(client_id).and_then(|s| s.link.take()) {
+            if old.device == device {
+                old.taken_over.store(true, Ordering::Release);
+            }
             old.kick.notify_one();
         }
         if !persistent {
@@ -137,6 +145,7 @@ impl Broker {
         let session = sessions.entry(client_id.to_string()).or_default();
         session.persistent = persistent;
         let kick = Arc::new(Notify::new());
+        let taken_over = Arc::new(AtomicBool::new(false));
         let link_id = self.next_link.fetch_add(1, Ordering::Relaxed);
         // Unacknowledged messages first, flagged as duplicates, then the queue.
         for (pkid, m) in &session.inflight {
@@ -153,6 +162,7 @@ impl Broker {
             out,
             device,
             kick: kick.clone(),
+            taken_over: taken_over.clone(),
         });
         let queued: Vec<Message> = session.queue.drain(..).collect();
         for m in &queued {
@@ -162,6 +172,7 @@ impl Broker {
             link_id,
             session_present,
             kick,
+            taken_over,
         }
     }
 

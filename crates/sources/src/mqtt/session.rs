@@ -144,6 +144,7 @@ where
         client_id: &client_id,
         broker: &broker,
         kick: &attached.kick,
+        taken_over: &attached.taken_over,
         pipeline: &pipeline,
         version,
         max,
@@ -156,6 +157,7 @@ where
         Ok(End::Disconnect) => "disconnected".to_string(),
         Ok(End::Closed) => "connection closed without DISCONNECT".to_string(),
         Ok(End::StorageFailed) => "closed by medmesh: storage failed".to_string(),
+        Ok(End::TakenOver) => "taken over by the device's new connection".to_string(),
         Err(e) => e.clone(),
     };
     if !matches!(end, Ok(End::Disconnect)) {
@@ -170,7 +172,11 @@ where
             tracing::info!(client_id, ?delivery, "last will published");
         }
     }
-    if let Some(d) = &device {
+    if let Some(d) = &device
+        && !matches!(end, Ok(End::TakenOver))
+    {
+        // Taken over: the device is on line on its new connection, which
+        // said so already; an "off line" now would be false, and stay.
         // Our own storage failure closed it: the device did nothing wrong,
         // and one offline alarm per device per reconnect would bury the
         // real ones; the failure shows on /healthz and its metric.
@@ -194,6 +200,9 @@ enum End {
     /// The writer stopped because storage failed (the publish was not
     /// acknowledged; the device resends it).
     StorageFailed,
+    /// A new connection of the same device took the session over (a device
+    /// reconnecting before its old connection timed out).
+    TakenOver,
 }
 
 /// What the read loop needs of the connection and its session.
@@ -206,6 +215,7 @@ struct Conn<'a> {
     client_id: &'a str,
     broker: &'a Broker,
     kick: &'a tokio::sync::Notify,
+    taken_over: &'a std::sync::atomic::AtomicBool,
     pipeline: &'a Arc<Pipeline>,
     version: Version,
     max: usize,
@@ -297,7 +307,12 @@ async fn read_loop(
             } => n?,
             // The writer gave up (storage failure): stop reading too.
             _ = replies.closed() => return Ok(End::StorageFailed),
-            _ = session.kick.notified() => return Err("session closed by the broker: taken over by a new connection, or the device's credentials changed".into()),
+            _ = session.kick.notified() => {
+                if session.taken_over.load(std::sync::atomic::Ordering::Acquire) {
+                    return Ok(End::TakenOver);
+                }
+                return Err("session closed by the broker: taken over by another client, or the device's credentials changed".into());
+            }
         };
         if n == 0 {
             return Ok(End::Closed);

@@ -166,10 +166,13 @@ async function audit(body) {
   const actor = el("input", { placeholder: "actor", "aria-label": "Actor" });
   const patient = el("input", { placeholder: "patient id", "aria-label": "Patient" });
   const action = el("input", { placeholder: "action (exact)", "aria-label": "Action" });
+  const outcome = el("select", { "aria-label": "Outcome" },
+    ...[["", "any outcome"], ["denied", "refusals"], ["allowed", "allowed"], ["failed", "failed"]].map(([v, t]) => el("option", { value: v, text: t })));
   const since = el("input", { type: "datetime-local", "aria-label": "Since" });
+  const until = el("input", { type: "datetime-local", "aria-label": "Until" });
   const limit = el("input", { type: "number", value: "200", min: "1", max: "10000", "aria-label": "Limit" });
   const go = el("button", { type: "submit", text: "Search" });
-  const form = el("form", { class: "inline-form" }, actor, patient, action, since, limit, go);
+  const form = el("form", { class: "inline-form" }, actor, patient, action, outcome, since, until, limit, go);
   const listBox = el("div", { id: "audit" });
   body.append(el("h2", { text: "Audit log" }), form, listBox);
   async function load() {
@@ -177,12 +180,14 @@ async function audit(body) {
     if (actor.value.trim()) q.set("actor", actor.value.trim());
     if (patient.value.trim()) q.set("patient", patient.value.trim());
     if (action.value.trim()) q.set("action", action.value.trim());
+    if (outcome.value) q.set("outcome", outcome.value);
     if (since.value) q.set("since_ms", String(new Date(since.value).getTime()));
+    if (until.value) q.set("until_ms", String(new Date(until.value).getTime()));
     q.set("limit", limit.value || "200");
     const entries = await api(`/api/v1/audit?${q}`);
     listBox.replaceChildren(entries.length ? table(["#", "Time", "Actor", "Role", "Action", "Patient", "Outcome", "Detail"], entries.map(e => el("tr", { class: e.outcome === "denied" ? "denied" : "" },
       el("td", { class: "num", text: String(e.seq) }), el("td", { text: time(e.time_ms) }), el("td", { text: e.actor }), el("td", { text: e.role || "" }),
-      el("td", { text: e.action }), el("td", { text: e.patient || "" }), el("td", { text: e.outcome }), el("td", { class: "muted", text: e.detail || "" }))), { class: "grid audit" }) : emptyState("No entries match."));
+      el("td", { text: e.action }), el("td", { text: e.patient || (e.patients || []).join(", ") }), el("td", { text: e.outcome }), el("td", { class: "muted", text: e.detail || "" }))), { class: "grid audit" }) : emptyState("No entries match."));
   }
   form.onsubmit = e => { e.preventDefault(); busy(go, load); };
   busy(go, load);

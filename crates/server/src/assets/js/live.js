@@ -31,7 +31,9 @@ export function subscribe(fn) { subscribers.add(fn); return () => subscribers.de
 export function onStatus(fn) { statusSubscribers.add(fn); return () => statusSubscribers.delete(fn); }
 
 export async function loadWard() {
-  const list = await api("/api/v1/patients");
+  // The alarm list too: it also holds alarms of patients outside the
+  // caller's list that an escalation step naming them has reached.
+  const [list, alarms] = await Promise.all([api("/api/v1/patients"), api("/api/v1/alarms")]);
   performance.mark("medmesh:patients-loaded");
   ward.patients.clear();
   ward.alarms.clear();
@@ -42,6 +44,7 @@ export async function loadWard() {
     ward.patients.set(p.id, p);
     for (const a of p.alarms) ward.alarms.set(a.id, a);
   }
+  for (const a of alarms) ward.alarms.set(a.id, a);
   ward.loaded = true;
   notify({ patients: new Map(), alarms: [], devices: [], reloaded: true });
 }
