@@ -274,7 +274,7 @@ pub fn compute(
                     figures: figures(&es, patient_days),
                 })
                 .collect();
-            rules.sort_by(|a, b| b.figures.alarms.cmp(&a.figures.alarms));
+            rules.sort_by_key(|r| std::cmp::Reverse(r.figures.alarms));
             let patients_without_device_time = by_patient
                 .keys()
                 .filter(|p| device_time.get(**p).is_none_or(|ms| *ms <= 0))
@@ -360,7 +360,7 @@ fn median(values: &mut [TimestampMs]) -> Option<f64> {
 fn top<K: Ord>(counts: BTreeMap<K, usize>) -> Vec<(K, usize)> {
     let mut all: Vec<(K, usize)> = counts.into_iter().collect();
     // Stable: ties keep the map's key order.
-    all.sort_by(|a, b| b.1.cmp(&a.1));
+    all.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
     all.truncate(TOP);
     all
 }
