@@ -446,6 +446,16 @@ impl Directory {
         })
     }
 
+    /// The wards of every care team `username` belongs to.
+    pub fn wards_of(&self, username: &str) -> BTreeSet<String> {
+        self.read()
+            .teams
+            .values()
+            .filter(|t| t.members.contains(username))
+            .flat_map(|t| t.wards.iter().cloned())
+            .collect()
+    }
+
     /// Members of every care team that covers the patient (by id or ward).
     pub fn care_team_members(&self, patient: &PatientId, ward: &str) -> BTreeSet<String> {
         self.read()

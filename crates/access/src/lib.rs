@@ -11,19 +11,22 @@
 //!
 //! The policy, in one table (a right not listed is refused):
 //!
-//! | role | patients reached | rights |
-//! |---|---|---|
-//! | admin | all | read observations and alarms, care, revoke consents |
-//! | physician, nurse | patients of their care teams (by ward or by name) | read observations and alarms, care |
-//! | patient | their own record | read observations and alarms, manage consents |
-//! | caregiver, insurer, researcher | patients whose consent in force names them | read the consented scopes only |
-//! | operations | none | (devices, metrics and health only) |
-//! | anyone an escalation step names | one alarm, once it reached that step | see it (with the patient's name, ward and bed) and acknowledge it |
+//! | role | patients reached | rights | alarm load report |
+//! |---|---|---|---|
+//! | admin | all | read observations and alarms, care, revoke consents | every ward |
+//! | physician, nurse | patients of their care teams (by ward or by name) | read observations and alarms, care | their care teams' wards |
+//! | patient | their own record | read observations and alarms, manage consents | - |
+//! | caregiver, insurer, researcher | patients whose consent in force names them | read the consented scopes only | - |
+//! | operations | none | (devices, metrics and health only) | every ward, figures only |
+//! | anyone an escalation step names | one alarm, once it reached that step | see it (with the patient's name, ward and bed) and acknowledge it | - |
 //!
 //! "Care" covers acting on alarms, admitting, recording readings (FHIR) and
 //! assigning devices to the patient. Readings of a device assigned to nobody
 //! ("unassigned readings") are health data of whoever wore it: only an
 //! administrator sees them; operations sees devices' status and battery.
+//! The alarm load report ([`Access::alarm_load_wards`]) is aggregate
+//! figures per ward; it names a patient (in its top list) only to a reader
+//! who may read that patient's alarms.
 //!
 //! Escalation: a user named in a step of an alarm priority's ladder (the
 //! charge nurse) is told of an alarm that climbs to that step, so they may
@@ -122,6 +125,28 @@ pub enum GlobalRight {
     /// Readings kept under a device assigned to nobody (in the device list
     /// and the live stream): health data of whoever wore the device.
     ReadUnassignedReadings,
+}
+
+/// Wards a principal reaches (see [`Access::alarm_load_wards`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wards {
+    All,
+    /// These only (none when empty).
+    Only(std::collections::BTreeSet<String>),
+}
+
+impl Wards {
+    pub fn contains(&self, ward: &str) -> bool {
+        match self {
+            Wards::All => true,
+            Wards::Only(wards) => wards.contains(ward),
+        }
+    }
+
+    /// Whether no ward at all.
+    pub fn is_none(&self) -> bool {
+        matches!(self, Wards::Only(w) if w.is_empty())
+    }
 }
 
 /// Why a login was refused.
@@ -291,6 +316,22 @@ impl Access {
             _ => return false,
         };
         !self.may(who, base, patient, ward) && self.may(who, right, patient, ward)
+    }
+
+    /// Which wards' alarm load report `who` may read. The report is figures
+    /// per ward and rule, which tell a ward's alarm burden, not any
+    /// patient's care: administrators and operations (who tune the
+    /// system) read every ward, clinicians the wards of their care teams
+    /// (a team covering patients by name only gives no ward), everyone
+    /// else none.
+    pub fn alarm_load_wards(&self, who: &Principal) -> Wards {
+        match who.role {
+            Role::Admin | Role::Operations => Wards::All,
+            Role::Physician | Role::Nurse => Wards::Only(self.directory.wards_of(&who.username)),
+            Role::Patient | Role::Caregiver | Role::Insurer | Role::Researcher => {
+                Wards::Only(Default::default())
+            }
+        }
     }
 
     pub fn may_global(&self, who: &Principal, right: GlobalRight) -> bool {
@@ -578,6 +619,53 @@ mod tests {
         }
         let other = d.principal("ward.nurse").unwrap();
         assert!(!a.may(&other, SeeAlarm(reach(Priority::High, 2)), &p1, "Ward A"));
+    }
+
+    #[test]
+    fn the_alarm_load_report_reaches_wards_by_role_and_care_team() {
+        let (_dir, a) = setup();
+        let d = &a.directory;
+        for (name, role) in [
+            ("admin", Role::Admin),
+            ("ops", Role::Operations),
+            ("nurse1", Role::Nurse),
+            ("dr1", Role::Physician),
+            ("nurse2", Role::Nurse),
+            ("p1", Role::Patient),
+            ("carer", Role::Caregiver),
+            ("insurer", Role::Insurer),
+            ("researcher", Role::Researcher),
+        ] {
+            let patient = (role == Role::Patient).then(|| pid("p1"));
+            d.add_user(name, role, patient, PW).unwrap();
+        }
+        d.put_team(Team {
+            id: "a".into(),
+            members: ["nurse1".to_string(), "dr1".to_string()].into(),
+            wards: ["Ward A".to_string(), "ICU".to_string()].into(),
+            ..Team::default()
+        })
+        .unwrap();
+        // A team covering a patient by name gives no ward.
+        d.put_team(Team {
+            id: "named".into(),
+            members: ["nurse2".to_string()].into(),
+            patients: [pid("p9")].into(),
+            ..Team::default()
+        })
+        .unwrap();
+        let wards = |u: &str| a.alarm_load_wards(&d.principal(u).unwrap());
+        assert_eq!(wards("admin"), Wards::All);
+        assert_eq!(wards("ops"), Wards::All);
+        for clinician in ["nurse1", "dr1"] {
+            let w = wards(clinician);
+            assert!(w.contains("Ward A") && w.contains("ICU"));
+            assert!(!w.contains("Ward B") && !w.contains(""));
+        }
+        for nobody in ["nurse2", "p1", "carer", "insurer", "researcher"] {
+            assert!(wards(nobody).is_none(), "{nobody}");
+            assert!(!wards(nobody).contains("Ward A"));
+        }
     }
 
     #[test]

@@ -482,6 +482,24 @@ async fn authorization_matrix_every_route_every_role() {
             ADMIN,
         ),
         (Method::GET, "/api/v1/audit".into(), None, ADMIN),
+        (
+            Method::GET,
+            "/api/v1/reports/alarm-load".into(),
+            None,
+            &[Operations, Nurse, Physician, Admin],
+        ),
+        (
+            Method::GET,
+            "/api/v1/reports/alarm-load?ward=Ward%20A".into(),
+            None,
+            &[Operations, Nurse, Physician, Admin],
+        ),
+        (
+            Method::GET,
+            "/api/v1/reports/alarm-load?ward=Ward%20B".into(),
+            None,
+            FLEET,
+        ),
         (Method::POST, "/api/v1/logout".into(), None, SIGNED_IN),
     ];
     let mut failures = Vec::new();

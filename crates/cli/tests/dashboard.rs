@@ -316,7 +316,7 @@ async fn the_dashboard_in_a_browser_is_live_acknowledges_charts_and_holds_500_pa
     // The nurse's navigation: the clinical views, no administration.
     assert_eq!(
         results["nurse_nav"],
-        json!(["Central station", "Alarms", "Home monitoring"])
+        json!(["Central station", "Alarms", "Home monitoring", "Alarm load"])
     );
     let ward = &results["ward"];
     assert_eq!(ward["tiles"], WARD_SIZE);
@@ -477,7 +477,13 @@ async fn the_dashboard_in_a_browser_is_live_acknowledges_charts_and_holds_500_pa
     let admin = &results["admin"];
     assert_eq!(
         admin["nav"],
-        json!(["Central station", "Alarms", "Home monitoring", "Admin"])
+        json!([
+            "Central station",
+            "Alarms",
+            "Home monitoring",
+            "Admin",
+            "Alarm load"
+        ])
     );
     assert_eq!(admin["device"], "spare-9");
     // The battery reported in the patient view, in the admin Devices table.
@@ -507,10 +513,77 @@ async fn the_dashboard_in_a_browser_is_live_acknowledges_charts_and_holds_500_pa
             .any(|a| a == "provision device spare-9"),
         "{admin}"
     );
+    // The alarm load view showed, for the 7 days it asked for, what the API
+    // gives for that period: per ward, each rule's alarms (most first) and
+    // the total, and the patients with the most alarms by name.
+    let load = &results["admin_load"];
+    let (since, until) = (
+        load["since"].as_i64().unwrap(),
+        load["until"].as_i64().unwrap(),
+    );
+    assert_eq!(until - since, 7 * 86_400_000, "{load}");
+    let (st, api_load) = s
+        .get(&format!(
+            "/api/v1/reports/alarm-load?since_ms={since}&until_ms={until}"
+        ))
+        .await;
+    assert_eq!(st, 200, "{api_load}");
+    let api_wards = api_load["wards"].as_array().unwrap();
+    assert_eq!(load["wards"].as_array().unwrap().len(), api_wards.len());
+    for (shown, w) in load["wards"].as_array().unwrap().iter().zip(api_wards) {
+        assert_eq!(shown["ward"], w["ward"]);
+        let mut rules: Vec<Value> = w["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["rule"].clone())
+            .collect();
+        let mut alarms: Vec<Value> = w["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["alarms"].clone())
+            .collect();
+        rules.push(json!(""));
+        alarms.push(w["total"]["alarms"].clone());
+        assert_eq!(shown["rules"], json!(rules), "{shown}");
+        assert_eq!(shown["alarms"], json!(alarms), "{shown}");
+        let top = shown["top_patients"].as_array().unwrap();
+        assert_eq!(top.len(), w["top_patients"].as_array().unwrap().len());
+        for (line, t) in top.iter().zip(w["top_patients"].as_array().unwrap()) {
+            let name = t["name"].as_str().unwrap();
+            assert_eq!(line.as_str().unwrap(), format!("{name} · {}", t["alarms"]));
+        }
+    }
+    assert!(
+        load["wards"][0]["alarms"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .as_u64()
+            .unwrap()
+            > 0,
+        "the ward's alarms are counted: {load}"
+    );
+    // Operations saw the same wards, and no patient named.
+    let ops_load = &results["ops_load"];
+    assert_eq!(ops_load["wards"], json!(["Test"]), "{ops_load}");
+    assert_eq!(ops_load["shows_patient_names"], false, "{ops_load}");
+    assert_eq!(ops_load["links"], 0, "{ops_load}");
+    assert!(
+        ops_load["top_patients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l.as_str().unwrap().starts_with("a patient · ")),
+        "{ops_load}"
+    );
+
     // Operations: the devices view only, every device listed, no readings,
     // no patient list, and a device token issued from the page that works.
     let ops = &results["operations"];
-    assert_eq!(ops["nav"], json!(["Devices"]), "{ops}");
+    assert_eq!(ops["nav"], json!(["Devices", "Alarm load"]), "{ops}");
     assert_eq!(ops["tabs"], json!(["Devices"]), "{ops}");
     assert_eq!(ops["redirects"].as_array().unwrap().len(), 3, "{ops}");
     assert_eq!(ops["patients_given"], 0, "{ops}");
@@ -590,6 +663,7 @@ async fn the_dashboard_in_a_browser_is_live_acknowledges_charts_and_holds_500_pa
         "home",
         "admin-devices",
         "admin-audit",
+        "alarm-load",
     ] {
         let png = shots.join(format!("{shot}.png"));
         assert!(

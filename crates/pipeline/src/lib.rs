@@ -10,6 +10,7 @@
 //! A source must acknowledge a message to its device only after
 //! [`Pipeline::ingest_senml_json`] returned `Ok`: by then its samples are durable.
 
+mod alarm_load;
 mod alarm_settings;
 mod alarms;
 mod assignment;
@@ -22,6 +23,10 @@ mod metrics;
 mod order;
 mod timers;
 
+pub use alarm_load::{
+    AlarmLoad, Escalations, Figures, LoadQuery, PATIENT_DAYS_BASIS, QUICK_CLEAR_MS, RuleLoad,
+    TopCondition, TopPatient, WardLoad,
+};
 pub use alarm_settings::{SETTINGS_FILE, SettingsError};
 pub use alarms::AlarmAction;
 pub use assignment::Reassigned;

@@ -258,6 +258,12 @@ impl Caller {
         }
     }
 
+    /// Which wards' alarm load report the caller may read (the policy:
+    /// [`Access::alarm_load_wards`]).
+    pub fn alarm_load_wards(&self) -> medmesh_access::Wards {
+        self.access.alarm_load_wards(&self.who)
+    }
+
     pub fn may_global(&self, right: GlobalRight) -> bool {
         self.access.may_global(&self.who, right)
     }

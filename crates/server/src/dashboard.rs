@@ -32,6 +32,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("js/home.js", JS, include_str!("assets/js/home.js")),
     ("js/portal.js", JS, include_str!("assets/js/portal.js")),
     ("js/admin.js", JS, include_str!("assets/js/admin.js")),
+    ("js/report.js", JS, include_str!("assets/js/report.js")),
     (
         "vendor/uplot/uPlot.iife.min.js",
         JS,

@@ -21,6 +21,7 @@ mod device_auth;
 mod error;
 mod http_listener;
 mod ops;
+mod reports;
 mod stream;
 
 pub use alarms_config::{AlarmsConfig, EmailConfig, QuietHoursConfig, StepConfig, WebhookConfig};
@@ -231,6 +232,7 @@ impl Server {
             .merge(admin::router())
             .merge(alarm_settings::router())
             .merge(consents::router())
+            .merge(reports::router())
             .merge(commands::router())
             .merge(stream::router())
             .merge(ops::router())

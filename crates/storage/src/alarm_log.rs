@@ -87,6 +87,9 @@ struct Index {
     resolved: Vec<Resolved>,
     /// Numbered changes in file (and so sequence) order: (seq, alarm id, line).
     changes: Vec<(u64, u64, Span)>,
+    /// Every alarm by its raise time (which no later line of it changes),
+    /// sorted by (raise time, id): the alarm load report's selection.
+    raised: Vec<(TimestampMs, u64)>,
 }
 
 /// What a query for resolved alarms wants.
@@ -231,6 +234,49 @@ impl AlarmLog {
             .collect())
     }
 
+    /// Every alarm raised in `since_ms..until_ms` (raise time at or after
+    /// `since_ms`, before `until_ms`), in raise-time order, each given to
+    /// `summarise` as all its recorded lines, oldest first: its changes and
+    /// the notes about it, including whatever happened to it after
+    /// `until_ms`. Reads only those alarms' lines, one alarm at a time, so
+    /// memory holds the summaries, not the lines. Blocks on the disk (and
+    /// holds up history queries meanwhile).
+    pub fn raised_between<T>(
+        &self,
+        since_ms: TimestampMs,
+        until_ms: TimestampMs,
+        mut summarise: impl FnMut(Vec<LoggedAlarm>) -> T,
+    ) -> std::io::Result<Vec<T>> {
+        let mut index = self.index.lock().expect("alarm index lock");
+        for rebuilt in [false, true] {
+            let file = self.catch_up(&mut index)?;
+            let first = index.raised.partition_point(|(t, _)| *t < since_ms);
+            let end = index.raised.partition_point(|(t, _)| *t < until_ms);
+            let mut out = Vec::with_capacity(end.saturating_sub(first));
+            let read: std::io::Result<()> = index.raised[first..end.max(first)]
+                .iter()
+                .try_for_each(|(_, id)| {
+                    let spans = index.lines.get(id).map_or(&[][..], Vec::as_slice);
+                    let lines = spans
+                        .iter()
+                        .map(|span| read_line(&file, *span, *id))
+                        .collect::<std::io::Result<Vec<_>>>()?;
+                    out.push(summarise(lines));
+                    Ok(())
+                });
+            match read {
+                // As in `read_indexed`: the file changed under the index.
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData && !rebuilt => {
+                    tracing::warn!(path = %self.path.display(), error = %e, "alarm log changed under its index; rebuilding it");
+                    *index = Index::default();
+                }
+                Err(e) => return Err(e),
+                Ok(()) => return Ok(out),
+            }
+        }
+        unreachable!("the second pass returns")
+    }
+
     /// Reads the lines `pick` chooses from the index (with the alarm id each
     /// must hold). A line that does not hold its alarm means the file
     /// changed under the index (records given up after a long disk failure,
@@ -276,6 +322,7 @@ impl AlarmLog {
         let mut new = Vec::new();
         file.by_ref().take(len - index.end).read_to_end(&mut new)?;
         let mut added_resolved = false;
+        let mut added_raised = false;
         for line in new.split_inclusive(|b| *b == b'\n') {
             if !line.ends_with(b"\n") {
                 break; // being written: indexed next time
@@ -290,7 +337,12 @@ impl AlarmLog {
                 continue;
             };
             let alarm = logged.alarm;
-            index.lines.entry(alarm.id).or_default().push(span);
+            let spans = index.lines.entry(alarm.id).or_default();
+            if spans.is_empty() {
+                index.raised.push((alarm.raised_ms, alarm.id));
+                added_raised = true;
+            }
+            spans.push(span);
             if let (Some(seq), Some(_)) = (logged.seq, logged.change) {
                 index.changes.push((seq, alarm.id, span));
             }
@@ -310,6 +362,11 @@ impl AlarmLog {
         if added_resolved {
             // Nearly sorted already (appended in time order): cheap.
             index.resolved.sort_by_key(|r| (r.at_ms, r.id));
+        }
+        if added_raised {
+            // Nearly sorted already too (late readings raise a little out
+            // of time order).
+            index.raised.sort_unstable();
         }
         Ok(file)
     }
@@ -537,6 +594,42 @@ mod tests {
             4
         );
         assert_eq!(log.changes_after(0).unwrap().len(), 4);
+    }
+
+    #[test]
+    fn alarms_raised_in_a_window_come_whole_with_their_later_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = AlarmLog::open(dir.path()).unwrap();
+        let raised_at = |id, t| {
+            let mut a = alarm(id, AlarmState::Active);
+            a.raised_ms = t;
+            a
+        };
+        log.append_change("raised", &raised_at(1, 1_000));
+        log.append_change("raised", &raised_at(2, 2_000));
+        log.append_note(&raised_at(2, 2_000));
+        // Raised late (a gateway's buffer): out of file order.
+        log.append_change("raised", &raised_at(3, 1_500));
+        let mut resolved = raised_at(2, 2_000);
+        resolved.state = AlarmState::Resolved;
+        log.append_change("resolved", &resolved);
+        let window = |since, until| {
+            log.raised_between(since, until, |lines| {
+                assert!(lines.iter().all(|l| l.alarm.id == lines[0].alarm.id));
+                (lines[0].alarm.id, lines.len())
+            })
+            .unwrap()
+        };
+        // Half-open: raised at `since` is in, at `until` out; ordered by
+        // raise time; every line of each alarm, the note and the
+        // resolution after the window's end included.
+        assert_eq!(window(1_000, 2_000), [(1, 1), (3, 1)]);
+        assert_eq!(window(1_500, 3_000), [(3, 1), (2, 3)]);
+        assert!(window(2_001, 9_000).is_empty());
+        assert!(window(3_000, 1_000).is_empty());
+        // An alarm raised after a query is found by the next.
+        log.append_change("raised", &raised_at(4, 2_500));
+        assert_eq!(window(2_000, 3_000), [(2, 3), (4, 1)]);
     }
 
     #[test]

@@ -23,7 +23,7 @@ mod retention;
 mod wal;
 
 pub use aggregate::Bucket;
-pub use alarm_log::{AlarmLog, LoggedChange, ResolvedQuery};
+pub use alarm_log::{AlarmLog, LoggedAlarm, LoggedChange, ResolvedQuery};
 pub use battery_log::{BatteryLevel, BatteryLog};
 pub use data_dir::{
     DIR_MODE, DataDirLock, FILE_MODE, LockError, create_private_dir, private_file, tighten,

@@ -244,6 +244,30 @@ try {
   await page.screenshot({ path: join(shots, "admin-audit.png") });
   result("admin", { nav: adminNav, device: secret[0], password: secret[1], battery: adminBattery, audit_actions: audit.slice(0, 50) });
 
+  // The alarm load report: 24 h first, then 7 days; what each ward's table
+  // shows, and the period it asked for (the test asks the API the same).
+  await page.click('#nav a[href="#/reports"]');
+  await page.waitForSelector('#alarm-load[data-state=ready][data-period="24 h"] table.load');
+  await page.click('button[data-period="7 days"]');
+  await page.waitForSelector('#alarm-load[data-state=ready][data-period="7 days"] table.load');
+  const loadReport = await page.evaluate(() => {
+    const box = document.getElementById("alarm-load");
+    return {
+      since: Number(box.dataset.since), until: Number(box.dataset.until),
+      wards: [...box.querySelectorAll("section.load-ward")].map(s => ({
+        ward: s.dataset.ward,
+        rules: [...s.querySelectorAll("tr[data-rule]")].map(r => r.dataset.rule),
+        alarms: [...s.querySelectorAll("tr[data-rule] td.alarms")].map(td => Number(td.textContent)),
+        top_patients: [...s.querySelectorAll(".load-tops div:first-child li")].map(li => li.textContent),
+      })),
+    };
+  });
+  await page.screenshot({ path: join(shots, "alarm-load.png"), fullPage: true });
+  result("admin_load", loadReport);
+  // Back to the Admin view, where the next account's sign-in starts.
+  await page.click('#nav a[href="#/admin"]');
+  await page.waitForSelector(".admin-body[data-tab=devices]");
+
   // --- operations: devices and their credentials, no patient data ------
   await page.click("#sign-out");
   await page.waitForSelector("#sign-in:not([hidden])");
@@ -282,6 +306,17 @@ try {
     device_rows: opsPage.device_rows, vitals: opsPage.vitals, summary: opsPage.summary,
     shows_patient_names: /Patient \d{4}/.test(opsPage.text), device: opsSecret[0], password: opsSecret[1],
   });
+
+  // Operations read the alarm load of every ward, naming nobody.
+  await page.click('#nav a[href="#/reports"]');
+  await page.waitForSelector('#alarm-load[data-state=ready] table.load');
+  const opsLoad = await page.evaluate(() => ({
+    wards: [...document.querySelectorAll("#alarm-load section.load-ward")].map(s => s.dataset.ward),
+    top_patients: [...document.querySelectorAll("#alarm-load .load-tops div:first-child li")].map(li => li.textContent),
+    links: document.querySelectorAll("#alarm-load a").length,
+    shows_patient_names: /Patient \d{4}/.test(document.getElementById("alarm-load").innerText),
+  }));
+  result("ops_load", opsLoad);
 
   if (errors.length) throw new Error("errors in the page:\n" + errors.join("\n"));
   console.log("DONE");

@@ -2,7 +2,8 @@
 //
 // Routes: #/station (central station), #/alarms (alarm console), #/home
 // (home monitoring), #/patients/{id} (patient view), #/portal (patients and
-// those they share data with), #/admin/{devices|users|teams|audit}.
+// those they share data with), #/admin/{devices|users|teams|audit},
+// #/reports (alarm load).
 // The navigation shows only what the signed-in role may use; the server
 // checks every request anyway.
 
@@ -25,6 +26,9 @@ export function capabilities(role) {
     manageDevices: role === "admin" || role === "operations",
     manageUsers: role === "admin",
     readAudit: role === "admin",
+    // Clinicians get their care teams' wards, operations every ward
+    // without patient names (the server decides both).
+    alarmLoad: CLINICAL.includes(role) || role === "operations",
   };
 }
 
@@ -36,6 +40,7 @@ function navItems(ctx) {
     c.ward && ["#/home", "Home monitoring"],
     c.portal && ["#/portal", ctx.me.role === "patient" ? "My health" : "Shared with me"],
     (c.manageDevices || c.manageUsers) && ["#/admin", ctx.me.role === "admin" ? "Admin" : "Devices"],
+    c.alarmLoad && ["#/reports", "Alarm load"],
   ].filter(Boolean);
 }
 
@@ -47,6 +52,7 @@ const VIEWS = {
   patients: { allowed: c => c.ward, load: () => import("./js/patient.js") },
   portal: { allowed: c => c.portal, load: () => import("./js/portal.js") },
   admin: { allowed: c => c.manageDevices || c.manageUsers, load: () => import("./js/admin.js") },
+  reports: { allowed: c => c.alarmLoad, load: () => import("./js/report.js") },
 };
 
 let ctx = null;
