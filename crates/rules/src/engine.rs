@@ -40,21 +40,25 @@ impl DueWatch {
         latest: impl Fn(VitalSign) -> Option<news2::Reading>,
         now_ms: TimestampMs,
     ) -> Finding {
-        let verdict =
-            match observations_due::judge(latest, self.news2, &self.config, self.since_ms, now_ms)
-            {
-                Due::NotDue => Verdict::Clears { value: 0.0 },
-                Due::Overdue {
-                    priority,
-                    message,
-                    score,
-                } => Verdict::Holds {
-                    priority,
-                    message,
-                    value: f64::from(score),
-                    worse: Worse::Latest,
-                },
-            };
+        let verdict = match observations_due::judge(
+            latest,
+            self.news2,
+            &self.config,
+            self.since_ms,
+            now_ms,
+        ) {
+            Due::NotDue => Verdict::Clears { value: 0.0 },
+            Due::Overdue {
+                priority,
+                message,
+                score,
+            } => Verdict::Holds {
+                priority,
+                message,
+                value: f64::from(score),
+                worse: Worse::Latest,
+            },
+        };
         Finding {
             vital: None,
             device: None,

@@ -272,7 +272,10 @@ mod tests {
     fn overdue(j: &Judgement) -> Option<(u8, &str)> {
         match j {
             Judgement::Overdue {
-                priority, message, score, ..
+                priority,
+                message,
+                score,
+                ..
             } => {
                 assert_eq!(*priority, Priority::Low);
                 Some((*score, message.as_str()))
@@ -309,12 +312,18 @@ mod tests {
         let j = judge_at(set(t, values, &[]), NOW);
         let (score, message) = overdue(&j).unwrap();
         assert_eq!(score, 2);
-        assert!(message.contains("NEWS2 2 (RCP NEWS2 Chart 4: a complete set at least every 4 h)"), "{message}");
+        assert!(
+            message.contains("NEWS2 2 (RCP NEWS2 Chart 4: a complete set at least every 4 h)"),
+            "{message}"
+        );
         // Oxygen at 2 L/min charted with the set: 4, still the same row.
         let oxygen = [(OxygenFlow, 2.0, t)];
         let j = judge_at(set(t, values, &oxygen), NOW);
         assert_eq!(overdue(&j).unwrap().0, 4);
-        assert_eq!(judge_at(set(t, values, &oxygen), NOW - 1), Judgement::NotDue);
+        assert_eq!(
+            judge_at(set(t, values, &oxygen), NOW - 1),
+            Judgement::NotDue
+        );
     }
 
     /// Chart 4 row "3 in single parameter: minimum 1 hourly": respiration
@@ -407,11 +416,22 @@ mod tests {
             "{message}"
         );
         assert_eq!(
-            judge(none, Settings::default(), &DueConfig::default(), start + 1, NOW),
+            judge(
+                none,
+                Settings::default(),
+                &DueConfig::default(),
+                start + 1,
+                NOW
+            ),
             Judgement::NotDue
         );
         // Respiration 26 alone (3): hourly.
-        let rr = |v| (v == RespiratoryRate).then_some(Reading { value: 26.0, time_ms: NOW - 60_000 });
+        let rr = |v| {
+            (v == RespiratoryRate).then_some(Reading {
+                value: 26.0,
+                time_ms: NOW - 60_000,
+            })
+        };
         let j = judge(rr, Settings::default(), &DueConfig::default(), NOW - H, NOW);
         assert_eq!(overdue(&j).unwrap().0, 3);
     }
@@ -425,7 +445,10 @@ mod tests {
         c.score_1_to_4_s = 30;
         assert!(c.validate("p").unwrap_err().contains("from 60"));
         let parsed: DueConfig = toml::from_str("score_1_to_4_s = 21600\n").unwrap();
-        assert_eq!((parsed.enabled, parsed.score_1_to_4_s, parsed.score_0_s), (true, 21_600, 43_200));
+        assert_eq!(
+            (parsed.enabled, parsed.score_1_to_4_s, parsed.score_0_s),
+            (true, 21_600, 43_200)
+        );
         let off: DueConfig = toml::from_str("enabled = false\n").unwrap();
         assert!(!off.enabled);
         assert!(toml::from_str::<DueConfig>("every = 1\n").is_err());
