@@ -26,11 +26,12 @@ pub use alarms::AlarmAction;
 pub use device_identity::{DeviceIdentity, Proof, Refusal};
 pub use live::{LiveEvent, LiveObservation};
 pub use medmesh_codecs::gatt::Characteristic as GattCharacteristic;
+pub use medmesh_codecs::{Decoded, RecordError};
 pub use medmesh_storage::{LoggedChange, ResolvedQuery};
 pub use metrics::{DeliveryOutcome, Metrics, SourceKind};
 pub use order::{Turn, Turns};
 
-use medmesh_codecs::{DecodeError, Decoded, RecordError, fhir, gatt, senml};
+use medmesh_codecs::{DecodeError, fhir, gatt, senml};
 use medmesh_model::{Alarm, DeviceId, Observation, PatientId, TimestampMs, VitalSign, now_ms};
 use medmesh_rules::news2::{self, Aggregate};
 use medmesh_rules::{AlarmBoard, AlarmChange, DEFAULT_CLEAR_AFTER_S, RuleEngine, RulesConfig};
