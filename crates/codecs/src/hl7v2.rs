@@ -431,10 +431,13 @@ fn coded_obx(
         .ok_or_else(|| {
             let known: Vec<String> = medmesh_model::ACVPU_LOINC_ANSWERS
                 .iter()
-                .map(|(code, letter, text)| format!("{code}^{text}^LN ({letter})"))
+                .map(|(code, letter, _)| format!("{code} ({letter})"))
                 .collect();
             format!(
-                "{vital} value {value:?} is not an ACVPU answer; send one of {}",
+                "{vital} value {:?} (coding system {:?}) is not an ACVPU answer; send a LOINC \
+                 answer code, coding system LN: {}",
+                component(value, d, 1),
+                component(value, d, 3),
                 known.join(", ")
             )
         })?;
@@ -588,9 +591,10 @@ mod tests {
             .collect();
         assert!(reasons[0].starts_with("OBX 6:"), "{reasons:?}");
         assert!(
-            reasons[0].contains("LA17108-4^Verbal^LN (V)"),
+            reasons[0].contains("\"248234008\" (coding system \"SCT\")"),
             "{reasons:?}"
         );
+        assert!(reasons[0].contains("LA17108-4 (V)"), "{reasons:?}");
         assert!(reasons[1].contains("send value type NM"), "{reasons:?}");
     }
 
