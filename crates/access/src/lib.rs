@@ -14,14 +14,17 @@
 //! | role | patients reached | rights | alarm load report |
 //! |---|---|---|---|
 //! | admin | all | read observations and alarms, care, revoke consents | every ward |
-//! | physician, nurse | patients of their care teams (by ward or by name) | read observations and alarms, care | their care teams' wards |
+//! | physician, nurse | patients of their care teams (by ward or by name) | read observations and alarms, care, chart | their care teams' wards |
 //! | patient | their own record | read observations and alarms, manage consents | - |
 //! | caregiver, insurer, researcher | patients whose consent in force names them | read the consented scopes only | - |
 //! | operations | none | (devices, metrics and health only) | every ward, figures only |
 //! | anyone an escalation step names | one alarm, once it reached that step | see it (with the patient's name, ward and bed) and acknowledge it | - |
 //!
 //! "Care" covers acting on alarms, admitting, recording readings (FHIR) and
-//! assigning devices to the patient. Readings of a device assigned to nobody
+//! assigning devices to the patient. "Chart" is recording observations one
+//! took oneself (a set charted by hand, under one's own name): clinicians of
+//! the care team only, not an administrator, who runs the system but does
+//! not observe patients. Readings of a device assigned to nobody
 //! ("unassigned readings") are health data of whoever wore it: only an
 //! administrator sees them; operations sees devices' status and battery.
 //! The alarm load report ([`Access::alarm_load_wards`]) is aggregate
@@ -84,6 +87,8 @@ pub enum PatientRight {
     ReadAlarms,
     /// Act on alarms, admit, record readings, assign devices.
     Care,
+    /// Chart observations one took at the bedside (clinicians only).
+    Chart,
     /// Grant consents (the patient only) and list them.
     ManageConsents,
     /// Revoke a consent (the patient, or an administrator on their behalf).
@@ -104,6 +109,7 @@ impl PatientRight {
             PatientRight::ReadObservations => "read observations",
             PatientRight::ReadAlarms => "read alarms",
             PatientRight::Care => "care",
+            PatientRight::Chart => "chart observations",
             PatientRight::ManageConsents => "manage consents",
             PatientRight::RevokeConsents => "revoke consents",
             PatientRight::SeeAlarm(_) => "see this alarm",
@@ -261,7 +267,7 @@ impl Access {
         match who.role {
             Role::Admin => matches!(right, ReadObservations | ReadAlarms | Care | RevokeConsents),
             Role::Physician | Role::Nurse => {
-                matches!(right, ReadObservations | ReadAlarms | Care)
+                matches!(right, ReadObservations | ReadAlarms | Care | Chart)
                     && self.directory.in_care_team(&who.username, patient, ward)
             }
             Role::Patient => {
@@ -527,6 +533,10 @@ mod tests {
         use PatientRight::*;
         assert!(a.may(&who("nurse1"), ReadObservations, &p1, "Ward A"));
         assert!(a.may(&who("nurse1"), Care, &p1, "Ward A"));
+        assert!(a.may(&who("nurse1"), Chart, &p1, "Ward A"));
+        assert!(!a.may(&who("nurse1"), Chart, &p1, "Ward B"));
+        assert!(!a.may(&who("ops"), Chart, &p1, "Ward A"));
+        assert!(!a.may(&who("p1"), Chart, &p1, "Ward A"));
         assert!(!a.may(&who("nurse1"), ReadObservations, &p1, "Ward B"));
         assert!(!a.may(&who("nurse2"), ReadObservations, &p1, "Ward A"));
         assert!(a.may(&who("p1"), ReadAlarms, &p1, "Ward A"));

@@ -37,6 +37,8 @@ const SIGNED_IN: &[Who] = &[
 /// the caregiver and researcher its consents name.
 const READ_P1: &[Who] = &[Researcher, Caregiver, Patient, Nurse, Physician, Admin];
 const CARE_P1: &[Who] = &[Nurse, Physician, Admin];
+/// Charting observations by hand: the care team's clinicians, not admin.
+const CHART_P1: &[Who] = &[Nurse, Physician];
 /// Those who see p1's alarms: its care team, the patient, an admin, and the
 /// caregiver whose consent covers alarms.
 const ALARMS_P1: &[Who] = &[Caregiver, Patient, Nurse, Physician, Admin];
@@ -426,6 +428,18 @@ async fn authorization_matrix_every_route_every_role() {
             "/api/v1/fhir/Observation".into(),
             Some(fhir),
             CARE_P1,
+        ),
+        (
+            Method::POST,
+            "/api/v1/patients/p1/observation-sets".into(),
+            Some(json!({"heart_rate": 72, "consciousness": "A"})),
+            CHART_P1,
+        ),
+        (
+            Method::POST,
+            "/api/v1/patients/p2/observation-sets".into(),
+            Some(json!({"heart_rate": 72})),
+            &[],
         ),
         (Method::GET, "/api/v1/stream".into(), None, SIGNED_IN),
         (

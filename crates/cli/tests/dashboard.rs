@@ -427,6 +427,37 @@ async fn the_dashboard_in_a_browser_is_live_acknowledges_charts_and_holds_500_pa
     // 60 daily readings fall into as many 3-hour buckets (plus today's).
     assert!(p["buckets_90d"].as_u64().unwrap() >= 60, "{p}");
 
+    // Charted by hand from the bedside view: respiration 24 (2), SpO2 93
+    // (2), on oxygen (2), systolic 104 (1), pulse 112 (2), temperature 38.4
+    // (1), new confusion (3): NEWS2 13 (RCP NEWS2 2017 Chart 1), high.
+    let chart = &results["chart"];
+    assert_eq!(
+        chart["on_patient_page"],
+        json!([
+            "respiratory_rate",
+            "spo2",
+            "systolic_bp",
+            "diastolic_bp",
+            "heart_rate",
+            "body_temperature",
+            "oxygen_flow",
+            "taken"
+        ]),
+        "{chart}"
+    );
+    assert!(
+        chart["refusal"].as_str().unwrap().contains("not measured"),
+        "{chart}"
+    );
+    assert_eq!(chart["saved"], "8", "{chart}");
+    assert_eq!(chart["news2"], "NEWS2 13 (high)", "{chart}");
+    let (_, charted) = s.get(&format!("/api/v1/patients/{}", patient(1))).await;
+    assert_eq!(
+        charted["latest"]["consciousness"]["value"], 1.0,
+        "{charted}"
+    );
+    assert_eq!(charted["latest"]["oxygen_flow"]["value"], 2.0, "{charted}");
+
     let portal = &results["portal"];
     assert_eq!(portal["nav"], json!(["My health"]));
     assert!(
@@ -658,6 +689,7 @@ async fn the_dashboard_in_a_browser_is_live_acknowledges_charts_and_holds_500_pa
         "alarm",
         "alarms",
         "patient",
+        "chart",
         "portal",
         "carer",
         "home",

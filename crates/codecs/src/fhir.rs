@@ -6,8 +6,10 @@
 //! `effectiveDateTime` / `effectiveInstant` / `effectivePeriod.start`, and
 //! `valueQuantity` (value, UCUM `code` or `unit`). A panel with `component`s
 //! (the vital-signs blood-pressure panel, LOINC 85354-9) yields one
-//! observation per component. Statuses `entered-in-error` and `cancelled`
-//! are rejected: they are not results.
+//! observation per component. Consciousness (LOINC 67775-7) is coded: its
+//! `valueCodeableConcept` carries an ACVPU answer as a LOINC answer code
+//! (`medmesh_model::ACVPU_LOINC_ANSWERS`). Statuses `entered-in-error` and
+//! `cancelled` are rejected: they are not results.
 
 use crate::{DecodeError, RecordError};
 use medmesh_model::{Observation, TimestampMs, VitalSign};
@@ -166,7 +168,40 @@ fn observation_inner(r: &Value, index: usize) -> Result<Vec<FhirObservation>, St
         return Ok(list);
     }
     let vital = loinc_vital(code)?.ok_or("code is not a vital sign medmesh knows")?;
+    if vital.is_coded() && r.get("valueQuantity").is_none() {
+        return Ok(vec![make(coded(vital, r, time)?)]);
+    }
     Ok(vec![make(quantity(vital, r, time)?)])
+}
+
+/// A coded reading: consciousness (LOINC 67775-7) whose
+/// `valueCodeableConcept` carries an ACVPU answer as a LOINC answer code
+/// (`medmesh_model::ACVPU_LOINC_ANSWERS`).
+fn coded(vital: VitalSign, r: &Value, time: TimestampMs) -> Result<Observation, String> {
+    let concept = r
+        .get("valueCodeableConcept")
+        .ok_or_else(|| format!("{vital} has no valueCodeableConcept (an ACVPU answer)"))?;
+    let codings = concept
+        .get("coding")
+        .and_then(Value::as_array)
+        .ok_or_else(|| format!("{vital} valueCodeableConcept has no coding"))?;
+    let value = codings
+        .iter()
+        .filter(|c| c.get("system").and_then(Value::as_str) == Some(LOINC))
+        .filter_map(|c| c.get("code").and_then(Value::as_str))
+        .find_map(|c| vital.loinc_answer(c))
+        .ok_or_else(|| {
+            let known: Vec<String> = medmesh_model::ACVPU_LOINC_ANSWERS
+                .iter()
+                .map(|(code, letter, _)| format!("{code} ({letter})"))
+                .collect();
+            format!(
+                "{vital} valueCodeableConcept has no ACVPU answer; send a LOINC coding \
+                 (system http://loinc.org) of {}",
+                known.join(", ")
+            )
+        })?;
+    Observation::measured(vital, value, vital.ucum(), time).map_err(|e| e.to_string())
 }
 
 /// Parses a FHIR dateTime/instant that carries a time: YYYY-MM-DDThh:mm:ss[.fff](Z|+hh:mm|-hh:mm).
@@ -326,6 +361,59 @@ mod tests {
         assert!(reasons[2].1.contains("subject"));
         assert!(reasons[3].1.contains("LOINC"));
         assert!(reasons[4].1.contains("plausible"));
+    }
+
+    /// After the FHIR R4 vital-signs examples, with the coded value of
+    /// LOINC 67775-7: each ACVPU answer is stored as its level (0-4).
+    #[test]
+    fn consciousness_as_a_loinc_answer() {
+        let acvpu = |coding: Value| {
+            json!({
+                "resourceType": "Observation", "status": "final",
+                "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
+                "code": {"coding": [{"system": "http://loinc.org", "code": "67775-7", "display": "Level of responsiveness"}]},
+                "subject": {"reference": "Patient/p1"},
+                "effectiveDateTime": "2026-11-25T08:30:00Z",
+                "valueCodeableConcept": {"coding": [coding]}
+            })
+        };
+        let entries: Vec<Value> = [
+            json!({"system": "http://loinc.org", "code": "LA9340-6", "display": "Alert"}),
+            json!({"system": "http://loinc.org", "code": "LA6560-2", "display": "Confused"}),
+            json!({"system": "http://loinc.org", "code": "LA17108-4", "display": "Verbal"}),
+            json!({"system": "http://loinc.org", "code": "LA17107-6", "display": "Painful"}),
+            json!({"system": "http://loinc.org", "code": "LA9343-0", "display": "Unresponsive"}),
+            json!({"system": "http://snomed.info/sct", "code": "248234008"}),
+            json!({"system": "http://loinc.org", "code": "LA6561-0", "display": "Oriented"}),
+        ]
+        .into_iter()
+        .map(|c| json!({"resource": acvpu(c)}))
+        .collect();
+        let bundle = json!({"resourceType": "Bundle", "type": "collection", "entry": entries});
+        let d = decode(bundle.to_string().as_bytes()).unwrap();
+        let levels: Vec<_> = d
+            .observations
+            .iter()
+            .map(|o| (o.observation.vital, o.observation.value))
+            .collect();
+        assert_eq!(
+            levels,
+            (0..5)
+                .map(|l| (VitalSign::Consciousness, f64::from(l)))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(d.rejected.len(), 2, "{:?}", d.rejected);
+        assert!(
+            d.rejected[0].reason.contains("LA17108-4 (V)"),
+            "{:?}",
+            d.rejected
+        );
+        assert_eq!(d.rejected[1].index, 6);
+        // No value at all: said so.
+        let mut none = acvpu(json!({}));
+        none.as_object_mut().unwrap().remove("valueCodeableConcept");
+        let d = decode(none.to_string().as_bytes()).unwrap();
+        assert!(d.rejected[0].reason.contains("valueCodeableConcept"));
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! character after "MSH" (normally `|`), components by the first encoding
 //! character (normally `^`). medmesh reads MSH (sender, control ID, type),
 //! PID-3 (patient identifier) and PID-5 (name), OBR-7 (observation time) and
-//! every OBX: value type (OBX-2, must be NM), identifier (OBX-3: a LOINC code,
+//! every OBX: value type (OBX-2: NM, or CWE/CE for consciousness, LOINC
+//! 67775-7, whose OBX-5 is an ACVPU answer as a LOINC answer code such as
+//! `LA17108-4^Verbal^LN`), identifier (OBX-3: a LOINC code,
 //! system "LN", or an IEEE 11073 MDC term, system "MDC"), value (OBX-5),
 //! units (OBX-6: UCUM, or an MDC unit), result status (OBX-11) and time
 //! (OBX-14). Times without a UTC offset are taken as UTC.
@@ -371,8 +373,10 @@ pub fn parse_oru(message: &str, now_ms: TimestampMs) -> Result<Oru, Rejection> {
 
 fn obx(seg: &Segment, d: &Delimiters, time: TimestampMs) -> Result<Observation, String> {
     let value_type = seg.field(2);
-    if value_type != "NM" {
-        return Err(format!("value type {value_type:?} is not NM (numeric)"));
+    if !matches!(value_type, "NM" | "CWE" | "CE") {
+        return Err(format!(
+            "value type {value_type:?} is not NM (numeric), or CWE/CE (coded) for consciousness"
+        ));
     }
     let id = seg.field(3);
     let (identifier, text, system) = (
@@ -387,6 +391,9 @@ fn obx(seg: &Segment, d: &Delimiters, time: TimestampMs) -> Result<Observation, 
     if matches!(status, "X" | "D" | "W") {
         return Err(format!("result status {status} (not a valid result)"));
     }
+    if value_type != "NM" {
+        return coded_obx(vital, seg, d, time);
+    }
     let raw = seg.field(5).trim();
     let value: f64 = raw
         .parse()
@@ -397,6 +404,44 @@ fn obx(seg: &Segment, d: &Delimiters, time: TimestampMs) -> Result<Observation, 
         return Err(format!("{vital} has no units (OBX-6)"));
     }
     Observation::measured(vital, value, unit, time).map_err(|e| e.to_string())
+}
+
+/// A coded OBX (value type CWE or CE): consciousness (LOINC 67775-7) whose
+/// OBX-5 is an ACVPU answer as a LOINC answer code, `LA17108-4^Verbal^LN`
+/// (identifier, text, coding system; the alternate triplet in components
+/// 4-6 is read too). The same codes as FHIR's valueCodeableConcept
+/// (`medmesh_model::ACVPU_LOINC_ANSWERS`).
+fn coded_obx(
+    vital: VitalSign,
+    seg: &Segment,
+    d: &Delimiters,
+    time: TimestampMs,
+) -> Result<Observation, String> {
+    if !vital.is_coded() {
+        return Err(format!(
+            "{vital} is a quantity: send value type NM, not {}",
+            seg.field(2)
+        ));
+    }
+    let value = seg.field(5);
+    let value = [(1, 3), (4, 6)]
+        .iter()
+        .filter(|(_, system)| component(value, d, *system) == "LN")
+        .find_map(|(code, _)| vital.loinc_answer(component(value, d, *code).trim()))
+        .ok_or_else(|| {
+            let known: Vec<String> = medmesh_model::ACVPU_LOINC_ANSWERS
+                .iter()
+                .map(|(code, letter, _)| format!("{code} ({letter})"))
+                .collect();
+            format!(
+                "{vital} value {:?} (coding system {:?}) is not an ACVPU answer; send a LOINC \
+                 answer code, coding system LN: {}",
+                component(value, d, 1),
+                component(value, d, 3),
+                known.join(", ")
+            )
+        })?;
+    Observation::measured(vital, value, vital.ucum(), time).map_err(|e| e.to_string())
 }
 
 /// Builds the ACK for a message: MSH, then MSA with the code, the control ID
@@ -511,6 +556,46 @@ mod tests {
         assert!(reasons[3].contains("status X"));
         assert!(reasons[4].contains("plausible"));
         assert!(reasons[5].contains("no units"));
+    }
+
+    /// ACVPU as a coded OBX (CWE, and CE of older versions), after the
+    /// HL7 v2.5 OBX examples with a coded value: each level stored 0-4.
+    #[test]
+    fn consciousness_as_a_coded_obx() {
+        let m = msg(&[
+            "OBX|1|CWE|67775-7^Level of responsiveness^LN||LA9340-6^Alert^LN||||||F",
+            "OBX|2|CWE|67775-7^Level of responsiveness^LN||LA6560-2^Confused^LN||||||F",
+            "OBX|3|CE|67775-7^Level of responsiveness^LN||LA17108-4^Verbal^LN||||||F",
+            "OBX|4|CWE|67775-7^Level of responsiveness^LN||V^Voice^L^LA17107-6^Painful^LN||||||F",
+            "OBX|5|CWE|67775-7^Level of responsiveness^LN||LA9343-0^Unresponsive^LN||||||F",
+            "OBX|6|CWE|67775-7^Level of responsiveness^LN||248234008^Alert^SCT||||||F",
+            "OBX|7|CWE|8867-4^Heart rate^LN||LA9340-6^Alert^LN||||||F",
+            "OBX|8|NM|67775-7^Level of responsiveness^LN||2|{ACVPU}|||||F",
+        ]);
+        let oru = parse_oru(&m, NOW).unwrap();
+        let levels: Vec<_> = oru
+            .decoded
+            .observations
+            .iter()
+            .map(|o| (o.vital, o.value))
+            .collect();
+        assert_eq!(
+            levels,
+            [0.0, 1.0, 2.0, 3.0, 4.0, 2.0].map(|v| (VitalSign::Consciousness, v))
+        );
+        let reasons: Vec<_> = oru
+            .decoded
+            .rejected
+            .iter()
+            .map(|r| r.reason.as_str())
+            .collect();
+        assert!(reasons[0].starts_with("OBX 6:"), "{reasons:?}");
+        assert!(
+            reasons[0].contains("\"248234008\" (coding system \"SCT\")"),
+            "{reasons:?}"
+        );
+        assert!(reasons[0].contains("LA17108-4 (V)"), "{reasons:?}");
+        assert!(reasons[1].contains("send value type NM"), "{reasons:?}");
     }
 
     #[test]

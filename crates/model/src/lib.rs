@@ -14,7 +14,7 @@ pub use alarm::{Act, Alarm, AlarmState, Priority};
 pub use ids::{DeviceId, IdError, MAX_ID_LEN, PatientId};
 pub use observation::{Observation, ObservationError, TimestampMs, now_ms};
 pub use telemetry::DeviceReport;
-pub use vitals::{ACVPU, UnitError, VitalSign};
+pub use vitals::{ACVPU, ACVPU_LOINC_ANSWERS, UnitError, VitalSign};
 
 use serde::{Deserialize, Serialize};
 

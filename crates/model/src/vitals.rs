@@ -231,6 +231,24 @@ const SPECS: &[Spec] = &[
 /// Confusion, responds to Voice, to Pain, Unresponsive (RCP NEWS2 2017).
 pub const ACVPU: [char; 5] = ['A', 'C', 'V', 'P', 'U'];
 
+/// LOINC answer codes (system `http://loinc.org`) for a coded consciousness
+/// reading of LOINC 67775-7, with the ACVPU level each stands for and its
+/// LOINC display. A, V, P and U are the four answers of 67775-7's own
+/// answer list (the AVPU list that HL7's CDA EMS Patient Care Report guide
+/// binds to its "Level of responsiveness" template,
+/// 2.16.840.1.113883.17.3.10.1.165). That list has no answer for NEWS2's
+/// "new confusion", so C is LOINC's answer "Confused" (LA6560-2, from the
+/// Glasgow coma score verbal list), as vital-sign guides that carry ACVPU
+/// in 67775-7 use it. SNOMED CT codes are not accepted: published value
+/// sets disagree on which concept is "responds to voice".
+pub const ACVPU_LOINC_ANSWERS: [(&str, char, &str); 5] = [
+    ("LA9340-6", 'A', "Alert"),
+    ("LA6560-2", 'C', "Confused"),
+    ("LA17108-4", 'V', "Verbal"),
+    ("LA17107-6", 'P', "Painful"),
+    ("LA9343-0", 'U', "Unresponsive"),
+];
+
 impl VitalSign {
     /// Every vital sign, in display order.
     pub const ALL: [VitalSign; 11] = [
@@ -281,6 +299,22 @@ impl VitalSign {
             return None;
         }
         ACVPU.iter().position(|c| *c == letter).map(|i| i as f64)
+    }
+
+    /// The stored value of a coded reading given as a LOINC answer code
+    /// (see [`ACVPU_LOINC_ANSWERS`]): consciousness only.
+    pub fn loinc_answer(self, code: &str) -> Option<f64> {
+        if self != VitalSign::Consciousness {
+            return None;
+        }
+        let (_, letter, _) = ACVPU_LOINC_ANSWERS.iter().find(|(c, _, _)| *c == code)?;
+        self.coded(&letter.to_string())
+    }
+
+    /// Whether readings of this vital sign are coded answers rather than
+    /// quantities (ACVPU), so decoders ask for a code, not a number.
+    pub fn is_coded(self) -> bool {
+        self == VitalSign::Consciousness
     }
 
     pub fn plausible_range(self) -> (f64, f64) {
@@ -378,6 +412,19 @@ mod tests {
         assert_eq!(VitalSign::Consciousness.coded("U"), Some(4.0));
         assert_eq!(VitalSign::Consciousness.coded("X"), None);
         assert_eq!(VitalSign::HeartRate.coded("A"), None);
+        assert_eq!(VitalSign::Consciousness.loinc_answer("LA9340-6"), Some(0.0));
+        assert_eq!(VitalSign::Consciousness.loinc_answer("LA6560-2"), Some(1.0));
+        assert_eq!(
+            VitalSign::Consciousness.loinc_answer("LA17108-4"),
+            Some(2.0)
+        );
+        assert_eq!(
+            VitalSign::Consciousness.loinc_answer("LA17107-6"),
+            Some(3.0)
+        );
+        assert_eq!(VitalSign::Consciousness.loinc_answer("LA9343-0"), Some(4.0));
+        assert_eq!(VitalSign::Consciousness.loinc_answer("248234008"), None);
+        assert_eq!(VitalSign::HeartRate.loinc_answer("LA9340-6"), None);
     }
 
     #[test]

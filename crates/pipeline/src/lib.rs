@@ -33,11 +33,12 @@ pub use assignment::Reassigned;
 pub use device_identity::{DeviceIdentity, Proof, Refusal};
 pub use live::{LiveEvent, LiveObservation};
 pub use medmesh_codecs::gatt::Characteristic as GattCharacteristic;
+pub use medmesh_codecs::{Decoded, RecordError};
 pub use medmesh_storage::{LoggedChange, ResolvedQuery};
 pub use metrics::{ConnectionRefusal, DeliveryOutcome, Metrics, PayloadRefusal, SourceKind};
 pub use order::{Turn, Turns};
 
-use medmesh_codecs::{DecodeError, Decoded, RecordError, fhir, gatt, senml};
+use medmesh_codecs::{DecodeError, fhir, gatt, senml};
 use medmesh_model::{Alarm, DeviceId, Observation, PatientId, TimestampMs, VitalSign, now_ms};
 use medmesh_rules::news2::{self, Aggregate};
 use medmesh_rules::{AlarmBoard, AlarmChange, DEFAULT_CLEAR_AFTER_S, RuleEngine, RulesConfig};
@@ -136,6 +137,9 @@ pub struct Pipeline {
     alarm_events: broadcast::Sender<LiveEvent>,
     /// Each device's messages reach the rules in arrival order.
     turns: Turns<DeviceId>,
+    /// Each patient's charted sets likewise (keyed by the patient's id,
+    /// apart from the devices' turns).
+    chart_turns: Turns<DeviceId>,
     /// Readings dated further ahead of the server clock are refused.
     max_ahead_ms: i64,
 }
@@ -149,6 +153,43 @@ fn describe_ms(ms: i64) -> String {
         7_200..=172_799 => format!("{} h", s / 3600),
         _ => format!("{} days", s / 86_400),
     }
+}
+
+/// Where stored observations came from: a device, or a clinician who
+/// charted them by hand.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Origin<'a> {
+    Device(&'a DeviceId),
+    Chart { by: &'a str },
+}
+
+impl std::fmt::Display for Origin<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Device(d) => write!(f, "device {d}"),
+            Origin::Chart { by } => write!(f, "charted by {by}"),
+        }
+    }
+}
+
+/// Looks a vital sign's reading up in a patient's latest readings.
+fn reading_of(
+    latest: &[(VitalSign, news2::Reading)],
+) -> impl Fn(VitalSign) -> Option<news2::Reading> + '_ {
+    move |v| latest.iter().find(|(lv, _)| *lv == v).map(|(_, r)| *r)
+}
+
+/// NEWS2 now from a patient's latest readings (fresh ones only, by the
+/// server clock) and the inputs to score a reading with.
+fn news2_of(
+    latest: &[(VitalSign, news2::Reading)],
+    settings: news2::Settings,
+) -> (Option<Aggregate>, news2::Inputs) {
+    let now = now_ms();
+    (
+        news2::aggregate_at(reading_of(latest), settings, now),
+        news2::inputs(reading_of(latest), settings, now),
+    )
 }
 
 /// Storage subject of an unassigned device's samples. `:` cannot occur in a
@@ -191,6 +232,7 @@ impl Pipeline {
             live: broadcast::channel(LIVE_BUFFER).0,
             alarm_events: broadcast::channel(LIVE_BUFFER).0,
             turns: Turns::default(),
+            chart_turns: Turns::default(),
             max_ahead_ms: DEFAULT_MAX_AHEAD_MS,
         }
     }
@@ -284,7 +326,7 @@ impl Pipeline {
                 return Err(e.into());
             }
         };
-        self.screen_times(source, device, &mut decoded, received);
+        self.screen_times(source, Some(device), &mut decoded, received);
         self.note_rejected(source, device, &decoded.rejected);
         let accepted = decoded.observations.len() + decoded.device.len();
         self.accept(&mut turn, source, device, decoded.observations)
@@ -305,11 +347,13 @@ impl Pipeline {
     fn screen_times(
         &self,
         source: SourceKind,
-        device: &DeviceId,
+        device: Option<&DeviceId>,
         decoded: &mut Decoded,
         received: TimestampMs,
     ) {
-        if let Some(newest) = decoded.observations.iter().map(|o| o.time_ms).max() {
+        if let (Some(device), Some(newest)) =
+            (device, decoded.observations.iter().map(|o| o.time_ms).max())
+        {
             let mut activity = self.activity.lock().expect("activity lock");
             let a = activity
                 .entry(device.clone())
@@ -323,10 +367,15 @@ impl Pipeline {
                 future += 1;
                 return Some(format!(
                     "{} dated {} ahead of the server clock (more than the {} allowed): \
-                     check the device's clock",
+                     check the {}",
                     o.vital.display(),
                     describe_ms(o.time_ms.saturating_sub(received)),
                     describe_ms(self.max_ahead_ms),
+                    if device.is_some() {
+                        "device's clock"
+                    } else {
+                        "time the observations were taken"
+                    },
                 ));
             }
             match self.store.retention_cutoff(o.vital, received) {
@@ -355,7 +404,7 @@ impl Pipeline {
         // mixes their data (nor carries past readings along).
         let Some(d) = self.registry.device(device) else {
             return self
-                .store_for(turn, source, device, None, observations)
+                .store_for(turn, source, Origin::Device(device), None, observations)
                 .await;
         };
         let first = observations.first().map(|o| d.patient_at(o.time_ms));
@@ -365,7 +414,7 @@ impl Pipeline {
         {
             let patient = first.flatten().cloned();
             return self
-                .store_for(turn, source, device, patient, observations)
+                .store_for(turn, source, Origin::Device(device), patient, observations)
                 .await;
         }
         let mut groups: Vec<(Option<PatientId>, Vec<Observation>)> = Vec::new();
@@ -377,7 +426,8 @@ impl Pipeline {
             }
         }
         for (patient, group) in groups {
-            self.store_for(turn, source, device, patient, group).await?;
+            self.store_for(turn, source, Origin::Device(device), patient, group)
+                .await?;
         }
         Ok(())
     }
@@ -392,14 +442,14 @@ impl Pipeline {
         mut decoded: Decoded,
     ) -> Result<IngestReport, IngestError> {
         let mut turn = self.turn(device);
-        self.screen_times(source, device, &mut decoded, now_ms());
+        self.screen_times(source, Some(device), &mut decoded, now_ms());
         self.note_rejected(source, device, &decoded.rejected);
         let accepted = decoded.observations.len();
         let observations = decoded.observations;
         self.store_for(
             &mut turn,
             source,
-            device,
+            Origin::Device(device),
             Some(patient.clone()),
             observations,
         )
@@ -408,6 +458,49 @@ impl Pipeline {
             accepted,
             rejected: decoded.rejected,
         })
+    }
+
+    /// Stores a set of observations a clinician charted by hand for
+    /// `patient` (`by`: their user name), validated like a device's
+    /// (`decoded` built through `Observation::measured`) and screened the
+    /// same way (dated too far ahead, or older than retention: refused per
+    /// record), then judged by the rules like any reading. Returns once the
+    /// accepted observations are durable, with the patient's NEWS2 after
+    /// them.
+    pub async fn record_chart(
+        &self,
+        patient: &PatientId,
+        by: &str,
+        mut decoded: Decoded,
+    ) -> Result<(IngestReport, Option<Aggregate>), IngestError> {
+        let source = SourceKind::Chart;
+        // One patient's charted sets are judged in the order they came.
+        let mut turn = self
+            .chart_turns
+            .take(&DeviceId::new(patient.as_str()).expect("a patient id is a valid key"));
+        self.screen_times(source, None, &mut decoded, now_ms());
+        if !decoded.rejected.is_empty() {
+            self.metrics
+                .rejected_records(source, decoded.rejected.len());
+            for r in &decoded.rejected {
+                tracing::warn!(%patient, by, record = r.index, reason = %r.reason, "charted observation refused");
+            }
+        }
+        let accepted = decoded.observations.len();
+        self.store_for(
+            &mut turn,
+            source,
+            Origin::Chart { by },
+            Some(patient.clone()),
+            decoded.observations,
+        )
+        .await?;
+        drop(turn);
+        let report = IngestReport {
+            accepted,
+            rejected: decoded.rejected,
+        };
+        Ok((report, self.news2(patient)))
     }
 
     /// Stores the Observations of a FHIR R4 Observation or Bundle. Each names
@@ -478,8 +571,14 @@ impl Pipeline {
             // One turn at a time: a call never holds a turn while waiting
             // for another, so two calls cannot wait on each other.
             let mut turn = self.turn(&device);
-            self.store_for(&mut turn, source, &device, Some(patient), observations)
-                .await?;
+            self.store_for(
+                &mut turn,
+                source,
+                Origin::Device(&device),
+                Some(patient),
+                observations,
+            )
+            .await?;
         }
         Ok(IngestReport { accepted, rejected })
     }
@@ -501,22 +600,26 @@ impl Pipeline {
         &self,
         turn: &mut Turn,
         source: SourceKind,
-        device: &DeviceId,
+        origin: Origin<'_>,
         patient: Option<PatientId>,
         observations: Vec<Observation>,
     ) -> Result<(), IngestError> {
-        self.touch(device);
+        if let Origin::Device(device) = origin {
+            self.touch(device);
+        }
         if observations.is_empty() {
             return Ok(());
         }
-        let subject = match &patient {
-            Some(p) => p.to_string(),
-            None => unassigned_subject(device),
+        let subject = match (&patient, origin) {
+            (Some(p), _) => p.to_string(),
+            (None, Origin::Device(device)) => unassigned_subject(device),
+            // A chart always names its patient; nothing to keep without one.
+            (None, Origin::Chart { .. }) => return Ok(()),
         };
         let count = observations.len();
         if let Err(e) = self.store.append(&subject, observations.clone()).await {
             self.metrics.storage_error();
-            tracing::error!(%device, error = %e, "samples not stored");
+            tracing::error!(%origin, error = %e, "samples not stored");
             return Err(e.into());
         }
         self.metrics.stored(source, count);
@@ -530,16 +633,20 @@ impl Pipeline {
         if let Some(p) = &patient {
             // One lock of the rules per message: the patient's SpO2 scale
             // and the profile rules' findings together.
-            let (news2_settings, clear_after_ms, findings) = {
+            let (news2_settings, clear_after_ms, findings, due) = {
                 let mut rules = self.rules.lock().expect("rules lock");
                 (
                     rules.news2_settings(p),
                     rules.clear_after_ms(p),
                     rules.observe(p, &observations, now_ms()),
+                    rules.observations_due(p),
                 )
             };
+            let latest = self.news2_readings(p);
             let inputs;
-            (aggregate, inputs) = self.news2_on_scale(p, news2_settings);
+            (aggregate, inputs) = news2_of(&latest, news2_settings);
+            // A complete set resolves "observations overdue" as it arrives.
+            let due = due.map(|w| w.judge(reading_of(&latest), now_ms()));
             let board = board.insert(self.alarms.lock().expect("alarm board lock"));
             board.set_clear_delay(p, clear_after_ms);
             changes.extend(observations.iter().flat_map(|o| {
@@ -547,6 +654,7 @@ impl Pipeline {
             }));
             changes.extend(self.rejudge_spo2_on_oxygen(board, p, &observations, news2_settings));
             changes.extend(findings.into_iter().filter_map(|f| board.apply(p, f)));
+            changes.extend(due.and_then(|f| board.apply(p, f)));
             let latest = observations
                 .iter()
                 .map(|o| o.time_ms)
@@ -564,7 +672,7 @@ impl Pipeline {
         // Nobody listening is fine: send only fails when there are no subscribers.
         let _ = self.live.send(LiveEvent::observations(
             patient.as_ref(),
-            device,
+            &origin,
             &observations,
             aggregate,
         ));
@@ -606,13 +714,7 @@ impl Pipeline {
         patient: &PatientId,
         settings: news2::Settings,
     ) -> (Option<Aggregate>, news2::Inputs) {
-        let latest = self.news2_readings(patient);
-        let reading = |v| latest.iter().find(|(lv, _)| *lv == v).map(|(_, r)| *r);
-        let now = now_ms();
-        (
-            news2::aggregate_at(reading, settings, now),
-            news2::inputs(reading, settings, now),
-        )
+        news2_of(&self.news2_readings(patient), settings)
     }
 
     /// The patient's NEWS2 from their fresh readings, on their SpO2 scale
@@ -1062,6 +1164,100 @@ mod tests {
         );
         let a = p.news2(&patient).unwrap();
         assert_eq!((a.score, a.assumed_alert), (3, false));
+    }
+
+    /// A set charted by hand, as the API builds it.
+    fn chart(values: &[(VitalSign, f64)], time_ms: TimestampMs) -> Decoded {
+        let mut d = Decoded::default();
+        for (i, (v, value)) in values.iter().enumerate() {
+            d.accept(
+                i,
+                Observation::measured(*v, *value, v.ucum(), time_ms).unwrap(),
+            );
+        }
+        d
+    }
+
+    /// RCP NEWS2 Chart 4, row "total 1-4: minimum 4-6 hourly": a set
+    /// scoring 2 charted 5 h ago is overdue; a complete set charted now
+    /// resolves it at once; 4 h later the timer raises it again.
+    #[tokio::test]
+    async fn charted_sets_drive_observations_due() {
+        use VitalSign::*;
+        let dir = tempfile::tempdir().unwrap();
+        let p = ruled_pipeline(dir.path());
+        let patient = PatientId::new("p1").unwrap();
+        admit(&p, &patient, &DeviceId::new("mon-1").unwrap());
+        let settings = serde_json::from_str(r#"{"profile": "adult-ward"}"#).unwrap();
+        p.set_alarm_settings(&patient, Some(settings)).unwrap();
+        let mut live = p.subscribe();
+        // Pulse 95 (1) and temperature 38.5 (1): NEWS2 2, 4-hourly.
+        let set = [
+            (RespiratoryRate, 16.0),
+            (OxygenSaturation, 97.0),
+            (SystolicBloodPressure, 120.0),
+            (HeartRate, 95.0),
+            (BodyTemperature, 38.5),
+            (Consciousness, 0.0),
+        ];
+        let (report, news2) = p
+            .record_chart(&patient, "nurse.ana", chart(&set, now_ms() - 5 * 3_600_000))
+            .await
+            .unwrap();
+        assert_eq!(report.accepted, 6);
+        assert!(news2.is_none(), "5 h old: nothing fresh counts");
+        let LiveEvent::Observations {
+            device_id,
+            charted_by,
+            ..
+        } = live.recv().await.unwrap()
+        else {
+            panic!("observations first");
+        };
+        assert_eq!(
+            (device_id, charted_by.as_deref()),
+            (None, Some("nurse.ana"))
+        );
+        let due = |p: &Pipeline| {
+            p.active_alarms_for(&patient)
+                .into_iter()
+                .filter(|a| a.rule == medmesh_rules::RULE_OBSERVATIONS_DUE)
+                .collect::<Vec<_>>()
+        };
+        let alarms = due(&p);
+        assert_eq!(alarms.len(), 1, "{alarms:?}");
+        assert_eq!(alarms[0].priority, medmesh_model::Priority::Low);
+        assert!(
+            alarms[0].message.starts_with("Observations overdue: NEWS2 2 (RCP NEWS2 Chart 4: a complete set at least every 4 h)"),
+            "{}",
+            alarms[0].message
+        );
+        assert_eq!(p.check_observations_due(now_ms()), 0, "raised once");
+        // A complete set now resolves it, and scores.
+        let (_, news2) = p
+            .record_chart(&patient, "nurse.ana", chart(&set, now_ms()))
+            .await
+            .unwrap();
+        let news2 = news2.unwrap();
+        assert_eq!((news2.score, news2.complete), (2, true));
+        assert!(due(&p).is_empty());
+        let now = now_ms();
+        assert_eq!(p.check_observations_due(now + 3 * 3_600_000), 0);
+        assert_eq!(p.check_observations_due(now + 4 * 3_600_000 + 1_000), 1);
+        // A set dated in the future is refused like a device's reading.
+        let (report, _) = p
+            .record_chart(&patient, "nurse.ana", chart(&set, now_ms() + 3_600_000))
+            .await
+            .unwrap();
+        assert_eq!((report.accepted, report.rejected.len()), (0, 6));
+        assert!(
+            report.rejected[0]
+                .reason
+                .contains("check the time the observations were taken"),
+            "{:?}",
+            report.rejected
+        );
+        assert_eq!(p.metrics.future_dated_count(SourceKind::Chart), 6);
     }
 
     #[tokio::test]

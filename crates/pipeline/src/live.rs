@@ -1,5 +1,6 @@
 //! Events pushed to live subscribers (the dashboard stream).
 
+use crate::Origin;
 use medmesh_model::{Alarm, DeviceId, Observation, PatientId, TimestampMs};
 use medmesh_rules::AlarmChange;
 use medmesh_rules::news2::Aggregate;
@@ -33,7 +34,12 @@ pub enum LiveEvent {
     Observations {
         /// `None` while the device is not assigned to a patient.
         patient_id: Option<PatientId>,
-        device_id: DeviceId,
+        /// The device that measured them; absent for a set charted by hand.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        device_id: Option<DeviceId>,
+        /// Who charted them by hand (a user name); absent for a device's.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        charted_by: Option<String>,
         observations: Vec<LiveObservation>,
         /// The patient's NEWS2 after these observations from their fresh
         /// readings (`complete` false: a lower bound, with what is missing
@@ -68,13 +74,18 @@ pub enum LiveEvent {
 impl LiveEvent {
     pub(crate) fn observations(
         patient: Option<&PatientId>,
-        device: &DeviceId,
+        origin: &Origin<'_>,
         obs: &[Observation],
         news2: Option<Aggregate>,
     ) -> Self {
+        let (device_id, charted_by) = match origin {
+            Origin::Device(d) => (Some((*d).clone()), None),
+            Origin::Chart { by, .. } => (None, Some(by.to_string())),
+        };
         LiveEvent::Observations {
             patient_id: patient.cloned(),
-            device_id: device.clone(),
+            device_id,
+            charted_by,
             observations: obs.iter().map(LiveObservation::from).collect(),
             news2,
         }

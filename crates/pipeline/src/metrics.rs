@@ -13,6 +13,8 @@ pub enum SourceKind {
     Http,
     Coap,
     Hl7,
+    /// Observations a clinician charted by hand (the API's observation sets).
+    Chart,
 }
 
 impl SourceKind {
@@ -22,6 +24,7 @@ impl SourceKind {
             SourceKind::Http => "http",
             SourceKind::Coap => "coap",
             SourceKind::Hl7 => "hl7",
+            SourceKind::Chart => "chart",
         }
     }
 }

@@ -40,6 +40,9 @@ pub const RULE_THRESHOLD: &str = "threshold";
 pub const RULE_RATE_OF_CHANGE: &str = "rate-of-change";
 /// Name of the rule that fires when a patient sends no reading for too long.
 pub const RULE_STALE_DATA: &str = "stale-data";
+/// Name of the rule that fires when a patient's complete set of
+/// observations is older than their NEWS2 allows (RCP NEWS2 Chart 4).
+pub const RULE_OBSERVATIONS_DUE: &str = "observations-due";
 /// Name of the rule that fires on a device's low battery.
 pub const RULE_BATTERY_LOW: &str = "battery-low";
 /// Name of the rule that fires on a fall a wearable detected.
@@ -221,7 +224,7 @@ struct Clearing {
 }
 
 /// The rules' names, to map recorded alarms back to their rule.
-const RULES: [&str; 9] = [
+const RULES: [&str; 10] = [
     RULE_MONITORING_STOPPED,
     RULE_NEWS2_RED,
     RULE_NEWS2_AGGREGATE,
@@ -229,6 +232,7 @@ const RULES: [&str; 9] = [
     RULE_THRESHOLD,
     RULE_RATE_OF_CHANGE,
     RULE_STALE_DATA,
+    RULE_OBSERVATIONS_DUE,
     RULE_BATTERY_LOW,
     RULE_FALL,
 ];
@@ -429,9 +433,9 @@ impl AlarmBoard {
         }
         // The last reason cleared. It is kept while the alarm waits out its
         // delay, so a return within it goes on from the episode's worst.
-        // Stale data resolves with the reading that ends the silence: there
-        // is nothing to flap.
-        if delay <= 0 || condition.2 == RULE_STALE_DATA {
+        // Stale data resolves with the reading that ends the silence, an
+        // overdue round with the set that was due: there is nothing to flap.
+        if delay <= 0 || matches!(condition.2, RULE_STALE_DATA | RULE_OBSERVATIONS_DUE) {
             return self.resolve_cleared(patient, &key, value, time_ms);
         }
         let clearing = alarms.clearing.entry(key.clone()).or_insert(Clearing {

@@ -8,10 +8,11 @@
 //! start (when the board may hold an alarm restored from the log) and the
 //! first after an alarm emit a `Clears`.
 
-use crate::board::{RULE_RATE_OF_CHANGE, RULE_STALE_DATA, RULE_THRESHOLD};
+use crate::board::{RULE_OBSERVATIONS_DUE, RULE_RATE_OF_CHANGE, RULE_STALE_DATA, RULE_THRESHOLD};
 use crate::device;
 use crate::finding::{Finding, Verdict, Worse};
 use crate::news2::{self, Spo2Scale};
+use crate::observations_due::{self, DueConfig, Judgement as Due};
 use crate::profiles::Limits;
 use crate::settings::{AlarmSettings, Catalogue, Effective, RulesConfig};
 use crate::stale;
@@ -20,6 +21,53 @@ use crate::trend::{self, Direction, TrendWindow};
 use medmesh_model::{DeviceId, DeviceReport, Observation, PatientId, TimestampMs, VitalSign};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+
+/// What the observations-due rule needs of a patient's rules.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DueWatch {
+    pub config: DueConfig,
+    pub news2: news2::Settings,
+    /// Since when medmesh watches the patient (settings given, or start):
+    /// a patient without a complete set is due counted from here.
+    pub since_ms: TimestampMs,
+}
+
+impl DueWatch {
+    /// The rule's finding on the patient's latest readings at `now_ms`:
+    /// holds while a set is overdue, clears otherwise.
+    pub fn judge(
+        &self,
+        latest: impl Fn(VitalSign) -> Option<news2::Reading>,
+        now_ms: TimestampMs,
+    ) -> Finding {
+        let verdict = match observations_due::judge(
+            latest,
+            self.news2,
+            &self.config,
+            self.since_ms,
+            now_ms,
+        ) {
+            Due::NotDue => Verdict::Clears { value: 0.0 },
+            Due::Overdue {
+                priority,
+                message,
+                score,
+            } => Verdict::Holds {
+                priority,
+                message,
+                value: f64::from(score),
+                worse: Worse::Latest,
+            },
+        };
+        Finding {
+            vital: None,
+            device: None,
+            rule: RULE_OBSERVATIONS_DUE,
+            time_ms: now_ms,
+            verdict,
+        }
+    }
+}
 
 /// A patient's settings, what they put in force, and since when.
 struct Assigned {
@@ -126,6 +174,20 @@ impl RuleEngine {
             })
     }
 
+    /// The observations-due rule of `patient`, if their profile has it on.
+    pub fn observations_due(&self, patient: &PatientId) -> Option<DueWatch> {
+        let effective = self.effective(patient)?;
+        let config = effective.observations_due?;
+        Some(DueWatch {
+            config,
+            news2: self.news2_settings(patient),
+            since_ms: self
+                .assigned
+                .get(patient)
+                .map_or(self.started_ms, |a| a.since_ms.max(self.started_ms)),
+        })
+    }
+
     /// Checks `settings` without applying them.
     pub fn resolve(&self, settings: &AlarmSettings) -> Result<Effective, String> {
         self.catalogue.resolve(settings)
@@ -187,6 +249,10 @@ impl RuleEngine {
             out.push(clears(None, RULE_STALE_DATA, now_ms, 0.0));
             state.stale_raised = false;
             state.stale_quiet = true;
+        }
+        let due_watched = |e: &Option<Arc<Effective>>| e.as_ref().and_then(|e| e.observations_due);
+        if due_watched(&old).is_some() && due_watched(&new).is_none() {
+            out.push(clears(None, RULE_OBSERVATIONS_DUE, now_ms, 0.0));
         }
         Ok(out)
     }

@@ -6,8 +6,9 @@
 //! - [`profiles`]: named alarm profiles (limits, trends, stale-data delay);
 //!   [`settings`]: a patient's profile and overrides, the `[rules]` config.
 //! - [`thresholds`] (limits with sustained-for delays), [`trend`] (rate of
-//!   change), [`stale`] (no reading for too long), [`device`] (low battery,
-//!   falls): pure judgements.
+//!   change), [`stale`] (no reading for too long), [`observations_due`] (no
+//!   complete set for as long as the patient's NEWS2 allows), [`device`]
+//!   (low battery, falls): pure judgements.
 //! - [`RuleEngine`]: the per-patient state those rules keep, producing
 //!   [`Finding`]s.
 //! - [`AlarmBoard`]: turns rule results into alarms, keeping one alarm per
@@ -20,6 +21,7 @@ mod engine;
 pub mod escalation;
 mod finding;
 pub mod news2;
+pub mod observations_due;
 pub mod profiles;
 pub mod settings;
 pub mod stale;
@@ -28,9 +30,9 @@ pub mod trend;
 
 pub use board::{
     AlarmBoard, AlarmChange, BoardError, RULE_BATTERY_LOW, RULE_DEVICE_OFFLINE, RULE_FALL,
-    RULE_MONITORING_STOPPED, RULE_NEWS2_AGGREGATE, RULE_NEWS2_RED, RULE_RATE_OF_CHANGE,
-    RULE_STALE_DATA, RULE_THRESHOLD, SYSTEM,
+    RULE_MONITORING_STOPPED, RULE_NEWS2_AGGREGATE, RULE_NEWS2_RED, RULE_OBSERVATIONS_DUE,
+    RULE_RATE_OF_CHANGE, RULE_STALE_DATA, RULE_THRESHOLD, SYSTEM,
 };
-pub use engine::RuleEngine;
+pub use engine::{DueWatch, RuleEngine};
 pub use finding::{Finding, Verdict, Worse};
 pub use settings::{AlarmSettings, DEFAULT_CLEAR_AFTER_S, Effective, RulesConfig};

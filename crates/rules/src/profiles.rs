@@ -29,12 +29,19 @@
 //!   (McDonagh et al., Eur Heart J 2021) teaches patients to act on; the
 //!   blood-pressure and pulse limits and the 24 h stale delay are product
 //!   defaults.
+//! - `adult-ward` raises "observations overdue" on RCP NEWS2 (2017) Chart 4's
+//!   frequency of monitoring (`observations_due`, intervals sourced there).
+//!   The other built-in profiles leave it off: RCP NEWS2 (2017) is not meant
+//!   for children under 16, whose paediatric scores have their own charts,
+//!   and home patients send a reading a day by design (their stale-data
+//!   delay watches that).
 //! - NEWS2 freshness: a parameter counts in the aggregate while its reading
 //!   is at most 4 h old (`news2::DEFAULT_MAX_AGE_S`, sourced there); the
 //!   home profiles expect a reading a day, so they allow 24 h, the same as
 //!   their stale-data delay (a product default: beyond it the stale-data
 //!   alarm is raised anyway).
 
+use crate::observations_due::DueConfig;
 use medmesh_model::{Priority, VitalSign};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -102,6 +109,10 @@ pub struct Profile {
     /// resolves; absent: `[rules] clear_after_s`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clear_after_s: Option<u64>,
+    /// The observations-due timer (RCP NEWS2 Chart 4's frequency of
+    /// monitoring); absent or `enabled = false`: off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observations_due: Option<DueConfig>,
 }
 
 impl Limits {
@@ -176,6 +187,9 @@ impl Profile {
                 crate::settings::MAX_CLEAR_AFTER_S
             ));
         }
+        if let Some(due) = &self.observations_due {
+            due.validate(&format!("profile {name}: observations_due"))?;
+        }
         Ok(())
     }
 }
@@ -206,6 +220,7 @@ pub fn builtin() -> BTreeMap<String, Profile> {
         stale_after_s: Some(15 * 60),
         news2_max_age_s: None,
         clear_after_s: None,
+        observations_due: Some(DueConfig::default()),
     };
     let paediatric = Profile {
         description: "School-age child (5-12 years); product defaults around APLS normal ranges"
@@ -222,6 +237,7 @@ pub fn builtin() -> BTreeMap<String, Profile> {
         stale_after_s: Some(15 * 60),
         news2_max_age_s: None,
         clear_after_s: None,
+        observations_due: None,
     };
     let home_copd = Profile {
         description: "Home COPD: SpO2 target 88-92 % (BTS 2017), daily readings".into(),
@@ -236,6 +252,7 @@ pub fn builtin() -> BTreeMap<String, Profile> {
         stale_after_s: Some(24 * 3600),
         news2_max_age_s: Some(24 * 3600),
         clear_after_s: None,
+        observations_due: None,
     };
     let home_heart_failure = Profile {
         description: "Home heart failure: weight gain > 2 kg in 3 days (ESC 2021), daily readings"
@@ -255,6 +272,7 @@ pub fn builtin() -> BTreeMap<String, Profile> {
         stale_after_s: Some(24 * 3600),
         news2_max_age_s: Some(24 * 3600),
         clear_after_s: None,
+        observations_due: None,
     };
     [
         ("adult-ward", adult_ward),

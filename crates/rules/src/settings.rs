@@ -2,6 +2,7 @@
 //! the `[rules]` configuration, and the effective rules that result.
 
 use crate::news2::Spo2Scale;
+use crate::observations_due::DueConfig;
 use crate::profiles::{self, Limits, Profile, Trend};
 use medmesh_model::{Priority, VitalSign};
 use serde::{Deserialize, Serialize};
@@ -25,7 +26,8 @@ pub struct RulesConfig {
     /// A device reporting less battery than this (percent) raises a
     /// low-priority alarm for its patient.
     pub battery_low_percent: f64,
-    /// How often (seconds) timer rules (stale data) are checked.
+    /// How often (seconds) timer rules (stale data, observations due) are
+    /// checked.
     pub timer_interval_s: u64,
     /// How long (seconds) an alarm's condition must stay clear before the
     /// alarm resolves by itself, for profiles that set none: a reading
@@ -95,6 +97,9 @@ pub struct Effective {
     /// The profile's clear delay (seconds); `None`: `[rules] clear_after_s`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clear_after_s: Option<u64>,
+    /// The observations-due timer's intervals; `None`: off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observations_due: Option<DueConfig>,
     #[serde(serialize_with = "scale_number")]
     pub spo2_scale: Spo2Scale,
 }
@@ -183,6 +188,7 @@ impl Catalogue {
                 .news2_max_age_s
                 .unwrap_or(crate::news2::DEFAULT_MAX_AGE_S),
             clear_after_s: base.clear_after_s,
+            observations_due: base.observations_due.filter(|d| d.enabled),
             spo2_scale,
         })
     }

@@ -184,6 +184,25 @@ impl Caller {
         );
     }
 
+    /// Records an action in the audit log with what it did (`what`, after
+    /// the request line): a charted set's values, why it was refused.
+    pub fn audit_detail(
+        &self,
+        action: &str,
+        patient: Option<&PatientId>,
+        outcome: Outcome,
+        what: &str,
+    ) {
+        self.access.audit.record(Event {
+            actor: &self.who.username,
+            role: Some(self.who.role),
+            action,
+            patient,
+            outcome,
+            detail: format!("{}: {what}", self.request),
+        });
+    }
+
     /// Whether the caller may exercise `right` on `patient`; not audited
     /// (for filtering lists, whose answer is audited as one entry).
     pub fn may(&self, right: PatientRight, patient: &Patient) -> bool {

@@ -29,6 +29,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("js/station.js", JS, include_str!("assets/js/station.js")),
     ("js/alarms.js", JS, include_str!("assets/js/alarms.js")),
     ("js/patient.js", JS, include_str!("assets/js/patient.js")),
+    ("js/chart.js", JS, include_str!("assets/js/chart.js")),
     ("js/home.js", JS, include_str!("assets/js/home.js")),
     ("js/portal.js", JS, include_str!("assets/js/portal.js")),
     ("js/admin.js", JS, include_str!("assets/js/admin.js")),

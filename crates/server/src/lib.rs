@@ -13,6 +13,7 @@ mod api;
 mod app;
 mod auth;
 mod browser_guard;
+mod chart;
 mod commands;
 mod config;
 mod consents;
@@ -231,6 +232,7 @@ impl Server {
             .merge(auth::router())
             .merge(admin::router())
             .merge(alarm_settings::router())
+            .merge(chart::router())
             .merge(consents::router())
             .merge(reports::router())
             .merge(commands::router())
@@ -308,7 +310,9 @@ impl Server {
             let mut tick = tokio::time::interval(timer_every);
             loop {
                 tick.tick().await;
-                timers.check_stale(medmesh_model::now_ms());
+                let now = medmesh_model::now_ms();
+                timers.check_stale(now);
+                timers.check_observations_due(now);
             }
         });
         tracing::info!(%http_addr, %mqtt_addr, %coap_addr, %hl7_addr, data_dir = %config.data_dir.display(), "medmesh serving");

@@ -1,8 +1,9 @@
 """Build an ORU^R01 with hl7apy, send it over MLLP, print the ACK's MSA.
 
 Usage: hl7_send.py HOST PORT CONTROL_ID PATIENT_ID OBX...
-where each OBX is "identifier^text^system=value=units", e.g.
-"8867-4^Heart rate^LN=72=/min^^UCUM".
+where each OBX is "identifier^text^system=value=units[=type]", e.g.
+"8867-4^Heart rate^LN=72=/min^^UCUM" (type NM), or a coded value:
+"67775-7^Level of responsiveness^LN=LA17108-4^Verbal^LN==CWE".
 Prints "MSA-1|MSA-2|MSA-3" of the ACK, parsed with hl7apy.
 """
 import socket
@@ -29,13 +30,15 @@ def build(control_id: str, patient_id: str, observations: list[str]) -> str:
     order.obr.obr_4 = "VITALS"
     order.obr.obr_7 = "20261125082955"
     for i, spec in enumerate(observations, 1):
-        identifier, value, units = spec.split("=")
+        identifier, value, units, *kind = spec.split("=")
+        value_type = kind[0] if kind else "NM"
         obs = order.add_group("ORU_R01_OBSERVATION")
         obs.obx.obx_1 = str(i)
-        obs.obx.obx_2 = "NM"
+        obs.obx.obx_2 = value_type
         obs.obx.obx_3 = identifier
         obs.obx.obx_5 = value
-        obs.obx.obx_6 = units
+        if units:
+            obs.obx.obx_6 = units
         obs.obx.obx_11 = "F"
     return m.to_er7()
 

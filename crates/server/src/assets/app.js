@@ -1,7 +1,8 @@
 // medmesh dashboard: sign-in, navigation by role, hash routes, views.
 //
 // Routes: #/station (central station), #/alarms (alarm console), #/home
-// (home monitoring), #/patients/{id} (patient view), #/portal (patients and
+// (home monitoring), #/patients/{id} (patient view), #/chart/{id} (bedside
+// charting of observations, for tablets), #/portal (patients and
 // those they share data with), #/admin/{devices|users|teams|audit},
 // #/reports (alarm load).
 // The navigation shows only what the signed-in role may use; the server
@@ -21,6 +22,8 @@ export function capabilities(role) {
   return {
     ward: CLINICAL.includes(role),
     actOnAlarms: CLINICAL.includes(role),
+    // Charting by hand: the care team's clinicians, under their own name.
+    chart: role === "physician" || role === "nurse",
     devices: CLINICAL.includes(role) || role === "operations",
     portal: SHARED.includes(role),
     manageDevices: role === "admin" || role === "operations",
@@ -50,6 +53,7 @@ const VIEWS = {
   alarms: { allowed: c => c.ward, load: () => import("./js/alarms.js") },
   home: { allowed: c => c.ward, load: () => import("./js/home.js") },
   patients: { allowed: c => c.ward, load: () => import("./js/patient.js") },
+  chart: { allowed: c => c.chart, load: () => import("./js/chart.js") },
   portal: { allowed: c => c.portal, load: () => import("./js/portal.js") },
   admin: { allowed: c => c.manageDevices || c.manageUsers, load: () => import("./js/admin.js") },
   reports: { allowed: c => c.alarmLoad, load: () => import("./js/report.js") },

@@ -1,11 +1,13 @@
 // Patient view (#/patients/{id}): trend charts over 1 hour to 90 days,
-// observations table, alarms, devices, care plan. Charts are uPlot
+// observations table, alarms, devices, care plan, and (for the care team's
+// nurses and physicians) a form to chart a set of observations by hand. Charts are uPlot
 // (vendored); ranges past a few hours use the API's bucket roll-ups
 // (min/max/mean per bucket) instead of every point.
 
 import { el, age, time, fmtValue, fmtUnit, riskClass, news2Score, news2Title, VITAL_NAMES, busy, table, emptyState, toast, deviceCells, updateDevices } from "./ui.js";
 import { api, enc } from "./api.js";
 import { ward, subscribe, alarmsOf, actOnAlarm } from "./live.js";
+import { chartForm, news2Badge } from "./chart.js";
 
 /** Range label, length, bucket width (null: every point). About 700 points a chart at most. */
 export const RANGES = [
@@ -162,9 +164,21 @@ export function mount(root, ctx, id) {
   const devicesBox = el("section", { class: "patient-devices" });
   const carePlan = el("section", { class: "care-plan" }, el("h3", { text: "Care plan" }),
     emptyState("No care plan. medmesh does not keep care plans yet; nothing is shown rather than something made up."));
+  const chartBox = el("section", { class: "patient-chart" });
+  if (ctx.can.chart) {
+    chartBox.append(el("h3", {}, "Chart observations ", el("a", { href: `#/chart/${enc(id)}`, class: "small", text: "bedside view" })));
+    chartForm(chartBox, id, {
+      onSaved: answer => {
+        const lastNews2 = chartBox.querySelector(".chart-news2");
+        const badge = el("p", { class: "chart-news2" }, "NEWS2 after this set: ", news2Badge(answer.news2));
+        if (lastNews2) lastNews2.replaceWith(badge); else chartBox.append(badge);
+        toast(answer.news2 ? `Saved: NEWS2 ${news2Score(answer.news2)} (${answer.news2.risk})` : "Saved", "info");
+      },
+    });
+  }
   root.append(head, el("div", { class: "patient-layout" },
     el("div", { class: "main-col" }, el("h3", { text: "Trends" }), trendBox),
-    el("aside", { class: "side-col" }, alarmsBox, devicesBox, carePlan)));
+    el("aside", { class: "side-col" }, chartBox, alarmsBox, devicesBox, carePlan)));
 
   let summary = null;
   function renderHead() {
