@@ -265,6 +265,7 @@ async fn authorization_matrix_every_route_every_role() {
             open,
         ),
         (Method::GET, "/metrics".into(), None, FLEET),
+        (Method::GET, "/api/v1/system/alarms".into(), None, FLEET),
         (Method::GET, "/api/v1/me".into(), None, SIGNED_IN),
         (Method::GET, "/api/v1/patients".into(), None, SIGNED_IN),
         (Method::GET, "/api/v1/patients/p1".into(), None, READ_P1),

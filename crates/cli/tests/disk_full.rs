@@ -133,6 +133,30 @@ async fn full_disk_refuses_reports_and_recovers_without_losing_acknowledged_data
             .unwrap();
         assert!(metrics.contains("medmesh_storage_healthy 0"), "{metrics}");
 
+        // One system alarm tells operations (within the alarm timer's
+        // second), and no patient or device alarm stands for our failure.
+        let system = wait_for_system_alarm(&http, &api, |a| a["resolved_ms"].is_null()).await;
+        assert_eq!(system["condition"], "storage", "{system}");
+        assert!(
+            system["message"]
+                .as_str()
+                .unwrap()
+                .contains("No space left"),
+            "{system}"
+        );
+        let metrics = http
+            .get(format!("http://{http_addr}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics.contains("medmesh_system_alarms_active 1"),
+            "{metrics}"
+        );
+
         // An MQTT QoS 1 publish is not acknowledged: the connection is closed
         // so the device keeps the message and sends it again later.
         let (client, mut acks) = mqtt_client(mqtt_addr, "mon-1").await;
@@ -189,6 +213,20 @@ async fn full_disk_refuses_reports_and_recovers_without_losing_acknowledged_data
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
+        // The system alarm resolves by itself; it was one, not one per
+        // device or reconnect.
+        wait_for_system_alarm(&http, &api, |a| a["resolved_ms"].is_i64()).await;
+        let all = get_json(&http, format!("{api}/system/alarms")).await;
+        assert_eq!(all.as_array().unwrap().len(), 1, "{all}");
+        let alarms = get_json(&http, format!("{api}/alarms")).await;
+        assert!(
+            !alarms
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["rule"] == "device-offline"),
+            "our failure is no device's: {alarms}"
+        );
 
         // What was audited while the disk was full was held, not dropped:
         // it is in the log now that space is back.
@@ -248,6 +286,27 @@ async fn get_json(http: &reqwest::Client, url: String) -> serde_json::Value {
     send_as(http, reqwest::Method::GET, url, serde_json::Value::Null)
         .await
         .1
+}
+
+/// The system alarm `matches` wants, waiting for it (the alarm timer runs
+/// every second).
+async fn wait_for_system_alarm(
+    http: &reqwest::Client,
+    api: &str,
+    matches: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let list = get_json(http, format!("{api}/system/alarms")).await;
+        if let Some(a) = list.as_array().unwrap().iter().find(|a| matches(a)) {
+            return a.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no such system alarm: {list}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Whether a list of alarms holds a fall.

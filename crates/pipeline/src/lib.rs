@@ -21,6 +21,7 @@ mod escalation;
 mod live;
 mod metrics;
 mod order;
+mod system_alarms;
 mod timers;
 
 pub use alarm_load::{
@@ -37,6 +38,7 @@ pub use medmesh_codecs::{Decoded, RecordError};
 pub use medmesh_storage::{LoggedChange, ResolvedQuery};
 pub use metrics::{ConnectionRefusal, DeliveryOutcome, Metrics, PayloadRefusal, SourceKind};
 pub use order::{Turn, Turns};
+pub use system_alarms::{CONDITION_STORAGE, SystemAlarm};
 
 use medmesh_codecs::{DecodeError, fhir, gatt, senml};
 use medmesh_model::{Alarm, DeviceId, Observation, PatientId, TimestampMs, VitalSign, now_ms};
@@ -137,6 +139,8 @@ pub struct Pipeline {
     alarm_events: broadcast::Sender<LiveEvent>,
     /// Each device's messages reach the rules in arrival order.
     turns: Turns<DeviceId>,
+    /// medmesh's own failures, for operations.
+    system_alarms: system_alarms::SystemAlarms,
     /// Each patient's charted sets likewise (keyed by the patient's id,
     /// apart from the devices' turns).
     chart_turns: Turns<DeviceId>,
@@ -232,6 +236,7 @@ impl Pipeline {
             live: broadcast::channel(LIVE_BUFFER).0,
             alarm_events: broadcast::channel(LIVE_BUFFER).0,
             turns: Turns::default(),
+            system_alarms: Default::default(),
             chart_turns: Turns::default(),
             max_ahead_ms: DEFAULT_MAX_AHEAD_MS,
         }

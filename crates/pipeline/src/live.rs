@@ -59,6 +59,12 @@ pub enum LiveEvent {
         percent: f64,
         time_ms: TimestampMs,
     },
+    /// medmesh itself failed ("raised") or recovered ("resolved"): for
+    /// operations, never about a patient.
+    SystemAlarm {
+        change: &'static str,
+        alarm: crate::SystemAlarm,
+    },
     Alarm {
         /// "raised", "updated", "acknowledged", "snoozed", "resolved" or
         /// "escalated".

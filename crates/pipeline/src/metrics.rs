@@ -163,6 +163,7 @@ pub struct Metrics {
     rejected_records: Family<SourceLabel, Counter>,
     future_dated: Family<SourceLabel, Counter>,
     storage_errors: Counter,
+    system_alarms_active: Gauge,
 }
 
 impl Default for Metrics {
@@ -252,8 +253,15 @@ impl Default for Metrics {
             "CoAP payload bytes held now: block-wise uploads being reassembled and requests being stored",
             coap_buffered_bytes.clone(),
         );
+        let system_alarms_active = Gauge::default();
+        registry.register(
+            "system_alarms_active",
+            "medmesh's own failures now active as system alarms (storage: readings cannot be stored), for operations to page on",
+            system_alarms_active.clone(),
+        );
         Metrics {
             registry,
+            system_alarms_active,
             connections_open,
             connections_refused,
             connections_timed_out,
@@ -317,6 +325,10 @@ impl Metrics {
 
     pub fn storage_error(&self) {
         self.storage_errors.inc();
+    }
+
+    pub(crate) fn system_alarms_active(&self, n: usize) {
+        self.system_alarms_active.set(n as i64);
     }
 
     pub fn malformed_count(&self, source: SourceKind) -> u64 {

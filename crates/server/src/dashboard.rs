@@ -26,6 +26,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("js/live.js", JS, include_str!("assets/js/live.js")),
     ("js/ui.js", JS, include_str!("assets/js/ui.js")),
     ("js/sound.js", JS, include_str!("assets/js/sound.js")),
+    ("js/system.js", JS, include_str!("assets/js/system.js")),
     ("js/station.js", JS, include_str!("assets/js/station.js")),
     ("js/alarms.js", JS, include_str!("assets/js/alarms.js")),
     ("js/patient.js", JS, include_str!("assets/js/patient.js")),

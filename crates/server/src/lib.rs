@@ -420,6 +420,7 @@ fn delivery_tasks(
             // The alarm log's fsync blocks: keep it off the async workers.
             let _ = tokio::task::spawn_blocking(move || {
                 let now = medmesh_model::now_ms();
+                pipeline.check_system(now);
                 // Settled first: an alarm that cleared does not climb.
                 pipeline.settle_alarms(now);
                 pipeline.escalate_due(&policy, now)

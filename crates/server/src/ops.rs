@@ -18,6 +18,20 @@ pub fn router() -> Router<App> {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(health))
+        .route("/api/v1/system/alarms", get(system_alarms))
+}
+
+/// `GET /api/v1/system/alarms`: medmesh's own failures (a full disk),
+/// active first, then recently resolved; for operations and admin.
+async fn system_alarms(
+    State(p): State<Arc<Pipeline>>,
+    caller: Caller,
+) -> Result<axum::Json<Vec<medmesh_pipeline::SystemAlarm>>, ApiError> {
+    caller.require_global(
+        medmesh_access::GlobalRight::ReadMetrics,
+        "read system alarms",
+    )?;
+    Ok(axum::Json(p.system_alarms()))
 }
 
 /// 200 while the server can store and acknowledge samples, 503 (with the

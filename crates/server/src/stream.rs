@@ -73,6 +73,7 @@ fn visible(app: &App, caller: &Caller, event: &LiveEvent) -> bool {
             }),
             &alarm.patient_id,
         ),
+        LiveEvent::SystemAlarm { .. } => caller.may_global(GlobalRight::ReadMetrics),
         LiveEvent::DeviceStatus { device_id, .. } | LiveEvent::DeviceBattery { device_id, .. } => {
             caller.may_global(GlobalRight::ManageDevices)
                 || app
@@ -153,6 +154,7 @@ async fn forward(
             LiveEvent::Alarm { .. } => "alarm",
             LiveEvent::DeviceStatus { .. } => "device_status",
             LiveEvent::DeviceBattery { .. } => "device_battery",
+            LiveEvent::SystemAlarm { .. } => "system_alarm",
         };
         let event = Event::default()
             .event(name)

@@ -12,6 +12,7 @@ import { api } from "./js/api.js";
 import { el } from "./js/ui.js";
 import * as live from "./js/live.js";
 import { startCues, stopCues } from "./js/sound.js";
+import { watchSystem } from "./js/system.js";
 import * as station from "./js/station.js";
 
 const CLINICAL = ["admin", "physician", "nurse"];
@@ -121,6 +122,7 @@ async function start() {
   await live.loadWard();
   live.connect();
   if (ctx.can.ward) startCues();
+  if (ctx.can.manageDevices) watchSystem();
   document.getElementById("view").hidden = false;
   await route();
 }

@@ -29,6 +29,9 @@ let reloadTimer = null;
 export function subscribe(fn) { subscribers.add(fn); return () => subscribers.delete(fn); }
 /** fn(state) on connection changes: "live", "reconnecting" */
 export function onStatus(fn) { statusSubscribers.add(fn); return () => statusSubscribers.delete(fn); }
+const systemSubscribers = new Set();
+/** fn({change, alarm}) for each of medmesh's own alarms (operations and admin only receive them) */
+export function onSystemAlarm(fn) { systemSubscribers.add(fn); return () => systemSubscribers.delete(fn); }
 
 export async function loadWard() {
   // The alarm list too: it also holds alarms of patients outside the
@@ -135,6 +138,10 @@ export function connect() {
     status("reconnecting");
     api("/api/v1/me").catch(() => {}); // a 401 here signs the page out
   };
+  es.addEventListener("system_alarm", e => {
+    const ev = JSON.parse(e.data);
+    for (const fn of systemSubscribers) fn(ev);
+  });
   for (const type of ["observations", "alarm", "device_status", "device_battery", "observations_skipped"]) {
     es.addEventListener(type, e => enqueue(type, type === "observations_skipped" ? null : JSON.parse(e.data)));
   }
