@@ -248,3 +248,81 @@ async fn coap_devices_prove_who_they_are_with_their_token() {
         "{said}"
     );
 }
+
+/// A CoAP sensor whose clock runs ahead: 3 minutes ahead its readings are
+/// taken and a low technical alarm asks for its clock to be set; 10
+/// minutes ahead (past the 5-minute tolerance) its readings are refused
+/// with 4.22 naming the reason, never becoming the patient's latest value,
+/// and the alarm is medium (the patient is not monitored by it); with its
+/// clock set, the alarm resolves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_clock_ahead_raises_a_clock_alarm_and_future_readings_are_refused() {
+    let s = start().await;
+    s.admit("p1", "sensor-1").await;
+    let u = uri(&s, "/medmesh/v1/devices/sensor-1/senml");
+    let post = |ahead_s: i64, bpm: u32| {
+        let t = medmesh_model::now_ms() / 1000 + ahead_s;
+        coap_client(&[
+            "-m",
+            "post",
+            "-t",
+            "110",
+            "-e",
+            &format!(r#"[{{"n":"heart_rate","u":"/min","v":{bpm},"bt":{t}}}]"#),
+            &u,
+        ])
+    };
+    let clock_alarm = |alarms: &serde_json::Value| {
+        alarms
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["rule"] == "device-clock")
+            .cloned()
+    };
+
+    let said = post(180, 71);
+    assert!(said.contains("1 stored"), "{said}");
+    let (_, alarms) = s.get("/api/v1/alarms?patient=p1").await;
+    let a = clock_alarm(&alarms).expect("a clock alarm");
+    assert_eq!(a["priority"], "low", "{a}");
+    assert_eq!(a["device_id"], "sensor-1");
+    assert!(a["message"].as_str().unwrap().contains("ahead"), "{a}");
+    // The offset in seconds (a little under 180: the request took time).
+    let ahead = a["value"].as_f64().unwrap();
+    assert!((170.0..=180.0).contains(&ahead), "{a}");
+
+    let said = post(600, 150);
+    assert!(said.contains("4.22"), "{said}");
+    assert!(said.contains("ahead of the server clock"), "{said}");
+    let (_, p) = s.get("/api/v1/patients/p1").await;
+    assert_eq!(p["latest"]["heart_rate"]["value"], 71.0, "never the latest");
+    let (_, alarms) = s.get("/api/v1/alarms?patient=p1").await;
+    let a = clock_alarm(&alarms).expect("still the clock alarm");
+    assert_eq!(a["priority"], "medium", "its readings are refused: {a}");
+    assert!(a["message"].as_str().unwrap().contains("refused"), "{a}");
+    let m = s.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            "medmesh_ingest_future_dated_records_total{source=\"coap\"}"
+        ),
+        1.0,
+        "{m}"
+    );
+
+    // Clock set: readings taken, the alarm resolves (no clear delay here).
+    let said = post(0, 72);
+    assert!(said.contains("1 stored"), "{said}");
+    let (_, alarms) = s.get("/api/v1/alarms?patient=p1").await;
+    assert_eq!(clock_alarm(&alarms), None, "{alarms}");
+    let (_, devices) = s.get("/api/v1/devices").await;
+    let d = devices
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == "sensor-1")
+        .cloned()
+        .unwrap();
+    assert!(d["clock_offset_ms"].as_i64().unwrap().abs() < 60_000, "{d}");
+}

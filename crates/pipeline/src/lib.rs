@@ -41,9 +41,14 @@ pub use order::{Turn, Turns};
 pub use system_alarms::{CONDITION_STORAGE, SystemAlarm};
 
 use medmesh_codecs::{DecodeError, fhir, gatt, senml};
-use medmesh_model::{Alarm, DeviceId, Observation, PatientId, TimestampMs, VitalSign, now_ms};
+use medmesh_model::{
+    Alarm, DeviceId, Observation, PatientId, Priority, TimestampMs, VitalSign, now_ms,
+};
 use medmesh_rules::news2::{self, Aggregate};
-use medmesh_rules::{AlarmBoard, AlarmChange, DEFAULT_CLEAR_AFTER_S, RuleEngine, RulesConfig};
+use medmesh_rules::{
+    AlarmBoard, AlarmChange, DEFAULT_CLEAR_AFTER_S, Finding, RULE_DEVICE_CLOCK, RuleEngine,
+    RulesConfig, Verdict, Worse,
+};
 use medmesh_storage::{AlarmLog, BatteryLevel, BatteryLog, Registry, Store, StoreError};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -58,6 +63,8 @@ const LIVE_BUFFER: usize = 4096;
 /// drift); a reading dated further ahead would become every view's "latest"
 /// value and hide the present ones, so it is refused.
 pub const DEFAULT_MAX_AHEAD_MS: i64 = 5 * 60_000;
+/// Readings dated further ahead than this raise a clock alarm (default).
+pub const DEFAULT_CLOCK_SKEW_ALARM_MS: i64 = 60_000;
 
 /// A message's payload, in one of the device formats.
 #[derive(Debug, Clone, Copy)]
@@ -146,6 +153,8 @@ pub struct Pipeline {
     chart_turns: Turns<DeviceId>,
     /// Readings dated further ahead of the server clock are refused.
     max_ahead_ms: i64,
+    /// A device clock this far ahead raises a technical alarm.
+    clock_skew_alarm_ms: i64,
 }
 
 /// A duration for people: "90 s", "12 min", "3 h", "400 days".
@@ -239,12 +248,19 @@ impl Pipeline {
             system_alarms: Default::default(),
             chart_turns: Turns::default(),
             max_ahead_ms: DEFAULT_MAX_AHEAD_MS,
+            clock_skew_alarm_ms: DEFAULT_CLOCK_SKEW_ALARM_MS,
         }
     }
 
     /// Refuses readings dated more than `ms` ahead of the server clock.
     pub fn with_max_ahead_ms(mut self, ms: i64) -> Pipeline {
         self.max_ahead_ms = ms.max(0);
+        self
+    }
+
+    /// Raises a device-clock alarm for readings dated more than `ms` ahead.
+    pub fn with_clock_skew_alarm_ms(mut self, ms: i64) -> Pipeline {
+        self.clock_skew_alarm_ms = ms.max(0);
         self
     }
 
@@ -359,11 +375,20 @@ impl Pipeline {
         if let (Some(device), Some(newest)) =
             (device, decoded.observations.iter().map(|o| o.time_ms).max())
         {
-            let mut activity = self.activity.lock().expect("activity lock");
-            let a = activity
-                .entry(device.clone())
-                .or_insert_with(DeviceActivity::new);
-            a.clock_offset_ms = Some(newest.saturating_sub(received));
+            let offset = newest.saturating_sub(received);
+            let before = {
+                let mut activity = self.activity.lock().expect("activity lock");
+                let a = activity
+                    .entry(device.clone())
+                    .or_insert_with(DeviceActivity::new);
+                a.clock_offset_ms.replace(offset)
+            };
+            // Judged while the clock is (or may have been: the first message
+            // since start) ahead; a device whose clock is right costs nothing.
+            let ahead = |o: i64| o > self.clock_skew_alarm_ms;
+            if ahead(offset) || before.is_none_or(ahead) {
+                self.judge_clock(device, offset, received);
+            }
         }
         let latest_allowed = received.saturating_add(self.max_ahead_ms);
         let mut future = 0;
@@ -394,6 +419,54 @@ impl Pipeline {
         });
         if future > 0 {
             self.metrics.future_dated(source, future);
+        }
+    }
+
+    /// The device-clock rule: a device whose newest reading in a message is
+    /// dated more than `clock_skew_alarm_ms` ahead of the server clock has
+    /// a clock that needs setting: a low technical alarm for its patient,
+    /// medium once its readings are refused (beyond `max_ahead_ms`: the
+    /// patient is then not monitored). Only a clock ahead is judged: a
+    /// reading dated behind may be a gateway forwarding its buffer.
+    fn judge_clock(&self, device: &DeviceId, offset_ms: i64, now: TimestampMs) {
+        let Some(patient) = self.registry.device(device).and_then(|d| d.patient_id) else {
+            return;
+        };
+        let verdict = if offset_ms > self.clock_skew_alarm_ms {
+            let refused = offset_ms > self.max_ahead_ms;
+            Verdict::Holds {
+                priority: if refused {
+                    Priority::Medium
+                } else {
+                    Priority::Low
+                },
+                message: format!(
+                    "Device {device}'s clock is {} ahead of the server's: {}",
+                    describe_ms(offset_ms),
+                    if refused {
+                        "its readings are refused, the patient is not monitored by it; set its clock"
+                    } else {
+                        "set its clock (readings more than the allowed tolerance ahead are refused)"
+                    }
+                ),
+                value: offset_ms as f64 / 1000.0,
+                worse: Worse::Higher,
+            }
+        } else {
+            Verdict::Clears {
+                value: offset_ms as f64 / 1000.0,
+            }
+        };
+        let finding = Finding {
+            vital: None,
+            device: Some(device.clone()),
+            rule: RULE_DEVICE_CLOCK,
+            time_ms: now,
+            verdict,
+        };
+        let mut board = self.alarms.lock().expect("alarm board lock");
+        if let Some(change) = board.apply(&patient, finding) {
+            self.record_and_publish(&board, vec![change]);
         }
     }
 

@@ -43,6 +43,8 @@ pub const RULE_STALE_DATA: &str = "stale-data";
 /// Name of the rule that fires when a patient's complete set of
 /// observations is older than their NEWS2 allows (RCP NEWS2 Chart 4).
 pub const RULE_OBSERVATIONS_DUE: &str = "observations-due";
+/// Name of the rule that fires when a device's clock runs ahead.
+pub const RULE_DEVICE_CLOCK: &str = "device-clock";
 /// Name of the rule that fires on a device's low battery.
 pub const RULE_BATTERY_LOW: &str = "battery-low";
 /// Name of the rule that fires on a fall a wearable detected.
@@ -224,7 +226,8 @@ struct Clearing {
 }
 
 /// The rules' names, to map recorded alarms back to their rule.
-const RULES: [&str; 10] = [
+const RULES: [&str; 11] = [
+    RULE_DEVICE_CLOCK,
     RULE_MONITORING_STOPPED,
     RULE_NEWS2_RED,
     RULE_NEWS2_AGGREGATE,

@@ -35,6 +35,7 @@
 //! heart_rate = "400days"
 //! [ingest]
 //! max_clock_ahead = "5min"
+//! clock_skew_alarm = "1min"
 //! ```
 //!
 //! Listeners bind to loopback by default: exposing health data to a network
@@ -107,12 +108,17 @@ pub struct IngestConfig {
     /// dated further ahead are refused per record (they would stand as the
     /// latest value and hide the present ones).
     pub max_clock_ahead: String,
+    /// A device whose readings come dated further than this ahead of the
+    /// server clock raises a technical alarm for its patient (its clock
+    /// needs setting; past `max_clock_ahead` its readings are refused).
+    pub clock_skew_alarm: String,
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
             max_clock_ahead: "5min".into(),
+            clock_skew_alarm: "1min".into(),
         }
     }
 }
@@ -121,6 +127,11 @@ impl IngestConfig {
     pub fn max_clock_ahead(&self) -> Result<Duration, String> {
         humantime::parse_duration(&self.max_clock_ahead)
             .map_err(|e| format!("ingest.max_clock_ahead {:?}: {e}", self.max_clock_ahead))
+    }
+
+    pub fn clock_skew_alarm(&self) -> Result<Duration, String> {
+        humantime::parse_duration(&self.clock_skew_alarm)
+            .map_err(|e| format!("ingest.clock_skew_alarm {:?}: {e}", self.clock_skew_alarm))
     }
 }
 

@@ -195,6 +195,15 @@ impl Server {
                         .try_into()
                         .unwrap_or(i64::MAX),
                 )
+                .with_clock_skew_alarm_ms(
+                    config
+                        .ingest
+                        .clock_skew_alarm()
+                        .map_err(StartError::Config)?
+                        .as_millis()
+                        .try_into()
+                        .unwrap_or(i64::MAX),
+                )
                 .with_rules(&config.rules, &config.data_dir)
                 .map_err(StartError::Config)?
                 .with_battery_log(&config.data_dir)
