@@ -123,14 +123,7 @@ async fn full_disk_refuses_reports_and_recovers_without_losing_acknowledged_data
                 .unwrap()
                 .contains("No space left")
         );
-        let metrics = http
-            .get(format!("http://{http_addr}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = metrics_text(&http, http_addr).await;
         assert!(metrics.contains("medmesh_storage_healthy 0"), "{metrics}");
 
         // One system alarm tells operations (within the alarm timer's
@@ -144,14 +137,7 @@ async fn full_disk_refuses_reports_and_recovers_without_losing_acknowledged_data
                 .contains("No space left"),
             "{system}"
         );
-        let metrics = http
-            .get(format!("http://{http_addr}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = metrics_text(&http, http_addr).await;
         assert!(
             metrics.contains("medmesh_system_alarms_active 1"),
             "{metrics}"
@@ -286,6 +272,16 @@ async fn get_json(http: &reqwest::Client, url: String) -> serde_json::Value {
     send_as(http, reqwest::Method::GET, url, serde_json::Value::Null)
         .await
         .1
+}
+
+async fn metrics_text(http: &reqwest::Client, addr: std::net::SocketAddr) -> String {
+    http.get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
 
 /// The system alarm `matches` wants, waiting for it (the alarm timer runs
