@@ -191,3 +191,44 @@ async fn a_device_taking_its_session_over_raises_no_offline_alarm() {
         .clone();
     assert_eq!(mon["online"], true, "{mon}");
 }
+
+/// A gateway forwards its buffer after newer readings arrived: a pulse of
+/// 130 (above the patient's limit of 120; NEWS2 row 111-130 scores 2, so
+/// only the limit) dated before a normal one that came first is still
+/// recorded as the episode it was: raised at its time, resolved by the
+/// newer reading, both on record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_reading_beyond_a_patients_limit_is_recorded_as_its_episode() {
+    let s = start().await;
+    s.admit("p1", "mon-1").await;
+    let (status, v) = s
+        .send(
+            Method::PUT,
+            "/api/v1/patients/p1/alarm-settings",
+            json!({"thresholds": {"heart_rate": {"high": 120}}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let t = now_ms() - 60_000;
+    publish(
+        &s,
+        "mon-1",
+        &[(t, 80.0), (t + 2_000, 82.0), (t + 1_000, 130.0)],
+    )
+    .await;
+    let (_, active) = s.get("/api/v1/alarms?patient=p1").await;
+    assert_eq!(active, json!([]), "the present is normal");
+    let (_, resolved) = s.get("/api/v1/alarms?state=resolved&patient=p1").await;
+    let resolved = resolved.as_array().unwrap();
+    assert_eq!(resolved.len(), 1, "{resolved:?}");
+    let a = &resolved[0];
+    assert_eq!(a["rule"], "threshold");
+    assert_eq!(
+        (a["raised_ms"].as_i64(), a["resolved"]["at_ms"].as_i64()),
+        (Some(t + 1_000), Some(t + 2_000))
+    );
+    assert!(
+        a["message"].as_str().unwrap().contains("arrived late"),
+        "{a}"
+    );
+}

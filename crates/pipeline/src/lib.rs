@@ -731,7 +731,7 @@ impl Pipeline {
                 board.judge_scored(p, o, news2::score_with(o.vital, o.value, inputs))
             }));
             changes.extend(self.rejudge_spo2_on_oxygen(board, p, &observations, news2_settings));
-            changes.extend(findings.into_iter().filter_map(|f| board.apply(p, f)));
+            changes.extend(findings.into_iter().flat_map(|f| board.apply_all(p, f)));
             changes.extend(due.and_then(|f| board.apply(p, f)));
             let latest = observations
                 .iter()

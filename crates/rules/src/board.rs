@@ -524,7 +524,9 @@ impl AlarmBoard {
     }
 
     /// Applies what a rule module found about one condition: raises or
-    /// updates its alarm while it holds, resolves it once it clears.
+    /// updates its alarm while it holds, resolves it once it clears. A
+    /// finding that may be a late episode (`Verdict::HeldBefore`, from the
+    /// profile rules on readings) goes through [`AlarmBoard::apply_all`].
     pub fn apply(&mut self, patient: &PatientId, finding: Finding) -> Option<AlarmChange> {
         let key = (finding.vital, finding.device, finding.rule);
         match finding.verdict {
@@ -543,7 +545,55 @@ impl AlarmBoard {
                 worse,
             ),
             Verdict::Clears { value } => self.cleared(patient, &key, value, finding.time_ms),
+            Verdict::HeldBefore {
+                priority,
+                message,
+                value,
+                worse,
+                cleared_ms,
+            } => {
+                let mut changes = self.late_episode(
+                    patient,
+                    key,
+                    priority,
+                    || message,
+                    value,
+                    finding.time_ms,
+                    worse,
+                    cleared_ms,
+                );
+                // Two changes (raised, resolved): findings that can carry a
+                // late episode go through `apply_all`, which returns both.
+                debug_assert!(changes.len() < 2, "a late episode through `apply`");
+                changes.pop()
+            }
         }
+    }
+
+    /// [`AlarmBoard::apply`] for findings that may make two changes (a late
+    /// episode: raised, then resolved); every change, in order.
+    pub fn apply_all(&mut self, patient: &PatientId, finding: Finding) -> Vec<AlarmChange> {
+        if let Verdict::HeldBefore {
+            priority,
+            message,
+            value,
+            worse,
+            cleared_ms,
+        } = finding.verdict
+        {
+            let key = (finding.vital, finding.device, finding.rule);
+            return self.late_episode(
+                patient,
+                key,
+                priority,
+                || message,
+                value,
+                finding.time_ms,
+                worse,
+                cleared_ms,
+            );
+        }
+        self.apply(patient, finding).into_iter().collect()
     }
 
     /// Evaluates the single-parameter rule on one accepted observation
@@ -641,26 +691,7 @@ impl AlarmBoard {
         score: Option<u8>,
         newest: TimestampMs,
     ) -> Vec<AlarmChange> {
-        if score != Some(3) || obs.time_ms < newest - LATE_WINDOW_MS {
-            return Vec::new();
-        }
-        let akey = alarm_key(&key);
-        let alarms = self.patient(patient);
-        let covered = alarms
-            .active
-            .get(&akey)
-            .is_some_and(|a| a.raised_ms <= obs.time_ms)
-            || alarms
-                .episodes
-                .get(&akey)
-                .is_some_and(|(from, to)| (*from..=*to).contains(&obs.time_ms));
-        if covered {
-            return Vec::new();
-        }
-        // The present is judged already: an active alarm (raised by a newer
-        // reading) stays as it is; otherwise the late episode is raised and
-        // resolved, both recorded.
-        if alarms.active.contains_key(&akey) {
+        if score != Some(3) {
             return Vec::new();
         }
         let message = || {
@@ -674,18 +705,53 @@ impl AlarmBoard {
         };
         // The same priority a single red parameter has in order (RCP:
         // low-medium risk, ranked below an aggregate of 5-6).
-        let raised = self.holds(
+        self.late_episode(
             patient,
-            key.clone(),
+            key,
             Priority::Medium,
             message,
             obs.value,
             obs.time_ms,
             red_worse(obs.vital, obs.value),
-        );
+            newest,
+        )
+    }
+
+    /// A condition held at `time_ms` by a reading that arrived after a newer
+    /// one (at `cleared_ms`) was judged clear. The present is judged
+    /// already, so nothing changes if an alarm of the condition is active
+    /// or its last episode covered that time; otherwise the episode is
+    /// recorded as it was: raised at its time, resolved at `cleared_ms`.
+    /// Within [`LATE_WINDOW_MS`] of `cleared_ms` only.
+    #[allow(clippy::too_many_arguments)]
+    fn late_episode(
+        &mut self,
+        patient: &PatientId,
+        key: Condition,
+        priority: Priority,
+        message: impl FnOnce() -> String,
+        value: f64,
+        time_ms: TimestampMs,
+        worse: Worse,
+        cleared_ms: TimestampMs,
+    ) -> Vec<AlarmChange> {
+        if time_ms < cleared_ms - LATE_WINDOW_MS {
+            return Vec::new();
+        }
+        let akey = alarm_key(&key);
+        let alarms = self.patient(patient);
+        let covered = alarms.active.contains_key(&akey)
+            || alarms
+                .episodes
+                .get(&akey)
+                .is_some_and(|(from, to)| (*from..=*to).contains(&time_ms));
+        if covered {
+            return Vec::new();
+        }
+        let raised = self.holds(patient, key, priority, message, value, time_ms, worse);
         // Resolved at once: the newer reading already ended the episode
         // (however long ago), so there is no clear delay to wait out.
-        let resolved = self.resolve_cleared(patient, &alarm_key(&key), obs.value, newest);
+        let resolved = self.resolve_cleared(patient, &akey, value, cleared_ms);
         raised.into_iter().chain(resolved).collect()
     }
 

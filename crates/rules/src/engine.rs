@@ -355,7 +355,42 @@ impl RuleEngine {
                     Judgement::Normal if state.quiet.insert(key) => {
                         out.push(clears(Some(o.vital), RULE_THRESHOLD, o.time_ms, o.value));
                     }
-                    Judgement::Normal | Judgement::Pending | Judgement::Late => {}
+                    // Out of range at its time, but a newer reading was
+                    // judged already (a gateway forwarding its buffer):
+                    // recorded as the episode it was. Not with a
+                    // sustained-for delay, which one late reading cannot
+                    // show was met.
+                    Judgement::Late {
+                        breach: Some(breach),
+                        newest_ms,
+                    } if limits.sustained_s == 0 => {
+                        out.push(Finding {
+                            vital: Some(o.vital),
+                            device: None,
+                            rule: RULE_THRESHOLD,
+                            time_ms: o.time_ms,
+                            verdict: Verdict::HeldBefore {
+                                priority: limits.priority,
+                                message: format!(
+                                    "{} (reading arrived late; a newer reading is back in range)",
+                                    threshold_message(
+                                        o,
+                                        limits,
+                                        breach,
+                                        o.time_ms,
+                                        effective.profile.as_deref(),
+                                    )
+                                ),
+                                value: o.value,
+                                worse: match breach {
+                                    Breach::High => Worse::Higher,
+                                    Breach::Low => Worse::Lower,
+                                },
+                                cleared_ms: newest_ms,
+                            },
+                        });
+                    }
+                    Judgement::Normal | Judgement::Pending | Judgement::Late { .. } => {}
                 }
             }
             if let Some(rule) = effective.trends.iter().find(|t| t.vital == o.vital) {

@@ -31,6 +31,17 @@ pub enum Verdict {
     },
     /// The condition no longer holds: resolve its alarm, if any.
     Clears { value: f64 },
+    /// A reading that arrived late held the condition at its time, but a
+    /// newer one (at `cleared_ms`) was already judged clear: the episode is
+    /// recorded as it was (raised then, resolved at once) unless an alarm
+    /// already covered it.
+    HeldBefore {
+        priority: Priority,
+        message: String,
+        value: f64,
+        worse: Worse,
+        cleared_ms: TimestampMs,
+    },
 }
 
 /// Which way a condition gets worse, so the alarm shows the worst of its

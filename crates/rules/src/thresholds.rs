@@ -37,8 +37,12 @@ pub enum Judgement {
     Pending,
     /// In range (the alarm, if any, resolves).
     Normal,
-    /// Older than a reading already judged: it changes nothing.
-    Late,
+    /// Older than a reading already judged (`newest_ms`): it cannot change
+    /// the present; `breach` says whether it was out of range then.
+    Late {
+        breach: Option<Breach>,
+        newest_ms: TimestampMs,
+    },
 }
 
 /// One vital sign's history as far as its limits care.
@@ -53,8 +57,11 @@ pub struct ThresholdState {
 impl ThresholdState {
     /// Judges one reading against `limits`.
     pub fn judge(&mut self, limits: &Limits, value: f64, time_ms: TimestampMs) -> Judgement {
-        if self.newest.is_some_and(|t| time_ms < t) {
-            return Judgement::Late;
+        if let Some(newest_ms) = self.newest.filter(|t| time_ms < *t) {
+            return Judgement::Late {
+                breach: breach(limits, value),
+                newest_ms,
+            };
         }
         self.newest = Some(time_ms);
         let Some(breach) = breach(limits, value) else {
@@ -127,7 +134,13 @@ mod tests {
             }
         );
         // A late reading from before changes nothing.
-        assert_eq!(s.judge(&l, 100.0, 90_000), Judgement::Late);
+        assert_eq!(
+            s.judge(&l, 100.0, 90_000),
+            Judgement::Late {
+                breach: None,
+                newest_ms: 121_000
+            }
+        );
         assert!(matches!(
             s.judge(&l, 127.0, 122_000),
             Judgement::Alarm { .. }
