@@ -35,7 +35,9 @@ pub use live::{LiveEvent, LiveObservation};
 pub use medmesh_codecs::gatt::Characteristic as GattCharacteristic;
 pub use medmesh_codecs::{Decoded, RecordError};
 pub use medmesh_storage::{LoggedChange, ResolvedQuery};
-pub use metrics::{ConnectionRefusal, DeliveryOutcome, Metrics, PayloadRefusal, SourceKind};
+pub use metrics::{
+    ConnectionRefusal, DeliveryOutcome, HandshakeOutcome, Metrics, PayloadRefusal, SourceKind,
+};
 pub use order::{Turn, Turns};
 
 use medmesh_codecs::{DecodeError, fhir, gatt, senml};
