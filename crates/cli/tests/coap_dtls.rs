@@ -305,7 +305,12 @@ async fn a_devices_key_cannot_post_as_another_device_and_revoking_it_ends_its_us
         "{m}"
     );
 
-    // Revoked: the identity is no longer known to the handshake.
+    // Revoked: the device's open sessions close at once, and its identity
+    // is no longer known to the handshake.
+    let (_holder, cipher) = openssl_session(&s, "patch-1", &hex(key1.as_bytes()));
+    assert!(cipher.contains("PSK-AES128-CCM8"), "{cipher}");
+    let open = "medmesh_connections_open{listener=\"coaps\"}";
+    assert!(metric(&s.metrics().await, open) >= 1.0);
     let (status, _) = s
         .send(
             reqwest::Method::DELETE,
@@ -314,6 +319,9 @@ async fn a_devices_key_cannot_post_as_another_device_and_revoking_it_ends_its_us
         )
         .await;
     assert_eq!(status, 204);
+    // Every session here was patch-1's (coap-client's too, which the
+    // client leaves open when it exits).
+    wait_for_metric(&s, open, 0.0).await;
     let (_, said) = coaps_post(
         "patch-1",
         &key1,

@@ -740,10 +740,11 @@ struct IssuedPsk {
 }
 
 /// Issues a device a pre-shared key for CoAP over DTLS, replacing an
-/// earlier one: a DTLS session that proved the earlier key is closed at its
-/// next message. The device's token, if any, stays valid.
+/// earlier one: the DTLS sessions that proved the earlier key are closed at
+/// once. The device's token, if any, stays valid.
 async fn issue_psk(
     State(p): State<AppState>,
+    State(app): State<App>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<IssuedPsk>), ApiError> {
@@ -758,7 +759,8 @@ async fn issue_psk(
         .registry
         .issue_psk(&id)
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    tracing::info!(device = %id, "device pre-shared key issued");
+    let closed = app.coaps.as_ref().map_or(0, |c| c.close_device(&id));
+    tracing::info!(device = %id, closed, "device pre-shared key issued; its DTLS sessions closed");
     Ok((
         StatusCode::CREATED,
         Json(IssuedPsk {
@@ -771,10 +773,10 @@ async fn issue_psk(
 }
 
 /// Revokes a device's credentials (token, pre-shared key, certificate
-/// record) and closes its open MQTT connections at once; its DTLS sessions
-/// are closed at their next message.
+/// record) and closes its open MQTT connections and DTLS sessions at once.
 async fn revoke_credentials(
     State(p): State<AppState>,
+    State(app): State<App>,
     State(broker): State<Arc<Broker>>,
     caller: Caller,
     Path(id): Path<String>,
@@ -784,8 +786,9 @@ async fn revoke_credentials(
     caller.audit(&format!("revoke device {id}"), None, Outcome::Allowed);
     match p.registry.revoke_credential(&id) {
         Ok(true) => {
-            let closed = broker.close_device(&id);
-            tracing::info!(device = %id, closed, "device credentials revoked; its MQTT connections closed");
+            let closed =
+                broker.close_device(&id) + app.coaps.as_ref().map_or(0, |c| c.close_device(&id));
+            tracing::info!(device = %id, closed, "device credentials revoked; its MQTT connections and DTLS sessions closed");
             Ok(StatusCode::NO_CONTENT)
         }
         Ok(false) => Err(ApiError::not_found(format!(

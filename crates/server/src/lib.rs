@@ -238,6 +238,7 @@ impl Server {
             pipeline: pipeline.clone(),
             access: access.clone(),
             broker: broker.clone(),
+            coaps: coap.dtls_sessions(),
             allow_anonymous_devices: config.anonymous_devices(),
             https: tls.is_some(),
         };

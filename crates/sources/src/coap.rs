@@ -319,6 +319,11 @@ impl CoapListener {
         self
     }
 
+    /// The coaps listener's sessions, if it serves coaps.
+    pub fn dtls_sessions(&self) -> Option<dtls::DtlsSessions> {
+        self.dtls.as_ref().map(|d| d.sessions())
+    }
+
     /// The coaps (DTLS) address, if it serves one.
     pub fn dtls_addr(&self) -> Option<SocketAddr> {
         self.dtls.as_ref().and_then(|d| d.local_addr().ok())

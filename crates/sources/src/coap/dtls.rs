@@ -36,7 +36,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -88,6 +88,28 @@ impl Default for DtlsLimits {
 pub struct DtlsListener {
     socket: Arc<UdpSocket>,
     limits: DtlsLimits,
+    sessions: Arc<Sessions>,
+}
+
+/// A handle on the listener's sessions, for whoever changes device
+/// credentials (the REST API): [`DtlsSessions::close_device`].
+#[derive(Clone)]
+pub struct DtlsSessions(Arc<Sessions>);
+
+impl DtlsSessions {
+    /// Closes `device`'s sessions at once (its key was replaced or
+    /// revoked); returns how many. Each sends the device a close_notify.
+    pub fn close_device(&self, device: &DeviceId) -> usize {
+        let held = self.0.held.lock().expect("sessions lock");
+        let mut closed = 0;
+        for e in held.by_peer.values() {
+            if matches!(&e.proof, Some(Proof::PreSharedKey { device: d, .. }) if d == device) {
+                e.close.notify_one();
+                closed += 1;
+            }
+        }
+        closed
+    }
 }
 
 impl DtlsListener {
@@ -95,7 +117,12 @@ impl DtlsListener {
         Ok(DtlsListener {
             socket: Arc::new(UdpSocket::bind(addr).await?),
             limits,
+            sessions: Arc::default(),
         })
+    }
+
+    pub fn sessions(&self) -> DtlsSessions {
+        DtlsSessions(self.sessions.clone())
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -111,7 +138,7 @@ impl DtlsListener {
             Ok(c) => c,
             Err(e) => return tracing::error!(error = %e, "cannot set up DTLS; coaps is not served"),
         };
-        let sessions = Arc::new(Sessions::default());
+        let sessions = self.sessions.clone();
         let ctx = Arc::new(Ctx::new(
             Transport::Dtls(sessions.clone()),
             SOURCE,
@@ -162,7 +189,7 @@ impl DtlsListener {
                 continue;
             }
             let admitted = shared.sessions.admit(peer, next_id, &self.limits);
-            let (inbound, outbound) = match admitted {
+            let (inbound, outbound, close) = match admitted {
                 Ok(channels) => channels,
                 Err(reason) => {
                     shared.metrics.connection_refused(SOURCE, reason);
@@ -187,8 +214,7 @@ impl DtlsListener {
                 id,
                 ssl,
                 datagram,
-                inbound,
-                outbound,
+                (inbound, outbound, close),
             ));
         }
     }
@@ -360,9 +386,16 @@ struct Entry {
     outbound: mpsc::Sender<Vec<u8>>,
     /// Set once the handshake proved a key.
     proof: Option<Proof>,
+    /// Notified to close the session (its key was replaced or revoked).
+    close: Arc<Notify>,
 }
 
-type Channels = (mpsc::Receiver<Vec<u8>>, mpsc::Receiver<Vec<u8>>);
+/// A session task's ends: datagrams in, CoAP messages out, and its close.
+type Channels = (
+    mpsc::Receiver<Vec<u8>>,
+    mpsc::Receiver<Vec<u8>>,
+    Arc<Notify>,
+);
 
 impl Sessions {
     /// Hands a datagram to `peer`'s session, if it has one (dropped if its
@@ -396,6 +429,7 @@ impl Sessions {
         }
         let (inbound, inbound_rx) = mpsc::channel(QUEUE);
         let (outbound, outbound_rx) = mpsc::channel(QUEUE);
+        let close = Arc::new(Notify::new());
         held.by_peer.insert(
             peer,
             Entry {
@@ -403,10 +437,11 @@ impl Sessions {
                 inbound,
                 outbound,
                 proof: None,
+                close: close.clone(),
             },
         );
         *held.per_address.entry(address).or_insert(0) += 1;
-        Ok((inbound_rx, outbound_rx))
+        Ok((inbound_rx, outbound_rx, close))
     }
 
     /// Removes session `id` of `peer` (not a newer one on the same port).
@@ -527,8 +562,7 @@ async fn session(
     id: u64,
     ssl: Ssl,
     first: Vec<u8>,
-    inbound: mpsc::Receiver<Vec<u8>>,
-    outbound: mpsc::Receiver<Vec<u8>>,
+    channels: Channels,
 ) {
     let io = PeerIo {
         received: VecDeque::from([first]),
@@ -538,7 +572,7 @@ async fn session(
     };
     match SslStream::new(ssl, io) {
         Ok(mut stream) => {
-            run_session(&shared, peer, id, &mut stream, inbound, outbound).await;
+            run_session(&shared, peer, id, &mut stream, channels).await;
             // Sent last: a closing alert after the session's end is counted.
             shared.end(peer, id);
             stream.get_mut().send();
@@ -555,8 +589,7 @@ async fn run_session(
     peer: SocketAddr,
     id: u64,
     stream: &mut SslStream<PeerIo>,
-    mut inbound: mpsc::Receiver<Vec<u8>>,
-    mut outbound: mpsc::Receiver<Vec<u8>>,
+    (mut inbound, mut outbound, close): Channels,
 ) {
     let metrics = &shared.metrics;
     let Some(proof) = handshake(shared, peer, stream, &mut inbound).await else {
@@ -622,6 +655,11 @@ async fn run_session(
                     return;
                 }
                 stream.get_mut().send();
+            }
+            _ = close.notified() => {
+                tracing::info!(%peer, %device, "coaps session closed: the device's credentials changed");
+                let _ = stream.shutdown();
+                return;
             }
             _ = tokio::time::sleep_until(idle_until) => {
                 metrics.connection_timed_out(SOURCE);
