@@ -178,10 +178,9 @@ impl DtlsListener {
                 }
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
             };
-            let datagram = buf[..n].to_vec();
-            if shared.sessions.deliver(peer, datagram.clone()) {
+            let Some(datagram) = shared.sessions.deliver(peer, buf[..n].to_vec()) else {
                 continue;
-            }
+            };
             if !is_client_hello(&datagram) {
                 // Not for any session and no session's start: a stale
                 // record of a session that ended, or noise.
@@ -399,15 +398,15 @@ type Channels = (
 
 impl Sessions {
     /// Hands a datagram to `peer`'s session, if it has one (dropped if its
-    /// queue is full).
-    fn deliver(&self, peer: SocketAddr, datagram: Vec<u8>) -> bool {
+    /// queue is full); gives it back if `peer` has no session.
+    fn deliver(&self, peer: SocketAddr, datagram: Vec<u8>) -> Option<Vec<u8>> {
         let held = self.held.lock().expect("sessions lock");
         match held.by_peer.get(&peer) {
             Some(e) => {
                 let _ = e.inbound.try_send(datagram);
-                true
+                None
             }
-            None => false,
+            None => Some(datagram),
         }
     }
 
