@@ -13,7 +13,13 @@ command -v mosquitto_pub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
 command -v mosquitto >/dev/null 2>&1 || need_apt+=(mosquitto)
 # rusqlite (the SQLite side of `medmesh bench ingest`) links the system library.
 dpkg -s libsqlite3-dev >/dev/null 2>&1 || need_apt+=(libsqlite3-dev)
-command -v coap-client-notls >/dev/null 2>&1 || need_apt+=(libcoap3-bin)
+# coap-client-notls and coap-client-openssl (CoAP, and CoAP over DTLS with PSK).
+{ command -v coap-client-notls && command -v coap-client-openssl; } >/dev/null 2>&1 || need_apt+=(libcoap3-bin)
+# The openssl crate (CoAP over DTLS) builds against the system OpenSSL.
+dpkg -s libssl-dev >/dev/null 2>&1 || need_apt+=(libssl-dev)
+command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+# `openssl s_client` is a second DTLS peer in the coaps tests.
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 # The dashboard's browser test: Debian's Chromium, driven from Node.
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)

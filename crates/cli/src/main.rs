@@ -102,6 +102,10 @@ struct ServeArgs {
     /// CoAP (UDP) listen address [config: coap.listen; default: 127.0.0.1:5683].
     #[arg(long)]
     coap_listen: Option<SocketAddr>,
+    /// CoAP over DTLS 1.2 with pre-shared keys (coaps, UDP) listen address
+    /// [config: coap.dtls_listen; default: off].
+    #[arg(long)]
+    coaps_listen: Option<SocketAddr>,
     /// HL7 v2 MLLP (TCP) listen address [config: hl7.listen; default: 127.0.0.1:2575].
     #[arg(long)]
     hl7_listen: Option<SocketAddr>,
@@ -260,6 +264,9 @@ impl ServeArgs {
         }
         if let Some(a) = self.coap_listen {
             config.coap.listen = a;
+        }
+        if let Some(a) = self.coaps_listen {
+            config.coap.dtls_listen = Some(a);
         }
         if let Some(a) = self.hl7_listen {
             config.hl7.listen = a;
@@ -425,12 +432,16 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 );
             }
             eprintln!(
-                "medmesh serving: dashboard {}://{} · MQTT{} {} · CoAP {} · HL7{} {} · data in {}",
+                "medmesh serving: dashboard {}://{} · MQTT{} {} · CoAP {}{} · HL7{} {} · data in {}",
                 if running.tls { "https" } else { "http" },
                 running.http_addr,
                 if running.tls { "S" } else { "" },
                 running.mqtt_addr,
                 running.coap_addr,
+                running
+                    .coaps_addr
+                    .map(|a| format!(" · CoAP over DTLS {a}"))
+                    .unwrap_or_default(),
                 if running.tls { " (TLS)" } else { "" },
                 running.hl7_addr,
                 config.data_dir.display()

@@ -20,6 +20,13 @@ pub enum Proof {
     Token { device: DeviceId, token: String },
     /// A verified client certificate of the device CA naming `device`.
     Certificate(DeviceId),
+    /// A DTLS session whose handshake proved `device`'s pre-shared key (the
+    /// PSK identity is the device id); `key_digest` is the SHA-256 of the
+    /// key it proved, so a key replaced or revoked since no longer counts.
+    PreSharedKey {
+        device: DeviceId,
+        key_digest: [u8; 32],
+    },
 }
 
 /// Who a client is once its proof was checked.
@@ -92,6 +99,19 @@ impl Pipeline {
                 } else {
                     Err(Refusal::BadCredentials(format!(
                         "wrong token for device {device}"
+                    )))
+                }
+            }
+            Proof::PreSharedKey { device, key_digest } => {
+                let current = self
+                    .registry
+                    .psk(&device)
+                    .map(|k| medmesh_storage::credentials::key_digest(k.as_bytes()));
+                if current == Some(key_digest) {
+                    Ok(DeviceIdentity::Device(device))
+                } else {
+                    Err(Refusal::BadCredentials(format!(
+                        "the pre-shared key of device {device} was replaced or revoked"
                     )))
                 }
             }
@@ -212,5 +232,23 @@ mod tests {
                 .contains("has credentials")
         );
         assert_eq!(p.metrics.refused_count(SourceKind::Http), 1);
+
+        let key = p.registry.issue_psk(&b).unwrap();
+        let proved = Proof::PreSharedKey {
+            device: b.clone(),
+            key_digest: medmesh_storage::credentials::key_digest(key.as_bytes()),
+        };
+        let who = p.authenticate_device(proved.clone(), false).await.unwrap();
+        assert_eq!(who, DeviceIdentity::Device(b.clone()));
+        assert!(
+            p.authorize_device(&who, &a).is_err(),
+            "its own resource only"
+        );
+        assert!(p.authorize_device(&anon, &b).is_err(), "a PSK device");
+        p.registry.issue_psk(&b).unwrap();
+        assert!(
+            p.authenticate_device(proved, false).await.is_err(),
+            "a session of a replaced key no longer counts"
+        );
     }
 }

@@ -36,7 +36,9 @@ pub use live::{LiveEvent, LiveObservation};
 pub use medmesh_codecs::gatt::Characteristic as GattCharacteristic;
 pub use medmesh_codecs::{Decoded, RecordError};
 pub use medmesh_storage::{LoggedChange, ResolvedQuery};
-pub use metrics::{ConnectionRefusal, DeliveryOutcome, Metrics, PayloadRefusal, SourceKind};
+pub use metrics::{
+    ConnectionRefusal, DeliveryOutcome, HandshakeOutcome, Metrics, PayloadRefusal, SourceKind,
+};
 pub use order::{Turn, Turns};
 pub use system_alarms::{CONDITION_STORAGE, SystemAlarm};
 

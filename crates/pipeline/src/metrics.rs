@@ -12,6 +12,8 @@ pub enum SourceKind {
     Mqtt,
     Http,
     Coap,
+    /// CoAP over DTLS (coaps), authenticated by the device's pre-shared key.
+    Coaps,
     Hl7,
     /// Observations a clinician charted by hand (the API's observation sets).
     Chart,
@@ -23,6 +25,7 @@ impl SourceKind {
             SourceKind::Mqtt => "mqtt",
             SourceKind::Http => "http",
             SourceKind::Coap => "coap",
+            SourceKind::Coaps => "coaps",
             SourceKind::Hl7 => "hl7",
             SourceKind::Chart => "chart",
         }
@@ -141,6 +144,38 @@ impl EncodeLabelValue for PayloadRefusal {
     }
 }
 
+/// How a DTLS handshake ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HandshakeOutcome {
+    /// The device proved its pre-shared key: a session is open.
+    Established,
+    /// The PSK identity is no device with a pre-shared key.
+    UnknownIdentity,
+    /// Any other failure: a wrong key (the Finished messages disagree), no
+    /// cipher suite in common, a malformed or unexpected message.
+    Failed,
+    /// Not finished within the handshake timeout.
+    TimedOut,
+}
+
+impl EncodeLabelValue for HandshakeOutcome {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        let label = match self {
+            HandshakeOutcome::Established => "established",
+            HandshakeOutcome::UnknownIdentity => "unknown_identity",
+            HandshakeOutcome::Failed => "failed",
+            HandshakeOutcome::TimedOut => "timed_out",
+        };
+        std::fmt::Write::write_str(encoder, label)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct HandshakeLabel {
+    listener: SourceKind,
+    outcome: HandshakeOutcome,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct PayloadLabel {
     source: SourceKind,
@@ -155,6 +190,7 @@ pub struct Metrics {
     accept_errors: Family<ListenerLabel, Counter>,
     payloads_refused: Family<PayloadLabel, Counter>,
     coap_buffered_bytes: Gauge,
+    handshakes: Family<HandshakeLabel, Counter>,
     alarm_deliveries: Family<DeliveryLabel, Counter>,
     unreachable_recipients: Family<ReasonLabel, Gauge>,
     samples_stored: Family<SourceLabel, Counter>,
@@ -259,9 +295,16 @@ impl Default for Metrics {
             "medmesh's own failures now active as system alarms (storage: readings cannot be stored), for operations to page on",
             system_alarms_active.clone(),
         );
+        let handshakes = Family::<HandshakeLabel, Counter>::default();
+        registry.register(
+            "dtls_handshakes",
+            "DTLS handshakes by listener (coaps) and outcome (established, unknown_identity, failed: a wrong key among others, timed_out)",
+            handshakes.clone(),
+        );
         Metrics {
             registry,
             system_alarms_active,
+            handshakes,
             connections_open,
             connections_refused,
             connections_timed_out,
@@ -399,6 +442,18 @@ impl Metrics {
     pub fn payloads_refused_count(&self, source: SourceKind, reason: PayloadRefusal) -> u64 {
         self.payloads_refused
             .get_or_create(&PayloadLabel { source, reason })
+            .get()
+    }
+
+    pub fn handshake(&self, listener: SourceKind, outcome: HandshakeOutcome) {
+        self.handshakes
+            .get_or_create(&HandshakeLabel { listener, outcome })
+            .inc();
+    }
+
+    pub fn handshakes_count(&self, listener: SourceKind, outcome: HandshakeOutcome) -> u64 {
+        self.handshakes
+            .get_or_create(&HandshakeLabel { listener, outcome })
             .get()
     }
 

@@ -8,7 +8,8 @@
 //! | GET | /api/v1/patients/{id}/observations?code=&from=&to=&bucket= | series over a time range, raw or per bucket |
 //! | GET | /api/v1/devices | devices, their patient, last contact and battery (no readings, except an unassigned device's to an administrator) |
 //! | PUT | /api/v1/devices/{id} | register a device / assign it to a patient (taking it off one raises "monitoring stopped" there) |
-//! | POST / DELETE | /api/v1/devices/{id}/credentials | issue (shown once) / revoke a device's MQTT token |
+//! | POST / DELETE | /api/v1/devices/{id}/credentials | issue (shown once) a device's token (MQTT password, HTTP bearer, CoAP `?token=`) / revoke all its credentials (token, pre-shared key, certificate) |
+//! | POST | /api/v1/devices/{id}/psk | issue (shown once) a device's pre-shared key for CoAP over DTLS (coaps) |
 //! | POST | /api/v1/devices/{id}/senml | HTTP ingest of a SenML JSON pack (device credentials only) |
 //! | POST | /api/v1/devices/{id}/gatt | HTTP ingest of a raw Bluetooth GATT measurement (hex or base64; device credentials only) |
 //! | POST | /api/v1/fhir/Observation | FHIR R4 Observation or Bundle of Observations in (callers who care for each subject) |
@@ -69,6 +70,7 @@ pub fn router() -> Router<App> {
             "/api/v1/devices/{id}/credentials",
             post(issue_credentials).delete(revoke_credentials),
         )
+        .route("/api/v1/devices/{id}/psk", post(issue_psk))
         .route(
             "/api/v1/fhir/Observation",
             post(ingest_fhir).layer(axum::extract::DefaultBodyLimit::max(MAX_INGEST_BODY * 8)),
@@ -725,9 +727,56 @@ async fn issue_credentials(
     ))
 }
 
-/// Revokes a device's credentials and closes its open MQTT connections at once.
+#[derive(Serialize)]
+struct IssuedPsk {
+    device_id: DeviceId,
+    /// The DTLS PSK identity: the device id.
+    identity: DeviceId,
+    /// The pre-shared key as text; its bytes are the key (libcoap `-k`).
+    /// Shown this once; the server keeps it, as DTLS-PSK requires.
+    key: String,
+    /// The same key bytes in hex, for firmware that takes hex.
+    key_hex: String,
+}
+
+/// Issues a device a pre-shared key for CoAP over DTLS, replacing an
+/// earlier one: the DTLS sessions that proved the earlier key are closed at
+/// once. The device's token, if any, stays valid.
+async fn issue_psk(
+    State(p): State<AppState>,
+    State(app): State<App>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<IssuedPsk>), ApiError> {
+    let id = device_id(&id)?;
+    caller.require_global(GlobalRight::ManageDevices, "provision device credentials")?;
+    caller.audit(
+        &format!("provision device {id} pre-shared key"),
+        None,
+        Outcome::Allowed,
+    );
+    let key = p
+        .registry
+        .issue_psk(&id)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let closed = app.coaps.as_ref().map_or(0, |c| c.close_device(&id));
+    tracing::info!(device = %id, closed, "device pre-shared key issued; its DTLS sessions closed");
+    Ok((
+        StatusCode::CREATED,
+        Json(IssuedPsk {
+            device_id: id.clone(),
+            identity: id,
+            key_hex: hex::encode(key.as_bytes()),
+            key,
+        }),
+    ))
+}
+
+/// Revokes a device's credentials (token, pre-shared key, certificate
+/// record) and closes its open MQTT connections and DTLS sessions at once.
 async fn revoke_credentials(
     State(p): State<AppState>,
+    State(app): State<App>,
     State(broker): State<Arc<Broker>>,
     caller: Caller,
     Path(id): Path<String>,
@@ -737,8 +786,9 @@ async fn revoke_credentials(
     caller.audit(&format!("revoke device {id}"), None, Outcome::Allowed);
     match p.registry.revoke_credential(&id) {
         Ok(true) => {
-            let closed = broker.close_device(&id);
-            tracing::info!(device = %id, closed, "device credentials revoked; its MQTT connections closed");
+            let closed =
+                broker.close_device(&id) + app.coaps.as_ref().map_or(0, |c| c.close_device(&id));
+            tracing::info!(device = %id, closed, "device credentials revoked; its MQTT connections and DTLS sessions closed");
             Ok(StatusCode::NO_CONTENT)
         }
         Ok(false) => Err(ApiError::not_found(format!(

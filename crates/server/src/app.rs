@@ -5,6 +5,7 @@
 use axum::extract::FromRef;
 use medmesh_access::Access;
 use medmesh_pipeline::Pipeline;
+use medmesh_sources::coap::dtls::DtlsSessions;
 use medmesh_sources::mqtt::Broker;
 use std::sync::Arc;
 
@@ -13,6 +14,9 @@ pub struct App {
     pub pipeline: Arc<Pipeline>,
     pub access: Arc<Access>,
     pub broker: Arc<Broker>,
+    /// The CoAP-over-DTLS sessions, when coaps is served: closed when a
+    /// device's credentials change.
+    pub coaps: Option<DtlsSessions>,
     /// Devices without credentials may send readings (over HTTP as over MQTT).
     pub allow_anonymous_devices: bool,
     /// The HTTP listener is TLS: session cookies are marked `Secure`.

@@ -20,6 +20,12 @@
 //! buffer_budget_bytes = 67108864
 //! upload_timeout = "60s"
 //! max_remembered_exchanges = 100000
+//! # CoAP over DTLS 1.2 with pre-shared keys (coaps); off unless set.
+//! # dtls_listen = "0.0.0.0:5684"
+//! dtls_max_sessions = 10000
+//! dtls_max_sessions_per_address = 256
+//! dtls_handshake_timeout = "10s"
+//! dtls_idle_timeout = "10min"
 //! [hl7]
 //! listen = "127.0.0.1:2575"
 //! max_connections = 1000
@@ -43,6 +49,7 @@
 
 use medmesh_model::VitalSign;
 use medmesh_sources::coap::CoapLimits;
+use medmesh_sources::coap::dtls::DtlsLimits;
 use medmesh_sources::hl7::Hl7Limits;
 use medmesh_sources::limits::ConnectionLimits;
 use medmesh_storage::Retention;
@@ -167,11 +174,24 @@ pub struct CoapConfig {
     pub upload_timeout: String,
     /// Exchanges remembered to answer retransmissions; the oldest go first.
     pub max_remembered_exchanges: usize,
+    /// UDP address of the CoAP-over-DTLS (coaps) listener; none by default.
+    /// Devices authenticate with the pre-shared key issued to them
+    /// (`POST /api/v1/devices/{id}/psk`), their device id as PSK identity.
+    pub dtls_listen: Option<SocketAddr>,
+    /// DTLS sessions (handshakes included) held at once.
+    pub dtls_max_sessions: usize,
+    /// DTLS sessions from one source address at once.
+    pub dtls_max_sessions_per_address: usize,
+    /// A DTLS handshake not finished within this is dropped.
+    pub dtls_handshake_timeout: String,
+    /// A DTLS session that receives nothing for this long is closed.
+    pub dtls_idle_timeout: String,
 }
 
 impl Default for CoapConfig {
     fn default() -> Self {
         let limits = CoapLimits::default();
+        let dtls = DtlsLimits::default();
         CoapConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 5683)),
             max_payload_bytes: limits.max_payload_bytes,
@@ -179,6 +199,11 @@ impl Default for CoapConfig {
             buffer_budget_bytes: limits.buffer_budget_bytes,
             upload_timeout: humantime::format_duration(limits.upload_timeout).to_string(),
             max_remembered_exchanges: limits.max_exchanges,
+            dtls_listen: None,
+            dtls_max_sessions: dtls.max_sessions,
+            dtls_max_sessions_per_address: dtls.max_sessions_per_address,
+            dtls_handshake_timeout: humantime::format_duration(dtls.handshake_timeout).to_string(),
+            dtls_idle_timeout: humantime::format_duration(dtls.idle_timeout).to_string(),
         }
     }
 }
@@ -200,6 +225,24 @@ impl CoapConfig {
             buffer_budget_bytes: self.buffer_budget_bytes,
             upload_timeout: duration("coap.upload_timeout", &self.upload_timeout)?,
             max_exchanges: self.max_remembered_exchanges.max(1),
+        })
+    }
+
+    pub fn dtls_limits(&self) -> Result<DtlsLimits, String> {
+        if self.dtls_max_sessions == 0 || self.dtls_max_sessions_per_address == 0 {
+            return Err(
+                "coap.dtls_max_sessions and coap.dtls_max_sessions_per_address must be at least 1"
+                    .into(),
+            );
+        }
+        Ok(DtlsLimits {
+            max_sessions: self.dtls_max_sessions,
+            max_sessions_per_address: self.dtls_max_sessions_per_address,
+            handshake_timeout: duration(
+                "coap.dtls_handshake_timeout",
+                &self.dtls_handshake_timeout,
+            )?,
+            idle_timeout: duration("coap.dtls_idle_timeout", &self.dtls_idle_timeout)?,
         })
     }
 }
@@ -575,6 +618,21 @@ mod tests {
         assert!(bad.hl7.limits().unwrap_err().contains("hl7.idle_timeout"));
         let bad = Config::from_toml("[coap]\nbuffer_budget_bytes = 10\n").unwrap();
         assert!(bad.coap.limits().is_err());
+        assert_eq!(c.coap.dtls_listen, None, "coaps is off unless configured");
+        let dtls = c.coap.dtls_limits().unwrap();
+        assert_eq!(dtls.handshake_timeout, Duration::from_secs(10));
+        assert_eq!(dtls.idle_timeout, Duration::from_secs(600));
+        let on = Config::from_toml(
+            "[coap]\ndtls_listen = \"0.0.0.0:5684\"\ndtls_idle_timeout = \"1min\"\n",
+        )
+        .unwrap();
+        assert_eq!(on.coap.dtls_listen, Some("0.0.0.0:5684".parse().unwrap()));
+        assert_eq!(
+            on.coap.dtls_limits().unwrap().idle_timeout,
+            Duration::from_secs(60)
+        );
+        let bad = Config::from_toml("[coap]\ndtls_handshake_timeout = \"0s\"\n").unwrap();
+        assert!(bad.coap.dtls_limits().is_err());
     }
 
     #[test]

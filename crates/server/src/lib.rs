@@ -35,6 +35,7 @@ use medmesh_access::Access;
 use medmesh_pipeline::{Metrics, Pipeline};
 use medmesh_sinks::outbox::Outbox;
 use medmesh_sources::coap::CoapListener;
+use medmesh_sources::coap::dtls::DtlsListener;
 use medmesh_sources::hl7::Hl7Listener;
 use medmesh_sources::mqtt::{MqttListener, MqttSettings};
 use medmesh_storage::{AlarmLog, DataDirLock, Registry, Store, StoreOptions};
@@ -69,6 +70,8 @@ pub struct Running {
     pub http_addr: SocketAddr,
     pub mqtt_addr: SocketAddr,
     pub coap_addr: SocketAddr,
+    /// The CoAP-over-DTLS (coaps) address, when `coap.dtls_listen` is set.
+    pub coaps_addr: Option<SocketAddr>,
     pub hl7_addr: SocketAddr,
     /// HTTP, MQTT and HL7 listeners speak TLS.
     pub tls: bool,
@@ -145,11 +148,20 @@ impl Server {
         let http = tokio::net::TcpListener::bind(config.http.listen)
             .await
             .map_err(bind("HTTP", config.http.listen, "--http-listen"))?;
-        let coap = CoapListener::bind(config.coap.listen)
+        let dtls_limits = config.coap.dtls_limits().map_err(StartError::Config)?;
+        let mut coap = CoapListener::bind(config.coap.listen)
             .await
             .map_err(bind("CoAP", config.coap.listen, "--coap-listen"))?
             .allow_anonymous(config.anonymous_devices())
             .with_limits(coap_limits);
+        if let Some(addr) = config.coap.dtls_listen {
+            let dtls = DtlsListener::bind(addr, dtls_limits).await.map_err(bind(
+                "CoAP over DTLS",
+                addr,
+                "--coaps-listen",
+            ))?;
+            coap = coap.with_dtls(dtls);
+        }
         let mut hl7 = Hl7Listener::bind(config.hl7.listen)
             .await
             .map_err(bind("HL7 v2 (MLLP)", config.hl7.listen, "--hl7-listen"))?
@@ -163,6 +175,7 @@ impl Server {
         let mqtt_addr = mqtt.local_addr().expect(bound);
         let http_addr = http.local_addr().expect(bound);
         let coap_addr = coap.local_addr().expect(bound);
+        let coaps_addr = coap.dtls_addr();
         let hl7_addr = hl7.local_addr().expect(bound);
 
         let checkpoint_every = config
@@ -234,6 +247,7 @@ impl Server {
             pipeline: pipeline.clone(),
             access: access.clone(),
             broker: broker.clone(),
+            coaps: coap.dtls_sessions(),
             allow_anonymous_devices: config.anonymous_devices(),
             https: tls.is_some(),
         };
@@ -324,11 +338,12 @@ impl Server {
                 timers.check_observations_due(now);
             }
         });
-        tracing::info!(%http_addr, %mqtt_addr, %coap_addr, %hl7_addr, data_dir = %config.data_dir.display(), "medmesh serving");
+        tracing::info!(%http_addr, %mqtt_addr, %coap_addr, coaps_addr = ?coaps_addr, %hl7_addr, data_dir = %config.data_dir.display(), "medmesh serving");
         Ok(Running {
             http_addr,
             mqtt_addr,
             coap_addr,
+            coaps_addr,
             hl7_addr,
             tls: tls.is_some(),
             pipeline,

@@ -40,6 +40,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 
+pub mod dtls;
+
 /// RFC 7252 section 4.8.2: how long a message ID may be reused by a peer.
 const EXCHANGE_LIFETIME: Duration = Duration::from_secs(247);
 /// Largest datagram read; block-wise transfer keeps real ones far smaller.
@@ -262,9 +264,30 @@ struct Upload {
     touched: Instant,
 }
 
+/// Where answers go and who a peer proved it is: plain UDP, whose devices
+/// name themselves with `?token=`, or DTLS sessions, whose handshake proved
+/// the device's pre-shared key.
+enum Transport {
+    Udp(Arc<UdpSocket>),
+    Dtls(Arc<dtls::Sessions>),
+}
+
+impl Transport {
+    async fn send(&self, bytes: &[u8], peer: SocketAddr) {
+        match self {
+            Transport::Udp(socket) => {
+                let _ = socket.send_to(bytes, peer).await;
+            }
+            Transport::Dtls(sessions) => sessions.send(peer, bytes),
+        }
+    }
+}
+
 /// What every request task needs.
 struct Ctx {
-    socket: Arc<UdpSocket>,
+    transport: Transport,
+    /// `coap` or `coaps`, for metrics and logs.
+    source: SourceKind,
     pipeline: Arc<Pipeline>,
     exchanges: Mutex<Exchanges>,
     uploads: Mutex<HashMap<UploadKey, Upload>>,
@@ -276,6 +299,7 @@ pub struct CoapListener {
     socket: Arc<UdpSocket>,
     allow_anonymous: bool,
     limits: CoapLimits,
+    dtls: Option<dtls::DtlsListener>,
 }
 
 impl CoapListener {
@@ -284,7 +308,25 @@ impl CoapListener {
             socket: Arc::new(UdpSocket::bind(addr).await?),
             allow_anonymous: false,
             limits: CoapLimits::default(),
+            dtls: None,
         })
+    }
+
+    /// Also serves CoAP over DTLS 1.2 with pre-shared keys (coaps) on
+    /// `listener`'s socket, sharing this listener's payload budget.
+    pub fn with_dtls(mut self, listener: dtls::DtlsListener) -> CoapListener {
+        self.dtls = Some(listener);
+        self
+    }
+
+    /// The coaps listener's sessions, if it serves coaps.
+    pub fn dtls_sessions(&self) -> Option<dtls::DtlsSessions> {
+        self.dtls.as_ref().map(|d| d.sessions())
+    }
+
+    /// The coaps (DTLS) address, if it serves one.
+    pub fn dtls_addr(&self) -> Option<SocketAddr> {
+        self.dtls.as_ref().and_then(|d| d.local_addr().ok())
     }
 
     /// Whether devices that send no token are accepted (devices that were
@@ -304,64 +346,131 @@ impl CoapListener {
         self.socket.local_addr()
     }
 
-    /// Serves requests until the task is dropped.
+    /// Serves requests until the task is dropped (the DTLS sessions with it).
     pub async fn run(self, pipeline: Arc<Pipeline>) {
-        let mut buf = vec![0u8; MAX_DATAGRAM];
         let limits = self.limits;
-        let ctx = Arc::new(Ctx {
-            socket: self.socket.clone(),
-            budget: Arc::new(Budget {
-                limits,
-                metrics: pipeline.metrics.clone(),
-                held: Mutex::default(),
-            }),
-            pipeline,
-            exchanges: Mutex::new(Exchanges::new(limits.max_exchanges)),
-            uploads: Mutex::default(),
-            allow_anonymous: self.allow_anonymous,
+        // One budget for both ports: a peer's share counts its plain and
+        // DTLS payloads together.
+        let budget = Arc::new(Budget {
+            limits,
+            metrics: pipeline.metrics.clone(),
+            held: Mutex::default(),
         });
-        let mut expire =
-            tokio::time::interval((limits.upload_timeout / 4).max(Duration::from_millis(100)));
-        expire.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            let (n, peer) = tokio::select! {
-                received = self.socket.recv_from(&mut buf) => match received {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "CoAP receive failed");
-                        continue;
-                    }
-                },
-                _ = expire.tick() => {
-                    let now = Instant::now();
-                    // Dropping an upload releases its reservation.
-                    ctx.uploads
-                        .lock()
-                        .expect("uploads lock")
-                        .retain(|_, u| now.duration_since(u.touched) < limits.upload_timeout);
-                    continue;
-                }
-            };
-            ctx.receive(&buf[..n], peer, &limits).await;
+        let plain = Arc::new(Ctx::new(
+            Transport::Udp(self.socket.clone()),
+            SourceKind::Coap,
+            pipeline.clone(),
+            budget.clone(),
+            self.allow_anonymous,
+        ));
+        let plain = serve_datagrams(self.socket, plain, limits);
+        match self.dtls {
+            None => plain.await,
+            Some(dtls) => {
+                tokio::join!(plain, dtls.run(pipeline, budget, limits));
+            }
         }
     }
 }
 
+/// The plain CoAP receive loop.
+async fn serve_datagrams(socket: Arc<UdpSocket>, ctx: Arc<Ctx>, limits: CoapLimits) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut expire = expiry_interval(&limits);
+    loop {
+        let (n, peer) = tokio::select! {
+            received = socket.recv_from(&mut buf) => match received {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = %e, "CoAP receive failed");
+                    continue;
+                }
+            },
+            _ = expire.tick() => {
+                ctx.expire_uploads(&limits);
+                continue;
+            }
+        };
+        ctx.receive(&buf[..n], peer, &limits).await;
+    }
+}
+
+/// How often uploads are checked for their timeout.
+fn expiry_interval(limits: &CoapLimits) -> tokio::time::Interval {
+    let mut expire =
+        tokio::time::interval((limits.upload_timeout / 4).max(Duration::from_millis(100)));
+    expire.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    expire
+}
+
 impl Ctx {
+    fn new(
+        transport: Transport,
+        source: SourceKind,
+        pipeline: Arc<Pipeline>,
+        budget: Arc<Budget>,
+        allow_anonymous: bool,
+    ) -> Ctx {
+        Ctx {
+            transport,
+            source,
+            exchanges: Mutex::new(Exchanges::new(budget.limits.max_exchanges)),
+            uploads: Mutex::default(),
+            budget,
+            pipeline,
+            allow_anonymous,
+        }
+    }
+
+    /// Drops uploads whose next block is overdue (and what they held).
+    fn expire_uploads(&self, limits: &CoapLimits) {
+        let now = Instant::now();
+        self.uploads
+            .lock()
+            .expect("uploads lock")
+            .retain(|_, u| now.duration_since(u.touched) < limits.upload_timeout);
+    }
+
+    /// Forgets a peer's exchanges and uploads: its DTLS session ended, and a
+    /// new session from the same address and port may be another device,
+    /// which must never be answered from this one's cache.
+    fn forget_peer(&self, peer: SocketAddr) {
+        self.uploads
+            .lock()
+            .expect("uploads lock")
+            .retain(|(p, ..), _| *p != peer);
+        self.exchanges
+            .lock()
+            .expect("exchanges lock")
+            .map
+            .retain(|(p, _), _| *p != peer);
+    }
+
+    /// What the peer proved: its DTLS session's key, or its `?token=`.
+    fn proof(&self, device: &DeviceId, request: &CoapRequest<SocketAddr>) -> Proof {
+        match &self.transport {
+            Transport::Udp(_) => proof(device, request),
+            Transport::Dtls(sessions) => request
+                .source
+                .and_then(|peer| sessions.proof(peer))
+                .unwrap_or(Proof::Nothing),
+        }
+    }
+
     /// Handles one datagram from `peer`.
     async fn receive(self: &Arc<Self>, datagram: &[u8], peer: SocketAddr, limits: &CoapLimits) {
         let metrics = &self.pipeline.metrics;
         let packet = match Packet::from_bytes(datagram) {
             Ok(p) => p,
             Err(e) => {
-                metrics.malformed_message(SourceKind::Coap);
+                metrics.malformed_message(self.source);
                 tracing::warn!(%peer, error = ?e, "malformed CoAP message");
                 // A confirmable message we cannot parse is answered with a
                 // Reset (RFC 7252 section 4.2), if its ID can be read.
                 let b = datagram;
                 if b.len() >= 4 && b[0] >> 6 == 1 && (b[0] >> 4) & 0b11 == 0 {
                     let reset = [0x70, 0x00, b[2], b[3]];
-                    let _ = self.socket.send_to(&reset, peer).await;
+                    self.transport.send(&reset, peer).await;
                 }
                 return;
             }
@@ -374,7 +483,7 @@ impl Ctx {
         if packet.header.code == MessageClass::Empty {
             // "CoAP ping": an empty confirmable message is answered with a Reset.
             let id = packet.header.message_id.to_be_bytes();
-            let _ = self.socket.send_to(&[0x70, 0x00, id[0], id[1]], peer).await;
+            self.transport.send(&[0x70, 0x00, id[0], id[1]], peer).await;
             return;
         }
         let key = (peer, packet.header.message_id);
@@ -392,7 +501,7 @@ impl Ctx {
         };
         match seen {
             Some(Some(response)) => {
-                let _ = self.socket.send_to(&response, peer).await;
+                self.transport.send(&response, peer).await;
                 return;
             }
             // The first copy is still being stored; its answer will come.
@@ -405,7 +514,7 @@ impl Ctx {
             Some(value) => match Block::parse(value) {
                 Ok(b) => Some(b),
                 Err(why) => {
-                    metrics.malformed_message(SourceKind::Coap);
+                    metrics.malformed_message(self.source);
                     set(&mut request, ResponseType::BadRequest, &why);
                     return self.respond(key, &request).await;
                 }
@@ -468,7 +577,7 @@ impl Ctx {
             return self.respond(key, &request).await;
         }
         if request.message.payload.len() != block.size() {
-            self.pipeline.metrics.malformed_message(SourceKind::Coap);
+            self.pipeline.metrics.malformed_message(self.source);
             set(
                 &mut request,
                 ResponseType::BadRequest,
@@ -495,8 +604,8 @@ impl Ctx {
             let admitted = ctx
                 .pipeline
                 .admit_device(
-                    SourceKind::Coap,
-                    proof(&device, &request),
+                    ctx.source,
+                    ctx.proof(&device, &request),
                     &device,
                     ctx.allow_anonymous,
                 )
@@ -555,7 +664,7 @@ impl Ctx {
                             ),
                         )
                     } else if block.more && payload.len() != block.size() {
-                        metrics.malformed_message(SourceKind::Coap);
+                        metrics.malformed_message(self.source);
                         Next::Refuse(
                             ResponseType::BadRequest,
                             "a block with more to come must be exactly its block size (RFC 7959 section 2.2)"
@@ -590,7 +699,7 @@ impl Ctx {
         match outcome {
             Next::Refuse(code, why) => {
                 if code == ResponseType::RequestEntityIncomplete {
-                    metrics.payload_refused(SourceKind::Coap, PayloadRefusal::Incomplete);
+                    metrics.payload_refused(self.source, PayloadRefusal::Incomplete);
                 }
                 set(&mut request, code, &why);
             }
@@ -626,7 +735,7 @@ impl Ctx {
     fn too_large(&self, request: &mut CoapRequest<SocketAddr>, limits: &CoapLimits) {
         self.pipeline
             .metrics
-            .payload_refused(SourceKind::Coap, PayloadRefusal::TooLarge);
+            .payload_refused(self.source, PayloadRefusal::TooLarge);
         set(
             request,
             ResponseType::RequestEntityTooLarge,
@@ -643,7 +752,7 @@ impl Ctx {
 
     /// 5.03 with Max-Age: the memory for payloads is taken for now.
     fn over_budget(&self, request: &mut CoapRequest<SocketAddr>, why: PayloadRefusal) {
-        self.pipeline.metrics.payload_refused(SourceKind::Coap, why);
+        self.pipeline.metrics.payload_refused(self.source, why);
         let (peer, whose) = match why {
             PayloadRefusal::PeerBudget => (
                 request
@@ -683,7 +792,7 @@ impl Ctx {
                     .lock()
                     .expect("exchanges lock")
                     .answered(key, bytes.clone());
-                let _ = self.socket.send_to(&bytes, key.0).await;
+                self.transport.send(&bytes, key.0).await;
             }
             Err(e) => tracing::error!(error = ?e, "cannot encode CoAP response"),
         }
@@ -704,8 +813,8 @@ impl Ctx {
             None => {
                 pipeline
                     .admit_device(
-                        SourceKind::Coap,
-                        proof(&device, request),
+                        self.source,
+                        self.proof(&device, request),
                         &device,
                         self.allow_anonymous,
                     )
@@ -722,13 +831,13 @@ impl Ctx {
                 | Some(ContentFormat::ApplicationSenmlJSON)
                 | Some(ContentFormat::ApplicationJSON) => {
                     pipeline
-                        .ingest_senml_json(SourceKind::Coap, &device, &payload)
+                        .ingest_senml_json(self.source, &device, &payload)
                         .await
                 }
                 Some(ContentFormat::ApplicationSenmlCBOR)
                 | Some(ContentFormat::ApplicationCBOR) => {
                     pipeline
-                        .ingest_senml_cbor(SourceKind::Coap, &device, &payload)
+                        .ingest_senml_cbor(self.source, &device, &payload)
                         .await
                 }
                 Some(other) => {
@@ -743,7 +852,7 @@ impl Ctx {
             },
             Target::Gatt(c) => {
                 pipeline
-                    .ingest_gatt(SourceKind::Coap, &device, c, &payload)
+                    .ingest_gatt(self.source, &device, c, &payload)
                     .await
             }
         };

@@ -24,6 +24,20 @@ pub fn issue() -> Issued {
     Issued { token, hash }
 }
 
+/// A new random 256-bit key as URL-safe base64 text (a device's DTLS
+/// pre-shared key, kept as is: the DTLS server needs it).
+pub fn issue_key() -> String {
+    let secret: [u8; 32] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
+}
+
+/// SHA-256 of a key: what a DTLS session remembers of the key it proved,
+/// to notice at once that the key was replaced or revoked.
+pub fn key_digest(key: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(key).into()
+}
+
 /// Whether `token` matches `hash`. Deliberately slow (argon2): call it off
 /// the async executor.
 pub fn verify(hash: &str, token: &str) -> bool {

@@ -34,6 +34,11 @@ struct Contents {
     /// that certificate may not send or connect as them.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     certified: BTreeSet<DeviceId>,
+    /// Pre-shared keys for CoAP over DTLS (RFC 7925), kept as issued: a
+    /// DTLS-PSK server needs the key itself, not a hash of it. This is why
+    /// `registry.json` is private (0600); never served by the API.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    psks: BTreeMap<DeviceId, String>,
 }
 
 pub struct Registry {
@@ -192,12 +197,39 @@ impl Registry {
         Ok(issued.token)
     }
 
-    /// Revokes `device`'s token and forgets that it used a certificate;
+    /// Issues a new pre-shared key for `device` (registering the device if
+    /// needed), replacing any earlier one, and returns it. The key is text
+    /// (URL-safe base64 of 256 random bits) and its PSK bytes are exactly
+    /// that text's bytes, so tools that take a key as a string (libcoap's
+    /// `-k`) and firmware that takes bytes agree.
+    pub fn issue_psk(&self, device: &DeviceId) -> Result<String, RegistryError> {
+        let key = crate::credentials::issue_key();
+        let mut c = self.contents.write().expect("registry lock");
+        c.devices
+            .entry(device.clone())
+            .or_insert_with(|| Device::new(device.clone()));
+        c.psks.insert(device.clone(), key.clone());
+        self.save(&c)?;
+        Ok(key)
+    }
+
+    /// `device`'s pre-shared key, if it was issued one.
+    pub fn psk(&self, device: &DeviceId) -> Option<String> {
+        self.contents
+            .read()
+            .expect("registry lock")
+            .psks
+            .get(device)
+            .cloned()
+    }
+
+    /// Revokes `device`'s token and pre-shared key and forgets that it used a certificate;
     /// returns whether it had either.
     pub fn revoke_credential(&self, device: &DeviceId) -> Result<bool, RegistryError> {
         let mut c = self.contents.write().expect("registry lock");
         let had_token = c.credentials.remove(device).is_some();
-        let had = c.certified.remove(device) || had_token;
+        let had_psk = c.psks.remove(device).is_some();
+        let had = c.certified.remove(device) || had_token || had_psk;
         if had {
             self.save(&c)?;
         }
@@ -231,11 +263,13 @@ impl Registry {
             .contains(device)
     }
 
-    /// Whether `device` has credentials of any kind (a token or a
-    /// certificate): then only a client proving them may send as it.
+    /// Whether `device` has credentials of any kind (a token, a pre-shared
+    /// key or a certificate): then only a client proving them may send as it.
     pub fn has_credentials(&self, device: &DeviceId) -> bool {
         let c = self.contents.read().expect("registry lock");
-        c.credentials.contains_key(device) || c.certified.contains(device)
+        c.credentials.contains_key(device)
+            || c.certified.contains(device)
+            || c.psks.contains_key(device)
     }
 
     /// The stored hash of `device`'s token, if it has one.
@@ -302,6 +336,24 @@ mod tests {
             "a certified device is revoked too"
         );
         assert!(!r.has_credentials(&d));
+    }
+
+    #[test]
+    fn pre_shared_keys_are_kept_until_replaced_or_revoked() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = super::Registry::open(dir.path()).unwrap();
+        let d = medmesh_model::DeviceId::new("patch-1").unwrap();
+        assert_eq!(r.psk(&d), None);
+        let first = r.issue_psk(&d).unwrap();
+        assert!(first.len() >= 43, "256 bits: {first}");
+        assert!(r.has_credentials(&d) && r.device(&d).is_some());
+        let second = r.issue_psk(&d).unwrap();
+        assert_ne!(first, second);
+        let reopened = super::Registry::open(dir.path()).unwrap();
+        assert_eq!(reopened.psk(&d), Some(second));
+        assert!(reopened.revoke_credential(&d).unwrap());
+        assert_eq!(reopened.psk(&d), None);
+        assert!(!reopened.has_credentials(&d));
     }
 
     use super::*;
