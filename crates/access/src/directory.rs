@@ -76,6 +76,28 @@ impl TokenScope {
     }
 }
 
+/// Why a token does not sign its user in to the alarm feed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FeedRefusal {
+    #[error("unknown API token")]
+    Unknown,
+    #[error("the token is not {0:?}'s (a token signs in only its owner)")]
+    NotOwner(String),
+    #[error("token {0} is revoked")]
+    Revoked(String),
+    #[error("token {0} has no alarm-feed scope (create one with scopes [\"alarm-feed\"])")]
+    NoScope(String),
+    #[error("user {0:?} is disabled")]
+    Disabled(String),
+}
+
+impl FeedRefusal {
+    /// The credential is good but not for this (rather than wrong).
+    pub fn is_not_authorized(&self) -> bool {
+        matches!(self, FeedRefusal::NoScope(_) | FeedRefusal::Disabled(_))
+    }
+}
+
 /// Tokens created before scopes existed were API tokens.
 fn api_scope() -> Vec<TokenScope> {
     vec![TokenScope::Api]
@@ -456,27 +478,20 @@ impl Directory {
         &self,
         username: &str,
         token: &str,
-    ) -> Result<(Principal, ApiToken), String> {
-        let t = self
-            .known_token(token)
-            .ok_or_else(|| "unknown API token".to_string())?;
+    ) -> Result<(Principal, ApiToken), FeedRefusal> {
+        let t = self.known_token(token).ok_or(FeedRefusal::Unknown)?;
         if t.username != username {
-            return Err(format!(
-                "the token is not {username:?}'s (a token signs in only its owner)"
-            ));
+            return Err(FeedRefusal::NotOwner(username.to_string()));
         }
         if t.revoked_ms.is_some() {
-            return Err(format!("token {} is revoked", t.id));
+            return Err(FeedRefusal::Revoked(t.id));
         }
         if !t.scopes.contains(&TokenScope::AlarmFeed) {
-            return Err(format!(
-                "token {} has no alarm-feed scope (create one with scopes [\"alarm-feed\"])",
-                t.id
-            ));
+            return Err(FeedRefusal::NoScope(t.id));
         }
         let who = self
             .principal(username)
-            .ok_or_else(|| format!("user {username:?} is disabled"))?;
+            .ok_or_else(|| FeedRefusal::Disabled(username.to_string()))?;
         Ok((who, t))
     }
 

@@ -51,8 +51,8 @@ mod throttle;
 pub use audit::{AuditEntry, AuditLog, Event, Filter, Outcome, verify_chain};
 pub use consent::{Consent, Scope};
 pub use directory::{
-    ApiToken, Directory, DirectoryError, MIN_PASSWORD_CHARS, Principal, Team, TokenScope, User,
-    validate_email, validate_username,
+    ApiToken, Directory, DirectoryError, FeedRefusal, MIN_PASSWORD_CHARS, Principal, Team,
+    TokenScope, User, validate_email, validate_username,
 };
 pub use role::Role;
 pub use session::{MAX_AGE as SESSION_MAX_AGE, Sessions};
@@ -696,7 +696,8 @@ mod tests {
         let (who, _) = d.alarm_feed_principal("nursecall", &feed).unwrap();
         assert_eq!(who.username, "nursecall");
         let no_scope = d.alarm_feed_principal("nursecall", &api).unwrap_err();
-        assert!(no_scope.contains("alarm-feed"), "{no_scope}");
+        assert!(no_scope.is_not_authorized());
+        assert!(no_scope.to_string().contains("alarm-feed"), "{no_scope}");
         // Only its owner's name, only a token medmesh issued.
         assert!(d.alarm_feed_principal("other", &feed).is_err());
         assert!(d.alarm_feed_principal("nursecall", "mm_forged").is_err());
@@ -709,7 +710,11 @@ mod tests {
         d.revoke_token(&record.id).unwrap();
         assert!(d.alarm_feed_holder(&record.id).is_none());
         let revoked = d.alarm_feed_principal("nursecall", &feed).unwrap_err();
-        assert!(revoked.contains("revoked"), "{revoked}");
+        assert_eq!(revoked, FeedRefusal::Revoked(record.id.clone()));
+        assert!(
+            !revoked.is_not_authorized(),
+            "a bad password, to the client"
+        );
         let (feed, record) = d
             .create_token_with(
                 "nursecall",

@@ -14,7 +14,7 @@
 //! audited; single deliveries are not (as the live stream's events are not).
 
 use medmesh_access::{Access, AlarmReach, Event, Outcome, PatientRight, Principal};
-use medmesh_pipeline::Pipeline;
+use medmesh_pipeline::{Pipeline, Refusal};
 use medmesh_sources::mqtt::{Account, Accounts, AlarmSubject, Login};
 use std::sync::Arc;
 
@@ -24,7 +24,7 @@ pub struct FeedAccounts {
 }
 
 impl Accounts for FeedAccounts {
-    fn sign_in(&self, login: &Login<'_>) -> Option<Result<Arc<dyn Account>, String>> {
+    fn sign_in(&self, login: &Login<'_>) -> Option<Result<Arc<dyn Account>, Refusal>> {
         // A device's token is no API token: the listener takes it as the
         // device's login. One digest lookup, so devices pay nothing for it.
         let owner = self.access.directory.api_token_owner(login.password)?;
@@ -59,7 +59,11 @@ impl Accounts for FeedAccounts {
                     outcome: Outcome::Denied,
                     detail: format!("{from}: {why}"),
                 });
-                Some(Err(why))
+                Some(Err(if why.is_not_authorized() {
+                    Refusal::NotAuthorized(why.to_string())
+                } else {
+                    Refusal::BadCredentials(why.to_string())
+                }))
             }
         }
     }

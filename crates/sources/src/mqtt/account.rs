@@ -11,6 +11,7 @@
 //! and every alarm routed to it is put to [`Account::may_receive`] first.
 
 use medmesh_model::{PatientId, Priority};
+use medmesh_pipeline::Refusal;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -38,8 +39,10 @@ pub struct Login<'a> {
 pub trait Accounts: Send + Sync {
     /// `None` when `login` is no account's (its password is no API token):
     /// the listener then takes it as a device's. Otherwise the account
-    /// signed in, or why it was refused (already audited).
-    fn sign_in(&self, login: &Login<'_>) -> Option<Result<Arc<dyn Account>, String>>;
+    /// signed in, or why it was refused (already audited): bad credentials
+    /// (unknown, revoked, another user's token) or not authorized (a token
+    /// without the `alarm-feed` scope).
+    fn sign_in(&self, login: &Login<'_>) -> Option<Result<Arc<dyn Account>, Refusal>>;
 }
 
 /// An account signed in on one connection.

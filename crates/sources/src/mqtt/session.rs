@@ -112,7 +112,8 @@ where
             .await
             .map(Who::Client),
         Some(Ok(account)) => Ok(Who::Account(account)),
-        Some(Err(why)) => Err((Outbound::ConnAckBadCredentials, why)),
+        Some(Err(Refusal::BadCredentials(why))) => Err((Outbound::ConnAckBadCredentials, why)),
+        Some(Err(Refusal::NotAuthorized(why))) => Err((Outbound::ConnAckNotAuthorized, why)),
     };
     // The authenticated device, or else a client ID that is a device ID,
     // says which device is on line and whose topics the client may use. An
