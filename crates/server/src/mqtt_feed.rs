@@ -34,20 +34,14 @@ impl Accounts for FeedAccounts {
         );
         let directory = &self.access.directory;
         match directory.alarm_feed_principal(login.username, login.password) {
-            Ok((who, token)) => {
-                let account = FeedAccount {
-                    who,
-                    token_id: token.id,
-                    access: self.access.clone(),
-                    pipeline: self.pipeline.clone(),
-                };
-                account.audit(
-                    "MQTT alarm feed connect",
-                    true,
-                    &format!("{from}, token {}", account.token_id),
-                );
-                Some(Ok(Arc::new(account)))
-            }
+            // Audited by the listener once the connection is accepted (a
+            // will, say, can still refuse it).
+            Ok((who, token)) => Some(Ok(Arc::new(FeedAccount {
+                who,
+                token_id: token.id,
+                access: self.access.clone(),
+                pipeline: self.pipeline.clone(),
+            }))),
             Err(why) => {
                 // The token's owner is known (it is a token medmesh issued):
                 // the refusal goes on their record, whatever name was sent.

@@ -39,7 +39,8 @@ pub struct Login<'a> {
 pub trait Accounts: Send + Sync {
     /// `None` when `login` is no account's (its password is no API token):
     /// the listener then takes it as a device's. Otherwise the account
-    /// signed in, or why it was refused (already audited): bad credentials
+    /// signed in (the listener audits the connection once it accepts it),
+    /// or why it was refused (already audited): bad credentials
     /// (unknown, revoked, another user's token) or not authorized (a token
     /// without the `alarm-feed` scope).
     fn sign_in(&self, login: &Login<'_>) -> Option<Result<Arc<dyn Account>, Refusal>>;

@@ -154,6 +154,16 @@ where
         Who::Account(a) => Some(a.clone()),
         Who::Client(_) => None,
     };
+    if let Some(account) = &account {
+        account.audit(
+            "MQTT alarm feed connect",
+            true,
+            &format!(
+                "client {client_id:?} from {peer}, token {}",
+                account.token_id()
+            ),
+        );
+    }
     // MQTT 3.1.1 lets a clean-session client leave its ID empty: assign one.
     let client_id = if client_id.is_empty() {
         format!("anonymous-{}", ANONYMOUS.fetch_add(1, Ordering::Relaxed))
