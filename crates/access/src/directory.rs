@@ -53,6 +53,56 @@ pub struct Principal {
     pub patient: Option<PatientId>,
 }
 
+/// What an API token may be used for. A token holds only the scopes it was
+/// created with, so the credential a pager or nurse-call system keeps
+/// (`alarm-feed`) cannot read the REST API if it leaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TokenScope {
+    /// The REST API and the live stream, as the owner could.
+    Api,
+    /// The alarm feed over MQTT (`medmesh/v1/alarms/...`): the token is the
+    /// CONNECT password, the owner's username the user name; the owner's
+    /// patients' alarms only.
+    AlarmFeed,
+}
+
+impl TokenScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenScope::Api => "api",
+            TokenScope::AlarmFeed => "alarm-feed",
+        }
+    }
+}
+
+/// Why a token does not sign its user in to the alarm feed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FeedRefusal {
+    #[error("unknown API token")]
+    Unknown,
+    #[error("the token is not {0:?}'s (a token signs in only its owner)")]
+    NotOwner(String),
+    #[error("token {0} is revoked")]
+    Revoked(String),
+    #[error("token {0} has no alarm-feed scope (create one with scopes [\"alarm-feed\"])")]
+    NoScope(String),
+    #[error("user {0:?} is disabled")]
+    Disabled(String),
+}
+
+impl FeedRefusal {
+    /// The credential is good but not for this (rather than wrong).
+    pub fn is_not_authorized(&self) -> bool {
+        matches!(self, FeedRefusal::NoScope(_) | FeedRefusal::Disabled(_))
+    }
+}
+
+/// Tokens created before scopes existed were API tokens.
+fn api_scope() -> Vec<TokenScope> {
+    vec![TokenScope::Api]
+}
+
 /// An API token as listed (the token itself is shown once, when created).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ApiToken {
@@ -62,6 +112,9 @@ pub struct ApiToken {
     pub name: String,
     pub created_ms: TimestampMs,
     pub revoked_ms: Option<TimestampMs>,
+    /// What it may be used for (`api`, `alarm-feed`).
+    #[serde(default = "api_scope")]
+    pub scopes: Vec<TokenScope>,
 }
 
 /// A care team: its members (clinicians) see the patients it covers, by
@@ -338,12 +391,31 @@ impl Directory {
             })
     }
 
-    /// Creates an API token for `username`; returns it (shown once) and its record.
+    /// Creates an API token (scope `api`) for `username`; returns it (shown
+    /// once) and its record.
     pub fn create_token(
         &self,
         username: &str,
         name: &str,
     ) -> Result<(String, ApiToken), DirectoryError> {
+        self.create_token_with(username, name, &[TokenScope::Api])
+    }
+
+    /// Creates a token for `username` holding `scopes` (at least one).
+    pub fn create_token_with(
+        &self,
+        username: &str,
+        name: &str,
+        scopes: &[TokenScope],
+    ) -> Result<(String, ApiToken), DirectoryError> {
+        if scopes.is_empty() {
+            return Err(DirectoryError::Invalid(
+                "a token needs at least one scope (api, alarm-feed)".into(),
+            ));
+        }
+        let mut scopes = scopes.to_vec();
+        scopes.sort();
+        scopes.dedup();
         let secret = secret::random_token("mm_");
         let digest = secret::digest(&secret);
         let token = self.change(|c| {
@@ -357,6 +429,7 @@ impl Directory {
                 name: name.to_string(),
                 created_ms: now_ms(),
                 revoked_ms: None,
+                scopes,
             };
             c.tokens.insert(
                 id,
@@ -370,15 +443,66 @@ impl Directory {
         Ok((secret, token))
     }
 
-    /// The principal an API token stands for, if the token is known, not
-    /// revoked and its user enabled.
+    /// The principal an API token stands for on the REST API, if the token
+    /// is known, not revoked, holds the `api` scope and its user is enabled.
     pub fn principal_for_token(&self, token: &str) -> Option<Principal> {
+        let t = self.known_token(token)?;
+        if t.revoked_ms.is_some() || !t.scopes.contains(&TokenScope::Api) {
+            return None;
+        }
+        self.principal(&t.username)
+    }
+
+    /// The record of the token whose secret is `token`, in force or not.
+    fn known_token(&self, token: &str) -> Option<ApiToken> {
         let digest = secret::digest(token);
+        let c = self.read();
+        // Token ids are derived from the digest, so this is one lookup.
+        let t = c.tokens.get(&format!("tok-{}", &digest[..12]))?;
+        (t.digest == digest).then(|| t.token.clone())
+    }
+
+    /// Whose API token `token` is, if it is any medmesh issued (in force or
+    /// not), as opposed to a device's token: the MQTT listener tells an
+    /// integration account's login from a device's by it.
+    pub fn api_token_owner(&self, token: &str) -> Option<String> {
+        self.known_token(token).map(|t| t.username)
+    }
+
+    /// Signs `username` in to the alarm feed with `token`: the token must be
+    /// theirs, in force and hold `alarm-feed`, the user enabled. Returns the
+    /// principal and the token's record, or why not (for the audit log and
+    /// the refused client's log line; the client itself is told only "bad
+    /// user name or password" or "not authorized").
+    pub fn alarm_feed_principal(
+        &self,
+        username: &str,
+        token: &str,
+    ) -> Result<(Principal, ApiToken), FeedRefusal> {
+        let t = self.known_token(token).ok_or(FeedRefusal::Unknown)?;
+        if t.username != username {
+            return Err(FeedRefusal::NotOwner(username.to_string()));
+        }
+        if t.revoked_ms.is_some() {
+            return Err(FeedRefusal::Revoked(t.id));
+        }
+        if !t.scopes.contains(&TokenScope::AlarmFeed) {
+            return Err(FeedRefusal::NoScope(t.id));
+        }
+        let who = self
+            .principal(username)
+            .ok_or_else(|| FeedRefusal::Disabled(username.to_string()))?;
+        Ok((who, t))
+    }
+
+    /// The principal token `id` still signs in to the alarm feed: `None`
+    /// once it is revoked or its user disabled (checked per message, so a
+    /// feed stops at once whatever closes its connection).
+    pub fn alarm_feed_holder(&self, id: &str) -> Option<Principal> {
         let username = {
             let c = self.read();
-            // Token ids are derived from the digest, so this is one lookup.
-            let t = c.tokens.get(&format!("tok-{}", &digest[..12]))?;
-            if t.digest != digest || t.token.revoked_ms.is_some() {
+            let t = c.tokens.get(id)?;
+            if t.token.revoked_ms.is_some() || !t.token.scopes.contains(&TokenScope::AlarmFeed) {
                 return None;
             }
             t.token.username.clone()

@@ -51,8 +51,8 @@ mod throttle;
 pub use audit::{AuditEntry, AuditLog, Event, Filter, Outcome, verify_chain};
 pub use consent::{Consent, Scope};
 pub use directory::{
-    ApiToken, Directory, DirectoryError, MIN_PASSWORD_CHARS, Principal, Team, User, validate_email,
-    validate_username,
+    ApiToken, Directory, DirectoryError, FeedRefusal, MIN_PASSWORD_CHARS, Principal, Team,
+    TokenScope, User, validate_email, validate_username,
 };
 pub use role::Role;
 pub use session::{MAX_AGE as SESSION_MAX_AGE, Sessions};
@@ -676,6 +676,66 @@ mod tests {
             assert!(wards(nobody).is_none(), "{nobody}");
             assert!(!wards(nobody).contains("Ward A"));
         }
+    }
+
+    #[test]
+    fn an_alarm_feed_token_signs_its_owner_in_to_the_feed_and_nothing_else() {
+        let (_dir, a) = setup();
+        let d = &a.directory;
+        d.add_user("nursecall", Role::Nurse, None, PW).unwrap();
+        d.add_user("other", Role::Nurse, None, PW).unwrap();
+        let feed_only = [TokenScope::AlarmFeed];
+        let (feed, record) = d
+            .create_token_with("nursecall", "nurse call", &feed_only)
+            .unwrap();
+        assert_eq!(record.scopes, feed_only);
+        let (api, _) = d.create_token("nursecall", "EHR").unwrap();
+        // The feed's credential does not open the REST API, nor the reverse.
+        assert!(d.principal_for_token(&feed).is_none());
+        assert!(d.principal_for_token(&api).is_some());
+        let (who, _) = d.alarm_feed_principal("nursecall", &feed).unwrap();
+        assert_eq!(who.username, "nursecall");
+        let no_scope = d.alarm_feed_principal("nursecall", &api).unwrap_err();
+        assert!(no_scope.is_not_authorized());
+        assert!(no_scope.to_string().contains("alarm-feed"), "{no_scope}");
+        // Only its owner's name, only a token medmesh issued.
+        assert!(d.alarm_feed_principal("other", &feed).is_err());
+        assert!(d.alarm_feed_principal("nursecall", "mm_forged").is_err());
+        for token in [&feed, &api] {
+            assert_eq!(d.api_token_owner(token).as_deref(), Some("nursecall"));
+        }
+        assert_eq!(d.api_token_owner("a-device-token"), None);
+        // Revoked, or the user disabled: gone, also for an open feed's check.
+        assert!(d.alarm_feed_holder(&record.id).is_some());
+        d.revoke_token(&record.id).unwrap();
+        assert!(d.alarm_feed_holder(&record.id).is_none());
+        let revoked = d.alarm_feed_principal("nursecall", &feed).unwrap_err();
+        assert_eq!(revoked, FeedRefusal::Revoked(record.id.clone()));
+        assert!(
+            !revoked.is_not_authorized(),
+            "a bad password, to the client"
+        );
+        let (feed, record) = d
+            .create_token_with(
+                "nursecall",
+                "pager",
+                &[TokenScope::AlarmFeed, TokenScope::Api],
+            )
+            .unwrap();
+        assert!(
+            d.principal_for_token(&feed).is_some(),
+            "both scopes asked for"
+        );
+        d.disable_user("nursecall").unwrap();
+        assert!(d.alarm_feed_holder(&record.id).is_none());
+        assert!(d.alarm_feed_principal("nursecall", &feed).is_err());
+        assert!(d.create_token_with("other", "nothing", &[]).is_err());
+        // A token stored before scopes existed is an API token.
+        let old: ApiToken = serde_json::from_str(
+            r#"{"id":"tok-1","username":"u","name":"n","created_ms":1,"revoked_ms":null}"#,
+        )
+        .unwrap();
+        assert_eq!(old.scopes, [TokenScope::Api]);
     }
 
     #[test]

@@ -194,9 +194,21 @@ first_retry = "100ms"
     let nurse = clinician(&s, "nurse.jones", medmesh_access::Role::Nurse);
     let mut stream = s.http.get(s.url("/api/v1/stream")).send().await.unwrap();
     let mqtt = s.running.mqtt_addr;
+    // The nurse-call system: the administrator's alarm-feed token.
+    let (feed, _) = s
+        .running
+        .access
+        .directory
+        .create_token_with(
+            "test-admin",
+            "nurse call",
+            &[medmesh_access::TokenScope::AlarmFeed],
+        )
+        .unwrap();
     let mut mqtt_sub = Peer::spawn(
         std::process::Command::new("mosquitto_sub")
             .args(["-h", "127.0.0.1", "-p", &mqtt.port().to_string()])
+            .args(["-u", "test-admin", "-P", &feed])
             .args(["-q", "1", "-t", "medmesh/v1/alarms/p1"]),
     );
     tokio::time::sleep(Duration::from_millis(300)).await;

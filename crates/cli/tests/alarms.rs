@@ -326,6 +326,18 @@ async fn alarms_are_published_over_mqtt() {
     let s = start().await;
     s.admit("p1", "mon-1").await;
     let addr = s.running.mqtt_addr;
+    // The nurse-call system signs in with an alarm-feed token (the
+    // administrator's: every patient; tests/alarm_feed.rs has care teams).
+    let (feed, _) = s
+        .running
+        .access
+        .directory
+        .create_token_with(
+            "admin",
+            "nurse call",
+            &[medmesh_access::TokenScope::AlarmFeed],
+        )
+        .unwrap();
     // Two messages: the subscription may come in between a raise and its
     // resolution, so the first one heard can be either.
     let mut sub = tokio::process::Command::new("mosquitto_sub")
@@ -339,9 +351,8 @@ async fn alarms_are_published_over_mqtt() {
             "-C",
             "2",
         ])
-        // One patient's topic by name: no client without credentials may
-        // subscribe to a wildcard over the alarms.
-        .args(["-t", "medmesh/v1/alarms/p1"])
+        .args(["-u", "admin", "-P", &feed])
+        .args(["-t", "medmesh/v1/alarms/+"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("mosquitto_sub runs");

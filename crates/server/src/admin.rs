@@ -144,6 +144,11 @@ async fn disable_user(
     }
     app.access.directory.disable_user(&username)?;
     app.access.sessions.end_all_of(&username);
+    // Their MQTT alarm feeds end too (their tokens were just revoked).
+    let closed = app.broker.close_account(&username, None);
+    if closed > 0 {
+        tracing::info!(user = %username, closed, "user disabled; their MQTT alarm feeds closed");
+    }
     if app.access.named_in_escalation(&username) {
         tracing::warn!(
             user = %username,

@@ -14,7 +14,7 @@
 //! | POST | /api/v1/login | anyone (throttled) |
 //! | POST | /api/v1/logout | signed in |
 //! | GET | /api/v1/me | signed in |
-//! | GET / POST | /api/v1/tokens | signed in: own API tokens (new token shown once) |
+//! | GET / POST | /api/v1/tokens | signed in: own API tokens (new token shown once; `scopes`: `api`, the default, and/or `alarm-feed`) |
 //! | DELETE | /api/v1/tokens/{id} | the token's owner or an admin |
 
 use crate::app::App;
@@ -27,7 +27,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use medmesh_access::{
-    Access, ApiToken, Event, GlobalRight, LoginError, Outcome, PatientRight, Principal,
+    Access, ApiToken, Event, GlobalRight, LoginError, Outcome, PatientRight, Principal, TokenScope,
 };
 use medmesh_model::{Patient, PatientId};
 use serde::Deserialize;
@@ -382,6 +382,10 @@ async fn list_tokens(State(app): State<App>, caller: Caller) -> Json<Vec<ApiToke
 struct NewToken {
     /// What the token is for ("EHR interface").
     name: String,
+    /// What it may be used for: `api` (the default) and/or `alarm-feed`
+    /// (the MQTT alarm feed; a feed-only token cannot read the REST API).
+    #[serde(default)]
+    scopes: Option<Vec<TokenScope>>,
 }
 
 #[derive(serde::Serialize)]
@@ -401,11 +405,18 @@ async fn create_token(
     if b.name.trim().is_empty() {
         return Err(ApiError::bad_request("name the token (what it is for)"));
     }
-    let (token, record) = app
-        .access
-        .directory
-        .create_token(&caller.who.username, b.name.trim())?;
-    caller.audit("create API token", None, Outcome::Allowed);
+    let scopes = b.scopes.unwrap_or_else(|| vec![TokenScope::Api]);
+    let (token, record) =
+        app.access
+            .directory
+            .create_token_with(&caller.who.username, b.name.trim(), &scopes)?;
+    let scopes: Vec<&str> = record.scopes.iter().map(|s| s.as_str()).collect();
+    caller.audit_detail(
+        "create API token",
+        None,
+        Outcome::Allowed,
+        &format!("{}, scopes {}", record.id, scopes.join(", ")),
+    );
     Ok((StatusCode::CREATED, Json(CreatedToken { record, token })))
 }
 
@@ -427,6 +438,14 @@ async fn revoke_token(
         return Err(ApiError::not_found(format!("no token {id:?}")));
     }
     app.access.directory.revoke_token(&id)?;
+    // An alarm feed signed in with it ends now, as a revoked device's
+    // session does.
+    if let Some(t) = &token {
+        let closed = app.broker.close_account(&t.username, Some(&id));
+        if closed > 0 {
+            tracing::info!(token = %id, closed, "API token revoked; its MQTT alarm feeds closed");
+        }
+    }
     caller.audit("revoke API token", None, Outcome::Allowed);
     Ok(StatusCode::NO_CONTENT)
 }

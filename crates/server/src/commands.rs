@@ -57,6 +57,7 @@ async fn send_command(
             .expect("JSON value serialises")
             .into(),
         qos: 1,
+        alarm: None,
     });
     tracing::info!(%device, ?delivery, "command sent");
     Ok((StatusCode::ACCEPTED, Json(delivery)))

@@ -21,6 +21,7 @@ mod dashboard;
 mod device_auth;
 mod error;
 mod http_listener;
+mod mqtt_feed;
 mod ops;
 mod reports;
 mod stream;
@@ -285,6 +286,11 @@ impl Server {
             http_limits,
             pipeline.metrics.clone(),
         ));
+        // Integration accounts sign in to the alarm feed with their tokens.
+        let mqtt = mqtt.with_accounts(Arc::new(mqtt_feed::FeedAccounts {
+            access: access.clone(),
+            pipeline: pipeline.clone(),
+        }));
         let mqtt_task = tokio::spawn(mqtt.run(pipeline.clone()));
         let coap_task = tokio::spawn(coap.run(pipeline.clone()));
         let alarm_sink = tokio::spawn(medmesh_sinks::mqtt_alarms::run(

@@ -6,16 +6,20 @@
 //! reading, a reason joined or left, a lower priority), never a repeat of
 //! the same condition, so a pager that buzzes on it does not buzz every
 //! second; a pager may also page on "raised" and "escalated" only.
+//!
+//! Subscribers are accounts signed in with an `alarm-feed` token; each
+//! message carries its alarm's patient, priority and escalation level so the
+//! broker puts it to the policy for every account before sending it.
 
 use medmesh_pipeline::LiveEvent;
-use medmesh_sources::mqtt::{Broker, Message};
+use medmesh_sources::mqtt::{ALARM_TOPIC_PREFIX, AlarmSubject, Broker, Message};
 use std::sync::Arc;
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
 /// The topic a patient's alarms are published to.
 pub fn alarm_topic(patient: &str) -> String {
-    format!("medmesh/v1/alarms/{patient}")
+    format!("{ALARM_TOPIC_PREFIX}{patient}")
 }
 
 /// Publishes the alarm changes `events` carries (subscribed before the task
@@ -31,6 +35,13 @@ pub async fn run(mut events: broadcast::Receiver<LiveEvent>, broker: Arc<Broker>
                     topic: alarm_topic(alarm.patient_id.as_str()),
                     payload: serde_json::to_vec(&body).expect("alarm JSON").into(),
                     qos: 1,
+                    // Accounts receive it only if the policy lets them see
+                    // this alarm: decided per message, by the broker.
+                    alarm: Some(AlarmSubject {
+                        patient: alarm.patient_id.clone(),
+                        priority: alarm.priority,
+                        level: alarm.escalation_level,
+                    }),
                 });
             }
             Ok(_) => {}

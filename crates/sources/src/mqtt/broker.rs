@@ -9,7 +9,15 @@
 //! expiry > 0) is kept, and on reconnect unacknowledged messages are sent again
 //! (DUP set) before the queued ones. Sessions live in memory: a restart of
 //! medmesh ends them (sensor data is durable; commands are not).
+//!
+//! An account's session (an integration signed in with an `alarm-feed`
+//! token, [`Account`]) is its own: keyed by the account as well as the
+//! client ID, so no device or other client can take it over or be taken
+//! over by it, and every message routed to it by topic is put to the
+//! account again ([`Account::may_receive`]) before it is sent or queued,
+//! and again when a queued or unacknowledged one is sent on reconnect.
 
+use super::account::{Account, AlarmSubject};
 use super::codec::Outbound;
 use bytes::Bytes;
 use medmesh_model::DeviceId;
@@ -28,6 +36,18 @@ pub struct Message {
     pub payload: Bytes,
     /// 0 or 1 (QoS 2 is delivered as 1).
     pub qos: u8,
+    /// The alarm an alarm change is about, for the accounts whose feed is
+    /// filtered per alarm; `None` for anything else (commands, wills),
+    /// which no account receives.
+    pub alarm: Option<AlarmSubject>,
+}
+
+/// Whose session: a client ID alone, or a client ID of one account (so an
+/// account's session cannot be reached by a client that is not it).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum SessionKey {
+    Client(String),
+    Account { username: String, client_id: String },
 }
 
 /// What [`Broker::publish`] did with a message.
@@ -56,6 +76,8 @@ struct Link {
 
 #[derive(Default)]
 struct Session {
+    /// The account the session belongs to: every message is put to it.
+    account: Option<Arc<dyn Account>>,
     subscriptions: Vec<(String, u8)>,
     persistent: bool,
     link: Option<Link>,
@@ -71,6 +93,14 @@ impl Session {
             if self.next_pkid != 0 && !self.inflight.contains_key(&self.next_pkid) {
                 return self.next_pkid;
             }
+        }
+    }
+
+    /// Whether the session's account (if any) may be sent `m` now.
+    fn may_receive(&self, m: &Message) -> bool {
+        match &self.account {
+            None => true,
+            Some(account) => m.alarm.as_ref().is_some_and(|a| account.may_receive(a)),
         }
     }
 
@@ -106,7 +136,7 @@ impl Session {
 
 #[derive(Default)]
 pub struct Broker {
-    sessions: Mutex<HashMap<String, Session>>,
+    sessions: Mutex<HashMap<SessionKey, Session>>,
     next_link: AtomicU64,
 }
 
@@ -124,29 +154,43 @@ impl Broker {
     /// any other connection), and sends what the session owes the client.
     pub(crate) fn attach(
         &self,
-        client_id: &str,
+        key: &SessionKey,
         device: Option<DeviceId>,
+        account: Option<Arc<dyn Account>>,
         persistent: bool,
         out: mpsc::Sender<Outbound>,
     ) -> Attached {
         let mut sessions = self.sessions.lock().expect("sessions lock");
         // MQTT 3.1.1 section 3.1.4: a second connection with the same
         // client ID takes over; the first one is closed.
-        if let Some(old) = sessions.get_mut(client_id).and_then(|s| s.link.take()) {
+        if let Some(old) = sessions.get_mut(key).and_then(|s| s.link.take()) {
             if old.device == device {
                 old.taken_over.store(true, Ordering::Release);
             }
             old.kick.notify_one();
         }
         if !persistent {
-            sessions.remove(client_id);
+            sessions.remove(key);
         }
-        let session_present = sessions.contains_key(client_id);
-        let session = sessions.entry(client_id.to_string()).or_default();
+        let session_present = sessions.contains_key(key);
+        let session = sessions.entry(key.clone()).or_default();
         session.persistent = persistent;
+        // The account as it signed in now (its token may be a new one).
+        session.account = account;
         let kick = Arc::new(Notify::new());
         let taken_over = Arc::new(AtomicBool::new(false));
         let link_id = self.next_link.fetch_add(1, Ordering::Relaxed);
+        // What the account may no longer see (a care team changed while it
+        // was away) is not sent again.
+        let refused: Vec<u16> = session
+            .inflight
+            .iter()
+            .filter(|(_, m)| !session.may_receive(m))
+            .map(|(pkid, _)| *pkid)
+            .collect();
+        for pkid in refused {
+            session.inflight.remove(&pkid);
+        }
         // Unacknowledged messages first, flagged as duplicates, then the queue.
         for (pkid, m) in &session.inflight {
             let _ = out.try_send(Outbound::Publish {
@@ -166,7 +210,9 @@ impl Broker {
         });
         let queued: Vec<Message> = session.queue.drain(..).collect();
         for m in &queued {
-            session.deliver(m, m.qos);
+            if session.may_receive(m) {
+                session.deliver(m, m.qos);
+            }
         }
         Attached {
             link_id,
@@ -194,10 +240,28 @@ impl Broker {
         closed
     }
 
+    /// Closes every connection of account `username` (only those signed in
+    /// with token `token_id`, when given) at once: the token was revoked or
+    /// the user disabled. Returns how many.
+    pub fn close_account(&self, username: &str, token_id: Option<&str>) -> usize {
+        let sessions = self.sessions.lock().expect("sessions lock");
+        let mut closed = 0;
+        for session in sessions.values() {
+            let (Some(account), Some(link)) = (&session.account, &session.link) else {
+                continue;
+            };
+            if account.username() == username && token_id.is_none_or(|t| account.token_id() == t) {
+                link.kick.notify_one();
+                closed += 1;
+            }
+        }
+        closed
+    }
+
     /// The connection `link_id` ended: a clean session ends with it.
-    pub(crate) fn detach(&self, client_id: &str, link_id: u64) {
+    pub(crate) fn detach(&self, key: &SessionKey, link_id: u64) {
         let mut sessions = self.sessions.lock().expect("sessions lock");
-        let Some(session) = sessions.get_mut(client_id) else {
+        let Some(session) = sessions.get_mut(key) else {
             return;
         };
         if session.link.as_ref().is_none_or(|l| l.id != link_id) {
@@ -206,14 +270,14 @@ impl Broker {
         if session.persistent {
             session.link = None;
         } else {
-            sessions.remove(client_id);
+            sessions.remove(key);
         }
     }
 
     /// Adds subscriptions; returns the QoS granted per filter (`None`: invalid filter).
-    pub(crate) fn subscribe(&self, client_id: &str, filters: &[(String, u8)]) -> Vec<Option<u8>> {
+    pub(crate) fn subscribe(&self, key: &SessionKey, filters: &[(String, u8)]) -> Vec<Option<u8>> {
         let mut sessions = self.sessions.lock().expect("sessions lock");
-        let session = sessions.entry(client_id.to_string()).or_default();
+        let session = sessions.entry(key.clone()).or_default();
         filters
             .iter()
             .map(|(filter, qos)| {
@@ -228,31 +292,23 @@ impl Broker {
             .collect()
     }
 
-    pub(crate) fn unsubscribe(&self, client_id: &str, filters: &[String]) {
-        if let Some(session) = self
-            .sessions
-            .lock()
-            .expect("sessions lock")
-            .get_mut(client_id)
-        {
+    pub(crate) fn unsubscribe(&self, key: &SessionKey, filters: &[String]) {
+        if let Some(session) = self.sessions.lock().expect("sessions lock").get_mut(key) {
             session.subscriptions.retain(|(f, _)| !filters.contains(f));
         }
     }
 
     /// The client acknowledged a QoS 1 message.
-    pub(crate) fn acked(&self, client_id: &str, pkid: u16) {
-        if let Some(session) = self
-            .sessions
-            .lock()
-            .expect("sessions lock")
-            .get_mut(client_id)
-        {
+    pub(crate) fn acked(&self, key: &SessionKey, pkid: u16) {
+        if let Some(session) = self.sessions.lock().expect("sessions lock").get_mut(key) {
             session.inflight.remove(&pkid);
         }
     }
 
     /// Routes a message to every session subscribed to its topic, at the
-    /// lower of the message's and the subscription's QoS.
+    /// lower of the message's and the subscription's QoS; an account's
+    /// session only if the account may receive it (asked while the sessions
+    /// are locked: an account's check must never call back into the broker).
     pub fn publish(&self, message: Message) -> Delivery {
         let mut delivery = Delivery::default();
         let mut sessions = self.sessions.lock().expect("sessions lock");
@@ -266,6 +322,9 @@ impl Broker {
             else {
                 continue;
             };
+            if !session.may_receive(&message) {
+                continue;
+            }
             let qos = qos.min(message.qos.min(1));
             if session.deliver(&message, qos) {
                 delivery.delivered += 1;
@@ -286,18 +345,23 @@ mod tests {
             topic: topic.into(),
             payload: Bytes::from_static(b"{}"),
             qos: 1,
+            alarm: None,
         }
+    }
+
+    fn key(client_id: &str) -> SessionKey {
+        SessionKey::Client(client_id.into())
     }
 
     #[test]
     fn wildcard_subscriptions_route_and_offline_persistent_sessions_queue() {
         let broker = Broker::default();
         let (tx, mut rx) = mpsc::channel(16);
-        let a = broker.attach("dev-1", None, true, tx);
+        let a = broker.attach(&key("dev-1"), None, None, true, tx);
         assert!(!a.session_present);
         assert_eq!(
             broker.subscribe(
-                "dev-1",
+                &key("dev-1"),
                 &[
                     ("medmesh/v1/devices/dev-1/#".into(), 1),
                     ("bad/#/x".into(), 0)
@@ -324,7 +388,7 @@ mod tests {
         };
 
         // Offline without acknowledging: the message is owed, and a new one queues.
-        broker.detach("dev-1", a.link_id);
+        broker.detach(&key("dev-1"), a.link_id);
         assert_eq!(
             broker.publish(msg("medmesh/v1/devices/dev-1/commands")),
             Delivery {
@@ -333,7 +397,7 @@ mod tests {
             }
         );
         let (tx, mut rx) = mpsc::channel(16);
-        let b = broker.attach("dev-1", None, true, tx);
+        let b = broker.attach(&key("dev-1"), None, None, true, tx);
         assert!(b.session_present);
         let Outbound::Publish {
             pkid: again,
@@ -354,19 +418,100 @@ mod tests {
     fn clean_sessions_end_with_their_connection_and_takeover_kicks_the_old_one() {
         let broker = Broker::default();
         let (tx, _rx) = mpsc::channel(16);
-        let a = broker.attach("c", None, false, tx);
-        broker.subscribe("c", &[("t".into(), 1)]);
+        let a = broker.attach(&key("c"), None, None, false, tx);
+        broker.subscribe(&key("c"), &[("t".into(), 1)]);
         let (tx2, _rx2) = mpsc::channel(16);
-        let b = broker.attach("c", None, false, tx2);
+        let b = broker.attach(&key("c"), None, None, false, tx2);
         assert!(!b.session_present);
         // The first connection was told to go; its late detach changes nothing.
         let kicked = a.kick.notified();
         futures_lite_ready(kicked);
-        broker.detach("c", a.link_id);
-        broker.subscribe("c", &[("t".into(), 1)]);
+        broker.detach(&key("c"), a.link_id);
+        broker.subscribe(&key("c"), &[("t".into(), 1)]);
         assert_eq!(broker.publish(msg("t")).delivered, 1);
-        broker.detach("c", b.link_id);
+        broker.detach(&key("c"), b.link_id);
         assert_eq!(broker.publish(msg("t")), Delivery::default());
+    }
+
+    /// An account that sees the patients listed in `sees`.
+    struct Feed {
+        sees: Mutex<Vec<&'static str>>,
+    }
+
+    impl Account for Feed {
+        fn username(&self) -> &str {
+            "nursecall"
+        }
+        fn token_id(&self) -> &str {
+            "tok-1"
+        }
+        fn may_receive(&self, alarm: &AlarmSubject) -> bool {
+            self.sees.lock().unwrap().contains(&alarm.patient.as_str())
+        }
+        fn audit(&self, _: &str, _: bool, _: &str) {}
+    }
+
+    fn alarm(patient: &str) -> Message {
+        Message {
+            alarm: Some(AlarmSubject {
+                patient: medmesh_model::PatientId::new(patient).unwrap(),
+                priority: medmesh_model::Priority::High,
+                level: 0,
+            }),
+            ..msg(&format!("medmesh/v1/alarms/{patient}"))
+        }
+    }
+
+    #[test]
+    fn an_accounts_session_is_its_own_and_gets_only_what_it_may_receive() {
+        let broker = Broker::default();
+        let feed = Arc::new(Feed {
+            sees: Mutex::new(vec!["p1"]),
+        });
+        let mine = SessionKey::Account {
+            username: "nursecall".into(),
+            client_id: "pager".into(),
+        };
+        let (tx, mut rx) = mpsc::channel(16);
+        let a = broker.attach(&mine, None, Some(feed.clone()), true, tx);
+        broker.subscribe(&mine, &[("medmesh/v1/alarms/+".into(), 1)]);
+        // Another client with the same client ID has a session of its own:
+        // the account's is neither taken over nor shared.
+        let (tx2, mut rx2) = mpsc::channel(16);
+        broker.attach(&key("pager"), None, None, false, tx2);
+        broker.subscribe(&key("pager"), &[("medmesh/v1/alarms/+".into(), 1)]);
+        let kicked = std::pin::pin!(a.kick.notified());
+        assert!(!kicked.enable(), "the account's connection stays");
+        assert_eq!(broker.publish(alarm("p1")).delivered, 2);
+        assert!(matches!(rx.try_recv(), Ok(Outbound::Publish { .. })));
+        assert!(rx2.try_recv().is_ok());
+        // Another ward's patient, or a message that is no alarm: not to it.
+        assert_eq!(broker.publish(alarm("p2")).delivered, 1);
+        assert_eq!(
+            broker.publish(msg("medmesh/v1/alarms/p1")).delivered,
+            1,
+            "no alarm subject, no account"
+        );
+        assert!(rx.try_recv().is_err());
+        // Decided per message: the account's reach changed, so does its feed.
+        feed.sees.lock().unwrap().push("p2");
+        assert_eq!(broker.publish(alarm("p2")).delivered, 2);
+        // Offline, what it may no longer see is neither queued nor resent.
+        broker.detach(&mine, a.link_id);
+        feed.sees.lock().unwrap().clear();
+        assert_eq!(broker.publish(alarm("p1")).queued, 0);
+        let (tx, mut rx) = mpsc::channel(16);
+        let b = broker.attach(&mine, None, Some(feed.clone()), true, tx);
+        assert!(b.session_present);
+        assert!(
+            rx.try_recv().is_err(),
+            "the unacknowledged ones are dropped"
+        );
+        // Closed by token, or by user; another token's revocation leaves it.
+        assert_eq!(broker.close_account("nursecall", Some("tok-2")), 0);
+        assert_eq!(broker.close_account("someone", None), 0);
+        assert_eq!(broker.close_account("nursecall", Some("tok-1")), 1);
+        assert_eq!(broker.close_account("nursecall", None), 1);
     }
 
     /// The notification was stored: awaiting it completes at once.

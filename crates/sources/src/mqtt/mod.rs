@@ -9,19 +9,23 @@
 //! Clients may also subscribe (a device to its commands, at
 //! `medmesh/v1/devices/{device_id}/commands`); sessions, last wills and
 //! delivery are in [`broker`]. A client whose ID is a device ID marks that
-//! device on line while connected, and off line when it goes.
+//! device on line while connected, and off line when it goes. Accounts
+//! (integrations with an `alarm-feed` token, [`account`]) subscribe to the
+//! alarm topics and receive their patients' alarms only.
 //!
 //! Packet encoding and decoding come from the `rumqttc` crate's packet
 //! modules; this module is the broker side: sessions, keep-alive, ordering of
 //! acknowledgements and the hand-off to the pipeline.
 
+mod account;
 mod broker;
 mod codec;
 mod session;
 mod topic;
 
+pub use account::{Account, Accounts, AlarmSubject, Login};
 pub use broker::{Broker, Delivery, Message};
-pub use topic::{DEVICE_TOPIC_PREFIX, command_topic, device_topic, gatt_topic};
+pub use topic::{ALARM_TOPIC_PREFIX, DEVICE_TOPIC_PREFIX, command_topic, device_topic, gatt_topic};
 
 use crate::limits::{self, Backoff, ConnectionGate, ConnectionLimits};
 use medmesh_pipeline::{Pipeline, SourceKind};
@@ -72,6 +76,7 @@ pub struct MqttListener {
     settings: Arc<MqttSettings>,
     broker: Arc<Broker>,
     tls: Option<crate::tls::TlsAcceptor>,
+    accounts: Option<Arc<dyn Accounts>>,
 }
 
 impl MqttListener {
@@ -81,7 +86,15 @@ impl MqttListener {
             settings: Arc::new(settings),
             broker: Arc::new(Broker::default()),
             tls: None,
+            accounts: None,
         })
+    }
+
+    /// Lets accounts sign in (the alarm feed); without it every login is a
+    /// device's.
+    pub fn with_accounts(mut self, accounts: Arc<dyn Accounts>) -> MqttListener {
+        self.accounts = Some(accounts);
+        self
     }
 
     /// Serves MQTT over TLS (MQTTS) instead of plain TCP.
@@ -125,14 +138,21 @@ impl MqttListener {
             let settings = self.settings.clone();
             let broker = self.broker.clone();
             let tls = self.tls.clone();
+            let shared = session::Shared {
+                pipeline,
+                broker,
+                settings,
+                accounts: self.accounts.clone(),
+                peer,
+            };
             tokio::spawn(async move {
                 let _permit = permit;
                 let served = match tls {
-                    None => session::serve(stream, None, pipeline, broker, settings).await,
+                    None => session::serve(stream, None, shared).await,
                     Some(acceptor) => match crate::tls::handshake(&acceptor, stream).await {
                         Ok(tls) => {
                             let device = crate::tls::certified_device(&tls);
-                            session::serve(tls, device, pipeline, broker, settings).await
+                            session::serve(tls, device, shared).await
                         }
                         Err(e) => Err(e),
                     },

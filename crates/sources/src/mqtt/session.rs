@@ -7,9 +7,10 @@
 //! (3.1.1 section 4.6, 5.0 section 4.6).
 
 use super::MqttSettings;
-use super::broker::{Broker, Message};
+use super::account::{Account, Accounts, Login};
+use super::broker::{Broker, Message, SessionKey};
 use super::codec::{self, AckReason, CodecError, Granted, Inbound, Outbound, Version};
-use super::topic::{may_subscribe, may_will, parse_topic};
+use super::topic::{may_subscribe, may_subscribe_alarm_feed, may_will, parse_topic};
 use bytes::{Bytes, BytesMut};
 use medmesh_model::DeviceId;
 use medmesh_pipeline::{DeviceIdentity, IngestError, Pipeline, Proof, Refusal, SourceKind};
@@ -36,18 +37,32 @@ enum Pending {
     },
 }
 
+/// What every connection of a listener shares, and where this one is from.
+pub(crate) struct Shared {
+    pub pipeline: Arc<Pipeline>,
+    pub broker: Arc<Broker>,
+    pub settings: Arc<MqttSettings>,
+    pub accounts: Option<Arc<dyn Accounts>>,
+    pub peer: std::net::SocketAddr,
+}
+
 /// Serves one MQTT connection, over TCP or TLS. `certified` is the device a
 /// verified TLS client certificate names, if any.
 pub(crate) async fn serve<S>(
     stream: S,
     certified: Option<DeviceId>,
-    pipeline: Arc<Pipeline>,
-    broker: Arc<Broker>,
-    settings: Arc<MqttSettings>,
+    shared: Shared,
 ) -> Result<(), String>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
+    let Shared {
+        pipeline,
+        broker,
+        settings,
+        accounts,
+        peer,
+    } = shared;
     let (mut rd, mut wr) = tokio::io::split(stream);
     let max = settings.max_packet_bytes;
     let mut buf = BytesMut::with_capacity(8 * 1024);
@@ -81,21 +96,48 @@ where
             Ok(_) => return Err("first packet is not CONNECT".into()),
             Err(e) => return Err(e.to_string()),
         };
-    let identity = authenticate(&pipeline, &settings, &client_id, login, certified).await;
+    // An account's login (its password is an API token) is an account's,
+    // whatever its client ID; a certificate always names a device.
+    let account = match (&accounts, &login, &certified) {
+        (Some(accounts), Some((username, password)), None) => accounts.sign_in(&Login {
+            username,
+            password,
+            client_id: &client_id,
+            peer,
+        }),
+        _ => None,
+    };
+    let identity = match account {
+        None => authenticate(&pipeline, &settings, &client_id, login, certified)
+            .await
+            .map(Who::Client),
+        Some(Ok(account)) => Ok(Who::Account(account)),
+        Some(Err(Refusal::BadCredentials(why))) => Err((Outbound::ConnAckBadCredentials, why)),
+        Some(Err(Refusal::NotAuthorized(why))) => Err((Outbound::ConnAckNotAuthorized, why)),
+    };
     // The authenticated device, or else a client ID that is a device ID,
-    // says which device is on line and whose topics the client may use.
+    // says which device is on line and whose topics the client may use. An
+    // account is no device, whatever its client ID.
     let named = !client_id.is_empty();
-    let device = identity.as_ref().ok().and_then(|who| {
-        who.device()
+    let device = identity.as_ref().ok().and_then(|who| match who {
+        Who::Client(who) => who
+            .device()
             .cloned()
-            .or_else(|| DeviceId::new(client_id.clone()).ok().filter(|_| named))
+            .or_else(|| DeviceId::new(client_id.clone()).ok().filter(|_| named)),
+        Who::Account(_) => None,
     });
-    let authenticated = identity.as_ref().is_ok_and(|who| who.device().is_some());
-    let identity = identity.and_then(|who| match &will {
-        Some(w) => may_will(authenticated, device.as_ref(), &w.topic)
-            .map(|()| who)
-            .map_err(|why| (Outbound::ConnAckNotAuthorized, why)),
-        None => Ok(who),
+    let identity = identity.and_then(|who| match (&will, &who) {
+        (Some(_), Who::Account(account)) => {
+            let why = "an alarm-feed account publishes nothing, not even a will".to_string();
+            account.audit("MQTT alarm feed connect", false, &why);
+            Err((Outbound::ConnAckNotAuthorized, why))
+        }
+        (Some(w), Who::Client(client)) => {
+            may_will(client.device().is_some(), device.as_ref(), &w.topic)
+                .map(|()| who)
+                .map_err(|why| (Outbound::ConnAckNotAuthorized, why))
+        }
+        (None, _) => Ok(who),
     });
     let identity = match identity {
         Ok(identity) => identity,
@@ -104,10 +146,24 @@ where
             codec::write(version, &refusal, &mut out);
             let _ = wr.write_all(&out).await;
             pipeline.metrics.refused_message(SourceKind::Mqtt);
-            tracing::warn!(client_id, reason = why, "MQTT connection refused");
+            tracing::warn!(client_id, %peer, reason = why, "MQTT connection refused");
             return Err(format!("refused: {why}"));
         }
     };
+    let account = match &identity {
+        Who::Account(a) => Some(a.clone()),
+        Who::Client(_) => None,
+    };
+    if let Some(account) = &account {
+        account.audit(
+            "MQTT alarm feed connect",
+            true,
+            &format!(
+                "client {client_id:?} from {peer}, token {}",
+                account.token_id()
+            ),
+        );
+    }
     // MQTT 3.1.1 lets a clean-session client leave its ID empty: assign one.
     let client_id = if client_id.is_empty() {
         format!("anonymous-{}", ANONYMOUS.fetch_add(1, Ordering::Relaxed))
@@ -122,9 +178,22 @@ where
         "MQTT client connected"
     );
 
+    let key = match &account {
+        Some(a) => SessionKey::Account {
+            username: a.username().to_string(),
+            client_id: client_id.clone(),
+        },
+        None => SessionKey::Client(client_id.clone()),
+    };
     let (replies, queue) = mpsc::channel(settings.max_inflight);
     let (deliveries_tx, deliveries) = mpsc::channel(DELIVERY_QUEUE);
-    let attached = broker.attach(&client_id, device.clone(), persistent, deliveries_tx);
+    let attached = broker.attach(
+        &key,
+        device.clone(),
+        account.clone(),
+        persistent,
+        deliveries_tx,
+    );
     let writer = tokio::spawn(write_loop(wr, version, queue, deliveries));
     let _ = replies
         .send(Pending::Reply(Outbound::ConnAckAccepted {
@@ -139,8 +208,13 @@ where
     let idle_limit =
         (keep_alive_s > 0).then(|| Duration::from_millis(u64::from(keep_alive_s) * 1500));
     let conn = Conn {
-        identity: identity.device(),
+        identity: match &identity {
+            Who::Client(who) => who.device(),
+            Who::Account(_) => None,
+        },
+        account: account.as_ref(),
         own: device.as_ref(),
+        key: &key,
         client_id: &client_id,
         broker: &broker,
         kick: &attached.kick,
@@ -152,7 +226,7 @@ where
     };
     let end = read_loop(&mut rd, &mut buf, &replies, &conn).await;
     drop(replies);
-    broker.detach(&client_id, attached.link_id);
+    broker.detach(&key, attached.link_id);
     let reason = match &end {
         Ok(End::Disconnect) => "disconnected".to_string(),
         Ok(End::Closed) => "connection closed without DISCONNECT".to_string(),
@@ -160,6 +234,13 @@ where
         Ok(End::TakenOver) => "taken over by the device's new connection".to_string(),
         Err(e) => e.clone(),
     };
+    if let Some(account) = &account {
+        account.audit(
+            "MQTT alarm feed closed",
+            true,
+            &format!("client {client_id:?} from {peer}: {reason}"),
+        );
+    }
     if !matches!(end, Ok(End::Disconnect)) {
         // MQTT 3.1.1 section 3.1.2.5: the will is published unless the client
         // said goodbye with DISCONNECT.
@@ -168,6 +249,7 @@ where
                 topic: w.topic,
                 payload: w.payload,
                 qos: w.qos,
+                alarm: None,
             });
             tracing::info!(client_id, ?delivery, "last will published");
         }
@@ -193,6 +275,12 @@ static ANONYMOUS: AtomicU64 = AtomicU64::new(1);
 /// Broker-originated messages (commands, wills) waiting to be written.
 const DELIVERY_QUEUE: usize = 256;
 
+/// Who a connection is: a device or anonymous client, or an account.
+enum Who {
+    Client(DeviceIdentity),
+    Account(Arc<dyn Account>),
+}
+
 /// How a connection ended without error.
 enum End {
     Disconnect,
@@ -207,8 +295,13 @@ enum End {
 
 /// What the read loop needs of the connection and its session.
 struct Conn<'a> {
-    /// The device the client authenticated as; `None` for anonymous clients.
+    /// The device the client authenticated as; `None` for anonymous clients
+    /// and accounts.
     identity: Option<&'a DeviceId>,
+    /// The account signed in, which publishes nothing and subscribes to
+    /// the alarm feed only.
+    account: Option<&'a Arc<dyn Account>>,
+    key: &'a SessionKey,
     /// Whose topics the client may subscribe to: the authenticated device,
     /// or the device an anonymous client's ID names.
     own: Option<&'a DeviceId>,
@@ -262,7 +355,10 @@ async fn read_loop(
                 } => Pending::Publish {
                     pkid,
                     qos,
-                    stored: start_storing(pipeline, conn.identity.cloned(), topic, payload),
+                    stored: match conn.account {
+                        Some(account) => refuse_account_publish(pipeline, account, topic),
+                        None => start_storing(pipeline, conn.identity.cloned(), topic, payload),
+                    },
                 },
                 Inbound::PubRel { pkid } => Pending::Reply(Outbound::PubComp { pkid }),
                 Inbound::Subscribe { pkid, filters } => {
@@ -273,14 +369,14 @@ async fn read_loop(
                     Pending::Reply(Outbound::SubAck { pkid, granted })
                 }
                 Inbound::Unsubscribe { pkid, filters } => {
-                    session.broker.unsubscribe(session.client_id, &filters);
+                    session.broker.unsubscribe(session.key, &filters);
                     Pending::Reply(Outbound::UnsubAck {
                         pkid,
                         filters: filters.len(),
                     })
                 }
                 Inbound::PubAck { pkid } => {
-                    session.broker.acked(session.client_id, pkid);
+                    session.broker.acked(session.key, pkid);
                     continue;
                 }
                 Inbound::PingReq => Pending::Reply(Outbound::PingResp),
@@ -311,7 +407,7 @@ async fn read_loop(
                 if session.taken_over.load(std::sync::atomic::Ordering::Acquire) {
                     return Ok(End::TakenOver);
                 }
-                return Err("session closed by the broker: taken over by another client, or the device's credentials changed".into());
+                return Err("session closed by the broker: taken over by another client, the device's credentials changed, or the account's token was revoked or its user disabled".into());
             }
         };
         if n == 0 {
@@ -323,7 +419,20 @@ async fn read_loop(
 /// Checks one SUBSCRIBE filter against what the client may reach; a
 /// refused filter gets a failure code in the SUBACK, the others go on.
 fn subscribe(conn: &Conn<'_>, filter: &str, qos: u8) -> Granted {
-    if let Err(why) = may_subscribe(conn.identity.is_some(), conn.own, filter) {
+    let allowed = match conn.account {
+        // Every subscription of an account is audited: who, which filter.
+        Some(account) => {
+            let allowed = may_subscribe_alarm_feed(filter);
+            let detail = match &allowed {
+                Ok(()) => format!("client {:?}: {filter:?}", conn.client_id),
+                Err(why) => format!("client {:?}: {why}", conn.client_id),
+            };
+            account.audit("MQTT alarm feed subscribe", allowed.is_ok(), &detail);
+            allowed
+        }
+        None => may_subscribe(conn.identity.is_some(), conn.own, filter),
+    };
+    if let Err(why) = allowed {
         conn.pipeline.metrics.refused_message(SourceKind::Mqtt);
         tracing::warn!(
             client_id = conn.client_id,
@@ -335,7 +444,7 @@ fn subscribe(conn: &Conn<'_>, filter: &str, qos: u8) -> Granted {
     }
     match conn
         .broker
-        .subscribe(conn.client_id, &[(filter.to_string(), qos)])[0]
+        .subscribe(conn.key, &[(filter.to_string(), qos)])[0]
     {
         Some(q) => Granted::Qos(q),
         None => Granted::InvalidFilter,
@@ -412,6 +521,26 @@ fn authorize_publish(
     let refusal = pipeline.authorize_device(&who, device).err()?;
     pipeline.device_refused(SourceKind::Mqtt, device, &refusal);
     Some(AckReason::NotAuthorized(refusal.reason().to_string()))
+}
+
+/// An account publishes nothing (it is no device, and alarms are medmesh's
+/// to publish): the publish is refused (MQTT 5: "not authorized"; 3.1.1 can
+/// only acknowledge), counted and audited.
+fn refuse_account_publish(
+    pipeline: &Pipeline,
+    account: &Arc<dyn Account>,
+    topic: Result<String, String>,
+) -> StoreTask {
+    let topic = topic.unwrap_or_else(|bad| bad);
+    let why = format!("an alarm-feed account may not publish (topic {topic:?})");
+    pipeline.metrics.refused_message(SourceKind::Mqtt);
+    tracing::warn!(
+        account = account.username(),
+        topic,
+        "MQTT publish by an account refused"
+    );
+    account.audit("MQTT publish", false, &why);
+    tokio::spawn(async move { Ok(AckReason::NotAuthorized(why)) })
 }
 
 /// Spawns the storing of one publish; the writer awaits it in order.

@@ -31,12 +31,17 @@ fn own_prefix(device: &DeviceId) -> String {
     format!("{DEVICE_TOPIC_PREFIX}{device}/")
 }
 
-/// Whether a client may subscribe to `filter`. A device that proved who it
-/// is listens only under its own `medmesh/v1/devices/{id}/` topics. An
-/// anonymous client (allowed in demos only) gets its client ID's device
-/// topics too, one patient's alarm topic named in full (the demo's
-/// nurse-call feed), and anything outside `medmesh/`; no wildcard of its
-/// reaches another device's topics or the alarms.
+/// Where alarm changes are published, one topic per patient.
+pub const ALARM_TOPIC_PREFIX: &str = "medmesh/v1/alarms/";
+
+/// Whether a device or anonymous client may subscribe to `filter`. A device
+/// that proved who it is listens only under its own
+/// `medmesh/v1/devices/{id}/` topics. An anonymous client (allowed in demos
+/// only) gets its client ID's device topics too and anything outside
+/// `medmesh/`; no wildcard of its reaches another device's topics. Neither
+/// ever reaches the alarms: those are for accounts signed in with an
+/// alarm-feed token ([`may_subscribe_alarm_feed`]), which see only their
+/// patients' alarms.
 pub(crate) fn may_subscribe(
     authenticated: bool,
     own: Option<&DeviceId>,
@@ -51,17 +56,32 @@ pub(crate) fn may_subscribe(
             own_prefix(d)
         ));
     }
-    // One patient's alarm topic named in full, no wildcard.
-    let one_patients_alarms = !filter.contains(['+', '#'])
-        && filter
-            .strip_prefix("medmesh/v1/alarms/")
-            .is_some_and(|patient| !patient.is_empty() && !patient.contains('/'));
-    if !reaches_medmesh(filter) || one_patients_alarms {
+    if !reaches_medmesh(filter) {
         Ok(())
+    } else if filter.starts_with(ALARM_TOPIC_PREFIX) {
+        Err(format!(
+            "{filter:?}: the alarm feed needs an account's alarm-feed token (user name: the \
+             account, password: the token)"
+        ))
     } else {
         Err(format!(
-            "an anonymous client may not subscribe to {filter:?}: it reaches other devices' topics or the alarms"
+            "an anonymous client may not subscribe to {filter:?}: it reaches other devices' topics"
         ))
+    }
+}
+
+/// Whether an account signed in to the alarm feed may subscribe to
+/// `filter`: `medmesh/v1/alarms/{patient}`, `medmesh/v1/alarms/+`, or
+/// another filter under `medmesh/v1/alarms/` without `#`. Nothing else: an
+/// account is no device and reads no device's topics. Which alarms reach it
+/// is decided per message, not by the filter.
+pub(crate) fn may_subscribe_alarm_feed(filter: &str) -> Result<(), String> {
+    match filter.strip_prefix(ALARM_TOPIC_PREFIX) {
+        Some(rest) if !rest.is_empty() && !rest.contains('#') => Ok(()),
+        _ => Err(format!(
+            "an alarm-feed account may subscribe only to {ALARM_TOPIC_PREFIX}{{patient_id}} or \
+             {ALARM_TOPIC_PREFIX}+, not {filter:?}"
+        )),
     }
 }
 
@@ -199,11 +219,37 @@ mod tests {
             assert!(may_subscribe(false, None, f).is_err(), "{f}");
         }
         assert!(may_subscribe(false, Some(&a), "medmesh/v1/devices/dev-a/commands").is_ok());
-        assert!(may_subscribe(false, None, "medmesh/v1/alarms/p1").is_ok());
+        // Not even one patient's alarms by name: that is for accounts.
+        let why = may_subscribe(false, None, "medmesh/v1/alarms/p1").unwrap_err();
+        assert!(why.contains("alarm-feed token"), "{why}");
         assert!(may_subscribe(false, None, "lab/#").is_ok());
         assert!(may_will(false, Some(&a), "medmesh/v1/devices/dev-a/status").is_ok());
         assert!(may_will(false, Some(&a), "medmesh/v1/devices/dev-b/commands").is_err());
         assert!(may_will(false, None, "medmesh/v1/alarms/p1").is_err());
         assert!(may_will(false, None, "lab/gone").is_ok());
+    }
+
+    #[test]
+    fn an_alarm_feed_account_subscribes_under_the_alarms_only_without_hash() {
+        for ok in [
+            "medmesh/v1/alarms/p1",
+            "medmesh/v1/alarms/+",
+            "medmesh/v1/alarms/+/x",
+        ] {
+            assert!(may_subscribe_alarm_feed(ok).is_ok(), "{ok}");
+        }
+        for refused in [
+            "#",
+            "+/v1/alarms/+",
+            "medmesh/#",
+            "medmesh/+/alarms/p1",
+            "medmesh/v1/alarms/#",
+            "medmesh/v1/alarms/",
+            "medmesh/v1/alarms",
+            "medmesh/v1/devices/dev-a/commands",
+            "lab/#",
+        ] {
+            assert!(may_subscribe_alarm_feed(refused).is_err(), "{refused}");
+        }
     }
 }
