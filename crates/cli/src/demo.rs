@@ -50,3 +50,34 @@ pub fn accounts(running: &Running, ward: &[SimPatient]) -> anyhow::Result<String
         "as admin, physician, nurse, patient, caregiver, insurer, researcher or operations; password {DEMO_PASSWORD}"
     ))
 }
+
+/// The ward acts on what it acknowledges: an acknowledged alarm of a
+/// simulated patient starts their treatment (their deterioration ebbs;
+/// see `medmesh_simulator::physiology`). Without it, they worsen until the
+/// simulated outreach team responds. Runs until the server stops.
+pub fn treat_on_acknowledgement(running: &Running, ward: &[SimPatient]) {
+    let treatments: std::collections::HashMap<_, _> = ward
+        .iter()
+        .map(|p| (p.patient.id.clone(), p.physiology.treatment()))
+        .collect();
+    let mut alarms = running.pipeline.subscribe_alarms().events;
+    tokio::spawn(async move {
+        loop {
+            match alarms.recv().await {
+                Ok(medmesh_pipeline::LiveEvent::Alarm {
+                    change: "acknowledged",
+                    alarm,
+                    ..
+                }) => {
+                    if let Some(t) = treatments.get(&alarm.patient_id) {
+                        t.order(medmesh_model::now_ms());
+                    }
+                }
+                Ok(_) => {}
+                // Missed some: the next acknowledgement still counts.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+}

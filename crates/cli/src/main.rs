@@ -480,6 +480,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 }
             }
             let accounts = demo::accounts(&running, &ward)?;
+            demo::treat_on_acknowledgement(&running, &ward);
             // The ward speaks every protocol, like a real one: bedside monitors
             // on MQTT and through an HL7 gateway, constrained sensors on CoAP,
             // a few devices on plain HTTP.

@@ -29,6 +29,10 @@ use std::time::Duration;
 const WARD_SIZE: usize = 500;
 /// The patient seeded without a temperature.
 const PARTIAL: usize = 2;
+/// The patient seeded with SpO2 95 (NEWS2 1, no alarm).
+const SPO2_95: usize = 3;
+/// Patients monitored at home (no bed).
+const HOME: [usize; 4] = [1, PARTIAL, SPO2_95, WARD_SIZE];
 const NURSE: &str = "nurse.ward";
 const PATIENT_USER: &str = "pat.0001";
 const ADMIN: &str = "admin.ward";
@@ -96,11 +100,17 @@ async fn the_dashboard_in_a_browser_is_live_acknowledges_charts_and_holds_500_pa
     );
     let s = start().await;
     for i in 1..=WARD_SIZE {
+        // A few are monitored at home (no bed): the home-monitoring view's.
+        let bed = if HOME.contains(&i) {
+            String::new()
+        } else {
+            i.to_string()
+        };
         let (st, r) = s
             .send(
                 Method::POST,
                 "/api/v1/patients",
-                json!({"id": patient(i), "name": format!("Patient {i:04}"), "ward": "Test", "bed": i.to_string()}),
+                json!({"id": patient(i), "name": format!("Patient {i:04}"), "ward": "Test", "bed": bed}),
             )
             .await;
         assert_eq!(st, 201, "{r}");
@@ -159,6 +169,7 @@ async fn the_dashboard_in_a_browser_is_live_acknowledges_charts_and_holds_500_pa
             if i == PARTIAL && n == "body_temperature" {
                 continue;
             }
+            let v = if i == SPO2_95 && n == "spo2" { 95.0 } else { v };
             seed.push((device(i), pack(n, u, v, when(i))));
         }
     }
@@ -395,20 +406,19 @@ async fn the_dashboard_in_a_browser_is_live_acknowledges_charts_and_holds_500_pa
         "snooze not recorded: {alarm}"
     );
 
-    // First the patient with an alarm, then the one without a reading for
-    // three hours, then the rest (current readings, equal NEWS2).
-    let home = &results["home"]["first"];
+    // Home patients only, by need: first the patient with an alarm, then
+    // the one with the higher NEWS2, then (equal NEWS2) the one without a
+    // reading for three hours before the one with current readings.
     assert_eq!(
-        home[0],
-        patient(1),
-        "the patient with the alarm comes first"
+        results["home"]["order"],
+        json!([
+            patient(1),
+            patient(SPO2_95),
+            patient(WARD_SIZE),
+            patient(PARTIAL)
+        ]),
+        "the home patients, the one needing attention first"
     );
-    assert_eq!(
-        home[1],
-        patient(WARD_SIZE),
-        "then the one who missed readings"
-    );
-    assert_eq!(results["home"]["rows"], WARD_SIZE);
 
     let p = &results["patient"];
     // 30 history readings plus the live ones of the last hour.
@@ -697,6 +707,225 @@ async fn the_dashboard_in_a_browser_is_live_acknowledges_charts_and_holds_500_pa
         "admin-audit",
         "alarm-load",
     ] {
+        let png = shots.join(format!("{shot}.png"));
+        assert!(
+            std::fs::metadata(&png).is_ok_and(|m| m.len() > 10_000),
+            "{}",
+            png.display()
+        );
+    }
+}
+
+/// Full names as a ward has them, one long (the tile shows it whole).
+const NAMES: [&str; 24] = [
+    "Amara Okafor",
+    "Konstantina Papadopoulou",
+    "Ben Brennan",
+    "Chloe Castillo",
+    "Dev Dubois",
+    "Elena Eriksen",
+    "Farid Fischer",
+    "Grace Gallagher",
+    "Hugo Haddad",
+    "Ines Ivanova",
+    "Jonah Jensen",
+    "Kiri Kowalski",
+    "Liam Lindqvist",
+    "Maya Moreau",
+    "Nils Nakamura",
+    "Olga Okafor",
+    "Pablo Petrov",
+    "Quinn Quigley",
+    "Rosa Rossi",
+    "Sami Santos",
+    "Tess Tanaka",
+    "Umar Abbott",
+    "Vera Brennan",
+    "Maximilian Castillo-Nakamura",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_station_shows_24_beds_on_a_full_hd_screen_without_scrolling() {
+    assert!(
+        browser_dir().join("node_modules/playwright-core").is_dir()
+            && std::path::Path::new("/usr/bin/chromium").exists(),
+        "the browser test needs Debian's chromium and `npm ci` in {}: run scripts/test.sh",
+        browser_dir().display()
+    );
+    const BEDS: usize = 24;
+    // The patient with alarms, oxygen and new confusion.
+    const SICK: usize = 24;
+    let s = start().await;
+    let id = |i: usize| format!("w-{i:02}");
+    let monitor = |i: usize| format!("mon-{i:02}");
+    for i in 1..=BEDS {
+        let (st, r) = s
+            .send(
+                Method::POST,
+                "/api/v1/patients",
+                json!({"id": id(i), "name": NAMES[i - 1], "ward": "Test", "bed": i.to_string()}),
+            )
+            .await;
+        assert_eq!(st, 201, "{r}");
+        let (st, r) = s
+            .send(
+                Method::PUT,
+                &format!("/api/v1/devices/{}", monitor(i)),
+                json!({"patient_id": id(i)}),
+            )
+            .await;
+        assert_eq!(st, 200, "{r}");
+    }
+    let (st, r) = s
+        .send(
+            Method::PUT,
+            &format!("/api/v1/patients/{}/alarm-settings", id(SICK)),
+            json!({"profile": "adult-ward"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{r}");
+    let _ = clinician(&s, NURSE, Role::Nurse);
+    let (client, acks) = mqtt_client(s.running.mqtt_addr, "ward-gateway").await;
+    let mut mqtt = Publisher { client, acks };
+    let normal = json!([
+        {"n": "heart_rate", "u": "/min", "v": 72},
+        {"n": "respiratory_rate", "u": "/min", "v": 15},
+        {"n": "spo2", "u": "%", "v": 97},
+        {"n": "body_temperature", "u": "Cel", "v": 36.8},
+        {"n": "systolic_bp", "u": "mm[Hg]", "v": 120},
+        {"n": "diastolic_bp", "u": "mm[Hg]", "v": 80}
+    ]);
+    // RCP NEWS2 2017 Chart 1: respiration 26 (3), SpO2 90 on scale 1 (3),
+    // oxygen (2), pulse 135 (3), new confusion (3), temperature and
+    // systolic 0: NEWS2 14, and three red parameters.
+    let sick = json!([
+        {"n": "heart_rate", "u": "/min", "v": 135},
+        {"n": "respiratory_rate", "u": "/min", "v": 26},
+        {"n": "spo2", "u": "%", "v": 90},
+        {"n": "body_temperature", "u": "Cel", "v": 37.2},
+        {"n": "systolic_bp", "u": "mm[Hg]", "v": 118},
+        {"n": "diastolic_bp", "u": "mm[Hg]", "v": 76},
+        {"n": "oxygen_flow", "u": "L/min", "v": 2},
+        {"n": "consciousness", "vs": "C"}
+    ]);
+    mqtt.publish(
+        (1..=BEDS)
+            .map(|i| {
+                let set = if i == SICK { &sick } else { &normal };
+                (monitor(i), serde_json::to_vec(set).unwrap())
+            })
+            .collect(),
+    )
+    .await;
+    let (_, alarms) = s.get("/api/v1/alarms").await;
+    let mine = alarms
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["patient_id"] == id(SICK))
+        .count();
+    assert!(mine >= 3, "the sick patient's alarms: {alarms}");
+
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
+    std::fs::create_dir_all(&shots).unwrap();
+    let mut node = std::process::Command::new("node")
+        .arg(browser_dir().join("dashboard.mjs"))
+        .arg(s.url(""))
+        .arg(&shots)
+        .env("SCENARIO", "station")
+        .env("NURSE_USER", NURSE)
+        .env("NURSE_PASSWORD", PASSWORD)
+        .env("LIVE_PATIENT", id(SICK))
+        .env("WARD_SIZE", BEDS.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("node runs (scripts/test.sh installs it)");
+    let stdout = node.stdout.take().unwrap();
+    let _node = Child(node);
+    let lines = tokio::task::spawn_blocking(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
+    let lines = tokio::time::timeout(Duration::from_secs(180), lines)
+        .await
+        .expect("the browser script ends within 3 minutes")
+        .unwrap();
+    let mut results: HashMap<String, Value> = HashMap::new();
+    for line in &lines {
+        eprintln!("browser: {line}");
+        if let Some(rest) = line.strip_prefix("RESULT ") {
+            let (name, data) = rest.split_once(' ').unwrap();
+            results.insert(name.to_string(), serde_json::from_str(data).unwrap());
+        }
+        assert!(!line.starts_with("WAIT"), "no step to wait for: {line}");
+    }
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("DONE"),
+        "the script failed (its stderr is above)"
+    );
+
+    // Every tile whole in the window, nothing scrolled, one size for all,
+    // nothing spilling out of a tile, no name cut short.
+    let fit = &results["station_fit"];
+    assert_eq!(fit["viewport"], json!([1920, 1080]), "{fit}");
+    assert_eq!(fit["tiles"], BEDS, "{fit}");
+    assert_eq!(fit["inside"], BEDS, "every tile fully visible: {fit}");
+    assert_eq!(fit["scroll"], json!([0, 0]), "{fit}");
+    assert_eq!(fit["sizes"].as_array().unwrap().len(), 1, "{fit}");
+    assert_eq!(fit["spilled"], json!([]), "{fit}");
+    assert_eq!(fit["names_cut"], json!([]), "{fit}");
+
+    let tile = &results["station_tile"];
+    assert_eq!(tile["name"], NAMES[SICK - 1], "{tile}");
+    assert_eq!(tile["bed"], format!("Bed {SICK}"), "{tile}");
+    assert_eq!(tile["news2"], "NEWS2 14", "{tile}");
+    assert_eq!(tile["oxygen"]["value"], "2", "{tile}");
+    assert_eq!(tile["oxygen"]["unit"], "L/min", "{tile}");
+    assert_eq!(tile["acvpu"]["value"], "C", "{tile}");
+    // Each cell: its NEWS2 points and the age of the reading.
+    for (cell, points) in [("oxygen", "2"), ("acvpu", "3"), ("rr", "3"), ("bp", "0")] {
+        let when = tile[cell]["when"].as_str().unwrap();
+        assert!(when.starts_with(&format!("{points} · ")), "{cell}: {tile}");
+        assert_eq!(tile[cell]["score"], points, "{cell}: {tile}");
+    }
+    // The most urgent alarm alone, and the count of all of them.
+    assert_eq!(tile["alarm"], "HIGH", "{tile}");
+    assert_eq!(tile["alarm_rows"], 1, "{tile}");
+    assert_eq!(tile["count"], format!("{mine} alarms"), "{tile}");
+    assert_eq!(
+        tile["quiet_patient"],
+        json!({"oxygen": "air", "acvpu": "A"}),
+        "{tile}"
+    );
+
+    // The trend charts: fixed clinical ranges; adult-ward's limits drawn.
+    let charts = results["trend_limits"]["charts"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let chart = |key: &str| {
+        charts
+            .iter()
+            .find(|c| c["key"] == key)
+            .unwrap_or_else(|| panic!("{key} chart: {charts:?}"))
+            .clone()
+    };
+    assert_eq!(
+        chart("heart_rate"),
+        json!({"key": "heart_rate", "range": "30,180", "limits": "41,110"})
+    );
+    assert_eq!(
+        chart("spo2"),
+        json!({"key": "spo2", "range": "80,100", "limits": "94"})
+    );
+    assert_eq!(
+        chart("systolic_bp"),
+        json!({"key": "systolic_bp", "range": "40,220", "limits": "101,219"})
+    );
+    for shot in ["station-24", "trends-limits"] {
         let png = shots.join(format!("{shot}.png"));
         assert!(
             std::fs::metadata(&png).is_ok_and(|m| m.len() > 10_000),

@@ -13,7 +13,7 @@ mod transport;
 mod ward;
 
 pub use load::{LoadConfig, LoadStats, run_load};
-pub use physiology::{Physiology, Trajectory};
+pub use physiology::{Physiology, RECOVERY_TAU_S, RELAPSE_S, RESPONSE_S, Trajectory, Treatment};
 pub use reports::{Battery, FallDetector};
 pub use transport::Protocol;
-pub use ward::{Extras, SimPatient, clinical_demo_ward, demo_ward};
+pub use ward::{Cycle, Extras, SimPatient, clinical_demo_ward, demo_ward};

@@ -1,6 +1,7 @@
-// Home monitoring: every patient the caller follows, the one who needs
-// attention first at the top: active alarms (highest priority, then most),
-// then the longest without a reading (missed readings), then worst NEWS2.
+// Home monitoring: the patients monitored at home (no bed: the model's
+// mark of a home patient), the one who needs attention first at the top:
+// the highest priority of their active alarms, then NEWS2, then how many
+// alarms, then the longest without a reading (missed readings).
 
 import { el, age, time, lastReading, riskClass, news2Score, news2Title, table, emptyState, PRIORITY_RANK, VITALS, fmtValue } from "./ui.js";
 import { ward, subscribe, alarmsOf } from "./live.js";
@@ -14,26 +15,29 @@ export function attention(p, now) {
 }
 
 export function compare(a, b) {
-  return b.worst - a.worst || b.count - a.count
-    || (b.silentMs === a.silentMs ? 0 : b.silentMs > a.silentMs ? 1 : -1)
-    || b.news2 - a.news2;
+  return b.worst - a.worst || b.news2 - a.news2 || b.count - a.count
+    || (b.silentMs === a.silentMs ? 0 : b.silentMs > a.silentMs ? 1 : -1);
 }
+
+/** A patient monitored at home: `Patient.bed` is empty for them (model). */
+export function atHome(p) { return !p.bed; }
 
 export function mount(root) {
   const filter = el("input", { type: "search", placeholder: "Filter by name or ward", "aria-label": "Filter" });
   const body = el("div", { id: "home-list" });
   root.append(el("div", { class: "toolbar" }, el("h2", { text: "Home monitoring" }),
-    el("span", { class: "muted", text: "Sorted by who needs attention: alarms, then time since the last reading, then NEWS2." }), filter), body);
+    el("span", { class: "muted", text: "Patients at home, sorted by need: highest alarm, then NEWS2, then number of alarms, then time since the last reading." }), filter), body);
 
   function render() {
     const now = Date.now();
     const needle = filter.value.trim().toLowerCase();
     const list = [...ward.patients.values()]
+      .filter(atHome)
       .filter(p => !needle || p.name.toLowerCase().includes(needle) || (p.ward || "").toLowerCase().includes(needle))
       .map(p => ({ p, k: attention(p, now) }))
       .sort((x, y) => compare(x.k, y.k));
-    if (!list.length) { body.replaceChildren(emptyState("No patients to show.")); return; }
-    const rows = list.map(({ p, k }) => el("tr", { "data-patient": p.id, class: k.worst === 3 ? "prio-high" : "" },
+    if (!list.length) { body.replaceChildren(emptyState("No patients monitored at home (a patient without a bed).")); return; }
+    const rows = list.map(({ p, k }) => el("tr", { "data-patient": p.id, class: ["", "prio-low", "prio-medium", "prio-high"][k.worst] },
       el("td", {}, el("a", { href: `#/patients/${encodeURIComponent(p.id)}`, text: p.name })),
       el("td", { text: p.ward || "" }),
       el("td", {}, ...(k.alarms.length ? k.alarms.map(a => el("span", { class: `chip prio-${a.priority}`, text: `${a.priority}: ${a.message}` })) : ["–"])),

@@ -27,10 +27,23 @@ const GROUPS = [
 const COLOURS = ["#4fc3f7", "#ffb74d", "#aed581", "#f06292"];
 
 /**
+ * Fixed y-axis range per chart (its first vital's canonical unit), so that a
+ * glance at a chart's height means the same for every patient and a flat
+ * line is not stretched into a crisis. Wide enough for the clinical range
+ * (NEWS2's chart rows and beyond); a reading outside widens the axis, never
+ * hides it. Weight has no fixed range (it is the patient's own).
+ */
+export const Y_RANGES = {
+  heart_rate: [30, 180], respiratory_rate: [0, 40], spo2: [80, 100], body_temperature: [34, 41],
+  systolic_bp: [40, 220], blood_glucose: [40, 400],
+};
+const LIMIT_COLOUR = "#ff8a80";
+
+/**
  * Range picker, one chart per vital-sign group and the observations table,
  * for patient `id`; kept live on the 1-hour range. Answers a cleanup function.
  */
-export function trends(root, id) {
+export function trends(root, id, opts = {}) {
   const picker = el("div", { class: "ranges", role: "group", "aria-label": "Time range" });
   const charts = el("div", { class: "charts" });
   const obsTable = el("div", { class: "obs-table" });
@@ -39,6 +52,11 @@ export function trends(root, id) {
   let current = 0;
   let raw = null; // key -> [[t, v]] on the live range
   let request = 0;
+  // The patient's alarm limits (their profile and overrides), drawn on the
+  // charts; only for callers who may read alarm settings.
+  const limitsReady = opts.limits
+    ? api(`/api/v1/patients/${enc(id)}/alarm-settings`).then(r => (r.effective && r.effective.thresholds) || {}).catch(() => ({}))
+    : Promise.resolve({});
 
   for (const [i, [label]] of RANGES.entries()) {
     const b = el("button", { type: "button", "data-range": label, text: label });
@@ -61,6 +79,7 @@ export function trends(root, id) {
       charts.replaceChildren(emptyState(e.message));
       return;
     }
+    const limits = await limitsReady;
     if (mine !== request) return; // a newer choice won
     destroy();
     charts.replaceChildren();
@@ -72,14 +91,19 @@ export function trends(root, id) {
       const box = el("figure", { class: "chart", "data-key": present[0] },
         el("figcaption", { text: present.map(k => byKey.get(k).display).join(" / ") + ` (${fmtUnit(byKey.get(present[0]).unit)})` }));
       charts.append(box);
-      plots.push({ group: present, box, plot: makePlot(box, present.map(k => byKey.get(k)), !!bucket, res.from_ms, res.to_ms) });
+      const lim = limits[present[0]] || {};
+      const lines = [lim.low, lim.high].filter(v => typeof v === "number");
+      box.dataset.limits = lines.join(",");
+      const range = Y_RANGES[present[0]];
+      if (range) box.dataset.range = range.join(",");
+      plots.push({ group: present, box, plot: makePlot(box, present.map(k => byKey.get(k)), !!bucket, res.from_ms, res.to_ms, range, lines) });
     }
     if (!plots.length) charts.append(emptyState(`No readings in the last ${RANGES[current][0]}.`));
     charts.dataset.state = "ready";
     renderTable(res.series, !!bucket);
   }
 
-  function makePlot(box, series, bucketed, from, to) {
+  function makePlot(box, series, bucketed, from, to, range, lines) {
     const width = Math.max(300, (charts.clientWidth || 900) - 8);
     const columns = [];
     const specs = [{}];
@@ -98,13 +122,40 @@ export function trends(root, id) {
     });
     const data = columns.length === 1 ? columns[0] : uPlot.join(columns);
     box.dataset.points = String(data[0].length);
+    // The fixed range, widened to any reading (or limit) outside it.
+    const y = range ? { range: (u, min, max) => [Math.min(range[0], min ?? range[0], ...lines), Math.max(range[1], max ?? range[1], ...lines)] } : {};
     const opts = {
       width, height: 180, series: specs,
-      scales: { x: { time: true, min: from / 1000, max: to / 1000 } },
+      scales: { x: { time: true, min: from / 1000, max: to / 1000 }, y },
       axes: [{ stroke: "#8b98a5", grid: { stroke: "#26313c" } }, { stroke: "#8b98a5", grid: { stroke: "#26313c" } }],
       legend: { live: true },
+      hooks: { draw: [u => drawLimits(u, lines)] },
     };
     return new uPlot(opts, data, box);
+  }
+
+  /** The alarm limits as dashed horizontal lines across the plot. */
+  function drawLimits(u, lines) {
+    if (!lines.length) return;
+    const { ctx } = u;
+    const { left, top, width, height } = u.bbox;
+    ctx.save();
+    ctx.strokeStyle = LIMIT_COLOUR;
+    ctx.fillStyle = LIMIT_COLOUR;
+    ctx.lineWidth = Math.max(1, devicePixelRatio);
+    ctx.setLineDash([6 * devicePixelRatio, 4 * devicePixelRatio]);
+    ctx.font = `${11 * devicePixelRatio}px system-ui, sans-serif`;
+    for (const v of lines) {
+      const py = Math.round(u.valToPos(v, "y", true));
+      if (py < top || py > top + height) continue;
+      ctx.beginPath();
+      ctx.moveTo(left, py);
+      ctx.lineTo(left + width, py);
+      ctx.stroke();
+      ctx.textAlign = "right"; // at the right end, clear of the axis labels
+      ctx.fillText(`limit ${v}`, left + width - 4 * devicePixelRatio, py - 3 * devicePixelRatio);
+    }
+    ctx.restore();
   }
 
   function label(key) { return VITAL_NAMES[key] || key; }
@@ -230,7 +281,7 @@ export function mount(root, ctx, id) {
     renderAlarms();
     api(`/api/v1/alarms?state=resolved&patient=${encodeURIComponent(id)}&limit=200`).then(list => { history = list; renderAlarms(); }).catch(() => {});
   })();
-  const stopTrends = trends(trendBox, id);
+  const stopTrends = trends(trendBox, id, { limits: true });
   loadDevices();
   const unsubscribe = subscribe(change => {
     if (change.reloaded || change.patients.has(id)) { renderHead(); renderAlarms(); }
