@@ -125,6 +125,9 @@ async fn forward(
     loop {
         let event = tokio::select! {
             biased;
+            // The reader went (or its credential ended): stop at once, not
+            // at the next event.
+            () = tx.closed() => return,
             change = alarms.next() => {
                 let Some(Change { seq, change, alarm }) = change else { return };
                 alarms.taken(seq);
