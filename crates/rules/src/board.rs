@@ -256,6 +256,9 @@ struct PatientAlarms {
     clearing: HashMap<Condition, Clearing>,
     /// This patient's clear delay (ms); `None`: the board's default.
     clear_after_ms: Option<TimestampMs>,
+    /// The highest priority each active alarm (by key) has had: coming back
+    /// up to it is not news, going above it is.
+    peaks: HashMap<Condition, Priority>,
 }
 
 /// Active alarms by patient and condition, and recently resolved ones.
@@ -371,7 +374,13 @@ impl AlarmBoard {
         if let Some(alarm) = alarms.active.get_mut(&key) {
             alarm.value = value;
             alarm.updated_ms = alarm.updated_ms.max(time_ms);
-            if shown.priority > alarm.priority {
+            // Worse than it has ever been in this episode: raised again. An
+            // aggregate going 7, 6, 7 climbs back to a priority it had (and
+            // was acknowledged at, perhaps): an update, not a new alarm.
+            let peak = alarms.peaks.entry(key.clone()).or_insert(alarm.priority);
+            let above_peak = shown.priority > *peak;
+            *peak = (*peak).max(shown.priority);
+            if above_peak {
                 shown.apply(alarm);
                 // Worse than when acknowledged: it needs attention again.
                 alarm.state = AlarmState::Active;
@@ -463,6 +472,7 @@ impl AlarmBoard {
         let alarms = self.patients.get_mut(patient)?;
         alarms.reasons.remove(key);
         alarms.clearing.remove(key);
+        alarms.peaks.remove(key);
         let mut alarm = alarms.active.remove(key)?;
         alarms
             .episodes
@@ -975,6 +985,7 @@ impl AlarmBoard {
                 // raises a new alarm at its next reading.
                 p.reasons.remove(&key);
                 p.clearing.remove(&key);
+                p.peaks.remove(&key);
                 p.active.remove(&key)
             })
             .ok_or(BoardError::NoSuchAlarm(id))?;
@@ -1563,5 +1574,34 @@ mod tests {
         board.apply(&p, threshold(72_000, 126.0, true, Priority::Medium));
         assert!(board.settle(9_000_000).is_empty());
         assert_eq!(board.active().len(), 1);
+    }
+
+    /// RCP NEWS2 Chart 2 bands on an aggregate hovering at 6 and 7: raised
+    /// high once; acknowledged; back to 6 (medium) and up to 7 again is the
+    /// same alarm, still acknowledged, not a new high alarm each time. Above
+    /// anything it had been, it would be raised again.
+    #[test]
+    fn an_aggregate_hovering_between_bands_is_not_raised_again() {
+        let mut board = AlarmBoard::default();
+        let p = PatientId::new("p1").unwrap();
+        let a = board.observe_news2(&p, agg(7, 7).as_ref(), 1).unwrap();
+        assert!(matches!(a, AlarmChange::Raised(ref x) if x.priority == Priority::High));
+        board.acknowledge(a.alarm().id, "nurse", 2).unwrap();
+        for (t, score) in [(3, 6), (4, 7), (5, 6), (6, 7)] {
+            let change = board
+                .observe_news2(&p, agg(score, score).as_ref(), t)
+                .unwrap();
+            assert!(
+                matches!(change, AlarmChange::Updated(ref x) if x.state == AlarmState::Acknowledged),
+                "NEWS2 {score}: {change:?}"
+            );
+        }
+        // From a medium alarm never high before, high is news.
+        let q = PatientId::new("p2").unwrap();
+        board.observe_news2(&q, agg(5, 5).as_ref(), 1).unwrap();
+        assert!(matches!(
+            board.observe_news2(&q, agg(7, 7).as_ref(), 2),
+            Some(AlarmChange::Raised(ref x)) if x.priority == Priority::High
+        ));
     }
 }
