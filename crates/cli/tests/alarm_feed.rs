@@ -9,60 +9,13 @@ mod common;
 
 use common::*;
 use reqwest::Method;
-use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, LastWill, QoS};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 const ALL_ALARMS: &str = "medmesh/v1/alarms/+";
-
-/// What a 3.1.1 client's event loop saw, as text: "connack", "suback
-/// [codes]", "puback", "publish TOPIC PAYLOAD", or "closed: REASON" (last).
-async fn client(
-    addr: SocketAddr,
-    id: &str,
-    adjust: impl FnOnce(&mut MqttOptions),
-) -> (AsyncClient, UnboundedReceiver<String>) {
-    let mut opts = MqttOptions::new(id, addr.ip().to_string(), addr.port());
-    opts.set_keep_alive(Duration::from_secs(30));
-    adjust(&mut opts);
-    let (client, mut eventloop) = AsyncClient::new(opts, 16);
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        loop {
-            let said = match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => "connack".to_string(),
-                Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                    format!("suback {:?}", ack.return_codes)
-                }
-                Ok(Event::Incoming(Packet::PubAck(_))) => "puback".to_string(),
-                Ok(Event::Incoming(Packet::Publish(p))) => format!(
-                    "publish {} {}",
-                    p.topic,
-                    String::from_utf8_lossy(&p.payload)
-                ),
-                Ok(_) => continue,
-                Err(e) => {
-                    let _ = tx.send(format!("closed: {e:?}"));
-                    return;
-                }
-            };
-            if tx.send(said).is_err() {
-                return;
-            }
-        }
-    });
-    (client, rx)
-}
-
-/// The next event (10 s at most: a bound on a hang, not a timing assertion).
-async fn next(events: &mut UnboundedReceiver<String>) -> String {
-    tokio::time::timeout(Duration::from_secs(10), events.recv())
-        .await
-        .expect("an MQTT event within 10 s")
-        .unwrap_or_else(|| "channel closed".into())
-}
 
 /// An account signed in to the feed as client `client_id`, subscribed to
 /// `filters` (each granted).
@@ -73,15 +26,15 @@ async fn feed(
     token: &str,
     filters: &[&str],
 ) -> (AsyncClient, UnboundedReceiver<String>) {
-    let (c, mut events) = client(addr, client_id, |o| {
+    let (c, mut events) = mqtt_events_client(addr, client_id, |o| {
         o.set_credentials(username, token);
     })
     .await;
-    assert_eq!(next(&mut events).await, "connack");
+    assert_eq!(next_event(&mut events).await, "connack");
     for f in filters {
         c.subscribe(*f, QoS::AtLeastOnce).await.unwrap();
         assert_eq!(
-            next(&mut events).await,
+            next_event(&mut events).await,
             "suback [Success(AtLeastOnce)]",
             "{f}"
         );
@@ -98,7 +51,7 @@ async fn heard_until(
 ) -> Vec<(String, String, String)> {
     let mut heard = Vec::new();
     loop {
-        let said = next(events).await;
+        let said = next_event(events).await;
         let Some(rest) = said.strip_prefix("publish ") else {
             panic!("expected an alarm, got {said}");
         };
@@ -345,19 +298,19 @@ async fn only_an_alarm_feed_token_reaches_the_alarms_and_only_under_them() {
     team(&s, "ward-a", &["nursecall-a"], &["Ward A"]).await;
 
     // A token without the scope is no MQTT credential at all.
-    let (_, mut events) = client(addr, "no-scope", |o| {
+    let (_, mut events) = mqtt_events_client(addr, "no-scope", |o| {
         o.set_credentials("nursecall-a", api_token.as_str());
     })
     .await;
-    let said = next(&mut events).await;
+    let said = next_event(&mut events).await;
     assert!(said.contains("NotAuthorized"), "{said}");
     // Nor is the feed's token under another user's name, or a made-up one.
     for (user, password) in [("admin", token.as_str()), ("nursecall-a", "mm_made_up")] {
-        let (_, mut events) = client(addr, "guess", |o| {
+        let (_, mut events) = mqtt_events_client(addr, "guess", |o| {
             o.set_credentials(user, password);
         })
         .await;
-        let said = next(&mut events).await;
+        let said = next_event(&mut events).await;
         assert!(said.starts_with("closed"), "{user}: {said}");
     }
     // The feed's token does not open the REST API.
@@ -379,13 +332,13 @@ async fn only_an_alarm_feed_token_reaches_the_alarms_and_only_under_them() {
         .await;
     assert_eq!(status, 201, "{issued}");
     let device_token = issued["password"].as_str().unwrap().to_string();
-    let (anonymous, mut anon_events) = client(addr, "nurse-call-display", |_| {}).await;
-    assert_eq!(next(&mut anon_events).await, "connack");
-    let (device, mut device_events) = client(addr, "mon-a1", |o| {
+    let (anonymous, mut anon_events) = mqtt_events_client(addr, "nurse-call-display", |_| {}).await;
+    assert_eq!(next_event(&mut anon_events).await, "connack");
+    let (device, mut device_events) = mqtt_events_client(addr, "mon-a1", |o| {
         o.set_credentials("mon-a1", device_token.as_str());
     })
     .await;
-    assert_eq!(next(&mut device_events).await, "connack");
+    assert_eq!(next_event(&mut device_events).await, "connack");
     for filter in [
         "medmesh/v1/alarms/a1",
         ALL_ALARMS,
@@ -393,10 +346,14 @@ async fn only_an_alarm_feed_token_reaches_the_alarms_and_only_under_them() {
         "#",
     ] {
         anonymous.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
-        assert_eq!(next(&mut anon_events).await, "suback [Failure]", "{filter}");
+        assert_eq!(
+            next_event(&mut anon_events).await,
+            "suback [Failure]",
+            "{filter}"
+        );
         device.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
         assert_eq!(
-            next(&mut device_events).await,
+            next_event(&mut device_events).await,
             "suback [Failure]",
             "{filter}"
         );
@@ -413,7 +370,11 @@ async fn only_an_alarm_feed_token_reaches_the_alarms_and_only_under_them() {
         "medmesh/v1/devices/+/senml",
     ] {
         account.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
-        assert_eq!(next(&mut events).await, "suback [Failure]", "{filter}");
+        assert_eq!(
+            next_event(&mut events).await,
+            "suback [Failure]",
+            "{filter}"
+        );
     }
     // A device's command reaches no account.
     let (st, delivery) = s
@@ -459,12 +420,12 @@ async fn an_alarm_feed_account_publishes_nothing() {
     team(&s, "ward-a", &["nursecall-a"], &["Ward A"]).await;
 
     // Not even a will.
-    let (_, mut events) = client(addr, "with-will", |o| {
+    let (_, mut events) = mqtt_events_client(addr, "with-will", |o| {
         o.set_credentials("nursecall-a", token.as_str());
         o.set_last_will(LastWill::new("lab/gone", "bye", QoS::AtLeastOnce, false));
     })
     .await;
-    let said = next(&mut events).await;
+    let said = next_event(&mut events).await;
     assert!(said.contains("NotAuthorized"), "{said}");
 
     // MQTT 3.1.1 can only acknowledge: acknowledged, nothing stored, and a
@@ -475,7 +436,7 @@ async fn an_alarm_feed_account_publishes_nothing() {
         .publish(topic("mon-a1"), QoS::AtLeastOnce, false, reading.clone())
         .await
         .unwrap();
-    assert_eq!(next(&mut events).await, "puback");
+    assert_eq!(next_event(&mut events).await, "puback");
     account
         .publish(
             "medmesh/v1/alarms/a1",
@@ -485,7 +446,7 @@ async fn an_alarm_feed_account_publishes_nothing() {
         )
         .await
         .unwrap();
-    assert_eq!(next(&mut events).await, "puback");
+    assert_eq!(next_event(&mut events).await, "puback");
     // MQTT 5 is told: not authorized.
     use rumqttc::v5::mqttbytes::v5::Packet as Packet5;
     let mut opts = rumqttc::v5::MqttOptions::new("nursecall-5", addr.ip().to_string(), addr.port());
@@ -521,7 +482,7 @@ async fn an_alarm_feed_account_publishes_nothing() {
     let (_, alarms) = s.get("/api/v1/alarms?patient=a1").await;
     assert_eq!(alarms, json!([]));
     red(&s, "mon-a1", "spo2").await;
-    let said = next(&mut events).await;
+    let said = next_event(&mut events).await;
     assert!(said.starts_with("publish medmesh/v1/alarms/a1 "), "{said}");
     assert!(
         said.contains("\"seq\"") && said.contains("\"raised\""),
@@ -562,14 +523,14 @@ async fn revoking_the_token_or_disabling_the_user_closes_the_feed_at_once() {
         .send(Method::DELETE, &format!("/api/v1/tokens/{id}"), Value::Null)
         .await;
     assert_eq!(st, 204);
-    let said = next(&mut events).await;
+    let said = next_event(&mut events).await;
     assert!(said.starts_with("closed"), "revoked: {said}");
     // And it does not sign in again.
-    let (_, mut again) = client(addr, "again", |o| {
+    let (_, mut again) = mqtt_events_client(addr, "again", |o| {
         o.set_credentials("nursecall-a", token.as_str());
     })
     .await;
-    let said = next(&mut again).await;
+    let said = next_event(&mut again).await;
     assert!(
         said.starts_with("closed") && !said.contains("connack"),
         "{said}"
@@ -584,7 +545,7 @@ async fn revoking_the_token_or_disabling_the_user_closes_the_feed_at_once() {
         .send(Method::DELETE, "/api/v1/users/nursecall-a", Value::Null)
         .await;
     assert_eq!(st, 204);
-    let said = next(&mut kept).await;
+    let said = next_event(&mut kept).await;
     assert!(said.starts_with("closed"), "disabled: {said}");
 
     let lines = audited(&s, "nursecall-a").await;

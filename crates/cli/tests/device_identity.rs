@@ -6,61 +6,12 @@
 mod common;
 
 use common::*;
-use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
+use rumqttc::{LastWill, QoS};
 use serde_json::{Value, json};
-use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::sync::mpsc::UnboundedReceiver;
 
 /// A tachycardia a monitor would alarm on.
 const PACK: &str = r#"[{"n":"heart_rate","u":"/min","v":190}]"#;
-
-/// What a 3.1.1 client's event loop saw, as text: "connack", "suback
-/// [codes]", "puback", "publish TOPIC PAYLOAD", or "closed: REASON" (last).
-async fn client(
-    addr: SocketAddr,
-    id: &str,
-    adjust: impl FnOnce(&mut MqttOptions),
-) -> (AsyncClient, UnboundedReceiver<String>) {
-    let mut opts = MqttOptions::new(id, addr.ip().to_string(), addr.port());
-    opts.set_keep_alive(Duration::from_secs(30));
-    adjust(&mut opts);
-    let (client, mut eventloop) = AsyncClient::new(opts, 16);
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        loop {
-            let said = match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => "connack".to_string(),
-                Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                    format!("suback {:?}", ack.return_codes)
-                }
-                Ok(Event::Incoming(Packet::PubAck(_))) => "puback".to_string(),
-                Ok(Event::Incoming(Packet::Publish(p))) => format!(
-                    "publish {} {}",
-                    p.topic,
-                    String::from_utf8_lossy(&p.payload)
-                ),
-                Ok(_) => continue,
-                Err(e) => {
-                    let _ = tx.send(format!("closed: {e:?}"));
-                    return;
-                }
-            };
-            if tx.send(said).is_err() {
-                return;
-            }
-        }
-    });
-    (client, rx)
-}
-
-/// The next event (10 s at most: a bound on a hang, not a timing assertion).
-async fn next(events: &mut UnboundedReceiver<String>) -> String {
-    tokio::time::timeout(Duration::from_secs(10), events.recv())
-        .await
-        .expect("an MQTT event within 10 s")
-        .unwrap_or_else(|| "channel closed".into())
-}
 
 /// Issues `device` its token through the API.
 async fn credentials(s: &TestServer, device: &str) -> String {
@@ -112,13 +63,13 @@ async fn a_client_without_credentials_may_not_publish_for_a_device_that_has_them
 
     // MQTT 3.1.1, under another client ID: acknowledged (3.1.1 has no way
     // to refuse a publish) but not stored.
-    let (intruder, mut events) = client(addr, "intruder", |_| {}).await;
-    assert_eq!(next(&mut events).await, "connack");
+    let (intruder, mut events) = mqtt_events_client(addr, "intruder", |_| {}).await;
+    assert_eq!(next_event(&mut events).await, "connack");
     intruder
         .publish(topic("mon-1"), QoS::AtLeastOnce, false, PACK)
         .await
         .unwrap();
-    assert_eq!(next(&mut events).await, "puback");
+    assert_eq!(next_event(&mut events).await, "puback");
 
     // MQTT 5: the PUBACK says NotAuthorized (rumqttc reports a failure
     // reason code as an event-loop error).
@@ -161,11 +112,11 @@ async fn a_device_with_credentials_cannot_be_impersonated_by_client_id() {
     let token = credentials(&s, "mon-1").await;
     let addr = s.running.mqtt_addr;
     // The device, connected and listening for its commands.
-    let (device, mut events) = client(addr, "mon-1", |o| {
+    let (device, mut events) = mqtt_events_client(addr, "mon-1", |o| {
         o.set_credentials("mon-1", token.as_str());
     })
     .await;
-    assert_eq!(next(&mut events).await, "connack");
+    assert_eq!(next_event(&mut events).await, "connack");
     device
         .subscribe(
             medmesh_sources::mqtt::command_topic("mon-1"),
@@ -173,16 +124,19 @@ async fn a_device_with_credentials_cannot_be_impersonated_by_client_id() {
         )
         .await
         .unwrap();
-    assert_eq!(next(&mut events).await, "suback [Success(AtLeastOnce)]");
+    assert_eq!(
+        next_event(&mut events).await,
+        "suback [Success(AtLeastOnce)]"
+    );
 
     // No credentials, the device's client ID: refused at CONNECT.
-    let (_, mut impostor) = client(addr, "mon-1", |_| {}).await;
-    let said = next(&mut impostor).await;
+    let (_, mut impostor) = mqtt_events_client(addr, "mon-1", |_| {}).await;
+    let said = next_event(&mut impostor).await;
     assert!(said.contains("NotAuthorized"), "{said}");
     // The device kept its session: its command still reaches it.
     assert_eq!(command(&s, "mon-1", json!("check")).await["delivered"], 1);
     assert_eq!(
-        next(&mut events).await,
+        next_event(&mut events).await,
         "publish medmesh/v1/devices/mon-1/commands \"check\""
     );
 }
@@ -192,8 +146,8 @@ async fn anonymous_devices_are_off_unless_allowed_explicitly() {
     // The product's default, whatever the address: nothing set.
     let s = start_with(|c| c.devices.allow_anonymous = None).await;
     s.admit("p1", "mon-1").await;
-    let (_, mut events) = client(s.running.mqtt_addr, "mon-1", |_| {}).await;
-    let said = next(&mut events).await;
+    let (_, mut events) = mqtt_events_client(s.running.mqtt_addr, "mon-1", |_| {}).await;
+    let said = next_event(&mut events).await;
     assert!(said.contains("NotAuthorized"), "{said}");
     // HTTP and CoAP say the same.
     let r = reqwest::Client::new()
@@ -214,8 +168,8 @@ async fn subscriptions_reach_only_the_clients_own_topics() {
     let addr = s.running.mqtt_addr;
 
     // Anonymous: everything, every alarm, another device's commands: refused.
-    let (snoop, mut events) = client(addr, "snoop", |_| {}).await;
-    assert_eq!(next(&mut events).await, "connack");
+    let (snoop, mut events) = mqtt_events_client(addr, "snoop", |_| {}).await;
+    assert_eq!(next_event(&mut events).await, "connack");
     for filter in [
         "#",
         "medmesh/v1/alarms/#",
@@ -223,7 +177,11 @@ async fn subscriptions_reach_only_the_clients_own_topics() {
         "medmesh/v1/devices/mon-2/commands",
     ] {
         snoop.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
-        assert_eq!(next(&mut events).await, "suback [Failure]", "{filter}");
+        assert_eq!(
+            next_event(&mut events).await,
+            "suback [Failure]",
+            "{filter}"
+        );
     }
     // So a command for mon-2 reaches no one.
     assert_eq!(
@@ -232,23 +190,26 @@ async fn subscriptions_reach_only_the_clients_own_topics() {
     );
 
     // A device with credentials: its own topics only.
-    let (device, mut events) = client(addr, "mon-1", |o| {
+    let (device, mut events) = mqtt_events_client(addr, "mon-1", |o| {
         o.set_credentials("mon-1", token.as_str());
     })
     .await;
-    assert_eq!(next(&mut events).await, "connack");
+    assert_eq!(next_event(&mut events).await, "connack");
     device
         .subscribe("medmesh/v1/devices/mon-2/commands", QoS::AtLeastOnce)
         .await
         .unwrap();
-    assert_eq!(next(&mut events).await, "suback [Failure]");
+    assert_eq!(next_event(&mut events).await, "suback [Failure]");
     device.subscribe("#", QoS::AtLeastOnce).await.unwrap();
-    assert_eq!(next(&mut events).await, "suback [Failure]");
+    assert_eq!(next_event(&mut events).await, "suback [Failure]");
     device
         .subscribe("medmesh/v1/devices/mon-1/#", QoS::AtLeastOnce)
         .await
         .unwrap();
-    assert_eq!(next(&mut events).await, "suback [Success(AtLeastOnce)]");
+    assert_eq!(
+        next_event(&mut events).await,
+        "suback [Success(AtLeastOnce)]"
+    );
     assert!(refused(&s.metrics().await) >= 6.0);
 }
 
@@ -265,22 +226,22 @@ async fn a_will_may_not_speak_for_another_device_or_the_alarms() {
     ];
     for (topic, payload) in forged {
         // With the device's credentials, and without any.
-        let (_, mut events) = client(addr, "mon-1", |o| {
+        let (_, mut events) = mqtt_events_client(addr, "mon-1", |o| {
             o.set_credentials("mon-1", token.as_str());
             o.set_last_will(LastWill::new(topic, payload, QoS::AtLeastOnce, false));
         })
         .await;
-        let said = next(&mut events).await;
+        let said = next_event(&mut events).await;
         assert!(said.contains("NotAuthorized"), "{topic}: {said}");
-        let (_, mut events) = client(addr, "anyone", |o| {
+        let (_, mut events) = mqtt_events_client(addr, "anyone", |o| {
             o.set_last_will(LastWill::new(topic, payload, QoS::AtLeastOnce, false));
         })
         .await;
-        let said = next(&mut events).await;
+        let said = next_event(&mut events).await;
         assert!(said.contains("NotAuthorized"), "{topic}: {said}");
     }
     // A will on the device's own topics is its own business.
-    let (_, mut events) = client(addr, "mon-1", |o| {
+    let (_, mut events) = mqtt_events_client(addr, "mon-1", |o| {
         o.set_credentials("mon-1", token.as_str());
         o.set_last_will(LastWill::new(
             "medmesh/v1/devices/mon-1/status",
@@ -290,7 +251,7 @@ async fn a_will_may_not_speak_for_another_device_or_the_alarms() {
         ));
     })
     .await;
-    assert_eq!(next(&mut events).await, "connack");
+    assert_eq!(next_event(&mut events).await, "connack");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -300,11 +261,11 @@ async fn revoking_or_replacing_credentials_closes_the_devices_session_at_once() 
     let addr = s.running.mqtt_addr;
     for replace in [true, false] {
         let token = credentials(&s, "mon-1").await;
-        let (_, mut events) = client(addr, "mon-1", |o| {
+        let (_, mut events) = mqtt_events_client(addr, "mon-1", |o| {
             o.set_credentials("mon-1", token.as_str());
         })
         .await;
-        assert_eq!(next(&mut events).await, "connack");
+        assert_eq!(next_event(&mut events).await, "connack");
         if replace {
             credentials(&s, "mon-1").await;
         } else {
@@ -316,7 +277,7 @@ async fn revoking_or_replacing_credentials_closes_the_devices_session_at_once() 
                 .unwrap();
             assert_eq!(r.status(), 204);
         }
-        let said = next(&mut events).await;
+        let said = next_event(&mut events).await;
         assert!(said.starts_with("closed"), "replace {replace}: {said}");
     }
 }

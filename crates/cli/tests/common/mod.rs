@@ -280,6 +280,53 @@ pub fn mqtt_client_with_inflight(
     (client, rx)
 }
 
+/// What a 3.1.1 client's event loop saw, as text: "connack", "suback
+/// [codes]", "puback", "publish TOPIC PAYLOAD", or "closed: REASON" (last).
+pub async fn mqtt_events_client(
+    addr: SocketAddr,
+    id: &str,
+    adjust: impl FnOnce(&mut MqttOptions),
+) -> (AsyncClient, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    let mut opts = MqttOptions::new(id, addr.ip().to_string(), addr.port());
+    opts.set_keep_alive(Duration::from_secs(30));
+    adjust(&mut opts);
+    let (client, mut eventloop) = AsyncClient::new(opts, 16);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let said = match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => "connack".to_string(),
+                Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                    format!("suback {:?}", ack.return_codes)
+                }
+                Ok(Event::Incoming(Packet::PubAck(_))) => "puback".to_string(),
+                Ok(Event::Incoming(Packet::Publish(p))) => format!(
+                    "publish {} {}",
+                    p.topic,
+                    String::from_utf8_lossy(&p.payload)
+                ),
+                Ok(_) => continue,
+                Err(e) => {
+                    let _ = tx.send(format!("closed: {e:?}"));
+                    return;
+                }
+            };
+            if tx.send(said).is_err() {
+                return;
+            }
+        }
+    });
+    (client, rx)
+}
+
+/// The next event (10 s at most: a bound on a hang, not a timing assertion).
+pub async fn next_event(events: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> String {
+    tokio::time::timeout(Duration::from_secs(10), events.recv())
+        .await
+        .expect("an MQTT event within 10 s")
+        .unwrap_or_else(|| "channel closed".into())
+}
+
 pub async fn recv_ack(acks: &mut tokio::sync::mpsc::UnboundedReceiver<u16>) -> u16 {
     tokio::time::timeout(Duration::from_secs(10), acks.recv())
         .await
